@@ -1,0 +1,47 @@
+"""JSON with byte strings: ``bytes`` travel as ``{"__type": "Uint8Array", "data": <base64>}``
+at any depth (world.md D3). Used on the wire and for payload columns alike."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+_TAG = "Uint8Array"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"__type": _TAG, "data": base64.b64encode(bytes(value)).decode()}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def dumps_text(value: Any) -> str:
+    return dumps(value).decode()
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON and turn every Uint8Array envelope back into ``bytes``.
+
+    Raises ``ValueError`` for invalid JSON or a malformed envelope.
+    """
+    return revive(orjson.loads(raw))
+
+
+def revive(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("__type") == _TAG and isinstance(value.get("data"), str) and len(value) == 2:
+            try:
+                return base64.b64decode(value["data"], validate=True)
+            except binascii.Error as exc:
+                raise ValueError("a Uint8Array envelope holds invalid base64") from exc
+        return {key: revive(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [revive(item) for item in value]
+    return value

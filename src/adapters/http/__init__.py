@@ -1,0 +1,1 @@
+"""HTTP edge (Starlette): routes, wire format, the error table, middleware, auth."""

@@ -1,0 +1,258 @@
+"""The wire format: camelCase JSON, ISO-8601 UTC dates with milliseconds, bytes as
+Uint8Array envelopes. The only module that spells camelCase."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters import codec
+from domain import errors
+from domain.pagination import Page
+from domain.world import (
+    Event,
+    EventResult,
+    Hook,
+    ResolveData,
+    Run,
+    Step,
+    StructuredError,
+    Wait,
+)
+
+T = TypeVar("T")
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+class JSONResponse(Response):
+    media_type = JSON_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return codec.dumps(content)
+
+
+def iso(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _put_dates(out: dict[str, Any], **dates: datetime | None) -> None:
+    for name, value in dates.items():
+        if value is not None:
+            out[name] = iso(value)
+
+
+def error_wire(error: StructuredError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    out: dict[str, Any] = {"message": error.message}
+    if error.stack is not None:
+        out["stack"] = error.stack
+    if error.code is not None:
+        out["code"] = error.code
+    return out
+
+
+def run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "runId": run.run_id,
+        "status": run.status,
+        "deploymentId": run.deployment_id,
+        "workflowName": run.workflow_name,
+        "specVersion": run.spec_version,
+    }
+    if run.execution_context is not None:
+        out["executionContext"] = run.execution_context
+    if resolve == "all":
+        out["input"] = run.input
+        if run.status == "completed":
+            out["output"] = run.output
+    if run.error is not None:
+        out["error"] = error_wire(run.error)
+    out["createdAt"] = iso(run.created_at)
+    out["updatedAt"] = iso(run.updated_at)
+    _put_dates(
+        out, startedAt=run.started_at, completedAt=run.completed_at, expiredAt=run.expired_at
+    )
+    return out
+
+
+def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "runId": step.run_id,
+        "stepId": step.step_id,
+        "stepName": step.step_name,
+        "status": step.status,
+        "attempt": step.attempt,
+        "specVersion": step.spec_version,
+    }
+    if resolve == "all":
+        out["input"] = step.input
+        if step.status == "completed":
+            out["output"] = step.output
+    if step.error is not None:
+        out["error"] = error_wire(step.error)
+    out["createdAt"] = iso(step.created_at)
+    out["updatedAt"] = iso(step.updated_at)
+    _put_dates(
+        out,
+        startedAt=step.started_at,
+        completedAt=step.completed_at,
+        retryAfter=step.retry_after,
+    )
+    return out
+
+
+def hook_wire(hook: Hook, resolve: ResolveData = "all") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "runId": hook.run_id,
+        "hookId": hook.hook_id,
+        "token": hook.token,
+        "ownerId": hook.owner_id,
+        "projectId": hook.project_id,
+        "environment": hook.environment,
+        "isWebhook": hook.is_webhook,
+        "specVersion": hook.spec_version,
+        "createdAt": iso(hook.created_at),
+    }
+    if resolve == "all":
+        out["metadata"] = hook.metadata
+    return out
+
+
+def wait_wire(wait: Wait) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "waitId": wait.wait_id,
+        "runId": wait.run_id,
+        "status": wait.status,
+        "specVersion": wait.spec_version,
+        "createdAt": iso(wait.created_at),
+        "updatedAt": iso(wait.updated_at),
+    }
+    _put_dates(out, resumeAt=wait.resume_at, completedAt=wait.completed_at)
+    return out
+
+
+def event_wire(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "eventId": event.event_id,
+        "runId": event.run_id,
+        "eventType": event.event_type.value,
+        "createdAt": iso(event.created_at),
+        "specVersion": event.spec_version,
+    }
+    if event.correlation_id is not None:
+        out["correlationId"] = event.correlation_id
+    if event.event_data is not None:
+        out["eventData"] = event.event_data
+    return out
+
+
+def event_result_wire(result: EventResult) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if result.event is not None:
+        out["event"] = event_wire(result.event)
+    if result.run is not None:
+        out["run"] = run_wire(result.run)
+    if result.step is not None:
+        out["step"] = step_wire(result.step)
+    if result.hook is not None:
+        out["hook"] = hook_wire(result.hook)
+    if result.wait is not None:
+        out["wait"] = wait_wire(result.wait)
+    if result.events is not None:
+        out["events"] = [event_wire(event) for event in result.events]
+    return out
+
+
+def page_wire(page: Page[T], render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "data": [render(item) for item in page.data],
+        "cursor": page.cursor,
+        "hasMore": page.has_more,
+    }
+
+
+# -- reading requests -----------------------------------------------------------------------
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The body as JSON (bytes revived); 413 past ``max_bytes``, 400 when not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(max_bytes)
+    body = bytearray()
+    async for piece in request.stream():
+        body.extend(piece)
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(max_bytes)
+    if not body:
+        raise errors.InvalidRequest("The request body must be JSON", {"field": "body"})
+    try:
+        return codec.loads(bytes(body))
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+
+
+class PayloadTooLarge(errors.DomainError):
+    code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body exceeds {limit} bytes", {"limit": limit})
+
+
+async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    body = await read_json(request, max_bytes)
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object", {"field": "body"})
+    return body
+
+
+def field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = False,
+    path: str | None = None,
+) -> Any:  # fmt: skip
+    """``body[name]`` checked against ``kind``; None when absent and not required."""
+    where = path or name
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise errors.InvalidRequest(f"{where} is required", {"field": where})
+        return None
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise errors.InvalidRequest(f"{where} must be a number", {"field": where})
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise errors.InvalidRequest(
+            f"{where} must be of type {_json_name(names)}", {"field": where}
+        )
+    return value
+
+
+def _json_name(python_name: str) -> str:
+    return (
+        python_name.replace("str", "string").replace("dict", "object").replace("list", "array")
+        .replace("int", "integer").replace("float", "number").replace("bool", "boolean")
+    )  # fmt: skip
+
+
+def resolve_data(value: Any, where: str = "resolveData") -> ResolveData:
+    if value is None or value == "all":
+        return "all"
+    if value == "none":
+        return "none"
+    raise errors.InvalidRequest(f"{where} must be 'all' or 'none'", {"field": where})
+
+
+def int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.InvalidRequest(f"{name} must be an integer", {"field": name}) from None

@@ -1,0 +1,294 @@
+"""The world-proxy lane (world.md D1-D4): ``/v1/queue/*`` and ``/v1/world/*``,
+scope ``world:proxy``. Handlers parse, call one use case, render."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from adapters.http import wire
+from adapters.http.auth import requires
+from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
+from domain import errors
+from domain.api_keys import WORLD_SCOPE
+from domain.use_cases.proxy_world_event import CreateEvent
+from domain.use_cases.publish_message import Publish
+from domain.use_cases.query_world import Paging
+from domain.world import EventRequest, EventType
+
+world = requires(WORLD_SCOPE)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    return await read_object(request, request.state.settings.max_body_bytes)
+
+
+def _paging(body: dict[str, Any]) -> Paging:
+    pagination = field(body, "pagination", dict) or {}
+    return Paging(
+        limit=field(pagination, "limit", int, path="pagination.limit"),
+        cursor=field(pagination, "cursor", str, path="pagination.cursor"),
+        sort_order=field(pagination, "sortOrder", str, path="pagination.sortOrder"),
+    )
+
+
+def _event_request(body: dict[str, Any]) -> EventRequest:
+    data = field(body, "data", dict, required=True)
+    kind = field(data, "eventType", str, required=True, path="data.eventType")
+    try:
+        event_type = EventType(kind)
+    except ValueError:
+        raise errors.InvalidRequest(
+            f"data.eventType {kind!r} is not an event type", {"field": "data.eventType"}
+        ) from None
+    return EventRequest(
+        event_type=event_type,
+        correlation_id=field(data, "correlationId", str, path="data.correlationId"),
+        spec_version=field(data, "specVersion", int, path="data.specVersion"),
+        event_data=field(data, "eventData", dict, path="data.eventData"),
+    )
+
+
+@world
+async def create_event(request: Request) -> Response:
+    body = await _body(request)
+    params = field(body, "params", dict) or {}
+    command = CreateEvent(
+        run_id=field(body, "runId", str),
+        request=_event_request(body),
+        resolve_data=resolve_data(params.get("resolveData"), "params.resolveData"),
+    )
+    result = await request.state.container.proxy_world_event().execute(command)
+    return JSONResponse(wire.event_result_wire(result))
+
+
+@world
+async def list_events(request: Request) -> Response:
+    body = await _body(request)
+    run_id = field(body, "runId", str, required=True)
+    page = await request.state.container.query_world().list_events(
+        run_id, _paging(body), resolve_data(body.get("resolveData"))
+    )
+    return JSONResponse(wire.page_wire(page, wire.event_wire))
+
+
+@world
+async def list_events_by_correlation(request: Request) -> Response:
+    body = await _body(request)
+    correlation_id = field(body, "correlationId", str, required=True)
+    page = await request.state.container.query_world().list_events_by_correlation(
+        correlation_id, _paging(body), resolve_data(body.get("resolveData"))
+    )
+    return JSONResponse(wire.page_wire(page, wire.event_wire))
+
+
+@world
+async def get_run(request: Request) -> Response:
+    resolve = resolve_data(request.query_params.get("resolveData"))
+    run = await request.state.container.query_world().get_run(request.path_params["run_id"])
+    return JSONResponse(wire.run_wire(run, resolve))
+
+
+@world
+async def list_runs(request: Request) -> Response:
+    body = await _body(request)
+    resolve = resolve_data(body.get("resolveData"))
+    page = await request.state.container.query_world().list_runs(
+        _paging(body), field(body, "workflowName", str), field(body, "status", str)
+    )
+    return JSONResponse(wire.page_wire(page, lambda run: wire.run_wire(run, resolve)))
+
+
+@world
+async def get_step(request: Request) -> Response:
+    resolve = resolve_data(request.query_params.get("resolveData"))
+    run_id = request.query_params.get("runId") or None
+    step = await request.state.container.query_world().get_step(
+        run_id, request.path_params["step_id"]
+    )
+    return JSONResponse(wire.step_wire(step, resolve))
+
+
+@world
+async def list_steps(request: Request) -> Response:
+    body = await _body(request)
+    resolve = resolve_data(body.get("resolveData"))
+    page = await request.state.container.query_world().list_steps(
+        field(body, "runId", str, required=True), _paging(body)
+    )
+    return JSONResponse(wire.page_wire(page, lambda step: wire.step_wire(step, resolve)))
+
+
+@world
+async def get_hook(request: Request) -> Response:
+    resolve = resolve_data(request.query_params.get("resolveData"))
+    hook = await request.state.container.query_world().get_hook(request.path_params["hook_id"])
+    return JSONResponse(wire.hook_wire(hook, resolve))
+
+
+@world
+async def get_hook_by_token(request: Request) -> Response:
+    hook = await request.state.container.query_world().get_hook_by_token(
+        request.path_params["token"]
+    )
+    return JSONResponse(wire.hook_wire(hook))
+
+
+@world
+async def list_hooks(request: Request) -> Response:
+    body = await _body(request)
+    resolve = resolve_data(body.get("resolveData"))
+    page = await request.state.container.query_world().list_hooks(
+        field(body, "runId", str), _paging(body)
+    )
+    return JSONResponse(wire.page_wire(page, lambda hook: wire.hook_wire(hook, resolve)))
+
+
+def _chunk_bytes(value: Any, where: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise errors.InvalidRequest(
+        f"{where} must be a string or a Uint8Array envelope", {"field": where}
+    )
+
+
+@world
+async def write_stream(request: Request) -> Response:
+    body = await _body(request)
+    name = field(body, "name", str, required=True)
+    run_id = field(body, "runId", str, required=True)
+    if "chunks" in body:
+        listed = field(body, "chunks", list, required=True)
+        chunks = [_chunk_bytes(item, f"chunks[{i}]") for i, item in enumerate(listed)]
+    elif "chunk" in body:
+        chunks = [_chunk_bytes(body["chunk"], "chunk")]
+    else:
+        raise errors.InvalidRequest("chunk or chunks is required", {"field": "chunk"})
+    await request.state.container.write_stream().write(name, run_id, chunks)
+    return JSONResponse({"ok": True})
+
+
+@world
+async def close_stream(request: Request) -> Response:
+    body = await _body(request)
+    await request.state.container.write_stream().close(
+        field(body, "name", str, required=True), field(body, "runId", str, required=True)
+    )
+    return JSONResponse({"ok": True})
+
+
+def _query(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise errors.InvalidRequest(f"query parameter {name} is required", {"field": name})
+    return value
+
+
+@world
+async def read_stream(request: Request) -> Response:
+    name = _query(request, "name")
+    start = int_param(request, "startIndex") or 0
+    chunks = request.state.container.read_stream().read(name, start)
+    return StreamingResponse(chunks, media_type="application/octet-stream")
+
+
+@world
+async def list_streams(request: Request) -> Response:
+    names = await request.state.container.inspect_stream().names_for_run(_query(request, "runId"))
+    return JSONResponse({"streams": names})
+
+
+@world
+async def stream_chunks(request: Request) -> Response:
+    page = await request.state.container.inspect_stream().chunks(
+        _query(request, "name"), int_param(request, "limit"), request.query_params.get("cursor")
+    )
+    return JSONResponse(
+        {
+            "data": [{"index": chunk.index, "data": chunk.data} for chunk in page.data],
+            "cursor": page.cursor,
+            "hasMore": page.has_more,
+            "done": page.done,
+        }
+    )
+
+
+@world
+async def stream_info(request: Request) -> Response:
+    info = await request.state.container.inspect_stream().info(_query(request, "name"))
+    return JSONResponse({"tailIndex": info.tail_index, "done": info.done})
+
+
+@world
+async def publish(request: Request) -> Response:
+    body = await _body(request)
+    if "message" not in body:
+        raise errors.InvalidRequest("message is required", {"field": "message"})
+    opts = field(body, "opts", dict) or {}
+    headers = field(opts, "headers", dict, path="opts.headers") or {}
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise errors.InvalidRequest(
+            "opts.headers values must be strings", {"field": "opts.headers"}
+        )
+    command = Publish(
+        queue_name=field(body, "queueName", str, required=True),
+        payload=body["message"],
+        deployment_id=field(opts, "deploymentId", str, path="opts.deploymentId"),
+        idempotency_key=field(opts, "idempotencyKey", str, path="opts.idempotencyKey"),
+        delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
+        headers=headers,
+    )
+    message_id = await request.state.container.publish_message().execute(command)
+    return JSONResponse({"messageId": message_id})
+
+
+@world
+async def deployment_id(request: Request) -> Response:
+    found = await request.state.container.get_deployment_id().execute()
+    return JSONResponse({"deploymentId": found})
+
+
+@world
+async def encryption_key(request: Request) -> Response:
+    body = await _body(request)
+    run = field(body, "run", dict) or {}
+    context = field(body, "context", dict) or {}
+    run_id = field(body, "runId", str) or field(run, "runId", str, path="run.runId")
+    deployment = (
+        field(body, "deploymentId", str)
+        or field(run, "deploymentId", str, path="run.deploymentId")
+        or field(context, "deploymentId", str, path="context.deploymentId")
+    )
+    if not run_id:
+        raise errors.InvalidRequest("runId is required", {"field": "runId"})
+    key = await request.state.container.get_encryption_key().execute(run_id, deployment)
+    return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
+
+
+ROUTES = [
+    Route("/v1/queue/publish", publish, methods=["POST"]),
+    Route("/v1/world/deployment-id", deployment_id, methods=["GET"]),
+    Route("/v1/world/encryption-key", encryption_key, methods=["POST"]),
+    Route("/v1/world/events/create", create_event, methods=["POST"]),
+    Route("/v1/world/events/list", list_events, methods=["POST"]),
+    Route("/v1/world/events/list-by-correlation", list_events_by_correlation, methods=["POST"]),
+    Route("/v1/world/runs/list", list_runs, methods=["POST"]),
+    Route("/v1/world/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/v1/world/steps/list", list_steps, methods=["POST"]),
+    Route("/v1/world/steps/{step_id}", get_step, methods=["GET"]),
+    Route("/v1/world/hooks/list", list_hooks, methods=["POST"]),
+    Route("/v1/world/hooks/by-token/{token:path}", get_hook_by_token, methods=["GET"]),
+    Route("/v1/world/hooks/{hook_id}", get_hook, methods=["GET"]),
+    Route("/v1/world/streams/write", write_stream, methods=["POST"]),
+    Route("/v1/world/streams/close", close_stream, methods=["POST"]),
+    Route("/v1/world/streams/read", read_stream, methods=["GET"]),
+    Route("/v1/world/streams/list", list_streams, methods=["GET"]),
+    Route("/v1/world/streams/chunks", stream_chunks, methods=["GET"]),
+    Route("/v1/world/streams/info", stream_info, methods=["GET"]),
+]

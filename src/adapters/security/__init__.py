@@ -1,0 +1,1 @@
+"""Secrets: API key hashing and per-run encryption keys."""

@@ -1,0 +1,1 @@
+"""SQL persistence: one implementation for SQLite and PostgreSQL (SQLAlchemy Core)."""

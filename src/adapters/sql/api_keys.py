@@ -1,0 +1,85 @@
+"""``SqlApiKeyStore``: API keys, stored by the hash of their secret only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sql.dialect import insert_if_absent
+from adapters.sql.reads import run_read
+from adapters.sql.rows import at_ms, from_ms, to_ms
+from adapters.sql.schema import api_keys
+from adapters.sql.writer import GroupCommitWriter
+from domain.ports.security import ApiKey, ApiKeyStore
+
+
+def _key_from(row: Any) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        name=row.name,
+        scopes=frozenset(orjson.loads(row.scopes)),
+        created_at=at_ms(row.created_ms),
+        revoked_at=from_ms(row.revoked_ms),
+    )
+
+
+def _values(key: ApiKey, secret_hash: str) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "secret_hash": secret_hash,
+        "scopes": orjson.dumps(sorted(key.scopes)).decode(),
+        "created_ms": to_ms(key.created_at),
+        "revoked_ms": to_ms(key.revoked_at),
+    }
+
+
+class SqlApiKeyStore(ApiKeyStore):
+    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._engine = engine
+        self._writer = writer
+
+    async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
+        query = select(api_keys).where(api_keys.c.secret_hash == secret_hash)
+
+        def fetch(conn: Connection) -> ApiKey | None:
+            row = conn.execute(query).first()
+            return None if row is None else _key_from(row)
+
+        return await run_read(self._engine, fetch)
+
+    async def upsert_seed(self, key: ApiKey, secret_hash: str) -> None:
+        def upsert(conn: Connection) -> None:
+            if not insert_if_absent(conn, api_keys, _values(key, secret_hash)):
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.secret_hash == secret_hash)
+                    .values(name=key.name, scopes=orjson.dumps(sorted(key.scopes)).decode())
+                )
+
+        await self._writer.run_sql(upsert)
+
+    async def create(self, key: ApiKey, secret_hash: str) -> None:
+        await self._writer.run_sql(
+            lambda conn: conn.execute(api_keys.insert().values(**_values(key, secret_hash)))
+        )
+
+    async def list(self) -> Sequence[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.created_ms, api_keys.c.key_id)
+        return await run_read(
+            self._engine, lambda conn: [_key_from(row) for row in conn.execute(query)]
+        )
+
+    async def revoke(self, key_id: str, at: datetime) -> bool:
+        statement = (
+            update(api_keys)
+            .where(api_keys.c.key_id == key_id, api_keys.c.revoked_ms.is_(None))
+            .values(revoked_ms=to_ms(at))
+        )
+        return await self._writer.run_sql(lambda conn: conn.execute(statement).rowcount == 1)

@@ -1,0 +1,118 @@
+"""Engines, connection settings and migrations for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from adapters.sql.writer import (
+    AsyncRunSyncRunner,
+    BatchRunner,
+    GroupCommitWriter,
+    SqliteThreadRunner,
+    begin_immediate,
+)
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+_MIGRATION_LOCK = 727_001  # pg advisory lock id taken while migrating
+POSTGRES_FLUSHERS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    sqlite_path: Path
+    database_url: str | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url is not None
+
+    def describe(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:{self.sqlite_path}"
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+class Database:
+    """The async engine (reads) and the group-commit writer (writes) of one database."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.config = config
+        self.engine: AsyncEngine
+        runner: BatchRunner
+        if config.database_url is not None:
+            self.engine = create_async_engine(
+                _postgres_url(config.database_url), pool_size=10, max_overflow=10,
+                pool_pre_ping=True,
+            )  # fmt: skip
+            runner = AsyncRunSyncRunner(self.engine)
+            flushers = POSTGRES_FLUSHERS
+        else:
+            config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_async_engine(f"sqlite+aiosqlite:///{config.sqlite_path}")
+            _sqlite_pragmas(self.engine.sync_engine)
+            writer_engine = create_engine(
+                f"sqlite+pysqlite:///{config.sqlite_path}",
+                poolclass=NullPool,
+                connect_args={"check_same_thread": False},
+            )
+            _sqlite_pragmas(writer_engine)
+            begin_immediate(writer_engine)
+            runner = SqliteThreadRunner(writer_engine)
+            flushers = 1
+        self.writer = GroupCommitWriter(runner, flushers=flushers)
+
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if self.config.is_postgres else "sqlite"
+
+    async def migrate(self) -> None:
+        """Bring the schema to the latest revision; safe with several processes at once."""
+        await self.writer.run_alone(_upgrade)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.engine.dispose()
+
+
+def _postgres_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(engine: Any) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def _upgrade(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")

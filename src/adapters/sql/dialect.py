@@ -1,0 +1,31 @@
+"""The few places where SQLite and PostgreSQL differ: insert-if-absent, row locks.
+
+SQLite serializes writers with ``BEGIN IMMEDIATE`` (one writer at a time for the
+whole file), so it needs no row locks; PostgreSQL locks the rows it decides on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless its key (or a unique column) exists; True when inserted."""
+    module: Any = postgresql if is_postgres(conn) else sqlite
+    statement = module.insert(table).values(**values).on_conflict_do_nothing()
+    return conn.execute(statement).rowcount == 1
+
+
+def locked(conn: Connection, query: Select[Any], skip_locked: bool = False) -> Select[Any]:
+    """``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``); as is on SQLite."""
+    if is_postgres(conn):
+        return query.with_for_update(skip_locked=skip_locked)
+    return query

@@ -1,0 +1,198 @@
+"""Read side: ``SqlWorldReader`` and ``SqlStreamReader`` on the async engine.
+
+Queries are synchronous Core functions run through ``AsyncConnection.run_sync``,
+so every read is one pooled connection and no ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, select, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sql import rows
+from adapters.sql.errors import translate
+from adapters.sql.schema import events, hooks, runs, steps, stream_chunks, stream_runs
+from domain.pagination import Page, PageRequest, Position, encode_cursor
+from domain.ports.streams import StoredChunk, StreamReader
+from domain.ports.world import WorldReader
+from domain.world import Event, Hook, Run, Step
+
+T = TypeVar("T")
+
+
+async def run_read(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(fn)
+    except Exception as error:
+        raise translate(error) from error
+
+
+def paged(
+    conn: Connection,
+    table: Table,
+    id_column: str,
+    where: list[ColumnElement[bool]],
+    page: PageRequest,
+    mapper: Callable[[Any], T],
+) -> Page[T]:
+    """Keyset pagination on ``(created_ms, id)``; fetches ``limit + 1`` to know hasMore."""
+    created, item_id = table.c.created_ms, table.c[id_column]
+    key = tuple_(created, item_id)
+    conditions = list(where)
+    if page.after is not None:
+        mark = tuple_(page.after.created_ms, page.after.item_id)
+        conditions.append(key > mark if page.sort_order == "asc" else key < mark)
+    order = (created, item_id) if page.sort_order == "asc" else (created.desc(), item_id.desc())
+    query: Select[Any] = select(table).where(and_(*conditions)).order_by(*order)
+    fetched = conn.execute(query.limit(page.limit + 1)).all()
+    has_more = len(fetched) > page.limit
+    fetched = fetched[: page.limit]
+    cursor = None
+    if fetched:
+        last = fetched[-1]
+        cursor = encode_cursor(Position(last.created_ms, last._mapping[id_column]))
+    elif page.after is not None:
+        cursor = encode_cursor(page.after)
+    return Page(tuple(mapper(row) for row in fetched), cursor, has_more)
+
+
+class SqlWorldReader(WorldReader):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _one(self, query: Select[Any], mapper: Callable[[Any], T]) -> T | None:
+        def fetch(conn: Connection) -> T | None:
+            row = conn.execute(query).first()
+            return None if row is None else mapper(row)
+
+        return await run_read(self._engine, fetch)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return await self._one(select(runs).where(runs.c.run_id == run_id), rows.run_from)
+
+    async def list_runs(
+        self, page: PageRequest, workflow_name: str | None = None, status: str | None = None
+    ) -> Page[Run]:
+        where = []
+        if workflow_name is not None:
+            where.append(runs.c.workflow_name == workflow_name)
+        if status is not None:
+            where.append(runs.c.status == status)
+        return await run_read(
+            self._engine, lambda conn: paged(conn, runs, "run_id", where, page, rows.run_from)
+        )
+
+    async def get_step(self, run_id: str | None, step_id: str) -> Step | None:
+        query = select(steps).where(steps.c.step_id == step_id)
+        if run_id is not None:
+            query = query.where(steps.c.run_id == run_id)
+        return await self._one(query.limit(1), rows.step_from)
+
+    async def list_steps(self, run_id: str, page: PageRequest) -> Page[Step]:
+        where = [steps.c.run_id == run_id]
+        return await run_read(
+            self._engine, lambda conn: paged(conn, steps, "step_id", where, page, rows.step_from)
+        )
+
+    async def get_event(self, run_id: str, event_id: str) -> Event | None:
+        query = select(events).where(events.c.run_id == run_id, events.c.event_id == event_id)
+        return await self._one(query, rows.event_from)
+
+    async def list_events(self, run_id: str, page: PageRequest) -> Page[Event]:
+        where = [events.c.run_id == run_id]
+        return await run_read(
+            self._engine,
+            lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
+        )
+
+    async def list_events_by_correlation(
+        self, correlation_id: str, page: PageRequest
+    ) -> Page[Event]:
+        where = [events.c.correlation_id == correlation_id]
+        return await run_read(
+            self._engine,
+            lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
+        )
+
+    async def get_hook(self, hook_id: str) -> Hook | None:
+        return await self._one(select(hooks).where(hooks.c.hook_id == hook_id), rows.hook_from)
+
+    async def get_hook_by_token(self, token: str) -> Hook | None:
+        return await self._one(select(hooks).where(hooks.c.token == token), rows.hook_from)
+
+    async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]:
+        where = [] if run_id is None else [hooks.c.run_id == run_id]
+        return await run_read(
+            self._engine, lambda conn: paged(conn, hooks, "hook_id", where, page, rows.hook_from)
+        )
+
+
+class SqlStreamReader(StreamReader):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def chunks_after(self, name: str, after_seq: int, limit: int) -> list[StoredChunk]:
+        query = (
+            select(stream_chunks.c.seq, stream_chunks.c.data, stream_chunks.c.eof)
+            .where(stream_chunks.c.name == name, stream_chunks.c.seq > after_seq)
+            .order_by(stream_chunks.c.seq)
+            .limit(limit)
+        )
+
+        def fetch(conn: Connection) -> list[StoredChunk]:
+            return [StoredChunk(r.seq, bytes(r.data), bool(r.eof)) for r in conn.execute(query)]
+
+        return await run_read(self._engine, fetch)
+
+    async def data_chunk_count(self, name: str) -> tuple[int, bool]:
+        is_data = and_(
+            stream_chunks.c.name == name,
+            stream_chunks.c.eof.is_(False),
+            func.length(stream_chunks.c.data) > 0,
+        )
+        closed = exists().where(stream_chunks.c.name == name, stream_chunks.c.eof.is_(True))
+        query = select(select(func.count()).where(is_data).scalar_subquery(), closed)
+
+        def fetch(conn: Connection) -> tuple[int, bool]:
+            count, done = conn.execute(query).one()
+            return int(count), bool(done)
+
+        return await run_read(self._engine, fetch)
+
+    async def data_chunks(
+        self, name: str, start_index: int, limit: int
+    ) -> tuple[list[bytes], bool]:
+        query = (
+            select(stream_chunks.c.data)
+            .where(
+                stream_chunks.c.name == name,
+                stream_chunks.c.eof.is_(False),
+                func.length(stream_chunks.c.data) > 0,
+            )
+            .order_by(stream_chunks.c.seq)
+            .offset(start_index)
+            .limit(limit + 1)
+        )
+
+        def fetch(conn: Connection) -> tuple[list[bytes], bool]:
+            found = [bytes(row.data) for row in conn.execute(query)]
+            return found[:limit], len(found) > limit
+
+        return await run_read(self._engine, fetch)
+
+    async def names_for_run(self, run_id: str) -> list[str]:
+        query = (
+            select(stream_runs.c.name)
+            .where(stream_runs.c.run_id == run_id)
+            .order_by(stream_runs.c.created_ms, stream_runs.c.name)
+        )
+
+        def fetch(conn: Connection) -> list[str]:
+            return [row.name for row in conn.execute(query)]
+
+        return await run_read(self._engine, fetch)

@@ -1,0 +1,200 @@
+"""Explicit mapping between rows and domain entities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from adapters import codec
+from domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
+
+
+def to_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+
+
+def at_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def encode(value: Any) -> str:
+    return codec.dumps_text(value)
+
+
+def decode(text: str | None) -> Any:
+    return None if text is None else codec.loads(text)
+
+
+def _error_text(error: StructuredError | None) -> str | None:
+    if error is None:
+        return None
+    return encode({"message": error.message, "stack": error.stack, "code": error.code})
+
+
+def _error(text: str | None) -> StructuredError | None:
+    data = decode(text)
+    return None if data is None else StructuredError(data["message"], data["stack"], data["code"])
+
+
+def run_values(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "deployment_id": run.deployment_id,
+        "workflow_name": run.workflow_name,
+        "spec_version": run.spec_version,
+        "execution_context": None
+        if run.execution_context is None
+        else encode(run.execution_context),
+        "input": encode(run.input),
+        "output": encode(run.output) if run.status == "completed" else None,
+        "error": _error_text(run.error),
+        "created_ms": to_ms(run.created_at),
+        "updated_ms": to_ms(run.updated_at),
+        "started_ms": to_ms(run.started_at),
+        "completed_ms": to_ms(run.completed_at),
+        "expired_ms": to_ms(run.expired_at),
+    }
+
+
+def run_from(row: Row[Any]) -> Run:
+    return Run(
+        run_id=row.run_id,
+        status=row.status,
+        deployment_id=row.deployment_id,
+        workflow_name=row.workflow_name,
+        spec_version=row.spec_version,
+        execution_context=decode(row.execution_context),
+        input=decode(row.input),
+        output=decode(row.output),
+        error=_error(row.error),
+        created_at=at_ms(row.created_ms),
+        updated_at=at_ms(row.updated_ms),
+        started_at=from_ms(row.started_ms),
+        completed_at=from_ms(row.completed_ms),
+        expired_at=from_ms(row.expired_ms),
+    )
+
+
+def step_values(step: Step) -> dict[str, Any]:
+    return {
+        "run_id": step.run_id,
+        "step_id": step.step_id,
+        "step_name": step.step_name,
+        "status": step.status,
+        "input": encode(step.input),
+        "output": encode(step.output) if step.status == "completed" else None,
+        "error": _error_text(step.error),
+        "attempt": step.attempt,
+        "spec_version": step.spec_version,
+        "created_ms": to_ms(step.created_at),
+        "updated_ms": to_ms(step.updated_at),
+        "started_ms": to_ms(step.started_at),
+        "completed_ms": to_ms(step.completed_at),
+        "retry_after_ms": to_ms(step.retry_after),
+    }
+
+
+def step_from(row: Row[Any]) -> Step:
+    return Step(
+        run_id=row.run_id,
+        step_id=row.step_id,
+        step_name=row.step_name,
+        status=row.status,
+        input=decode(row.input),
+        output=decode(row.output),
+        error=_error(row.error),
+        attempt=row.attempt,
+        spec_version=row.spec_version,
+        created_at=at_ms(row.created_ms),
+        updated_at=at_ms(row.updated_ms),
+        started_at=from_ms(row.started_ms),
+        completed_at=from_ms(row.completed_ms),
+        retry_after=from_ms(row.retry_after_ms),
+    )
+
+
+def hook_values(hook: Hook) -> dict[str, Any]:
+    return {
+        "hook_id": hook.hook_id,
+        "run_id": hook.run_id,
+        "token": hook.token,
+        "metadata": None if hook.metadata is None else encode(hook.metadata),
+        "is_webhook": hook.is_webhook,
+        "spec_version": hook.spec_version,
+        "owner_id": hook.owner_id,
+        "project_id": hook.project_id,
+        "environment": hook.environment,
+        "created_ms": to_ms(hook.created_at),
+    }
+
+
+def hook_from(row: Row[Any]) -> Hook:
+    return Hook(
+        hook_id=row.hook_id,
+        run_id=row.run_id,
+        token=row.token,
+        metadata=decode(row.metadata),
+        is_webhook=bool(row.is_webhook),
+        spec_version=row.spec_version,
+        owner_id=row.owner_id,
+        project_id=row.project_id,
+        environment=row.environment,
+        created_at=at_ms(row.created_ms),
+    )
+
+
+def wait_values(wait: Wait) -> dict[str, Any]:
+    return {
+        "run_id": wait.run_id,
+        "correlation_id": wait.correlation_id,
+        "status": wait.status,
+        "spec_version": wait.spec_version,
+        "resume_ms": to_ms(wait.resume_at),
+        "completed_ms": to_ms(wait.completed_at),
+        "created_ms": to_ms(wait.created_at),
+        "updated_ms": to_ms(wait.updated_at),
+    }
+
+
+def wait_from(row: Row[Any]) -> Wait:
+    return Wait(
+        run_id=row.run_id,
+        correlation_id=row.correlation_id,
+        status=row.status,
+        spec_version=row.spec_version,
+        resume_at=from_ms(row.resume_ms),
+        completed_at=from_ms(row.completed_ms),
+        created_at=at_ms(row.created_ms),
+        updated_at=at_ms(row.updated_ms),
+    )
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "run_id": event.run_id,
+        "event_type": event.event_type.value,
+        "correlation_id": event.correlation_id,
+        "event_data": None if event.event_data is None else encode(event.event_data),
+        "spec_version": event.spec_version,
+        "created_ms": to_ms(event.created_at),
+    }
+
+
+def event_from(row: Row[Any]) -> Event:
+    return Event(
+        event_id=row.event_id,
+        run_id=row.run_id,
+        event_type=EventType(row.event_type),
+        correlation_id=row.correlation_id,
+        event_data=decode(row.event_data),
+        spec_version=row.spec_version,
+        created_at=at_ms(row.created_ms),
+    )

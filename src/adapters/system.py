@@ -1,0 +1,56 @@
+"""Small in-process adapters: the wall clock and the change signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from domain.ports.clock import Clock
+from domain.ports.streams import Signal, Subscription
+
+
+class SystemClock(Clock):
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class _Subscription(Subscription):
+    def __init__(self, owner: LocalSignal, topic: str) -> None:
+        self._owner = owner
+        self._topic = topic
+        self.event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+        notified = self.event.is_set()
+        self.event.clear()
+        return notified
+
+    def close(self) -> None:
+        self._owner.discard(self._topic, self)
+
+
+class LocalSignal(Signal):
+    """Wakes subscribers in this process; other processes are seen by polling."""
+
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[str, set[_Subscription]] = defaultdict(set)
+
+    def subscribe(self, topic: str) -> Subscription:
+        subscription = _Subscription(self, topic)
+        self._subscribers[topic].add(subscription)
+        return subscription
+
+    def notify(self, topic: str) -> None:
+        for subscription in self._subscribers.get(topic, ()):
+            subscription.event.set()
+
+    def discard(self, topic: str, subscription: _Subscription) -> None:
+        subscribers = self._subscribers.get(topic)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[topic]

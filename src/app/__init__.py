@@ -1,0 +1,1 @@
+"""Composition: settings, the container, the runtime, the server and the CLI."""

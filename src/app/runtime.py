@@ -1,0 +1,52 @@
+"""One async start/stop context shared by the server, the CLI and scripts.
+
+    async with Runtime(settings) as container:
+        await container.proxy_world_event().execute(...)
+
+Start: open the database, migrate, resolve the encryption secret, seed API keys.
+Stop: flush and close the writer, dispose the engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from adapters.security.run_keys import load_or_create_secret
+from app.container import Container
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.container = Container(settings=settings)
+
+    async def __aenter__(self) -> Container:
+        settings = self.settings
+        secret = None
+        if settings.encryption:
+            secret = settings.encryption_secret or await asyncio.to_thread(
+                load_or_create_secret, settings.secret_path
+            )
+        self.container.run_key_secret.override(secret)
+        database = self.container.database()
+        try:
+            await database.migrate()
+            await self.container.seed_api_keys().execute(settings.seed_api_keys)
+        except BaseException:
+            await database.close()
+            raise
+        log.info("runtime started", extra={"database": database.config.describe()})
+        return self.container
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.container.database().close()

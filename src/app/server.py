@@ -1,0 +1,116 @@
+"""Server factories: the ASGI app, and hypercorn serving it (HTTP/1.1 and HTTP/2:
+h2c with prior knowledge on plain TCP, h2 through ALPN when TLS is configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+from starlette.applications import Starlette
+
+from adapters.http import public_routes, world_routes
+from adapters.http.app import build_app
+from app.runtime import Runtime
+from app.settings import Settings
+
+KEEP_ALIVE_MAX_REQUESTS = 1_000_000
+START_TIMEOUT = 30.0
+
+
+def create_app(settings: Settings) -> Starlette:
+    routes = [*public_routes.ROUTES, *world_routes.ROUTES]
+    return build_app(routes, lambda: Runtime(settings), settings)
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.loglevel = settings.log_level.upper()
+    config.h2_max_concurrent_streams = 256
+    if settings.certfile is not None:
+        config.certfile = str(settings.certfile)
+        config.keyfile = str(settings.keyfile) if settings.keyfile else None
+        config.alpn_protocols = ["h2", "http/1.1"]
+    return config
+
+
+@dataclass
+class ServerHandle:
+    """A listening server: its base ``url`` and ``close()``."""
+
+    url: str
+    _stop: asyncio.Event
+    _task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def __aenter__(self) -> ServerHandle:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class ComputeWorkerServer:
+    """The app and its hypercorn configuration; not listening until ``serve``/``start``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.config = hypercorn_config(settings)
+
+    async def serve(self, shutdown_trigger: Any = None, sockets: Sockets | None = None) -> None:
+        """Serve until ``shutdown_trigger`` returns (default: SIGINT/SIGTERM)."""
+        await worker_serve(
+            wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+            self.config,
+            sockets=sockets or self.config.create_sockets(),
+            shutdown_trigger=shutdown_trigger,
+        )
+
+    async def start(self) -> ServerHandle:
+        """Bind, start serving in the background, and return once connections are accepted."""
+        sockets = self.config.create_sockets()
+        bound = (sockets.secure_sockets or sockets.insecure_sockets)[0]
+        host, port = bound.getsockname()[:2]
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.serve(stop.wait, sockets))
+        await _wait_until_accepting(host, port, task)
+        scheme = "https" if self.config.ssl_enabled else "http"
+        shown = f"[{host}]" if ":" in host else host
+        return ServerHandle(f"{scheme}://{shown}:{port}", stop, task)
+
+
+async def _wait_until_accepting(host: str, port: int, task: asyncio.Task[None]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while True:
+        if task.done():
+            task.result()  # raises what stopped the server
+            raise RuntimeError("the server stopped while starting")
+        try:
+            _, writer = await asyncio.open_connection(host, port, family=family)
+        except OSError:
+            if loop.time() > deadline:
+                task.cancel()
+                raise TimeoutError(f"no connections accepted on port {port}") from None
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return

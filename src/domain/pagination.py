@@ -1,0 +1,78 @@
+"""Pagination of World lists (world.md §3.1, decision D7).
+
+Order is ``(createdAt, id)``; a cursor names the last item of a page, opaquely.
+The last page keeps its cursor so a poller can resume from it later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+from domain import errors
+
+T = TypeVar("T")
+SortOrder = Literal["asc", "desc"]
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a cursor points: the sort key of the last item seen."""
+
+    created_ms: int
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    sort_order: SortOrder
+    after: Position | None = None
+
+    @classmethod
+    def of(
+        cls,
+        limit: int | None,
+        cursor: str | None,
+        sort_order: str | None,
+        *,
+        default_limit: int,
+        default_order: SortOrder,
+    ) -> PageRequest:
+        order: SortOrder = default_order
+        if sort_order == "asc":
+            order = "asc"
+        elif sort_order == "desc":
+            order = "desc"
+        elif sort_order:
+            raise errors.InvalidRequest(
+                "sortOrder must be 'asc' or 'desc'", {"field": "pagination.sortOrder"}
+            )
+        size = default_limit if limit is None else min(max(limit, 1), MAX_LIMIT)
+        return cls(limit=size, sort_order=order, after=decode_cursor(cursor) if cursor else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    data: tuple[T, ...]
+    cursor: str | None
+    has_more: bool
+
+
+def encode_cursor(position: Position) -> str:
+    raw = f"{position.created_ms}|{position.item_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Position:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, item_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        return Position(int(created), item_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise errors.InvalidRequest(
+            "cursor is not one this server issued", {"field": "pagination.cursor"}
+        ) from None

@@ -1,0 +1,1 @@
+"""Ports: the Protocols the use cases depend on. Adapters implement them."""

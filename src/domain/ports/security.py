@@ -1,0 +1,34 @@
+"""API keys and per-run encryption keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyStore(Protocol):
+    async def find_by_hash(self, secret_hash: str) -> ApiKey | None: ...
+    async def upsert_seed(self, key: ApiKey, secret_hash: str) -> None:
+        """Create the key, or update name and scopes of the key with this hash."""
+        ...
+
+    async def create(self, key: ApiKey, secret_hash: str) -> None: ...
+    async def list(self) -> Sequence[ApiKey]: ...
+    async def revoke(self, key_id: str, at: datetime) -> bool: ...
+
+
+class RunKeyDeriver(Protocol):
+    def derive(self, deployment_id: str, run_id: str) -> bytes | None:
+        """The run's 32-byte AES key, or None when encryption is switched off."""
+        ...

@@ -1,0 +1,45 @@
+"""Read side of streams (world.md §5) and the wake-up signal live readers wait on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A persisted chunk; ``seq`` orders chunks of one stream in commit order."""
+
+    seq: int
+    data: bytes
+    eof: bool
+
+
+class StreamReader(Protocol):
+    async def chunks_after(self, name: str, after_seq: int, limit: int) -> list[StoredChunk]: ...
+    async def data_chunk_count(self, name: str) -> tuple[int, bool]:
+        """How many non-empty data chunks the stream holds, and whether it is closed."""
+        ...
+
+    async def data_chunks(
+        self, name: str, start_index: int, limit: int
+    ) -> tuple[list[bytes], bool]:
+        """Up to ``limit`` data chunks from ``start_index``, and whether more exist."""
+        ...
+
+    async def names_for_run(self, run_id: str) -> list[str]: ...
+
+
+class Subscription(Protocol):
+    async def wait(self, seconds: float) -> bool:
+        """Wait until notified or ``seconds`` passed; True when notified."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Signal(Protocol):
+    """In-process change notifications. Readers also poll, for writers in other processes."""
+
+    def subscribe(self, topic: str) -> Subscription: ...
+    def notify(self, topic: str) -> None: ...

@@ -1,0 +1,603 @@
+"""The event reducer: validate one ``events.create`` request against the current
+state of its run and decide the new state (world.md §2, decisions D5, D6, D11).
+
+Pure: the caller loads a :class:`Snapshot`, calls :func:`decide` and writes the
+resulting :class:`Transition` in the same transaction. Every domain error is
+raised here, before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from domain import errors, ids
+from domain.world import (
+    CURRENT_SPEC_VERSION,
+    Event,
+    EventRequest,
+    EventType,
+    Hook,
+    Run,
+    Step,
+    StructuredError,
+    Wait,
+)
+
+_T = TypeVar("_T")
+
+RUN_ID_MAX_AGE = timedelta(hours=24)
+RUN_ID_MAX_SKEW = timedelta(minutes=5)
+
+_NEEDS_CORRELATION = frozenset({"step", "hook", "wait"})
+_STEP_FINISH_CHECKS_RUN = frozenset({EventType.STEP_STARTED, EventType.STEP_FAILED})
+_RUN_ENDINGS = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state an event is decided against, loaded under the run's write lock."""
+
+    run: Run | None = None
+    step: Step | None = None
+    hook: Hook | None = None
+    wait: Wait | None = None
+    token_holder: Hook | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event to append; the store gives it its monotonic id."""
+
+    event_type: EventType
+    spec_version: int
+    correlation_id: str | None = None
+    event_data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What to write, and what to answer once it is written."""
+
+    events: tuple[EventDraft, ...] = ()
+    run: Run | None = None
+    run_is_new: bool = False
+    step: Step | None = None
+    step_is_new: bool = False
+    new_hook: Hook | None = None
+    disposed_hook_id: str | None = None
+    wait: Wait | None = None
+    wait_is_new: bool = False
+    purge_hooks_and_waits: bool = False
+    # what the EventResult carries besides the event
+    answer_run: Run | None = None
+    answer_step: Step | None = None
+    answer_hook: Hook | None = None
+    answer_wait: Wait | None = None
+    answer_with_log: bool = False
+    answer_with_event: bool = True
+
+
+def validate_client_run_id(run_id: str, now: datetime) -> None:
+    """A client-chosen run id must be a ``wrun_`` ULID minted within 24 h past .. 5 min future."""
+    try:
+        stamp_ms = ids.ulid_timestamp_ms(run_id, ids.RUN)
+    except ValueError:
+        raise errors.InvalidRequest(f'Invalid runId: "{run_id}" is not a valid ULID') from None
+    stamp = datetime.fromtimestamp(stamp_ms / 1000, UTC)
+    if stamp < now - RUN_ID_MAX_AGE:
+        seconds = int((now - stamp).total_seconds())
+        raise errors.InvalidRequest(
+            f"Invalid runId timestamp: embedded timestamp is {seconds}s in the past "
+            f"(threshold: {int(RUN_ID_MAX_AGE.total_seconds())}s)"
+        )
+    if stamp > now + RUN_ID_MAX_SKEW:
+        seconds = int((stamp - now).total_seconds())
+        raise errors.InvalidRequest(
+            f"Invalid runId timestamp: embedded timestamp is {seconds}s in the future "
+            f"(threshold: {int(RUN_ID_MAX_SKEW.total_seconds())}s)"
+        )
+
+
+def check_request_shape(request: EventRequest) -> None:
+    """Validation that needs no state: correlation ids, required eventData fields."""
+    kind = request.event_type
+    if kind is EventType.HOOK_CONFLICT:
+        raise errors.InvalidRequest(
+            "hook_conflict events are written by the world only", {"field": "data.eventType"}
+        )
+    if kind.family in _NEEDS_CORRELATION and not request.correlation_id:
+        raise errors.InvalidRequest(
+            f"{kind.value} needs a correlationId", {"field": "data.correlationId"}
+        )
+    data = request.event_data or {}
+    for name in _REQUIRED_FIELDS.get(kind, ()):
+        if name not in data:
+            raise errors.InvalidRequest(
+                f"{kind.value} needs eventData.{name}", {"field": f"data.eventData.{name}"}
+            )
+    for name in _STRING_FIELDS.get(kind, ()):
+        if name in data and (not isinstance(data[name], str) or not data[name]):
+            raise errors.InvalidRequest(
+                f"eventData.{name} must be a non-empty string",
+                {"field": f"data.eventData.{name}"},
+            )
+    if kind is EventType.RUN_CREATED and not isinstance(data.get("executionContext", {}), dict):
+        raise errors.InvalidRequest(
+            "eventData.executionContext must be an object",
+            {"field": "data.eventData.executionContext"},
+        )
+    if kind is EventType.HOOK_CREATED and not isinstance(data.get("isWebhook", False), bool):
+        raise errors.InvalidRequest(
+            "eventData.isWebhook must be a boolean", {"field": "data.eventData.isWebhook"}
+        )
+    if kind is EventType.WAIT_CREATED:
+        parse_date(data["resumeAt"], "resumeAt")
+    if kind is EventType.STEP_RETRYING and data.get("retryAfter") is not None:
+        parse_date(data["retryAfter"], "retryAfter")
+
+
+_REQUIRED_FIELDS: dict[EventType, tuple[str, ...]] = {
+    EventType.RUN_CREATED: ("deploymentId", "workflowName", "input"),
+    EventType.STEP_CREATED: ("stepName", "input"),
+    EventType.STEP_COMPLETED: ("result",),
+    EventType.HOOK_CREATED: ("token",),
+    EventType.HOOK_RECEIVED: ("payload",),
+    EventType.WAIT_CREATED: ("resumeAt",),
+}
+_STRING_FIELDS: dict[EventType, tuple[str, ...]] = {
+    EventType.RUN_CREATED: ("deploymentId", "workflowName"),
+    EventType.RUN_STARTED: ("deploymentId", "workflowName"),
+    EventType.STEP_CREATED: ("stepName",),
+    EventType.HOOK_CREATED: ("token",),
+}
+
+
+def parse_date(value: Any, name: str) -> datetime:
+    """Dates arrive as ISO-8601 strings or epoch milliseconds (zod ``coerce.date``)."""
+    try:
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value / 1000, UTC)
+        elif isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+        else:
+            raise TypeError(name)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise errors.InvalidRequest(
+            f"eventData.{name} must be an ISO-8601 date or epoch milliseconds",
+            {"field": f"data.eventData.{name}"},
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def decide(request: EventRequest, run_id: str, state: Snapshot, now: datetime) -> Transition:
+    """Validate ``request`` for ``run_id`` against ``state`` and return the transition."""
+    check_request_shape(request)
+    spec = request.spec_version if request.spec_version is not None else CURRENT_SPEC_VERSION
+    kind = request.event_type
+    if kind is EventType.RUN_CREATED:
+        return _run_created(request, run_id, state, spec, now)
+
+    run = state.run
+    synthetic: tuple[EventDraft, ...] = ()
+    if run is None and kind is EventType.RUN_STARTED and _can_start_resiliently(request):
+        run, created = _new_run(request, run_id, spec, now)
+        synthetic = (created,)
+    if run is None:
+        raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
+    if not synthetic:
+        _check_spec_version(run.spec_version)
+
+    if run.is_terminal:
+        early = _terminal_run_guard(kind, run, spec)
+        if early is not None:
+            return early
+    if kind.family == "step":
+        _step_guard(kind, run, state.step, request.correlation_id or "")
+    if kind in (EventType.HOOK_RECEIVED, EventType.HOOK_DISPOSED):
+        _hook_guard(run, state.hook, request.correlation_id or "")
+
+    handler = _HANDLERS[kind]
+    transition = handler(request, run, state, spec, now)
+    if synthetic:
+        transition = replace(
+            transition,
+            events=synthetic + transition.events,
+            run_is_new=True,
+        )
+    return transition
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+def _check_spec_version(spec: int | None) -> None:
+    if spec is not None and spec > CURRENT_SPEC_VERSION:
+        raise errors.RunNotSupported(
+            f"Run spec version {spec} is newer than the supported {CURRENT_SPEC_VERSION}",
+            {"runSpecVersion": spec, "supportedSpecVersion": CURRENT_SPEC_VERSION},
+        )
+    if spec is None or spec <= 1:
+        raise errors.RunNotSupported(
+            "Legacy (spec version 1) runs are not supported by this world",
+            {"runSpecVersion": spec or 1, "supportedSpecVersion": CURRENT_SPEC_VERSION},
+        )
+
+
+def _can_start_resiliently(request: EventRequest) -> bool:
+    data = request.event_data or {}
+    return (
+        isinstance(data.get("deploymentId"), str)
+        and isinstance(data.get("workflowName"), str)
+        and "input" in data
+    )
+
+
+def _new_run(
+    request: EventRequest, run_id: str, spec: int, now: datetime
+) -> tuple[Run, EventDraft]:
+    data = request.event_data or {}
+    context = data.get("executionContext")
+    if context is not None and not isinstance(context, dict):
+        raise errors.InvalidRequest(
+            "eventData.executionContext must be an object",
+            {"field": "data.eventData.executionContext"},
+        )
+    _check_spec_version(spec)
+    run = Run(
+        run_id=run_id,
+        status="pending",
+        deployment_id=data["deploymentId"],
+        workflow_name=data["workflowName"],
+        input=data["input"],
+        execution_context=context,
+        spec_version=spec,
+        created_at=now,
+        updated_at=now,
+    )
+    created_data = {
+        "deploymentId": run.deployment_id,
+        "workflowName": run.workflow_name,
+        "input": run.input,
+    }
+    if context is not None:
+        created_data["executionContext"] = context
+    return run, EventDraft(EventType.RUN_CREATED, spec, None, created_data)
+
+
+def _run_created(
+    request: EventRequest, run_id: str, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    if state.run is not None:
+        raise errors.EntityConflict(f'Workflow run "{run_id}" already exists', {"runId": run_id})
+    run, _ = _new_run(request, run_id, spec, now)
+    draft = EventDraft(EventType.RUN_CREATED, spec, None, request.event_data)
+    return Transition(events=(draft,), run=run, run_is_new=True, answer_run=run)
+
+
+def _terminal_run_guard(kind: EventType, run: Run, spec: int) -> Transition | None:
+    if kind is EventType.RUN_CANCELLED and run.status == "cancelled":
+        draft = EventDraft(EventType.RUN_CANCELLED, spec)
+        return Transition(events=(draft,), answer_run=run)
+    if kind is EventType.RUN_STARTED:
+        raise errors.RunExpired(
+            f'Workflow run "{run.run_id}" is already in terminal state "{run.status}"',
+            {"runId": run.run_id, "status": run.status},
+        )
+    if kind in _RUN_ENDINGS:
+        raise errors.EntityConflict(
+            f'Cannot transition run from terminal state "{run.status}"',
+            {"runId": run.run_id, "status": run.status},
+        )
+    if kind in (EventType.STEP_CREATED, EventType.HOOK_CREATED, EventType.WAIT_CREATED):
+        raise errors.EntityConflict(
+            f'Cannot create new entities on run "{run.run_id}" in terminal state "{run.status}"',
+            {"runId": run.run_id, "status": run.status},
+        )
+    return None
+
+
+def _run_started(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    if run.status == "running":
+        return Transition(answer_run=run, answer_with_event=False)
+    started = replace(run, status="running", started_at=run.started_at or now, updated_at=now)
+    draft = EventDraft(EventType.RUN_STARTED, spec)
+    return Transition(events=(draft,), run=started, answer_run=started, answer_with_log=True)
+
+
+def _run_completed(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    done = replace(
+        run, status="completed", output=data.get("output"), completed_at=now, updated_at=now
+    )
+    return _ending(request, done, spec)
+
+
+def _run_failed(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    error = structured_error(data.get("error"), data.get("stack"), data.get("errorCode"))
+    failed = replace(run, status="failed", error=error, completed_at=now, updated_at=now)
+    return _ending(request, failed, spec)
+
+
+def _run_cancelled(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    cancelled = replace(run, status="cancelled", completed_at=now, updated_at=now)
+    return _ending(request, cancelled, spec)
+
+
+def _ending(request: EventRequest, run: Run, spec: int) -> Transition:
+    draft = EventDraft(request.event_type, spec, None, request.event_data)
+    return Transition(events=(draft,), run=run, purge_hooks_and_waits=True, answer_run=run)
+
+
+def structured_error(error: Any, stack: Any = None, code: Any = None) -> StructuredError:
+    """Normalize a thrown value the way the reference worlds do (string or object)."""
+    message: str | None = None
+    if isinstance(error, str):
+        message = error
+    elif isinstance(error, dict):
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        stack = stack if stack is not None else error.get("stack")
+        code = code if code is not None else error.get("code")
+    return StructuredError(
+        message=message or "Unknown error",
+        stack=stack if isinstance(stack, str) else None,
+        code=code if isinstance(code, str) else None,
+    )
+
+
+# -- steps --------------------------------------------------------------------------------
+
+
+def _step_guard(kind: EventType, run: Run, step: Step | None, step_id: str) -> None:
+    if kind is EventType.STEP_CREATED:
+        if step is not None:
+            raise errors.EntityConflict(
+                f'Step "{step_id}" already exists', {"runId": run.run_id, "stepId": step_id}
+            )
+        return
+    if step is None:
+        raise errors.StepNotFound(
+            f'Step "{step_id}" not found', {"runId": run.run_id, "stepId": step_id}
+        )
+    if step.is_terminal:
+        raise errors.EntityConflict(
+            f'Cannot modify step "{step_id}" in terminal state "{step.status}"',
+            {"stepId": step_id, "status": step.status},
+        )
+    if run.is_terminal and kind in _STEP_FINISH_CHECKS_RUN and step.status != "running":
+        raise errors.RunExpired(
+            f'Workflow run "{run.run_id}" is already in terminal state "{run.status}"',
+            {"runId": run.run_id, "status": run.status},
+        )
+
+
+def _step_created(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    step = Step(
+        run_id=run.run_id,
+        step_id=request.correlation_id or "",
+        step_name=data["stepName"],
+        status="pending",
+        input=data["input"],
+        spec_version=spec,
+        created_at=now,
+        updated_at=now,
+    )
+    return _step_change(request, spec, step, is_new=True)
+
+
+def _step_started(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    step = _existing(state.step)
+    if step.retry_after is not None and step.retry_after > now:
+        seconds = max(1, math.ceil((step.retry_after - now).total_seconds()))
+        raise errors.TooEarly(
+            f'Step "{step.step_id}" may not start before {step.retry_after.isoformat()}', seconds
+        )
+    started = replace(
+        step,
+        status="running",
+        attempt=step.attempt + 1,
+        started_at=step.started_at or now,
+        retry_after=None,
+        updated_at=now,
+    )
+    return _step_change(request, spec, started)
+
+
+def _step_completed(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    step = replace(
+        _existing(state.step),
+        status="completed",
+        output=data["result"],
+        completed_at=now,
+        updated_at=now,
+    )
+    return _step_change(request, spec, step)
+
+
+def _step_failed(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    error = structured_error(data.get("error"), data.get("stack"), data.get("errorCode"))
+    step = replace(
+        _existing(state.step), status="failed", error=error, completed_at=now, updated_at=now
+    )
+    return _step_change(request, spec, step)
+
+
+def _step_retrying(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    error = structured_error(data.get("error"), data.get("stack"), data.get("errorCode"))
+    retry_after = data.get("retryAfter")
+    step = replace(
+        _existing(state.step),
+        status="pending",
+        error=error,
+        retry_after=parse_date(retry_after, "retryAfter") if retry_after is not None else None,
+        updated_at=now,
+    )
+    return _step_change(request, spec, step)
+
+
+def _step_change(request: EventRequest, spec: int, step: Step, is_new: bool = False) -> Transition:
+    draft = EventDraft(request.event_type, spec, request.correlation_id, request.event_data)
+    return Transition(events=(draft,), step=step, step_is_new=is_new, answer_step=step)
+
+
+def _existing(entity: _T | None) -> _T:
+    if entity is None:  # the guards ran first; this is a programming error
+        raise AssertionError("entity expected after the guard")
+    return entity
+
+
+# -- hooks --------------------------------------------------------------------------------
+
+
+def _hook_guard(run: Run, hook: Hook | None, hook_id: str) -> None:
+    if hook is None or hook.run_id != run.run_id:
+        raise errors.HookNotFound("Hook not found", {"hookId": hook_id})
+
+
+def _hook_created(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    hook_id = request.correlation_id or ""
+    token: str = data["token"]
+    existing = state.hook
+    if existing is not None:
+        if existing.run_id == run.run_id and existing.token == token:
+            return Transition(answer_hook=existing, answer_with_event=False)
+        raise errors.EntityConflict(f'Hook "{hook_id}" already exists', {"hookId": hook_id})
+    if state.token_holder is not None:
+        conflict = EventDraft(EventType.HOOK_CONFLICT, spec, hook_id, {"token": token})
+        return Transition(events=(conflict,))
+    hook = Hook(
+        run_id=run.run_id,
+        hook_id=hook_id,
+        token=token,
+        metadata=data.get("metadata"),
+        is_webhook=bool(data.get("isWebhook", False)),
+        spec_version=spec,
+        created_at=now,
+    )
+    draft = EventDraft(EventType.HOOK_CREATED, spec, hook_id, request.event_data)
+    return Transition(events=(draft,), new_hook=hook, answer_hook=hook)
+
+
+def _hook_received(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    draft = EventDraft(request.event_type, spec, request.correlation_id, request.event_data)
+    return Transition(events=(draft,))
+
+
+def _hook_disposed(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    draft = EventDraft(request.event_type, spec, request.correlation_id, request.event_data)
+    return Transition(events=(draft,), disposed_hook_id=request.correlation_id)
+
+
+# -- waits --------------------------------------------------------------------------------
+
+
+def _wait_created(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    correlation_id = request.correlation_id or ""
+    if state.wait is not None:
+        raise errors.EntityConflict(
+            f'Wait "{state.wait.wait_id}" already exists', {"waitId": state.wait.wait_id}
+        )
+    data = request.event_data or {}
+    wait = Wait(
+        run_id=run.run_id,
+        correlation_id=correlation_id,
+        status="waiting",
+        resume_at=parse_date(data["resumeAt"], "resumeAt"),
+        spec_version=spec,
+        created_at=now,
+        updated_at=now,
+    )
+    draft = EventDraft(request.event_type, spec, correlation_id, request.event_data)
+    return Transition(events=(draft,), wait=wait, wait_is_new=True, answer_wait=wait)
+
+
+def _wait_completed(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    wait = state.wait
+    correlation_id = request.correlation_id or ""
+    if wait is None:
+        wait_id = f"{run.run_id}-{correlation_id}"
+        raise errors.WaitNotFound(f'Wait "{wait_id}" not found', {"waitId": wait_id})
+    if wait.status == "completed":
+        raise errors.EntityConflict(
+            f'Wait "{wait.wait_id}" is already completed', {"waitId": wait.wait_id}
+        )
+    done = replace(wait, status="completed", completed_at=now, updated_at=now)
+    draft = EventDraft(request.event_type, spec, correlation_id, request.event_data)
+    return Transition(events=(draft,), wait=done, answer_wait=done)
+
+
+_HANDLERS = {
+    EventType.RUN_STARTED: _run_started,
+    EventType.RUN_COMPLETED: _run_completed,
+    EventType.RUN_FAILED: _run_failed,
+    EventType.RUN_CANCELLED: _run_cancelled,
+    EventType.STEP_CREATED: _step_created,
+    EventType.STEP_STARTED: _step_started,
+    EventType.STEP_COMPLETED: _step_completed,
+    EventType.STEP_FAILED: _step_failed,
+    EventType.STEP_RETRYING: _step_retrying,
+    EventType.HOOK_CREATED: _hook_created,
+    EventType.HOOK_RECEIVED: _hook_received,
+    EventType.HOOK_DISPOSED: _hook_disposed,
+    EventType.WAIT_CREATED: _wait_created,
+    EventType.WAIT_COMPLETED: _wait_completed,
+}
+
+
+def materialize(
+    drafts: tuple[EventDraft, ...], run_id: str, event_ids: list[str], now: datetime
+) -> list[Event]:
+    """Turn drafts into stored events; run_started keeps no eventData (world.md §2.0 step 8)."""
+    events = []
+    for draft, event_id in zip(drafts, event_ids, strict=True):
+        data = None if draft.event_type is EventType.RUN_STARTED else draft.event_data
+        events.append(
+            Event(
+                event_id=event_id,
+                run_id=run_id,
+                event_type=draft.event_type,
+                correlation_id=draft.correlation_id,
+                event_data=data,
+                spec_version=draft.spec_version,
+                created_at=now,
+            )
+        )
+    return events

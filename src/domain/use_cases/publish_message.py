@@ -1,0 +1,91 @@
+"""PublishMessage: ``queue(queueName, message, opts)`` (world.md §4, decision D9).
+
+A duplicate idempotency key within the retention window returns the original
+message id and enqueues nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from domain import errors, ids
+from domain.ids import IdFactory
+from domain.ports.clock import Clock
+from domain.ports.streams import Signal
+from domain.ports.transactions import Transaction, UnitOfWork
+from domain.world import QueueMessage
+
+WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"
+STEP_QUEUE_PREFIX = "__wkf_step_"
+QUEUE_TOPIC = "queue"
+_QUEUE_NAME = re.compile(r"^__wkf_(workflow|step)_[A-Za-z0-9_\-./@]+$")
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    queue_name: str
+    payload: Any
+    deployment_id: str | None = None
+    idempotency_key: str | None = None
+    delay_seconds: float = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class PublishMessage:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        ids: IdFactory,
+        clock: Clock,
+        signal: Signal,
+        key_retention: timedelta = timedelta(hours=24),
+    ) -> None:
+        self._uow = uow
+        self._ids = ids
+        self._clock = clock
+        self._signal = signal
+        self._key_retention = key_retention
+
+    async def execute(self, cmd: Publish) -> str:
+        _validate(cmd)
+        return await self._uow.run(lambda tx: self.enqueue(tx, cmd))
+
+    def enqueue(self, tx: Transaction, cmd: Publish) -> str:
+        """Synchronous, so another use case can enqueue inside its own transaction."""
+        now = self._clock.now()
+        if cmd.idempotency_key:
+            existing = tx.find_queued_by_key(cmd.idempotency_key, now)
+            if existing is not None:
+                return existing
+        message = QueueMessage(
+            message_id=self._ids.new(ids.MESSAGE),
+            queue_name=cmd.queue_name,
+            payload=cmd.payload,
+            attempt=0,
+            created_at=now,
+            deployment_id=cmd.deployment_id,
+            idempotency_key=cmd.idempotency_key or None,
+            headers=dict(cmd.headers),
+        )
+        expires = now + self._key_retention if cmd.idempotency_key else None
+        tx.insert_message(message, now + timedelta(seconds=cmd.delay_seconds), expires)
+        tx.after_commit(lambda: self._signal.notify(QUEUE_TOPIC))
+        return message.message_id
+
+
+def _validate(cmd: Publish) -> None:
+    if not _QUEUE_NAME.match(cmd.queue_name):
+        raise errors.InvalidRequest(
+            "queueName must be __wkf_workflow_<name> or __wkf_step_<name> "
+            "with letters, digits and _-./@ only",
+            {"field": "queueName"},
+        )
+    if not 0 <= cmd.delay_seconds <= MAX_DELAY_SECONDS:
+        raise errors.InvalidRequest(
+            f"delaySeconds must be between 0 and {MAX_DELAY_SECONDS}",
+            {"field": "opts.delaySeconds"},
+        )

@@ -1,0 +1,110 @@
+"""QueryWorld: the World's reads (world.md §3) — not-found rules, pagination
+defaults (D7) and ``resolveData`` for events. One class, since every read is the
+same decision: fetch, fail with the right not-found error, page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from domain import errors
+from domain.pagination import Page, PageRequest
+from domain.ports.world import WorldReader
+from domain.views import strip_event_refs
+from domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
+
+RUNS_PAGE = 20
+STEPS_PAGE = 20
+EVENTS_PAGE = 100
+HOOKS_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    limit: int | None = None
+    cursor: str | None = None
+    sort_order: str | None = None
+
+
+class QueryWorld:
+    def __init__(self, reader: WorldReader) -> None:
+        self._reader = reader
+
+    async def get_run(self, run_id: str) -> Run:
+        run = await self._reader.get_run(run_id)
+        if run is None:
+            raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
+        return run
+
+    async def list_runs(
+        self, paging: Paging, workflow_name: str | None = None, status: str | None = None
+    ) -> Page[Run]:
+        if status is not None and status not in RUN_STATUSES:
+            raise errors.InvalidRequest(
+                f"status must be one of {', '.join(RUN_STATUSES)}", {"field": "status"}
+            )
+        page = PageRequest.of(
+            paging.limit, paging.cursor, paging.sort_order,
+            default_limit=RUNS_PAGE, default_order="desc",
+        )  # fmt: skip
+        return await self._reader.list_runs(page, workflow_name, status)
+
+    async def get_step(self, run_id: str | None, step_id: str) -> Step:
+        step = await self._reader.get_step(run_id, step_id)
+        if step is None:
+            raise errors.StepNotFound(f'Step "{step_id}" not found', {"stepId": step_id})
+        return step
+
+    async def list_steps(self, run_id: str, paging: Paging) -> Page[Step]:
+        page = PageRequest.of(
+            paging.limit, paging.cursor, paging.sort_order,
+            default_limit=STEPS_PAGE, default_order="desc",
+        )  # fmt: skip
+        return await self._reader.list_steps(run_id, page)
+
+    async def get_event(self, run_id: str, event_id: str, resolve: ResolveData) -> Event:
+        event = await self._reader.get_event(run_id, event_id)
+        if event is None:
+            raise errors.EventNotFound(f'Event "{event_id}" not found', {"eventId": event_id})
+        return strip_event_refs(event) if resolve == "none" else event
+
+    async def list_events(self, run_id: str, paging: Paging, resolve: ResolveData) -> Page[Event]:
+        page = PageRequest.of(
+            paging.limit, paging.cursor, paging.sort_order,
+            default_limit=EVENTS_PAGE, default_order="asc",
+        )  # fmt: skip
+        return _resolved(await self._reader.list_events(run_id, page), resolve)
+
+    async def list_events_by_correlation(
+        self, correlation_id: str, paging: Paging, resolve: ResolveData
+    ) -> Page[Event]:
+        page = PageRequest.of(
+            paging.limit, paging.cursor, paging.sort_order,
+            default_limit=EVENTS_PAGE, default_order="asc",
+        )  # fmt: skip
+        found = await self._reader.list_events_by_correlation(correlation_id, page)
+        return _resolved(found, resolve)
+
+    async def get_hook(self, hook_id: str) -> Hook:
+        hook = await self._reader.get_hook(hook_id)
+        if hook is None:
+            raise errors.HookNotFound("Hook not found", {"hookId": hook_id})
+        return hook
+
+    async def get_hook_by_token(self, token: str) -> Hook:
+        hook = await self._reader.get_hook_by_token(token)
+        if hook is None:
+            raise errors.HookNotFound("Hook not found")
+        return hook
+
+    async def list_hooks(self, run_id: str | None, paging: Paging) -> Page[Hook]:
+        page = PageRequest.of(
+            paging.limit, paging.cursor, paging.sort_order,
+            default_limit=HOOKS_PAGE, default_order="asc",
+        )  # fmt: skip
+        return await self._reader.list_hooks(run_id, page)
+
+
+def _resolved(page: Page[Event], resolve: ResolveData) -> Page[Event]:
+    if resolve == "all":
+        return page
+    return replace(page, data=tuple(strip_event_refs(event) for event in page.data))

@@ -1,0 +1,137 @@
+"""Stream use cases (world.md §5, decision D8): write, close, live read, snapshots.
+
+Chunks keep call order: each write enqueues its transaction before its first
+await, and the store numbers chunks in commit order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator, Sequence
+
+from domain import errors, ids
+from domain.ids import IdFactory
+from domain.ports.streams import Signal, StreamReader
+from domain.ports.transactions import Transaction, UnitOfWork
+from domain.world import StreamChunk, StreamChunkPage, StreamInfo
+
+READ_BATCH = 500
+DEFAULT_CHUNK_PAGE = 100
+MAX_CHUNK_PAGE = 1000
+
+
+def stream_topic(name: str) -> str:
+    return f"stream:{name}"
+
+
+def _check_name(name: str, run_id: str) -> None:
+    if not name:
+        raise errors.InvalidRequest("name must be a non-empty string", {"field": "name"})
+    if not run_id:
+        raise errors.InvalidRequest("runId must be a non-empty string", {"field": "runId"})
+
+
+class WriteStream:
+    def __init__(self, uow: UnitOfWork, ids: IdFactory, signal: Signal) -> None:
+        self._uow = uow
+        self._ids = ids
+        self._signal = signal
+
+    async def write(self, name: str, run_id: str, chunks: Sequence[bytes]) -> None:
+        """Append chunks in order; empty chunks are dropped (they are never emitted)."""
+        _check_name(name, run_id)
+        await self._uow.run(lambda tx: self._append(tx, name, run_id, chunks, close=False))
+
+    async def close(self, name: str, run_id: str) -> None:
+        """Write the EOF marker; closing a closed stream is a no-op."""
+        _check_name(name, run_id)
+        await self._uow.run(lambda tx: self._append(tx, name, run_id, (), close=True))
+
+    def _append(
+        self, tx: Transaction, name: str, run_id: str, chunks: Sequence[bytes], close: bool
+    ) -> None:
+        if tx.stream_is_closed(name):
+            if close:
+                return
+            raise errors.StreamClosed(f'Stream "{name}" is closed', {"name": name})
+        rows = [(self._ids.new(ids.CHUNK), bytes(data)) for data in chunks if data]
+        eof_id = self._ids.new(ids.CHUNK) if close else None
+        tx.append_chunks(name, run_id, rows, eof_id)
+        tx.after_commit(lambda: self._signal.notify(stream_topic(name)))
+
+
+class ReadStream:
+    """Live tail: the backlog from ``start_index``, then new chunks until EOF."""
+
+    def __init__(self, reader: StreamReader, signal: Signal, poll_interval: float) -> None:
+        self._reader = reader
+        self._signal = signal
+        self._poll_interval = poll_interval
+
+    async def read(self, name: str, start_index: int = 0) -> AsyncIterator[bytes]:
+        if not name:
+            raise errors.InvalidRequest("name must be a non-empty string", {"field": "name"})
+        subscription = self._signal.subscribe(stream_topic(name))  # before the backlog read
+        try:
+            skip = start_index
+            if start_index < 0:
+                count, _ = await self._reader.data_chunk_count(name)
+                skip = max(0, count + start_index)
+            after = 0
+            while True:
+                batch = await self._reader.chunks_after(name, after, READ_BATCH)
+                for chunk in batch:
+                    after = chunk.seq
+                    if chunk.eof:
+                        return
+                    if not chunk.data:
+                        continue
+                    if skip > 0:
+                        skip -= 1
+                        continue
+                    yield chunk.data
+                if len(batch) < READ_BATCH:
+                    await subscription.wait(self._poll_interval)
+        finally:
+            subscription.close()
+
+
+class InspectStream:
+    """Snapshots: ``getStreamChunks``, ``getStreamInfo`` and ``listStreamsByRunId``."""
+
+    def __init__(self, reader: StreamReader) -> None:
+        self._reader = reader
+
+    async def chunks(
+        self, name: str, limit: int | None = None, cursor: str | None = None
+    ) -> StreamChunkPage:
+        start = _decode_index_cursor(cursor) if cursor else 0
+        size = DEFAULT_CHUNK_PAGE if limit is None else min(max(limit, 1), MAX_CHUNK_PAGE)
+        data, has_more = await self._reader.data_chunks(name, start, size)
+        _, done = await self._reader.data_chunk_count(name)
+        page = tuple(StreamChunk(start + i, chunk) for i, chunk in enumerate(data))
+        next_cursor = _encode_index_cursor(start + len(page)) if page else cursor
+        return StreamChunkPage(page, next_cursor, has_more, done)
+
+    async def info(self, name: str) -> StreamInfo:
+        count, done = await self._reader.data_chunk_count(name)
+        return StreamInfo(tail_index=count - 1, done=done)
+
+    async def names_for_run(self, run_id: str) -> list[str]:
+        return await self._reader.names_for_run(run_id)
+
+
+def _encode_index_cursor(index: int) -> str:
+    return base64.b64encode(json.dumps({"i": index}).encode()).decode()
+
+
+def _decode_index_cursor(cursor: str) -> int:
+    try:
+        value = json.loads(base64.b64decode(cursor, validate=True))["i"]
+        if isinstance(value, int) and value >= 0:
+            return value
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        pass
+    raise errors.InvalidRequest("cursor is not one this server issued", {"field": "cursor"})

@@ -1,0 +1,194 @@
+"""World entities (world.md §1): runs, steps, hooks, waits, events, stream chunks.
+
+Plain frozen dataclasses; the persistence adapter maps rows to them explicitly.
+Payload fields (``input``, ``output``, ``metadata``, event payloads) are opaque:
+bytes or JSON values that the world stores and returns exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+StepStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+WaitStatus = Literal["waiting", "completed"]
+ResolveData = Literal["all", "none"]
+
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+RUN_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
+CURRENT_SPEC_VERSION = 3
+
+
+class EventType(StrEnum):
+    RUN_CREATED = "run_created"
+    RUN_STARTED = "run_started"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    STEP_CREATED = "step_created"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_RETRYING = "step_retrying"
+    HOOK_CREATED = "hook_created"
+    HOOK_RECEIVED = "hook_received"
+    HOOK_DISPOSED = "hook_disposed"
+    HOOK_CONFLICT = "hook_conflict"
+    WAIT_CREATED = "wait_created"
+    WAIT_COMPLETED = "wait_completed"
+
+    @property
+    def family(self) -> str:
+        return self.value.split("_", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredError:
+    message: str
+    stack: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: str
+    status: RunStatus
+    deployment_id: str
+    workflow_name: str
+    input: Any
+    created_at: datetime
+    updated_at: datetime
+    spec_version: int | None = CURRENT_SPEC_VERSION
+    execution_context: dict[str, Any] | None = None
+    output: Any = None
+    error: StructuredError | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    expired_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    run_id: str
+    step_id: str
+    step_name: str
+    status: StepStatus
+    input: Any
+    created_at: datetime
+    updated_at: datetime
+    attempt: int = 0
+    output: Any = None
+    error: StructuredError | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    retry_after: datetime | None = None
+    spec_version: int | None = CURRENT_SPEC_VERSION
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STEP_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    run_id: str
+    hook_id: str
+    token: str
+    created_at: datetime
+    metadata: Any = None
+    is_webhook: bool = False
+    spec_version: int | None = CURRENT_SPEC_VERSION
+    owner_id: str = ""
+    project_id: str = ""
+    environment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    run_id: str
+    correlation_id: str
+    status: WaitStatus
+    created_at: datetime
+    updated_at: datetime
+    resume_at: datetime | None = None
+    completed_at: datetime | None = None
+    spec_version: int | None = CURRENT_SPEC_VERSION
+
+    @property
+    def wait_id(self) -> str:
+        return wait_id_for(self.run_id, self.correlation_id)
+
+
+def wait_id_for(run_id: str, correlation_id: str) -> str:
+    return f"{run_id}-{correlation_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    run_id: str
+    event_type: EventType
+    created_at: datetime
+    correlation_id: str | None = None
+    event_data: dict[str, Any] | None = None
+    spec_version: int | None = CURRENT_SPEC_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class EventRequest:
+    """What a client asks ``events.create`` to append (world.md §1.5)."""
+
+    event_type: EventType
+    correlation_id: str | None = None
+    spec_version: int | None = None
+    event_data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    event: Event | None = None
+    run: Run | None = None
+    step: Step | None = None
+    hook: Hook | None = None
+    wait: Wait | None = None
+    events: tuple[Event, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunkPage:
+    data: tuple[StreamChunk, ...]
+    cursor: str | None
+    has_more: bool
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    tail_index: int
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    message_id: str
+    queue_name: str
+    payload: Any
+    attempt: int
+    created_at: datetime
+    deployment_id: str | None = None
+    idempotency_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
