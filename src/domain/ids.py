@@ -7,11 +7,14 @@ millisecond (monotonic ULID), so lexicographic order equals creation order.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+from datetime import UTC, datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+_TO_PYTHON_BASE32 = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
+_ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
 _RANDOM_BITS = 80
 _MAX_RANDOM = (1 << _RANDOM_BITS) - 1
 ULID_LENGTH = 26
@@ -39,14 +42,9 @@ def encode_ulid(timestamp_ms: int, randomness: int) -> str:
 
 def decode_ulid(text: str) -> tuple[int, int]:
     """Return ``(timestamp_ms, randomness)``; raise ``ValueError`` when not a ULID."""
-    if len(text) != ULID_LENGTH:
-        raise ValueError("a ULID has 26 characters")
-    value = 0
-    for char in text.upper():
-        digit = _DECODE.get(char)
-        if digit is None:
-            raise ValueError(f"{char!r} is not a Crockford base32 character")
-        value = (value << 5) | digit
+    if not _ULID_PATTERN.fullmatch(text):
+        raise ValueError("a ULID has 26 Crockford base32 characters")
+    value = int(text.upper().translate(_TO_PYTHON_BASE32), 32)
     if value >> 128:
         raise ValueError("ULID overflows 128 bits")
     return value >> _RANDOM_BITS, value & _MAX_RANDOM
@@ -57,6 +55,12 @@ def ulid_timestamp_ms(prefixed_id: str, prefix: str) -> int:
     if not prefixed_id.startswith(prefix):
         raise ValueError(f"expected the prefix {prefix!r}")
     return decode_ulid(prefixed_id[len(prefix) :])[0]
+
+
+def ulid_datetime(prefixed_id: str) -> datetime:
+    """The creation time embedded in ``<prefix>_<ULID>``."""
+    bare = prefixed_id.rsplit("_", 1)[-1]
+    return datetime.fromtimestamp(decode_ulid(bare)[0] / 1000, UTC)
 
 
 class IdFactory:

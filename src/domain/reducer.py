@@ -582,10 +582,12 @@ _HANDLERS = {
 }
 
 
-def materialize(
-    drafts: tuple[EventDraft, ...], run_id: str, event_ids: list[str], now: datetime
-) -> list[Event]:
-    """Turn drafts into stored events; run_started keeps no eventData (world.md §2.0 step 8)."""
+def materialize(drafts: tuple[EventDraft, ...], run_id: str, event_ids: list[str]) -> list[Event]:
+    """Turn drafts into stored events; run_started keeps no eventData (world.md §2.0 step 8).
+
+    An event's time is the one embedded in its monotonic id, so ordering by
+    ``(createdAt, eventId)`` and by ``eventId`` agree.
+    """
     events = []
     for draft, event_id in zip(drafts, event_ids, strict=True):
         data = None if draft.event_type is EventType.RUN_STARTED else draft.event_data
@@ -597,7 +599,7 @@ def materialize(
                 correlation_id=draft.correlation_id,
                 event_data=data,
                 spec_version=draft.spec_version,
-                created_at=now,
+                created_at=ids.ulid_datetime(event_id),
             )
         )
     return events

@@ -1169,18 +1169,19 @@ def test_materialize_gives_ids_and_drops_run_started_data() -> None:
         EventDraft(EventType.RUN_STARTED, 3, None, {"input": PAYLOAD}),
         EventDraft(EventType.HOOK_CONFLICT, 2, HOOK_ID, {"token": "t"}),
     )
-    event_ids = ["evnt_1", "evnt_2", "evnt_3"]
-    events = materialize(drafts, RUN_ID, event_ids, NOW)
+    factory = ids.IdFactory(clock_ms=lambda: int(NOW.timestamp() * 1000))
+    event_ids = [factory.new(ids.EVENT) for _ in drafts]
+    events = materialize(drafts, RUN_ID, event_ids)
     assert events == [
-        Event("evnt_1", RUN_ID, EventType.RUN_CREATED, NOW, None, RUN_CREATED_DATA, 3),
-        Event("evnt_2", RUN_ID, EventType.RUN_STARTED, NOW, None, None, 3),
-        Event("evnt_3", RUN_ID, EventType.HOOK_CONFLICT, NOW, HOOK_ID, {"token": "t"}, 2),
+        Event(event_ids[0], RUN_ID, EventType.RUN_CREATED, NOW, None, RUN_CREATED_DATA, 3),
+        Event(event_ids[1], RUN_ID, EventType.RUN_STARTED, NOW, None, None, 3),
+        Event(event_ids[2], RUN_ID, EventType.HOOK_CONFLICT, NOW, HOOK_ID, {"token": "t"}, 2),
     ]
 
 
 def test_materialize_needs_one_id_per_draft() -> None:
     with pytest.raises(ValueError):
-        materialize((EventDraft(EventType.RUN_CANCELLED, 3),), RUN_ID, [], NOW)
+        materialize((EventDraft(EventType.RUN_CANCELLED, 3),), RUN_ID, [])
 
 
 @pytest.mark.parametrize(

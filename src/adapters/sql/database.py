@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_LOCK = 727_001  # pg advisory lock id taken while migrating
-POSTGRES_FLUSHERS = 4
+POSTGRES_FLUSHERS = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, Table
+from sqlalchemy import Insert, Select, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -17,15 +17,21 @@ def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def insert_ignoring_conflicts(dialect: str, table: Table) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING``: rowcount 0 means the key was taken."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement: Insert = module.insert(table).on_conflict_do_nothing()
+    return statement
+
+
 def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert one row unless its key (or a unique column) exists; True when inserted."""
-    module: Any = postgresql if is_postgres(conn) else sqlite
-    statement = module.insert(table).values(**values).on_conflict_do_nothing()
-    return conn.execute(statement).rowcount == 1
+    statement = insert_ignoring_conflicts(conn.dialect.name, table)
+    return conn.execute(statement, values).rowcount == 1
 
 
-def locked(conn: Connection, query: Select[Any], skip_locked: bool = False) -> Select[Any]:
+def locked(dialect: str, query: Select[Any], skip_locked: bool = False) -> Select[Any]:
     """``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``); as is on SQLite."""
-    if is_postgres(conn):
+    if dialect == "postgresql":
         return query.with_for_update(skip_locked=skip_locked)
     return query

@@ -38,7 +38,9 @@ class SqlQueue(QueueConsumer):
             if queue_prefix:
                 query = query.where(queue_messages.c.queue_name.startswith(queue_prefix))
             query = query.order_by(queue_messages.c.available_ms, queue_messages.c.message_id)
-            found = conn.execute(locked(conn, query.limit(limit), skip_locked=True)).all()
+            found = conn.execute(
+                locked(conn.dialect.name, query.limit(limit), skip_locked=True)
+            ).all()
             if not found:
                 return []
             ids = [row.message_id for row in found]

@@ -1,22 +1,27 @@
 """``SqlTransaction``: the Transaction port over one synchronous SQLAlchemy connection.
 
 It runs inside the group-commit writer's transaction (see ``writer.py``); it never
-begins or commits by itself.
+begins or commits by itself. Statements are built once per dialect with bound
+parameters, so the hot path pays neither statement construction nor cache-key
+generation (that, not SQLite, dominated a write when built per call).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
 from adapters import codec
 from adapters.sql import rows
-from adapters.sql.dialect import insert_if_absent, locked
+from adapters.sql.dialect import insert_ignoring_conflicts, locked
+from adapters.sql.prepared import Cursor
 from adapters.sql.schema import (
     events,
     hooks,
@@ -32,113 +37,202 @@ from domain.ports.transactions import Transaction
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    lock_run: Select[Any]
+    insert_run: Insert
+    update_run: Update
+    get_step: Select[Any]
+    insert_step: Insert
+    update_step: Update
+    get_hook: Select[Any]
+    get_hook_by_token: Select[Any]
+    insert_hook: Insert
+    delete_hook: Delete
+    get_wait: Select[Any]
+    insert_wait: Insert
+    update_wait: Update
+    delete_run_hooks: Delete
+    delete_run_waits: Delete
+    last_event_id: Select[Any]
+    insert_events: Insert
+    run_events: Select[Any]
+    stream_closed: Select[Any]
+    insert_chunks: Insert
+    register_stream: Insert
+    find_key: Select[Any]
+    delete_key: Delete
+    insert_message: Insert
+    insert_key: Insert
+
+
+@cache
+def statements(dialect: str) -> _Statements:
+    run_id: Any = bindparam("b_run_id")
+    latest_event = (
+        select(events.c.event_id)
+        .where(events.c.run_id == runs.c.run_id)
+        .order_by(events.c.created_ms.desc(), events.c.event_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return _Statements(
+        lock_run=locked(
+            dialect,
+            select(runs, latest_event.label("last_event_id")).where(runs.c.run_id == run_id),
+        ),
+        insert_run=insert_ignoring_conflicts(dialect, runs),
+        update_run=update(runs).where(runs.c.run_id == run_id),
+        get_step=select(steps).where(
+            steps.c.run_id == run_id, steps.c.step_id == bindparam("b_step_id")
+        ),
+        insert_step=insert_ignoring_conflicts(dialect, steps),
+        update_step=update(steps).where(
+            steps.c.run_id == run_id, steps.c.step_id == bindparam("b_step_id")
+        ),
+        get_hook=select(hooks).where(hooks.c.hook_id == bindparam("b_hook_id")),
+        get_hook_by_token=select(hooks).where(hooks.c.token == bindparam("b_token")),
+        insert_hook=insert_ignoring_conflicts(dialect, hooks),
+        delete_hook=delete(hooks).where(hooks.c.hook_id == bindparam("b_hook_id")),
+        get_wait=select(waits).where(
+            waits.c.run_id == run_id, waits.c.correlation_id == bindparam("b_corr")
+        ),
+        insert_wait=waits.insert(),
+        update_wait=update(waits).where(
+            waits.c.run_id == run_id, waits.c.correlation_id == bindparam("b_corr")
+        ),
+        delete_run_hooks=delete(hooks).where(hooks.c.run_id == run_id),
+        delete_run_waits=delete(waits).where(waits.c.run_id == run_id),
+        last_event_id=select(events.c.event_id)
+        .where(events.c.run_id == run_id)
+        .order_by(events.c.created_ms.desc(), events.c.event_id.desc())
+        .limit(1),
+        insert_events=events.insert(),
+        run_events=select(events)
+        .where(events.c.run_id == run_id)
+        .order_by(events.c.created_ms, events.c.event_id),
+        stream_closed=select(stream_chunks.c.seq)
+        .where(stream_chunks.c.name == bindparam("b_name"), stream_chunks.c.eof.is_(True))
+        .limit(1),
+        insert_chunks=stream_chunks.insert(),
+        register_stream=insert_ignoring_conflicts(dialect, stream_runs),
+        find_key=select(queue_keys.c.message_id, queue_keys.c.expires_ms).where(
+            queue_keys.c.idempotency_key == bindparam("b_key")
+        ),
+        delete_key=delete(queue_keys).where(queue_keys.c.idempotency_key == bindparam("b_key")),
+        insert_message=queue_messages.insert(),
+        insert_key=queue_keys.insert(),
+    )
+
+
 class SqlTransaction(Transaction):
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, cursor: Cursor | None = None) -> None:
         self.conn = conn
+        self.cursor = cursor or Cursor(conn)
+        self.sql = statements(conn.dialect.name)
         self.callbacks: list[Callable[[], Any]] = []
+        self._last_event_ids: dict[str, str | None] = {}  # read along with the run lock
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
         self.callbacks.append(callback)
 
+    def _first(self, statement: Any, **params: Any) -> Any:
+        return self.cursor.first(statement, params)
+
+    def _count(self, statement: Any, params: dict[str, Any]) -> int:
+        return self.cursor.execute(statement, params)
+
     # -- runs ---------------------------------------------------------------------------
 
     def lock_run(self, run_id: str) -> Run | None:
-        query = locked(self.conn, select(runs).where(runs.c.run_id == run_id))
-        row = self.conn.execute(query).first()
+        row = self._first(self.sql.lock_run, b_run_id=run_id)
+        self._last_event_ids[run_id] = None if row is None else row.last_event_id
         return None if row is None else rows.run_from(row)
 
     def insert_run(self, run: Run) -> bool:
-        return insert_if_absent(self.conn, runs, rows.run_values(run))
+        return self._count(self.sql.insert_run, rows.run_values(run)) == 1
 
     def update_run(self, run: Run) -> None:
         values = rows.run_values(run)
-        self.conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(**values))
+        del values["run_id"], values["input"], values["created_ms"]  # immutable
+        self.cursor.execute(self.sql.update_run, {"b_run_id": run.run_id, **values})
 
     # -- steps --------------------------------------------------------------------------
 
     def get_step(self, run_id: str, step_id: str) -> Step | None:
-        query = select(steps).where(steps.c.run_id == run_id, steps.c.step_id == step_id)
-        row = self.conn.execute(query).first()
+        row = self._first(self.sql.get_step, b_run_id=run_id, b_step_id=step_id)
         return None if row is None else rows.step_from(row)
 
     def insert_step(self, step: Step) -> bool:
-        return insert_if_absent(self.conn, steps, rows.step_values(step))
+        return self._count(self.sql.insert_step, rows.step_values(step)) == 1
 
     def update_step(self, step: Step) -> None:
-        self.conn.execute(
-            update(steps)
-            .where(steps.c.run_id == step.run_id, steps.c.step_id == step.step_id)
-            .values(**rows.step_values(step))
-        )
+        values = rows.step_values(step)
+        for immutable in ("run_id", "step_id", "input", "step_name", "created_ms"):
+            del values[immutable]
+        params = {"b_run_id": step.run_id, "b_step_id": step.step_id, **values}
+        self.cursor.execute(self.sql.update_step, params)
 
     # -- hooks and waits ----------------------------------------------------------------
 
     def get_hook(self, hook_id: str) -> Hook | None:
-        row = self.conn.execute(select(hooks).where(hooks.c.hook_id == hook_id)).first()
+        row = self._first(self.sql.get_hook, b_hook_id=hook_id)
         return None if row is None else rows.hook_from(row)
 
     def get_hook_by_token(self, token: str) -> Hook | None:
-        row = self.conn.execute(select(hooks).where(hooks.c.token == token)).first()
+        row = self._first(self.sql.get_hook_by_token, b_token=token)
         return None if row is None else rows.hook_from(row)
 
     def insert_hook(self, hook: Hook) -> bool:
-        return insert_if_absent(self.conn, hooks, rows.hook_values(hook))
+        return self._count(self.sql.insert_hook, rows.hook_values(hook)) == 1
 
     def delete_hook(self, hook_id: str) -> bool:
-        return self.conn.execute(delete(hooks).where(hooks.c.hook_id == hook_id)).rowcount == 1
+        return self._count(self.sql.delete_hook, {"b_hook_id": hook_id}) == 1
 
     def get_wait(self, run_id: str, correlation_id: str) -> Wait | None:
-        query = select(waits).where(
-            waits.c.run_id == run_id, waits.c.correlation_id == correlation_id
-        )
-        row = self.conn.execute(query).first()
+        row = self._first(self.sql.get_wait, b_run_id=run_id, b_corr=correlation_id)
         return None if row is None else rows.wait_from(row)
 
     def insert_wait(self, wait: Wait) -> None:
-        self.conn.execute(waits.insert().values(**rows.wait_values(wait)))
+        self.cursor.execute(self.sql.insert_wait, rows.wait_values(wait))
 
     def update_wait(self, wait: Wait) -> None:
-        self.conn.execute(
-            update(waits)
-            .where(waits.c.run_id == wait.run_id, waits.c.correlation_id == wait.correlation_id)
-            .values(**rows.wait_values(wait))
-        )
+        values = rows.wait_values(wait)
+        del values["run_id"], values["correlation_id"], values["created_ms"]
+        params = {"b_run_id": wait.run_id, "b_corr": wait.correlation_id, **values}
+        self.cursor.execute(self.sql.update_wait, params)
 
     def delete_hooks_and_waits(self, run_id: str) -> None:
-        self.conn.execute(delete(hooks).where(hooks.c.run_id == run_id))
-        self.conn.execute(delete(waits).where(waits.c.run_id == run_id))
+        self.cursor.execute(self.sql.delete_run_hooks, {"b_run_id": run_id})
+        self.cursor.execute(self.sql.delete_run_waits, {"b_run_id": run_id})
 
     # -- events -------------------------------------------------------------------------
 
     def last_event_id(self, run_id: str) -> str | None:
-        query = select(func.max(events.c.event_id)).where(events.c.run_id == run_id)
-        result: str | None = self.conn.execute(query).scalar()
-        return result
+        if run_id in self._last_event_ids:
+            return self._last_event_ids[run_id]
+        row = self._first(self.sql.last_event_id, b_run_id=run_id)
+        return None if row is None else row[0]
 
     def insert_events(self, new_events: Sequence[Event]) -> None:
         if new_events:
-            self.conn.execute(events.insert(), [rows.event_values(e) for e in new_events])
+            self.cursor.execute_many(
+                self.sql.insert_events, [rows.event_values(e) for e in new_events]
+            )
 
     def run_events(self, run_id: str) -> list[Event]:
-        query = (
-            select(events)
-            .where(events.c.run_id == run_id)
-            .order_by(events.c.created_ms, events.c.event_id)
-        )
-        return [rows.event_from(row) for row in self.conn.execute(query)]
+        found = self.cursor.all(self.sql.run_events, {"b_run_id": run_id})
+        return [rows.event_from(row) for row in found]
 
     # -- streams ------------------------------------------------------------------------
 
     def stream_is_closed(self, name: str) -> bool:
-        query = select(stream_chunks.c.seq).where(
-            stream_chunks.c.name == name, stream_chunks.c.eof.is_(True)
-        )
-        return self.conn.execute(query.limit(1)).first() is not None
+        return self._first(self.sql.stream_closed, b_name=name) is not None
 
     def append_chunks(
         self, name: str, run_id: str, chunks: Sequence[tuple[str, bytes]], eof_chunk_id: str | None
     ) -> None:
-        now = int(time.time() * 1000)
+        now = time.time_ns() // 1_000_000
         values = [
             {"name": name, "chunk_id": chunk_id, "run_id": run_id, "data": data, "eof": False}
             for chunk_id, data in chunks
@@ -148,26 +242,21 @@ class SqlTransaction(Transaction):
                 {"name": name, "chunk_id": eof_chunk_id, "run_id": run_id, "data": b"", "eof": True}
             )
         if values:
-            self.conn.execute(
-                stream_chunks.insert(), [{**value, "created_ms": now} for value in values]
+            self.cursor.execute_many(
+                self.sql.insert_chunks, [{**value, "created_ms": now} for value in values]
             )
-        insert_if_absent(
-            self.conn, stream_runs, {"run_id": run_id, "name": name, "created_ms": now}
+        self.cursor.execute(
+            self.sql.register_stream, {"run_id": run_id, "name": name, "created_ms": now}
         )
 
     # -- queue --------------------------------------------------------------------------
 
     def find_queued_by_key(self, idempotency_key: str, now: datetime) -> str | None:
-        query = select(queue_keys.c.message_id, queue_keys.c.expires_ms).where(
-            queue_keys.c.idempotency_key == idempotency_key
-        )
-        row = self.conn.execute(query).first()
+        row = self._first(self.sql.find_key, b_key=idempotency_key)
         if row is None:
             return None
         if row.expires_ms <= rows.to_ms(now):
-            self.conn.execute(
-                delete(queue_keys).where(queue_keys.c.idempotency_key == idempotency_key)
-            )
+            self.cursor.execute(self.sql.delete_key, {"b_key": idempotency_key})
             return None
         message_id: str = row.message_id
         return message_id
@@ -175,24 +264,27 @@ class SqlTransaction(Transaction):
     def insert_message(
         self, message: QueueMessage, available_at: datetime, key_expires_at: datetime | None
     ) -> None:
-        self.conn.execute(
-            queue_messages.insert().values(
-                message_id=message.message_id,
-                queue_name=message.queue_name,
-                payload=codec.dumps_text(message.payload),
-                deployment_id=message.deployment_id,
-                idempotency_key=message.idempotency_key,
-                headers=codec.dumps_text(message.headers),
-                attempt=message.attempt,
-                available_ms=rows.to_ms(available_at),
-                created_ms=rows.to_ms(message.created_at),
-            )
+        self.cursor.execute(
+            self.sql.insert_message,
+            {
+                "message_id": message.message_id,
+                "queue_name": message.queue_name,
+                "payload": codec.dumps_text(message.payload),
+                "deployment_id": message.deployment_id,
+                "idempotency_key": message.idempotency_key,
+                "headers": codec.dumps_text(message.headers),
+                "attempt": message.attempt,
+                "available_ms": rows.to_ms(available_at),
+                "lease_owner": None,
+                "created_ms": rows.to_ms(message.created_at),
+            },
         )
         if message.idempotency_key is not None and key_expires_at is not None:
-            self.conn.execute(
-                queue_keys.insert().values(
-                    idempotency_key=message.idempotency_key,
-                    message_id=message.message_id,
-                    expires_ms=rows.to_ms(key_expires_at),
-                )
+            self.cursor.execute(
+                self.sql.insert_key,
+                {
+                    "idempotency_key": message.idempotency_key,
+                    "message_id": message.message_id,
+                    "expires_ms": rows.to_ms(key_expires_at),
+                },
             )

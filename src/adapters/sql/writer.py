@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql.errors import translate
+from adapters.sql.prepared import Cursor
 from adapters.sql.transaction import SqlTransaction
 from domain import errors
 from domain.ports.transactions import Transaction, UnitOfWork
@@ -62,16 +63,18 @@ class BatchRunner(Protocol):
 
 def run_units(conn: Connection, units: list[_Unit]) -> None:
     """Every unit in its own savepoint, inside the caller's transaction."""
+    cursor = Cursor(conn)
     for unit in units:
-        tx = SqlTransaction(conn)
-        savepoint = conn.begin_nested()
+        tx = SqlTransaction(conn, cursor)
+        cursor.raw("SAVEPOINT cw_unit")
         try:
             unit.outcome = unit.work(tx)
         except Exception as error:
-            savepoint.rollback()
+            cursor.raw("ROLLBACK TO SAVEPOINT cw_unit")
+            cursor.raw("RELEASE SAVEPOINT cw_unit")
             unit.error = translate(error)
             continue
-        savepoint.commit()
+        cursor.raw("RELEASE SAVEPOINT cw_unit")
         unit.callbacks = tx.callbacks
 
 

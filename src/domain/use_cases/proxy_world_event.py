@@ -4,7 +4,6 @@ touches in one transaction (world.md §2), or change nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from domain import errors, ids
 from domain.ids import IdFactory
@@ -69,14 +68,14 @@ class ProxyWorldEvent:
         for _ in range(_MAX_DECISIONS):
             snapshot = _load_snapshot(tx, run_id, request)
             first_id = self._ids.new(ids.EVENT, floor=tx.last_event_id(run_id))
-            now = datetime.fromtimestamp(ids.ulid_timestamp_ms(first_id, ids.EVENT) / 1000, UTC)
+            now = ids.ulid_datetime(first_id)
             transition = decide(request, run_id, snapshot, now)
             if _claim_new_rows(tx, transition, request):
                 break
         else:
             raise errors.EntityConflict("the event lost too many races; retry it")
         event_ids = [first_id] + [self._ids.new(ids.EVENT) for _ in transition.events[1:]]
-        events = materialize(transition.events, run_id, event_ids, now)
+        events = materialize(transition.events, run_id, event_ids)
         _write(tx, run_id, transition)
         tx.insert_events(events)
         if events:
