@@ -48,7 +48,7 @@ def paged(
         mark = tuple_(page.after.created_ms, page.after.item_id)
         conditions.append(key > mark if page.sort_order == "asc" else key < mark)
     order = (created, item_id) if page.sort_order == "asc" else (created.desc(), item_id.desc())
-    query: Select[Any] = select(table).where(and_(*conditions)).order_by(*order)
+    query: Select[Any] = select(table).where(*conditions).order_by(*order)
     fetched = conn.execute(query.limit(page.limit + 1)).all()
     has_more = len(fetched) > page.limit
     fetched = fetched[: page.limit]

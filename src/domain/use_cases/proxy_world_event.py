@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from domain import errors, ids
+from domain.audit import RequestContext, audit_entry
 from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal
@@ -43,10 +44,19 @@ class ProxyWorldEvent:
         self._clock = clock
         self._signal = signal
 
-    async def execute(self, cmd: CreateEvent) -> EventResult:
+    async def execute(self, cmd: CreateEvent, context: RequestContext | None = None) -> EventResult:
         check_request_shape(cmd.request)
         run_id = self._resolve_run_id(cmd)
-        result = await self._uow.run(lambda tx: self.record(tx, run_id, cmd.request))
+
+        def work(tx: Transaction) -> EventResult:
+            result = self.record(tx, run_id, cmd.request)
+            if context is not None:
+                entry = audit_entry(context, "world.events.create", 200, self._clock.now(),
+                                    run_id, eventType=cmd.request.event_type.value)  # fmt: skip
+                tx.append_audit(entry)
+            return result
+
+        result = await self._uow.run(work)
         if cmd.resolve_data == "none" and result.event is not None:
             result = replace(result, event=strip_event_refs(result.event))
         return result
@@ -74,7 +84,8 @@ class ProxyWorldEvent:
                 break
         else:
             raise errors.EntityConflict("the event lost too many races; retry it")
-        event_ids = [first_id] + [self._ids.new(ids.EVENT) for _ in transition.events[1:]]
+        event_ids = [first_id, *(self._ids.new(ids.EVENT) for _ in transition.events[1:])]
+        event_ids = event_ids[: len(transition.events)]  # a transition may append nothing
         events = materialize(transition.events, run_id, event_ids)
         _write(tx, run_id, transition)
         tx.insert_events(events)

@@ -1,0 +1,218 @@
+"""The ``world`` fixture: the World's use cases built over one backend.
+
+Parametrized over the in-memory fakes, SQLite and PostgreSQL, and wired the way
+``app/container.py`` wires them, so the same cases hold the fakes and the real
+adapters to one behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Connection
+
+from adapters.security.run_keys import HkdfRunKeyDeriver
+from adapters.sql.database import Database, DatabaseConfig
+from adapters.sql.deployments import SqlDeployments
+from adapters.sql.queue import SqlQueue
+from adapters.sql.reads import SqlStreamReader, SqlWorldReader
+from adapters.sql.schema import active_deployment
+from adapters.system import LocalSignal, SystemClock
+from domain.ids import IdFactory
+from domain.ports.clock import Clock
+from domain.ports.deployments import ActiveDeployment
+from domain.ports.queue import QueueConsumer
+from domain.ports.streams import StreamReader
+from domain.ports.transactions import UnitOfWork
+from domain.ports.world import WorldReader
+from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from domain.use_cases.publish_message import PublishMessage
+from domain.use_cases.query_world import QueryWorld
+from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from domain.world import EventRequest, EventResult, EventType, ResolveData
+from tests.fakes import (
+    FakeDeployments,
+    FakeQueue,
+    FakeStore,
+    FakeStreamReader,
+    FakeUnitOfWork,
+    FakeWorldReader,
+    FixedClock,
+)
+
+RUN_KEY_SECRET = bytes(range(32))
+POLL_INTERVAL = 0.05
+
+
+@dataclass
+class World:
+    """One backend's World: the use cases plus the knobs the cases need."""
+
+    backend: str
+    clock: Clock
+    ids: IdFactory
+    uow: UnitOfWork
+    reader: WorldReader
+    stream_reader: StreamReader
+    deployments: ActiveDeployment
+    queue: QueueConsumer
+    events: ProxyWorldEvent
+    query: QueryWorld
+    write_stream: WriteStream
+    read_stream: ReadStream
+    inspect_stream: InspectStream
+    publish: PublishMessage
+    encryption_key: GetEncryptionKey
+    deployment_id: GetDeploymentId
+    activate: Callable[[str], Awaitable[None]]
+    pass_time: Callable[[float], Awaitable[None]]
+    reopen: Callable[[], contextlib.AbstractAsyncContextManager[World]]
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    async def create(
+        self,
+        run_id: str | None,
+        event_type: EventType,
+        correlation_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        spec_version: int | None = None,
+        resolve: ResolveData = "all",
+    ) -> EventResult:
+        request = EventRequest(event_type, correlation_id, spec_version, data)
+        return await self.events.execute(CreateEvent(run_id, request, resolve))
+
+
+def _build(
+    backend: str,
+    *,
+    clock: Clock,
+    ids: IdFactory,
+    uow: UnitOfWork,
+    reader: WorldReader,
+    stream_reader: StreamReader,
+    deployments: ActiveDeployment,
+    queue: QueueConsumer,
+    activate: Callable[[str], Awaitable[None]],
+    pass_time: Callable[[float], Awaitable[None]],
+    reopen: Callable[[], contextlib.AbstractAsyncContextManager[World]],
+) -> World:
+    signal = LocalSignal()
+    return World(
+        backend=backend,
+        clock=clock,
+        ids=ids,
+        uow=uow,
+        reader=reader,
+        stream_reader=stream_reader,
+        deployments=deployments,
+        queue=queue,
+        events=ProxyWorldEvent(uow, ids, clock, signal),
+        query=QueryWorld(reader),
+        write_stream=WriteStream(uow, ids, clock, signal),
+        read_stream=ReadStream(stream_reader, signal, poll_interval=POLL_INTERVAL),
+        inspect_stream=InspectStream(stream_reader),
+        publish=PublishMessage(uow, ids, clock, signal),
+        encryption_key=GetEncryptionKey(reader, HkdfRunKeyDeriver(RUN_KEY_SECRET), deployments),
+        deployment_id=GetDeploymentId(deployments),
+        activate=activate,
+        pass_time=pass_time,
+        reopen=reopen,
+    )
+
+
+def _fake_world(store: FakeStore, clock: FixedClock) -> World:
+    deployments = FakeDeployments(store)
+
+    async def activate(deployment_id: str) -> None:
+        deployments.activate(deployment_id)
+
+    async def pass_time(seconds: float) -> None:
+        clock.advance(seconds)
+
+    @contextlib.asynccontextmanager
+    async def reopen() -> AsyncIterator[World]:
+        yield _fake_world(store, clock)
+
+    return _build(
+        "fake",
+        clock=clock,
+        ids=IdFactory(clock_ms=clock.now_ms),  # event times follow the fixed clock
+        uow=FakeUnitOfWork(store),
+        reader=FakeWorldReader(store),
+        stream_reader=FakeStreamReader(store),
+        deployments=deployments,
+        queue=FakeQueue(store, clock),
+        activate=activate,
+        pass_time=pass_time,
+        reopen=reopen,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _sql_world(backend: str, config: DatabaseConfig) -> AsyncIterator[World]:
+    db = Database(config)
+    try:
+        await db.migrate()
+
+        async def activate(deployment_id: str) -> None:
+            def upsert(conn: Connection) -> None:
+                conn.execute(delete(active_deployment).where(active_deployment.c.slot == 1))
+                updated_ms = int(datetime.now(UTC).timestamp() * 1000)
+                conn.execute(
+                    insert(active_deployment).values(
+                        slot=1, deployment_id=deployment_id, updated_ms=updated_ms
+                    )
+                )
+
+            await db.writer.run_sql(upsert)
+
+        yield _build(
+            backend,
+            clock=SystemClock(),
+            ids=IdFactory(),
+            uow=db.writer,
+            reader=SqlWorldReader(db.engine),
+            stream_reader=SqlStreamReader(db.engine),
+            deployments=SqlDeployments(db.engine),
+            queue=SqlQueue(db.writer),
+            activate=activate,
+            pass_time=asyncio.sleep,
+            reopen=lambda: _sql_world(backend, config),
+        )
+    finally:
+        await db.close()
+
+
+@pytest.fixture(
+    params=["fake", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, DatabaseConfig | None]:
+    """Which backend, and its database; synchronous, as ``postgres_url`` must be."""
+    name: str = request.param
+    if name == "fake":
+        return name, None
+    if name == "sqlite":
+        return name, DatabaseConfig(sqlite_path=tmp_path / "world.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return name, DatabaseConfig(sqlite_path=tmp_path / "unused.db", database_url=url)
+
+
+@pytest.fixture
+async def world(backend: tuple[str, DatabaseConfig | None]) -> AsyncIterator[World]:
+    name, config = backend
+    if config is None:
+        yield _fake_world(FakeStore(), FixedClock())
+        return
+    async with _sql_world(name, config) as built:
+        yield built

@@ -1,0 +1,463 @@
+"""Hand-written in-memory fakes of the ports that hold state (no mocks).
+
+Every fake works on one shared :class:`FakeStore`. :class:`FakeUnitOfWork` gives
+a unit of work a private copy of the store and swaps it in only when the unit
+returns, so a unit that raises leaves nothing behind — the same all-or-nothing
+the SQL writer gets from a savepoint. The contract suite in ``tests/contracts``
+runs the same cases against these fakes and the SQL adapters, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from domain import errors
+from domain.audit import AuditEntry
+from domain.deployments import Deployment
+from domain.idempotency import IdempotencyRecord
+from domain.pagination import Page, PageRequest, Position, encode_cursor
+from domain.ports.clock import Clock
+from domain.ports.deployments import DeploymentReader
+from domain.ports.queue import QueueConsumer
+from domain.ports.streams import StoredChunk, StreamReader
+from domain.ports.transactions import Transaction, UnitOfWork
+from domain.ports.world import WorldReader
+from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class FixedClock(Clock):
+    """A clock that only moves when told to."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        start = now if now is not None else datetime.now(UTC)
+        self._now = start.replace(microsecond=start.microsecond // 1000 * 1000)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def now_ms(self) -> int:
+        return to_ms(self._now)
+
+    def set(self, moment: datetime) -> None:
+        self._now = moment
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    message: QueueMessage
+    available_at: datetime
+    lease_owner: str | None = None
+
+
+@dataclass
+class FakeStore:
+    """All the state of the fake world. Entities are frozen; containers are copied per unit."""
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    steps: dict[tuple[str, str], Step] = field(default_factory=dict)
+    hooks: dict[str, Hook] = field(default_factory=dict)
+    waits: dict[tuple[str, str], Wait] = field(default_factory=dict)
+    events: dict[str, Event] = field(default_factory=dict)
+    chunks: dict[str, list[StoredChunk]] = field(default_factory=dict)
+    stream_runs: dict[str, list[str]] = field(default_factory=dict)
+    messages: dict[str, _Queued] = field(default_factory=dict)
+    queue_keys: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    active_deployment: str | None = None
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+    deliveries: dict[tuple[str, str], Any] = field(default_factory=dict)
+    last_seq: int = 0
+
+    def clone(self) -> FakeStore:
+        twin = FakeStore(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(self)})
+        twin.chunks = {name: list(found) for name, found in self.chunks.items()}
+        twin.stream_runs = {run_id: list(names) for run_id, names in self.stream_runs.items()}
+        return twin
+
+    def adopt(self, other: FakeStore) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+
+class FakeTransaction(Transaction):
+    """The Transaction primitives over a private copy of the store."""
+
+    def __init__(self, state: FakeStore) -> None:
+        self.state = state
+        self.callbacks: list[Callable[[], Any]] = []
+
+    def after_commit(self, callback: Callable[[], Any]) -> None:
+        self.callbacks.append(callback)
+
+    # -- runs, steps ----------------------------------------------------------------------
+
+    def lock_run(self, run_id: str) -> Run | None:
+        return self.state.runs.get(run_id)
+
+    def insert_run(self, run: Run) -> bool:
+        if run.run_id in self.state.runs:
+            return False
+        self.state.runs[run.run_id] = copy.deepcopy(run)
+        return True
+
+    def update_run(self, run: Run) -> None:
+        old = self.state.runs.get(run.run_id)
+        if old is not None:  # input and createdAt are immutable, as in the SQL adapter
+            self.state.runs[run.run_id] = replace(
+                copy.deepcopy(run), input=old.input, created_at=old.created_at
+            )
+
+    def get_step(self, run_id: str, step_id: str) -> Step | None:
+        return self.state.steps.get((run_id, step_id))
+
+    def insert_step(self, step: Step) -> bool:
+        key = (step.run_id, step.step_id)
+        if key in self.state.steps:
+            return False
+        self.state.steps[key] = copy.deepcopy(step)
+        return True
+
+    def update_step(self, step: Step) -> None:
+        key = (step.run_id, step.step_id)
+        old = self.state.steps.get(key)
+        if old is not None:
+            self.state.steps[key] = replace(
+                copy.deepcopy(step),
+                input=old.input,
+                step_name=old.step_name,
+                created_at=old.created_at,
+            )
+
+    # -- hooks, waits ---------------------------------------------------------------------
+
+    def get_hook(self, hook_id: str) -> Hook | None:
+        return self.state.hooks.get(hook_id)
+
+    def get_hook_by_token(self, token: str) -> Hook | None:
+        return next((h for h in self.state.hooks.values() if h.token == token), None)
+
+    def insert_hook(self, hook: Hook) -> bool:
+        if hook.hook_id in self.state.hooks or self.get_hook_by_token(hook.token) is not None:
+            return False
+        self.state.hooks[hook.hook_id] = copy.deepcopy(hook)
+        return True
+
+    def delete_hook(self, hook_id: str) -> bool:
+        return self.state.hooks.pop(hook_id, None) is not None
+
+    def get_wait(self, run_id: str, correlation_id: str) -> Wait | None:
+        return self.state.waits.get((run_id, correlation_id))
+
+    def insert_wait(self, wait: Wait) -> None:
+        key = (wait.run_id, wait.correlation_id)
+        if key in self.state.waits:
+            raise errors.EntityConflict("The write conflicts with existing data")
+        self.state.waits[key] = wait
+
+    def update_wait(self, wait: Wait) -> None:
+        key = (wait.run_id, wait.correlation_id)
+        old = self.state.waits.get(key)
+        if old is not None:
+            self.state.waits[key] = replace(wait, created_at=old.created_at)
+
+    def delete_hooks_and_waits(self, run_id: str) -> None:
+        state = self.state
+        state.hooks = {k: h for k, h in state.hooks.items() if h.run_id != run_id}
+        state.waits = {k: w for k, w in state.waits.items() if w.run_id != run_id}
+
+    # -- events ---------------------------------------------------------------------------
+
+    def last_event_id(self, run_id: str) -> str | None:
+        found = self.run_events(run_id)
+        return found[-1].event_id if found else None
+
+    def insert_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if event.event_id in self.state.events:
+                raise errors.EntityConflict("The write conflicts with existing data")
+            self.state.events[event.event_id] = copy.deepcopy(event)
+
+    def run_events(self, run_id: str) -> list[Event]:
+        found = [e for e in self.state.events.values() if e.run_id == run_id]
+        return sorted(found, key=lambda e: (to_ms(e.created_at), e.event_id))
+
+    # -- streams --------------------------------------------------------------------------
+
+    def stream_is_closed(self, name: str) -> bool:
+        return any(chunk.eof for chunk in self.state.chunks.get(name, ()))
+
+    def append_chunks(
+        self, name: str, run_id: str, chunks: Sequence[tuple[str, bytes]], eof_chunk_id: str | None
+    ) -> None:
+        rows = [(bytes(data), False) for _, data in chunks]
+        if eof_chunk_id is not None:
+            rows.append((b"", True))
+        stored = self.state.chunks.setdefault(name, [])
+        for data, eof in rows:
+            self.state.last_seq += 1
+            stored.append(StoredChunk(self.state.last_seq, data, eof))
+        names = self.state.stream_runs.setdefault(run_id, [])
+        if name not in names:
+            names.append(name)
+
+    # -- queue ----------------------------------------------------------------------------
+
+    def find_queued_by_key(self, idempotency_key: str, now: datetime) -> str | None:
+        found = self.state.queue_keys.get(idempotency_key)
+        if found is None:
+            return None
+        message_id, expires_at = found
+        if expires_at <= now:
+            del self.state.queue_keys[idempotency_key]
+            return None
+        return message_id
+
+    def insert_message(
+        self, message: QueueMessage, available_at: datetime, key_expires_at: datetime | None
+    ) -> None:
+        if message.message_id in self.state.messages:
+            raise errors.EntityConflict("The write conflicts with existing data")
+        self.state.messages[message.message_id] = _Queued(copy.deepcopy(message), available_at)
+        if message.idempotency_key is not None and key_expires_at is not None:
+            self.state.queue_keys[message.idempotency_key] = (message.message_id, key_expires_at)
+
+    # -- deployments ----------------------------------------------------------------------
+
+    def get_deployment(self, deployment_id: str) -> Deployment | None:
+        found = self.state.deployments.get(deployment_id)
+        if found is None:
+            return None
+        return replace(found, active=deployment_id == self.state.active_deployment)
+
+    def active_deployment_id(self) -> str | None:
+        return self.state.active_deployment
+
+    def insert_deployment(self, deployment: Deployment) -> None:
+        if deployment.deployment_id in self.state.deployments:
+            raise errors.EntityConflict("The write conflicts with existing data")
+        self.state.deployments[deployment.deployment_id] = replace(deployment, active=False)
+
+    def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
+        self.state.active_deployment = deployment_id
+
+    # -- idempotency, audit, webhook deliveries -------------------------------------------
+
+    def claim_idempotency(
+        self, record: IdempotencyRecord, now: datetime
+    ) -> IdempotencyRecord | None:
+        key = (record.scope, record.key)
+        holder = self.state.idempotency.get(key)
+        if holder is not None and holder.expires_at > now:
+            return holder
+        self.state.idempotency[key] = record
+        return None
+
+    def complete_idempotency(self, record: IdempotencyRecord) -> None:
+        self.state.idempotency[(record.scope, record.key)] = record
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self.state.audit.append(replace(entry, entry_id=len(self.state.audit) + 1))
+
+    def record_delivery(self, provider: str, delivery_id: str, payload: Any, at: datetime) -> bool:
+        key = (provider, delivery_id)
+        if key in self.state.deliveries:
+            return False
+        self.state.deliveries[key] = copy.deepcopy(payload)
+        return True
+
+
+class FakeUnitOfWork(UnitOfWork):
+    """Runs a unit on a copy of the store and adopts the copy only if the unit returns."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def run(self, work: Callable[[Transaction], R]) -> R:
+        tx = FakeTransaction(self.store.clone())
+        result = work(tx)  # before any await: units apply in call order, one at a time
+        self.store.adopt(tx.state)
+        for callback in tx.callbacks:
+            callback()
+        await asyncio.sleep(0)  # let other tasks run, as a real commit would
+        return result
+
+
+def _page(items: Iterable[T], position: Callable[[T], Position], page: PageRequest) -> Page[T]:
+    """``domain.pagination`` order: ``(created_ms, id)``, limit+1, cursor of the last item."""
+
+    def key(item: T) -> tuple[int, str]:
+        at = position(item)
+        return at.created_ms, at.item_id
+
+    descending = page.sort_order == "desc"
+    ordered = sorted(items, key=key, reverse=descending)
+    if page.after is not None:
+        mark = (page.after.created_ms, page.after.item_id)
+        ordered = [i for i in ordered if (key(i) < mark if descending else key(i) > mark)]
+    fetched = ordered[: page.limit + 1]
+    has_more = len(fetched) > page.limit
+    fetched = fetched[: page.limit]
+    cursor = None
+    if fetched:
+        cursor = encode_cursor(position(fetched[-1]))
+    elif page.after is not None:
+        cursor = encode_cursor(page.after)
+    return Page(tuple(fetched), cursor, has_more)
+
+
+class FakeWorldReader(WorldReader):
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return self.store.runs.get(run_id)
+
+    async def list_runs(
+        self, page: PageRequest, workflow_name: str | None = None, status: str | None = None
+    ) -> Page[Run]:
+        found = [
+            run
+            for run in self.store.runs.values()
+            if (workflow_name is None or run.workflow_name == workflow_name)
+            and (status is None or run.status == status)
+        ]
+        return _page(found, lambda r: Position(to_ms(r.created_at), r.run_id), page)
+
+    async def get_step(self, run_id: str | None, step_id: str) -> Step | None:
+        if run_id is not None:
+            return self.store.steps.get((run_id, step_id))
+        return next((s for s in self.store.steps.values() if s.step_id == step_id), None)
+
+    async def list_steps(self, run_id: str, page: PageRequest) -> Page[Step]:
+        found = [s for s in self.store.steps.values() if s.run_id == run_id]
+        return _page(found, lambda s: Position(to_ms(s.created_at), s.step_id), page)
+
+    async def get_event(self, run_id: str, event_id: str) -> Event | None:
+        event = self.store.events.get(event_id)
+        return event if event is not None and event.run_id == run_id else None
+
+    async def list_events(self, run_id: str, page: PageRequest) -> Page[Event]:
+        found = [e for e in self.store.events.values() if e.run_id == run_id]
+        return _page(found, _event_position, page)
+
+    async def list_events_by_correlation(
+        self, correlation_id: str, page: PageRequest
+    ) -> Page[Event]:
+        found = [e for e in self.store.events.values() if e.correlation_id == correlation_id]
+        return _page(found, _event_position, page)
+
+    async def get_hook(self, hook_id: str) -> Hook | None:
+        return self.store.hooks.get(hook_id)
+
+    async def get_hook_by_token(self, token: str) -> Hook | None:
+        return next((h for h in self.store.hooks.values() if h.token == token), None)
+
+    async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]:
+        found = [h for h in self.store.hooks.values() if run_id is None or h.run_id == run_id]
+        return _page(found, lambda h: Position(to_ms(h.created_at), h.hook_id), page)
+
+
+def _event_position(event: Event) -> Position:
+    return Position(to_ms(event.created_at), event.event_id)
+
+
+class FakeStreamReader(StreamReader):
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    def _data(self, name: str) -> list[bytes]:
+        return [c.data for c in self.store.chunks.get(name, ()) if not c.eof and c.data]
+
+    async def chunks_after(self, name: str, after_seq: int, limit: int) -> list[StoredChunk]:
+        found = [c for c in self.store.chunks.get(name, ()) if c.seq > after_seq]
+        return found[:limit]
+
+    async def data_chunk_count(self, name: str) -> tuple[int, bool]:
+        closed = any(c.eof for c in self.store.chunks.get(name, ()))
+        return len(self._data(name)), closed
+
+    async def data_chunks(
+        self, name: str, start_index: int, limit: int
+    ) -> tuple[list[bytes], bool]:
+        found = self._data(name)[start_index : start_index + limit + 1]
+        return found[:limit], len(found) > limit
+
+    async def names_for_run(self, run_id: str) -> list[str]:
+        return list(self.store.stream_runs.get(run_id, ()))
+
+
+class FakeQueue(QueueConsumer):
+    """Leases measured on ``clock``; a lease that runs out makes the message due again."""
+
+    def __init__(self, store: FakeStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def claim(
+        self, worker_id: str, *, limit: int, lease_seconds: float, queue_prefix: str = ""
+    ) -> list[QueueMessage]:
+        now = self.clock.now()
+        due = sorted(
+            (
+                queued
+                for queued in self.store.messages.values()
+                if queued.available_at <= now and queued.message.queue_name.startswith(queue_prefix)
+            ),
+            key=lambda q: (q.available_at, q.message.message_id),
+        )[:limit]
+        claimed = []
+        for queued in due:
+            message = replace(queued.message, attempt=queued.message.attempt + 1)
+            lease_end = now + timedelta(seconds=lease_seconds)
+            self.store.messages[message.message_id] = _Queued(message, lease_end, worker_id)
+            claimed.append(copy.deepcopy(message))
+        return claimed
+
+    async def ack(self, message_id: str, worker_id: str) -> bool:
+        queued = self.store.messages.get(message_id)
+        if queued is None or queued.lease_owner != worker_id:
+            return False
+        del self.store.messages[message_id]
+        return True
+
+    async def retry_later(self, message_id: str, worker_id: str, delay_seconds: float) -> bool:
+        queued = self.store.messages.get(message_id)
+        if queued is None or queued.lease_owner != worker_id:
+            return False
+        due = self.clock.now() + timedelta(seconds=delay_seconds)
+        self.store.messages[message_id] = _Queued(queued.message, due, None)
+        return True
+
+
+class FakeDeployments(DeploymentReader):
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    def activate(self, deployment_id: str | None) -> None:
+        """Point the active pointer at ``deployment_id`` (which need not be stored)."""
+        self.store.active_deployment = deployment_id
+
+    async def active_deployment_id(self) -> str | None:
+        return self.store.active_deployment
+
+    async def get(self, deployment_id: str) -> Deployment | None:
+        found = self.store.deployments.get(deployment_id)
+        if found is None:
+            return None
+        return replace(found, active=deployment_id == self.store.active_deployment)
