@@ -2,6 +2,8 @@
 
 compute-worker serve [--host H] [--port P] [--sqlite-path F] [--database-url URL] ...
 compute-worker migrate [--sqlite-path F | --database-url URL]
+compute-worker keys create --name N --scope S [--scope S ...] | keys list | keys revoke ID
+compute-worker audit (--correlation-id ID | --run-id ID | --since TIME) [--json]
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.guards import StartupRefused, check_target_world
 from app.logs import configure_logging
 from app.runtime import Runtime
 from app.server import ComputeWorkerServer
 from app.settings import Settings, SettingsError
 from domain.api_keys import ALL_SCOPES, new_secret
+from domain.errors import DomainError
+from domain.ports.audit import AuditQuery
 from domain.use_cases.authenticate import SeedKey
 
 log = logging.getLogger("compute_worker")
@@ -40,6 +46,25 @@ _SERVE_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--expected-target-world", {"help": "WORKFLOW_TARGET_WORLD required in production"}),
     ("--seed-api-keys", {"help": 'JSON list of {"key", "scopes", "name"?} created at start'}),
     ("--require-https", {"action": "store_const", "const": True, "help": "refuse plain HTTP"}),
+    (
+        "--trust-forwarded-proto",
+        {
+            "action": "store_const",
+            "const": True,
+            "help": "accept X-Forwarded-Proto: https from the proxy",
+        },
+    ),
+    ("--webhook-providers", {"help": "JSON object of webhook providers (see README)"}),
+    ("--idempotency-retention-hours", {"type": float, "help": "keep keys this long (24)"}),
+    ("--stream-poll-interval", {"type": float, "help": "seconds between cross-process checks"}),
+    (
+        "--encryption",
+        {
+            "action": argparse.BooleanOptionalAction,
+            "default": None,
+            "help": "derive per-run encryption keys (default on)",
+        },
+    ),
     ("--rate-limit-per-minute", {"type": int, "help": "requests per key per minute (0: off)"}),
     ("--max-body-bytes", {"type": int, "help": "largest accepted request body"}),
     ("--certfile", {"help": "TLS certificate (PEM); enables HTTPS and h2 via ALPN"}),
@@ -54,7 +79,22 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    for sub in (serve, migrate):
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key; its secret is shown once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", required=True, dest="scopes",
+                        help="repeat for several: " + ", ".join(sorted(ALL_SCOPES)))  # fmt: skip
+    key_list = key_commands.add_parser("list", help="list keys (never their secrets)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    audit = commands.add_parser("audit", help="print audit entries (forensic queries)")
+    audit.add_argument("--correlation-id")
+    audit.add_argument("--run-id")
+    audit.add_argument("--since", help="ISO-8601 time, e.g. 2026-11-24T10:00:00Z")
+    audit.add_argument("--limit", type=int, default=1000)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    for sub in (serve, migrate, create, key_list, revoke, audit):
         for flag, options in _DATABASE_FLAGS:
             sub.add_argument(flag, **options)
     for flag, options in _SERVE_FLAGS:
@@ -65,12 +105,14 @@ def _parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     names = {flag[2:].replace("-", "_") for flag, _ in _DATABASE_FLAGS + _SERVE_FLAGS}
     options = {name: getattr(args, name, None) for name in names - {"dev"}}
-    raw_seeds = options.get("seed_api_keys")
-    if isinstance(raw_seeds, str):
-        try:
-            options["seed_api_keys"] = json.loads(raw_seeds)
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"--seed-api-keys is not JSON: {exc}") from None
+    for name in ("seed_api_keys", "webhook_providers"):
+        raw = options.get(name)
+        if isinstance(raw, str):
+            try:
+                options[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                flag = "--" + name.replace("_", "-")
+                raise SettingsError(f"{flag} is not JSON: {exc}") from None
     return options
 
 
@@ -109,16 +151,67 @@ async def _migrate(settings: Settings) -> None:
           if settings.database_url is None else "database at the latest schema")  # fmt: skip
 
 
+async def _keys(settings: Settings, args: argparse.Namespace) -> None:
+    async with Runtime(settings) as container:
+        manage = container.manage_api_keys()
+        if args.keys_command == "create":
+            created = await manage.create(args.name, args.scopes)
+            key = created.key
+            print(f"{key.key_id}\t{key.name}\t{' '.join(sorted(key.scopes))}")
+            print(f"secret (shown once): {created.secret}")
+        elif args.keys_command == "list":
+            for key in await manage.list():
+                state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+                print(f"{key.key_id}\t{key.name}\t{' '.join(sorted(key.scopes))}\t{state}")
+        else:
+            await manage.revoke(args.key_id)
+            print(f"revoked {args.key_id}")
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> None:
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise SettingsError(f"--since is not an ISO-8601 time: {args.since!r}") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    query = AuditQuery(args.correlation_id, args.run_id, since, args.limit)
+    async with Runtime(settings) as container:
+        entries = await container.query_audit().execute(query)
+    for entry in entries:
+        record = {
+            "id": entry.entry_id, "time": entry.created_at.isoformat(), "keyId": entry.key_id,
+            "action": entry.action, "method": entry.method, "path": entry.path,
+            "status": entry.status, "metadata": entry.metadata,
+        }  # fmt: skip
+        if args.json:
+            print(json.dumps(record))
+        else:
+            key = entry.key_id or "-"
+            print(f"{record['time']}\t{entry.status}\t{entry.method} {entry.path}"
+                  f"\t{entry.action}\tkey={key}\t{json.dumps(entry.metadata)}")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.load(_options(args))
-    except SettingsError as exc:
+        if args.command == "serve":
+            check_target_world(settings)
+    except (SettingsError, StartupRefused) as exc:
         print(f"compute-worker: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
-    if args.command == "serve":
-        asyncio.run(_serve(settings, args.dev))
-    elif args.command == "migrate":
-        asyncio.run(_migrate(settings))
+    configure_logging(settings.log_level if args.command == "serve" else "warning")
+    commands = {
+        "serve": lambda: _serve(settings, args.dev),
+        "migrate": lambda: _migrate(settings),
+        "keys": lambda: _keys(settings, args),
+        "audit": lambda: _audit(settings, args),
+    }
+    try:
+        asyncio.run(commands[args.command]())
+    except (DomainError, SettingsError) as exc:
+        print(f"compute-worker: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
     return 0

@@ -6,27 +6,64 @@ or build use cases from fakes.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dependency_injector import containers, providers
 
+from adapters.http.rate_limit import RateLimiter
 from adapters.security.run_keys import HkdfRunKeyDeriver
 from adapters.sql.api_keys import SqlApiKeyStore
+from adapters.sql.audit import SqlAuditLog
 from adapters.sql.database import Database, DatabaseConfig
 from adapters.sql.deployments import SqlDeployments
 from adapters.sql.queue import SqlQueue
 from adapters.sql.reads import SqlStreamReader, SqlWorldReader
+from adapters.sql.run_leases import SqlRunLeases
 from adapters.system import LocalSignal, SystemClock
+from adapters.worldcompute.code import BundleCode
+from adapters.worldcompute.engine import Engine, EngineSettings
+from adapters.worldcompute.local_world import LocalRunWorld
 from app.settings import Settings
 from domain.ids import IdFactory
+from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from domain.use_cases.authenticate import Authenticate, SeedApiKeys
+from domain.use_cases.cancel_run import CancelRun
+from domain.use_cases.deployments import ActivateDeployment, CreateDeployment, GetDeployment
 from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from domain.use_cases.proxy_world_event import ProxyWorldEvent
 from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.query_world import QueryWorld
+from domain.use_cases.receive_webhook import ReceiveWebhook
+from domain.use_cases.resume_hook import ResumeHook
 from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from domain.use_cases.trigger_run import TriggerRun
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:
     return DatabaseConfig(sqlite_path=settings.database_path, database_url=settings.database_url)
+
+
+def _artifact_store(settings: Settings) -> object:  # TEMP until adapters.fs lands
+    from adapters.fs.artifact_store import FsArtifactStore
+
+    return FsArtifactStore(settings.artifacts_path)
+
+
+def _verifiers() -> dict[str, object]:  # TEMP until adapters.webhooks lands
+    from adapters.webhooks.verifiers import VERIFIERS
+
+    return {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
+
+
+def _bundle_loader() -> object:  # TEMP until adapters.worldcompute.loader lands
+    from adapters.worldcompute.loader import SubprocessBundleLoader
+
+    return SubprocessBundleLoader()
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter | None:
+    per_minute = settings.rate_limit_per_minute
+    return RateLimiter(per_minute) if per_minute > 0 else None
 
 
 class Container(containers.DeclarativeContainer):
@@ -40,6 +77,7 @@ class Container(containers.DeclarativeContainer):
     database = providers.Singleton(Database, providers.Callable(_database_config, settings))
     engine = providers.Callable(lambda db: db.engine, database)
     writer = providers.Callable(lambda db: db.writer, database)
+    rate_limiter = providers.Singleton(_rate_limiter, settings)
 
     # ports → adapters
     world_reader = providers.Singleton(SqlWorldReader, engine)
@@ -47,14 +85,18 @@ class Container(containers.DeclarativeContainer):
     queue = providers.Singleton(SqlQueue, writer)
     deployments = providers.Singleton(SqlDeployments, engine)
     api_keys = providers.Singleton(SqlApiKeyStore, engine, writer)
+    audit_log = providers.Singleton(SqlAuditLog, engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
+    artifacts = providers.Singleton(_artifact_store, settings)
+    bundle_loader = providers.Singleton(_bundle_loader)
+    webhook_verifiers = providers.Singleton(_verifiers)
 
-    # use cases
+    # use cases: the World
     authenticate = providers.Singleton(Authenticate, api_keys)
     seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
     proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, signal)
     query_world = providers.Singleton(QueryWorld, world_reader)
-    write_stream = providers.Singleton(WriteStream, writer, ids, signal)
+    write_stream = providers.Singleton(WriteStream, writer, ids, clock, signal)
     read_stream = providers.Singleton(
         ReadStream,
         stream_reader,
@@ -65,3 +107,49 @@ class Container(containers.DeclarativeContainer):
     publish_message = providers.Singleton(PublishMessage, writer, ids, clock, signal)
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
+
+    # use cases: the public lane
+    trigger_run = providers.Singleton(
+        TriggerRun,
+        writer,
+        ids,
+        clock,
+        proxy_world_event,
+        publish_message,
+        providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
+    )
+    cancel_run = providers.Singleton(CancelRun, writer, clock, proxy_world_event)
+    resume_hook = providers.Singleton(ResumeHook, writer, clock, proxy_world_event, publish_message)
+    create_deployment = providers.Singleton(
+        CreateDeployment, writer, ids, clock, artifacts, bundle_loader
+    )
+    activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
+    get_deployment = providers.Singleton(GetDeployment, deployments)
+    receive_webhook = providers.Singleton(
+        ReceiveWebhook,
+        writer,
+        clock,
+        providers.Callable(lambda s: {p.name: p for p in s.webhook_providers}, settings),
+        webhook_verifiers,
+        trigger_run,
+        resume_hook,
+        providers.Callable(lambda s: s.on_webhook, settings),
+    )
+    manage_api_keys = providers.Singleton(ManageApiKeys, api_keys, ids, clock)
+    query_audit = providers.Singleton(QueryAudit, audit_log)
+
+    # the engine (worldcompute)
+    run_leases = providers.Singleton(SqlRunLeases, engine, writer)
+    run_world = providers.Singleton(
+        LocalRunWorld, writer, proxy_world_event, world_reader, write_stream, signal
+    )
+    deployment_code = providers.Singleton(
+        BundleCode,
+        deployments,
+        artifacts,
+        providers.Callable(lambda s: s.data_dir / "code", settings),
+    )
+    engine_settings = providers.Singleton(EngineSettings)
+    workflow_engine = providers.Singleton(
+        Engine, queue, run_leases, run_world, deployment_code, signal, engine_settings
+    )

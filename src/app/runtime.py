@@ -21,8 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    """``execute=True`` (the server) also starts the workflow engine."""
+
+    def __init__(self, settings: Settings, execute: bool = False) -> None:
         self.settings = settings
+        self.execute = execute
         self.container = Container(settings=settings)
 
     async def __aenter__(self) -> Container:
@@ -37,6 +40,8 @@ class Runtime:
         try:
             await database.migrate()
             await self.container.seed_api_keys().execute(settings.seed_api_keys)
+            if self.execute:
+                await self.container.workflow_engine().start()
         except BaseException:
             await database.close()
             raise
@@ -49,4 +54,6 @@ class Runtime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.execute:
+            await self.container.workflow_engine().stop()
         await self.container.database().close()

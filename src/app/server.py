@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from adapters.http import public_routes, world_routes
 from adapters.http.app import build_app
+from app.guards import check_target_world
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -25,8 +26,16 @@ START_TIMEOUT = 30.0
 
 
 def create_app(settings: Settings) -> Starlette:
+    """The ASGI app; refuses (``StartupRefused``) an unsafe production configuration."""
+    check_target_world(settings)
     routes = [*public_routes.ROUTES, *world_routes.ROUTES]
-    return build_app(routes, lambda: Runtime(settings), settings)
+    return build_app(
+        routes,
+        lambda: Runtime(settings, execute=True),
+        settings,
+        require_https=settings.require_https,
+        trust_forwarded_proto=settings.trust_forwarded_proto,
+    )
 
 
 def hypercorn_config(settings: Settings) -> Config:

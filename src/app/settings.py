@@ -19,6 +19,7 @@ from typing import Any
 
 from domain import errors
 from domain.use_cases.authenticate import SeedKey, check_scopes
+from domain.webhooks import SCHEMES, WebhookProvider
 
 ENV_PREFIX = "COMPUTE_WORKER_"
 DISTRIBUTION = "workflow-compute-worker"
@@ -58,6 +59,8 @@ class Settings:
     keyfile: Path | None = None
     log_level: str = "info"
     on_webhook: WebhookCallback | None = None
+    webhook_providers: tuple[WebhookProvider, ...] = ()
+    idempotency_retention_hours: float = 24.0
 
     @property
     def version(self) -> str:
@@ -110,11 +113,11 @@ def _from_env(name: str, raw: str) -> Any:
         if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {raw!r}")
         return lowered in ("1", "true", "yes", "on")
-    if name == "seed_api_keys":
+    if name in ("seed_api_keys", "webhook_providers"):
         try:
-            return json.loads(raw)
+            return _coerce(name, json.loads(raw))
         except json.JSONDecodeError as exc:
-            raise SettingsError(f"{ENV_PREFIX}SEED_API_KEYS is not JSON: {exc}") from None
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} is not JSON: {exc}") from None
     return _coerce(name, raw)
 
 
@@ -125,8 +128,13 @@ def _coerce(name: str, value: Any) -> Any:
             if number < 0:
                 raise ValueError
             return number
-        if name == "stream_poll_interval":
-            return float(value)
+        if name in ("stream_poll_interval", "idempotency_retention_hours"):
+            seconds = float(value)
+            if seconds <= 0:
+                raise ValueError
+            return seconds
+        if name == "webhook_providers":
+            return _providers(value)
         if name in _PATHS:
             return Path(value)
         if name in _BOOLS:
@@ -167,6 +175,41 @@ def _seeds(value: Any) -> tuple[SeedKey, ...]:
             raise SettingsError(f"seed_api_keys[{index}]: {exc.message}") from None
         seeds.append(SeedKey(item["key"], checked, str(item.get("name") or f"seed-{index}")))
     return tuple(seeds)
+
+
+def _providers(value: Any) -> tuple[WebhookProvider, ...]:
+    """``{"<name>": {"scheme", "secret", "trigger"?: {"workflow", "deploymentId"?},
+    "resume"?: {"tokenField"}}}``, or a tuple of ``WebhookProvider``."""
+    if isinstance(value, tuple | list) and all(isinstance(p, WebhookProvider) for p in value):
+        return tuple(value)
+    if not isinstance(value, dict):
+        raise SettingsError("webhook_providers must be an object of provider name → settings")
+    providers = []
+    for name, spec in value.items():
+        where = f"webhook_providers.{name}"
+        if not isinstance(spec, dict) or spec.get("scheme") not in SCHEMES:
+            raise SettingsError(f"{where}.scheme must be one of {', '.join(SCHEMES)}")
+        if not isinstance(spec.get("secret"), str) or not spec["secret"]:
+            raise SettingsError(f"{where}.secret must be a non-empty string")
+        trigger = spec.get("trigger") or {}
+        resume = spec.get("resume") or {}
+        if not isinstance(trigger, dict) or not isinstance(resume, dict) or (trigger and resume):
+            raise SettingsError(f"{where} takes at most one action: trigger or resume")
+        if trigger and not isinstance(trigger.get("workflow"), str):
+            raise SettingsError(f"{where}.trigger.workflow must be a string")
+        if resume and not isinstance(resume.get("tokenField"), str):
+            raise SettingsError(f"{where}.resume.tokenField must be a string")
+        providers.append(
+            WebhookProvider(
+                name=name,
+                scheme=spec["scheme"],
+                secret=spec["secret"],
+                trigger_workflow=trigger.get("workflow"),
+                deployment_id=trigger.get("deploymentId"),
+                resume_token_field=resume.get("tokenField"),
+            )
+        )
+    return tuple(providers)
 
 
 def _secret(value: Any) -> bytes:

@@ -1,6 +1,11 @@
 """compute-worker: a durable workflow server for the Workflow Studio.
 
-The public surface::
+Authoring workflows::
+
+    from compute_worker import workflow, step, sleep, create_hook, get_writable
+    from compute_worker import FatalError, RetryableError, StepFailedError, run_metadata
+
+Serving (options: see the README; each is also ``COMPUTE_WORKER_<NAME>`` and a flag)::
 
     from compute_worker import (
         create_compute_worker,          # -> ASGI app (Starlette)
@@ -8,35 +13,62 @@ The public surface::
         start_compute_worker_server,    # -> awaits until listening; handle with url, close()
     )
 
-Every option is also an environment variable ``COMPUTE_WORKER_<NAME>`` and a
-``compute-worker serve --<name>`` flag; see the README.
+The server half is imported on first use, so workflow bundles importing the
+authoring API stay light.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.applications import Starlette
+from adapters.worldcompute.authoring import (
+    FatalError,
+    HookConflictError,
+    RetryableError,
+    StepFailedError,
+    create_hook,
+    get_writable,
+    run_metadata,
+    sleep,
+    step,
+    workflow,
+)
 
-from app.server import ComputeWorkerServer, ServerHandle, create_app
-from app.settings import Settings
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from app.server import ComputeWorkerServer, ServerHandle
 
 __all__ = [
-    "ComputeWorkerServer",
-    "ServerHandle",
+    "FatalError",
+    "HookConflictError",
+    "RetryableError",
+    "StepFailedError",
     "create_compute_worker",
     "create_compute_worker_server",
+    "create_hook",
+    "get_writable",
+    "run_metadata",
+    "sleep",
     "start_compute_worker_server",
+    "step",
+    "workflow",
 ]
 
 
 def create_compute_worker(**options: Any) -> Starlette:
-    """The ASGI application; the database opens in its lifespan."""
+    """The ASGI application; the database opens and the engine starts in its lifespan."""
+    from app.server import create_app
+    from app.settings import Settings
+
     return create_app(Settings.load(options))
 
 
 def create_compute_worker_server(**options: Any) -> ComputeWorkerServer:
-    """A hypercorn-backed server object; call ``await server.serve()`` or ``start()``."""
+    """A hypercorn-backed server object; ``await server.serve()`` or ``await server.start()``."""
+    from app.server import ComputeWorkerServer
+    from app.settings import Settings
+
     return ComputeWorkerServer(Settings.load(options))
 
 

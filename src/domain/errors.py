@@ -107,3 +107,55 @@ class StorageUnavailable(DomainError):
     """The database or artifact store cannot be reached; safe to retry."""
 
     code = "storage_unavailable"
+
+
+class InvalidDeployment(DomainError):
+    """A bundle that cannot become a deployment; the message says why."""
+
+    code = "invalid_deployment"
+
+
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+
+
+class IdempotencyConflict(DomainError):
+    code = "idempotency_conflict"
+
+
+class RunAlreadyTerminal(DomainError):
+    code = "run_already_terminal"
+
+
+class NoActiveDeploymentToTrigger(DomainError):
+    """Triggering without a deploymentId while no deployment is active (409)."""
+
+    code = "no_active_deployment"
+
+
+class UnknownProvider(NotFound):
+    code = "unknown_provider"
+
+
+class InvalidSignature(DomainError):
+    code = "invalid_signature"
+
+
+class StaleSignature(DomainError):
+    code = "stale_signature"
+
+
+class HttpsRequired(DomainError):
+    code = "https_required"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"retryAfter": retry_after})
+        self.retry_after = retry_after

@@ -15,12 +15,20 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from adapters.http.errors import EXCEPTION_HANDLERS
+from adapters.http.guards import RateLimitHeadersMiddleware, RequireHttpsMiddleware
 from adapters.http.middleware import CorrelationIdMiddleware
 
 RuntimeFactory = Callable[[], AbstractAsyncContextManager[Any]]
 
 
-def build_app(routes: Sequence[BaseRoute], runtime: RuntimeFactory, settings: Any) -> Starlette:
+def build_app(
+    routes: Sequence[BaseRoute],
+    runtime: RuntimeFactory,
+    settings: Any,
+    *,
+    require_https: bool = False,
+    trust_forwarded_proto: bool = False,
+) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with runtime() as container:
@@ -28,7 +36,15 @@ def build_app(routes: Sequence[BaseRoute], runtime: RuntimeFactory, settings: An
 
     return Starlette(
         routes=list(routes),
-        middleware=[Middleware(CorrelationIdMiddleware)],
+        middleware=[
+            Middleware(CorrelationIdMiddleware),
+            Middleware(
+                RequireHttpsMiddleware,
+                enabled=require_https,
+                trust_forwarded_proto=trust_forwarded_proto,
+            ),
+            Middleware(RateLimitHeadersMiddleware),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -23,15 +23,24 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[errors.DomainError], int] = {
     errors.InvalidRequest: 400,
+    errors.IdempotencyKeyRequired: 400,
     errors.Unauthorized: 401,
+    errors.InvalidSignature: 401,
+    errors.StaleSignature: 401,
     errors.Forbidden: 403,
+    errors.HttpsRequired: 403,
     errors.NotFound: 404,
     errors.EntityConflict: 409,
+    errors.IdempotencyConflict: 409,
+    errors.RunAlreadyTerminal: 409,
+    errors.NoActiveDeploymentToTrigger: 409,
     errors.RunExpired: 410,
     PayloadTooLarge: 413,
     errors.RunNotSupported: 422,
+    errors.InvalidDeployment: 422,
     errors.TooEarly: 425,
     errors.Throttled: 429,
+    errors.RateLimited: 429,
     errors.StorageUnavailable: 503,
 }
 RETRY_AFTER_DEFAULT = {503: 1}

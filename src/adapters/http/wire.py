@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from adapters import codec
 from domain import errors
+from domain.deployments import Deployment
 from domain.pagination import Page
 from domain.world import (
     Event,
@@ -79,6 +80,26 @@ def run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
         out, startedAt=run.started_at, completedAt=run.completed_at, expiredAt=run.expired_at
     )
     return out
+
+
+def public_run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
+    """The public Run shape (http-api.md): the World's run without its spec version."""
+    out = run_wire(run, resolve)
+    del out["specVersion"]
+    return out
+
+
+def deployment_wire(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "deploymentId": deployment.deployment_id,
+        "digest": deployment.digest,
+        "kind": deployment.kind,
+        "entrypoint": deployment.entrypoint,
+        "workflows": [{"name": w.name, "steps": list(w.steps)} for w in deployment.workflows],
+        "metadata": deployment.metadata or {},
+        "createdAt": iso(deployment.created_at),
+        "active": deployment.active,
+    }
 
 
 def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
@@ -180,8 +201,8 @@ def page_wire(page: Page[T], render: Callable[[T], dict[str, Any]]) -> dict[str,
 # -- reading requests -----------------------------------------------------------------------
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The body as JSON (bytes revived); 413 past ``max_bytes``, 400 when not JSON."""
+async def read_bytes(request: Request, max_bytes: int) -> bytes:
+    """The raw body; 413 ``payload_too_large`` past ``max_bytes`` (checked while reading)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(max_bytes)
@@ -190,10 +211,16 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         body.extend(piece)
         if len(body) > max_bytes:
             raise PayloadTooLarge(max_bytes)
+    return bytes(body)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The body as JSON (bytes revived); 413 past ``max_bytes``, 400 when not JSON."""
+    body = await read_bytes(request, max_bytes)
     if not body:
         raise errors.InvalidRequest("The request body must be JSON", {"field": "body"})
     try:
-        return codec.loads(bytes(body))
+        return codec.loads(body)
     except ValueError as exc:
         raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}") from None
 

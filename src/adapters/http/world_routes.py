@@ -4,6 +4,7 @@ scope ``world:proxy``. Handlers parse, call one use case, render."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -11,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.http import wire
-from adapters.http.auth import requires
+from adapters.http.auth import Handler, request_context, requires
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
@@ -21,6 +22,10 @@ from domain.use_cases.query_world import Paging
 from domain.world import EventRequest, EventType
 
 world = requires(WORLD_SCOPE)
+
+
+def world_write(action: str) -> Callable[[Handler], Handler]:
+    return requires(WORLD_SCOPE, action=action)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -53,7 +58,7 @@ def _event_request(body: dict[str, Any]) -> EventRequest:
     )
 
 
-@world
+@world_write("world.events.create")
 async def create_event(request: Request) -> Response:
     body = await _body(request)
     params = field(body, "params", dict) or {}
@@ -62,7 +67,9 @@ async def create_event(request: Request) -> Response:
         request=_event_request(body),
         resolve_data=resolve_data(params.get("resolveData"), "params.resolveData"),
     )
-    result = await request.state.container.proxy_world_event().execute(command)
+    result = await request.state.container.proxy_world_event().execute(
+        command, request_context(request)
+    )
     return JSONResponse(wire.event_result_wire(result))
 
 
@@ -158,7 +165,7 @@ def _chunk_bytes(value: Any, where: str) -> bytes:
     )
 
 
-@world
+@world_write("world.streams.write")
 async def write_stream(request: Request) -> Response:
     body = await _body(request)
     name = field(body, "name", str, required=True)
@@ -170,15 +177,19 @@ async def write_stream(request: Request) -> Response:
         chunks = [_chunk_bytes(body["chunk"], "chunk")]
     else:
         raise errors.InvalidRequest("chunk or chunks is required", {"field": "chunk"})
-    await request.state.container.write_stream().write(name, run_id, chunks)
+    await request.state.container.write_stream().write(
+        name, run_id, chunks, request_context(request)
+    )
     return JSONResponse({"ok": True})
 
 
-@world
+@world_write("world.streams.close")
 async def close_stream(request: Request) -> Response:
     body = await _body(request)
     await request.state.container.write_stream().close(
-        field(body, "name", str, required=True), field(body, "runId", str, required=True)
+        field(body, "name", str, required=True),
+        field(body, "runId", str, required=True),
+        request_context(request),
     )
     return JSONResponse({"ok": True})
 
@@ -225,7 +236,7 @@ async def stream_info(request: Request) -> Response:
     return JSONResponse({"tailIndex": info.tail_index, "done": info.done})
 
 
-@world
+@world_write("queue.publish")
 async def publish(request: Request) -> Response:
     body = await _body(request)
     if "message" not in body:
@@ -244,7 +255,9 @@ async def publish(request: Request) -> Response:
         delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
         headers=headers,
     )
-    message_id = await request.state.container.publish_message().execute(command)
+    message_id = await request.state.container.publish_message().execute(
+        command, request_context(request)
+    )
     return JSONResponse({"messageId": message_id})
 
 

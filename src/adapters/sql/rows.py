@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row
-
 from adapters import codec
+from domain.audit import AuditEntry
+from domain.deployments import Deployment, WorkflowInfo
 from domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
 
 
@@ -63,7 +64,7 @@ def run_values(run: Run) -> dict[str, Any]:
     }
 
 
-def run_from(row: Row[Any]) -> Run:
+def run_from(row: Any) -> Run:
     return Run(
         run_id=row.run_id,
         status=row.status,
@@ -101,7 +102,7 @@ def step_values(step: Step) -> dict[str, Any]:
     }
 
 
-def step_from(row: Row[Any]) -> Step:
+def step_from(row: Any) -> Step:
     return Step(
         run_id=row.run_id,
         step_id=row.step_id,
@@ -135,7 +136,7 @@ def hook_values(hook: Hook) -> dict[str, Any]:
     }
 
 
-def hook_from(row: Row[Any]) -> Hook:
+def hook_from(row: Any) -> Hook:
     return Hook(
         hook_id=row.hook_id,
         run_id=row.run_id,
@@ -163,7 +164,7 @@ def wait_values(wait: Wait) -> dict[str, Any]:
     }
 
 
-def wait_from(row: Row[Any]) -> Wait:
+def wait_from(row: Any) -> Wait:
     return Wait(
         run_id=row.run_id,
         correlation_id=row.correlation_id,
@@ -188,7 +189,7 @@ def event_values(event: Event) -> dict[str, Any]:
     }
 
 
-def event_from(row: Row[Any]) -> Event:
+def event_from(row: Any) -> Event:
     return Event(
         event_id=row.event_id,
         run_id=row.run_id,
@@ -197,4 +198,69 @@ def event_from(row: Row[Any]) -> Event:
         event_data=decode(row.event_data),
         spec_version=row.spec_version,
         created_at=at_ms(row.created_ms),
+    )
+
+
+def deployment_values(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "deployment_id": deployment.deployment_id,
+        "kind": deployment.kind,
+        "digest": deployment.digest,
+        "entrypoint": deployment.entrypoint,
+        "workflows": encode(
+            [{"name": w.name, "steps": list(w.steps)} for w in deployment.workflows]
+        ),
+        "metadata": None if deployment.metadata is None else encode(deployment.metadata),
+        "created_ms": to_ms(deployment.created_at),
+    }
+
+
+def deployment_from(row: Any, active_id: str | None) -> Deployment:
+    return Deployment(
+        deployment_id=row.deployment_id,
+        kind=row.kind,
+        digest=row.digest,
+        entrypoint=row.entrypoint,
+        workflows=tuple(WorkflowInfo(w["name"], tuple(w["steps"])) for w in decode(row.workflows)),
+        metadata=decode(row.metadata),
+        created_at=at_ms(row.created_ms),
+        active=row.deployment_id == active_id,
+    )
+
+
+def encode_run_snapshot(run: Run) -> str:
+    return encode(run_values(run))
+
+
+def decode_run_snapshot(text: str) -> Run:
+    """The run as it was when a response was first sent (columns as stored)."""
+    return run_from(SimpleNamespace(**decode(text)))
+
+
+def audit_values(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "created_ms": to_ms(entry.created_at),
+        "key_id": entry.key_id,
+        "action": entry.action,
+        "method": entry.method,
+        "path": entry.path,
+        "status": entry.status,
+        "correlation_id": entry.correlation_id,
+        "run_id": entry.run_id,
+        "metadata_json": encode(entry.metadata),
+    }
+
+
+def audit_from(row: Any) -> AuditEntry:
+    return AuditEntry(
+        entry_id=row.seq,
+        created_at=at_ms(row.created_ms),
+        key_id=row.key_id,
+        action=row.action,
+        method=row.method,
+        path=row.path,
+        status=row.status,
+        correlation_id=row.correlation_id,
+        run_id=row.run_id,
+        metadata=decode(row.metadata_json),
     )

@@ -184,3 +184,51 @@ api_keys = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger),
 )
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("idem_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer),
+    Column("response", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("ix_idempotency_expires", "expires_ms"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("key_id", String(64)),
+    Column("action", String(64), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("path", String(2048), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("correlation_id", String(255), nullable=False),
+    Column("run_id", String(64)),
+    Column("metadata_json", Text, nullable=False),
+    Index("ix_audit_correlation", "correlation_id", "seq"),
+    Index("ix_audit_run", "run_id", "seq"),
+    Index("ix_audit_created", "created_ms"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("provider", String(128), primary_key=True),
+    Column("delivery_id", String(255), primary_key=True),
+    Column("payload", Text, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+)
+
+run_leases = Table(
+    "run_leases",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+)

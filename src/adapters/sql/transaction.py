@@ -16,15 +16,21 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from adapters import codec
 from adapters.sql import rows
+from adapters.sql.deployments import ACTIVE_SLOT
 from adapters.sql.dialect import insert_ignoring_conflicts, locked
 from adapters.sql.prepared import Cursor
 from adapters.sql.schema import (
+    active_deployment,
+    audit_log,
+    deployments,
     events,
     hooks,
+    idempotency_records,
     queue_keys,
     queue_messages,
     runs,
@@ -32,7 +38,11 @@ from adapters.sql.schema import (
     stream_chunks,
     stream_runs,
     waits,
+    webhook_deliveries,
 )
+from domain.audit import AuditEntry
+from domain.deployments import Deployment
+from domain.idempotency import IdempotencyRecord
 from domain.ports.transactions import Transaction
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
@@ -61,6 +71,16 @@ class _Statements:
     insert_chunks: Insert
     register_stream: Insert
     find_key: Select[Any]
+    get_deployment: Select[Any]
+    active_deployment: Select[Any]
+    insert_deployment: Insert
+    set_active: Insert
+    delete_expired_claim: Delete
+    claim_idempotency: Insert
+    get_idempotency: Select[Any]
+    complete_idempotency: Update
+    insert_audit: Insert
+    record_delivery: Insert
     delete_key: Delete
     insert_message: Insert
     insert_key: Insert
@@ -121,8 +141,45 @@ def statements(dialect: str) -> _Statements:
         ),
         delete_key=delete(queue_keys).where(queue_keys.c.idempotency_key == bindparam("b_key")),
         insert_message=queue_messages.insert(),
+        get_deployment=select(deployments).where(
+            deployments.c.deployment_id == bindparam("b_deployment_id")
+        ),
+        active_deployment=select(active_deployment.c.deployment_id).where(
+            active_deployment.c.slot == ACTIVE_SLOT
+        ),
+        insert_deployment=deployments.insert(),
+        set_active=_upsert_active(dialect),
+        delete_expired_claim=delete(idempotency_records).where(
+            idempotency_records.c.scope == bindparam("b_scope"),
+            idempotency_records.c.idem_key == bindparam("b_key"),
+            idempotency_records.c.expires_ms <= bindparam("b_now"),
+        ),
+        claim_idempotency=insert_ignoring_conflicts(dialect, idempotency_records),
+        get_idempotency=select(idempotency_records).where(
+            idempotency_records.c.scope == bindparam("b_scope"),
+            idempotency_records.c.idem_key == bindparam("b_key"),
+        ),
+        complete_idempotency=update(idempotency_records).where(
+            idempotency_records.c.scope == bindparam("b_scope"),
+            idempotency_records.c.idem_key == bindparam("b_key"),
+        ),
+        insert_audit=audit_log.insert(),
+        record_delivery=insert_ignoring_conflicts(dialect, webhook_deliveries),
         insert_key=queue_keys.insert(),
     )
+
+
+def _upsert_active(dialect: str) -> Insert:
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(active_deployment)
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=[active_deployment.c.slot],
+        set_={
+            "deployment_id": statement.excluded.deployment_id,
+            "updated_ms": statement.excluded.updated_ms,
+        },
+    )
+    return upsert
 
 
 class SqlTransaction(Transaction):
@@ -288,3 +345,69 @@ class SqlTransaction(Transaction):
                     "expires_ms": rows.to_ms(key_expires_at),
                 },
             )
+
+    # -- deployments --------------------------------------------------------------------
+
+    def get_deployment(self, deployment_id: str) -> Deployment | None:
+        row = self._first(self.sql.get_deployment, b_deployment_id=deployment_id)
+        return None if row is None else rows.deployment_from(row, self.active_deployment_id())
+
+    def active_deployment_id(self) -> str | None:
+        row = self._first(self.sql.active_deployment)
+        return None if row is None else row.deployment_id
+
+    def insert_deployment(self, deployment: Deployment) -> None:
+        self.cursor.execute(self.sql.insert_deployment, rows.deployment_values(deployment))
+
+    def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
+        values = {"slot": ACTIVE_SLOT, "deployment_id": deployment_id, "updated_ms": rows.to_ms(at)}
+        self.cursor.execute(self.sql.set_active, values)
+
+    # -- idempotency, audit, webhook deliveries -----------------------------------------
+
+    def claim_idempotency(
+        self, record: IdempotencyRecord, now: datetime
+    ) -> IdempotencyRecord | None:
+        keys = {"b_scope": record.scope, "b_key": record.key}
+        self.cursor.execute(self.sql.delete_expired_claim, {**keys, "b_now": rows.to_ms(now)})
+        claimed = self._count(
+            self.sql.claim_idempotency,
+            {
+                "scope": record.scope,
+                "idem_key": record.key,
+                "request_hash": record.request_hash,
+                "created_ms": rows.to_ms(now),
+                "expires_ms": rows.to_ms(record.expires_at),
+            },
+        )
+        if claimed == 1:
+            return None
+        row = self._first(self.sql.get_idempotency, **keys)
+        return IdempotencyRecord(
+            scope=row.scope,
+            key=row.idem_key,
+            request_hash=row.request_hash,
+            expires_at=rows.at_ms(row.expires_ms),
+            status=row.status,
+            run=None if row.response is None else rows.decode_run_snapshot(row.response),
+        )
+
+    def complete_idempotency(self, record: IdempotencyRecord) -> None:
+        response = None if record.run is None else rows.encode_run_snapshot(record.run)
+        self.cursor.execute(
+            self.sql.complete_idempotency,
+            {"b_scope": record.scope, "b_key": record.key, "status": record.status,
+             "response": response},
+        )  # fmt: skip
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self.cursor.execute(self.sql.insert_audit, rows.audit_values(entry))
+
+    def record_delivery(self, provider: str, delivery_id: str, payload: Any, at: datetime) -> bool:
+        values = {
+            "provider": provider,
+            "delivery_id": delivery_id,
+            "payload": codec.dumps_text(payload),
+            "received_ms": rows.to_ms(at),
+        }
+        return self._count(self.sql.record_delivery, values) == 1

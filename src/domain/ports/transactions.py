@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from domain.audit import AuditEntry
+from domain.deployments import Deployment
+from domain.idempotency import IdempotencyRecord
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 R = TypeVar("R")
@@ -55,6 +58,25 @@ class Transaction(Protocol):
         available_at: datetime,
         key_expires_at: datetime | None,
     ) -> None: ...
+
+    # deployments
+    def get_deployment(self, deployment_id: str) -> Deployment | None: ...
+    def active_deployment_id(self) -> str | None: ...
+    def insert_deployment(self, deployment: Deployment) -> None: ...
+    def set_active_deployment(self, deployment_id: str, at: datetime) -> None: ...
+
+    # idempotency, audit, webhook deliveries
+    def claim_idempotency(
+        self, record: IdempotencyRecord, now: datetime
+    ) -> IdempotencyRecord | None:
+        """Take the key for ``record``; when a live record holds it, return that one."""
+        ...
+
+    def complete_idempotency(self, record: IdempotencyRecord) -> None: ...
+    def append_audit(self, entry: AuditEntry) -> None: ...
+    def record_delivery(self, provider: str, delivery_id: str, payload: Any, at: datetime) -> bool:
+        """Store a webhook delivery; False when this delivery id was seen before."""
+        ...
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` on the event loop once the transaction has committed."""

@@ -32,8 +32,15 @@ class CreateEvent:
     resolve_data: ResolveData = "all"
 
 
+# Events that a run's executor must react to, usually written by someone else.
+WAKING_EVENTS = frozenset(
+    {EventType.RUN_CANCELLED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
+     EventType.HOOK_RECEIVED, EventType.HOOK_DISPOSED}
+)  # fmt: skip
+
+
 def run_topic(run_id: str) -> str:
-    """The signal topic notified after every event of a run is committed."""
+    """The signal topic notified after a run's waking events are committed."""
     return f"run:{run_id}"
 
 
@@ -89,7 +96,7 @@ class ProxyWorldEvent:
         events = materialize(transition.events, run_id, event_ids)
         _write(tx, run_id, transition)
         tx.insert_events(events)
-        if events:
+        if any(event.event_type in WAKING_EVENTS for event in events):
             tx.after_commit(lambda: self._signal.notify(run_topic(run_id)))
         return EventResult(
             event=events[-1] if events and transition.answer_with_event else None,

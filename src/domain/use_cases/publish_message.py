@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from domain import errors, ids
+from domain.audit import RequestContext, audit_entry
 from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal
@@ -50,9 +51,18 @@ class PublishMessage:
         self._signal = signal
         self._key_retention = key_retention
 
-    async def execute(self, cmd: Publish) -> str:
+    async def execute(self, cmd: Publish, context: RequestContext | None = None) -> str:
         _validate(cmd)
-        return await self._uow.run(lambda tx: self.enqueue(tx, cmd))
+
+        def work(tx: Transaction) -> str:
+            message_id = self.enqueue(tx, cmd)
+            if context is not None:
+                entry = audit_entry(context, "queue.publish", 200, self._clock.now(),
+                                    messageId=message_id, queueName=cmd.queue_name)  # fmt: skip
+                tx.append_audit(entry)
+            return message_id
+
+        return await self._uow.run(work)
 
     def enqueue(self, tx: Transaction, cmd: Publish) -> str:
         """Synchronous, so another use case can enqueue inside its own transaction."""

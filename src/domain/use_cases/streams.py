@@ -12,7 +12,9 @@ import json
 from collections.abc import AsyncIterator, Sequence
 
 from domain import errors, ids
+from domain.audit import RequestContext, audit_entry
 from domain.ids import IdFactory
+from domain.ports.clock import Clock
 from domain.ports.streams import Signal, StreamReader
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.world import StreamChunk, StreamChunkPage, StreamInfo
@@ -34,24 +36,41 @@ def _check_name(name: str, run_id: str) -> None:
 
 
 class WriteStream:
-    def __init__(self, uow: UnitOfWork, ids: IdFactory, signal: Signal) -> None:
+    def __init__(self, uow: UnitOfWork, ids: IdFactory, clock: Clock, signal: Signal) -> None:
         self._uow = uow
         self._ids = ids
+        self._clock = clock
         self._signal = signal
 
-    async def write(self, name: str, run_id: str, chunks: Sequence[bytes]) -> None:
+    async def write(
+        self,
+        name: str,
+        run_id: str,
+        chunks: Sequence[bytes],
+        context: RequestContext | None = None,
+    ) -> None:
         """Append chunks in order; empty chunks are dropped (they are never emitted)."""
         _check_name(name, run_id)
-        await self._uow.run(lambda tx: self._append(tx, name, run_id, chunks, close=False))
+        await self._uow.run(lambda tx: self._append(tx, name, run_id, chunks, False, context))
 
-    async def close(self, name: str, run_id: str) -> None:
+    async def close(self, name: str, run_id: str, context: RequestContext | None = None) -> None:
         """Write the EOF marker; closing a closed stream is a no-op."""
         _check_name(name, run_id)
-        await self._uow.run(lambda tx: self._append(tx, name, run_id, (), close=True))
+        await self._uow.run(lambda tx: self._append(tx, name, run_id, (), True, context))
 
     def _append(
-        self, tx: Transaction, name: str, run_id: str, chunks: Sequence[bytes], close: bool
+        self,
+        tx: Transaction,
+        name: str,
+        run_id: str,
+        chunks: Sequence[bytes],
+        close: bool,
+        context: RequestContext | None,
     ) -> None:
+        if context is not None:
+            action = "world.streams.close" if close else "world.streams.write"
+            tx.append_audit(audit_entry(context, action, 200, self._clock.now(), run_id,
+                                        stream=name))  # fmt: skip
         if tx.stream_is_closed(name):
             if close:
                 return

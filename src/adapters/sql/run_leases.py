@@ -1,0 +1,83 @@
+"""``SqlRunLeases``: one executing worker per run, taken and renewed through the writer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sql.dialect import insert_if_absent
+from adapters.sql.reads import run_read
+from adapters.sql.schema import deployments, run_leases, runs
+from adapters.sql.writer import GroupCommitWriter
+from domain.ports.engine import RunLeases
+
+LIVE_STATUSES = ("pending", "running")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqlRunLeases(RunLeases):
+    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._engine = engine
+        self._writer = writer
+
+    async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
+        def take(conn: Connection) -> bool:
+            now = _now_ms()
+            expires = now + int(ttl_seconds * 1000)
+            values = {"run_id": run_id, "owner": owner, "expires_ms": expires}
+            if insert_if_absent(conn, run_leases, values):
+                return True
+            taken = conn.execute(
+                update(run_leases)
+                .where(
+                    run_leases.c.run_id == run_id,
+                    or_(run_leases.c.owner == owner, run_leases.c.expires_ms <= now),
+                )
+                .values(owner=owner, expires_ms=expires)
+            )
+            return taken.rowcount == 1
+
+        return await self._writer.run_sql(take)
+
+    async def renew(self, owner: str, run_ids: Sequence[str], ttl_seconds: float) -> None:
+        if not run_ids:
+            return
+        statement = (
+            update(run_leases)
+            .where(run_leases.c.owner == owner, run_leases.c.run_id.in_(list(run_ids)))
+            .values(expires_ms=_now_ms() + int(ttl_seconds * 1000))
+        )
+        await self._writer.run_sql(lambda conn: conn.execute(statement))
+
+    async def release(self, run_id: str, owner: str) -> None:
+        statement = delete(run_leases).where(
+            run_leases.c.run_id == run_id, run_leases.c.owner == owner
+        )
+        await self._writer.run_sql(lambda conn: conn.execute(statement))
+
+    async def orphaned(self, limit: int) -> list[str]:
+        """Only runs of this server's deployments: runs that external runtimes create
+        through the world lane are theirs to execute."""
+        now = _now_ms()
+        query = (
+            select(runs.c.run_id)
+            .select_from(
+                runs.join(
+                    deployments, deployments.c.deployment_id == runs.c.deployment_id
+                ).outerjoin(run_leases, run_leases.c.run_id == runs.c.run_id)
+            )
+            .where(
+                runs.c.status.in_(LIVE_STATUSES),
+                or_(run_leases.c.run_id.is_(None), and_(run_leases.c.expires_ms <= now)),
+            )
+            .order_by(runs.c.created_ms)
+            .limit(limit)
+        )
+        return await run_read(self._engine, lambda conn: list(conn.execute(query).scalars()))

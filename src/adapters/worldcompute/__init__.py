@@ -1,0 +1,1 @@
+"""Workflow execution: the authoring API, bundle loading, the engine backends."""

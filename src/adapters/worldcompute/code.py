@@ -1,0 +1,89 @@
+"""``BundleCode``: a deployment's workflow functions, imported from its stored bundle.
+
+Each bundle is unpacked once per digest under ``<data_dir>/code/<digest>/`` and its
+entrypoint imported under a module name unique to the digest, so runs keep executing
+the code of the deployment they were started on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from adapters.worldcompute.authoring import WORKFLOW_ATTR
+from domain import errors
+from domain.deployments import Deployment
+from domain.ports.bundles import ArtifactStore
+from domain.ports.deployments import DeploymentReader
+from domain.ports.engine import DeploymentCode
+
+
+class BundleCode(DeploymentCode):
+    def __init__(
+        self, deployments: DeploymentReader, artifacts: ArtifactStore, code_dir: Path
+    ) -> None:
+        self._deployments = deployments
+        self._artifacts = artifacts
+        self._code_dir = code_dir
+        self._modules: dict[str, ModuleType] = {}
+        self._loading: dict[str, asyncio.Lock] = {}
+
+    async def deployment(self, deployment_id: str) -> Deployment | None:
+        return await self._deployments.get(deployment_id)
+
+    async def workflow(self, deployment: Deployment, name: str) -> Any:
+        if deployment.kind == "graph":
+            from adapters.worldcompute.graph import graph_workflow
+
+            files = await self._artifacts.get(deployment.digest)
+            return graph_workflow(files[deployment.entrypoint or "workflow.json"], name)
+        module = await self._module(deployment)
+        for value in vars(module).values():
+            spec = getattr(value, WORKFLOW_ATTR, None)
+            if spec is not None and spec.name == name:
+                return value
+        raise errors.WorkflowNotFound(f"workflow {name!r} is not in {deployment.deployment_id}")
+
+    async def _module(self, deployment: Deployment) -> ModuleType:
+        digest = deployment.digest
+        if digest in self._modules:
+            return self._modules[digest]
+        lock = self._loading.setdefault(digest, asyncio.Lock())
+        async with lock:
+            if digest not in self._modules:
+                files = await self._artifacts.get(digest)
+                folder = self._code_dir / digest.replace(":", "-")
+                await asyncio.to_thread(_unpack, folder, files)
+                self._modules[digest] = await asyncio.to_thread(
+                    _import, folder, deployment.entrypoint or "workflows.py", digest
+                )
+        return self._modules[digest]
+
+
+def _unpack(folder: Path, files: dict[str, bytes]) -> None:
+    if (folder / ".complete").exists():
+        return
+    for path, content in files.items():
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    (folder / ".complete").write_text("ok")
+
+
+def _import(folder: Path, entrypoint: str, digest: str) -> ModuleType:
+    name = "cw_bundle_" + digest.split(":")[-1][:16]
+    spec = importlib.util.spec_from_file_location(name, folder / entrypoint)
+    if spec is None or spec.loader is None:
+        raise errors.InvalidDeployment(f"cannot import {entrypoint}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(folder))  # sibling modules of the entrypoint
+    try:
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module

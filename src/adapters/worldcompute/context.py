@@ -1,0 +1,416 @@
+"""``WorkflowContext``: one run of a workflow function, made durable.
+
+The workflow coroutine runs in memory; every durable call it makes (step, sleep,
+hook) takes the next deterministic correlation id and is answered from the run's
+history when the log already holds its outcome (replay), or executed and
+recorded otherwise. Events are buffered and written in one transaction right
+before the next side effect or suspension, so a step costs one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from adapters import codec
+from adapters.worldcompute.authoring import (
+    FatalError,
+    HookConflictError,
+    RetryableError,
+    StepFailedError,
+    StepSpec,
+    current_dispatcher,
+)
+from domain import errors
+from domain.ports.engine import RunWorld
+from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, correlation_id
+from domain.world import Event, EventRequest, EventResult, EventType, Run
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 60.0
+USER_ERROR = "USER_ERROR"
+RUNTIME_ERROR = "RUNTIME_ERROR"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def backoff(attempt: int) -> float:
+    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
+
+
+def error_data(error: BaseException, code: str | None = None) -> dict[str, Any]:
+    stack = "".join(traceback.format_exception(error))
+    data: dict[str, Any] = {"error": {"message": str(error) or type(error).__name__,
+                                      "stack": stack}}  # fmt: skip
+    if code is not None:
+        data["errorCode"] = code
+    return data
+
+
+class RunCancelled(Exception):
+    """The run reached a terminal state elsewhere (cancelled); stop executing it."""
+
+
+class _Pending:
+    __slots__ = ("future", "request")
+
+    def __init__(self, request: EventRequest) -> None:
+        self.request = request
+        self.future: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
+
+
+class WorkflowContext:
+    def __init__(
+        self, world: RunWorld, run: Run, events: list[Event], poll_interval: float = 1.0
+    ) -> None:
+        self.world = world
+        self.run = run
+        self.history = RunHistory.of(events)
+        self._last_event_id = events[-1].event_id if events else None
+        self._created_ms = int(run.created_at.timestamp() * 1000)
+        self._index = 0
+        self._queue: list[_Pending] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._poll_interval = poll_interval
+        self._background: set[asyncio.Future[None]] = set()
+
+    # -- the durable log --------------------------------------------------------------
+
+    def _enqueue(self, request: EventRequest) -> asyncio.Future[EventResult]:
+        pending = _Pending(request)
+        self._queue.append(pending)
+        return pending.future
+
+    async def flush(self) -> None:
+        """Write every buffered event (one transaction per batch) and wait for it."""
+        while self._queue or self._flushing is not None:
+            if self._flushing is None:
+                self._flushing = asyncio.create_task(self._write_batch())
+            task = self._flushing
+            await asyncio.shield(task)
+
+    async def _submit(self, request: EventRequest) -> EventResult:
+        future = self._enqueue(request)
+        await self.flush()
+        return await future
+
+    async def _write_batch(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self.world.record(self.run.run_id, [p.request for p in batch])
+                except BaseException as error:
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(_as_stop(error))
+                    raise
+                for pending, result in zip(batch, results, strict=True):
+                    if result.event is not None:
+                        self._learn([result.event])
+                    pending.future.set_result(result)
+        except BaseException:
+            for pending in self._queue:
+                pending.future.cancel()
+            self._queue = []
+            raise
+        finally:
+            self._flushing = None
+
+    def _learn(self, events: list[Event]) -> None:
+        for event in events:
+            self.history.apply(event)
+            if self._last_event_id is None or event.event_id > self._last_event_id:
+                self._last_event_id = event.event_id
+        self._changed.set()
+
+    async def refresh(self) -> None:
+        """Fold in events written by others (hook payloads, cancellation)."""
+        self._learn(await self.world.events(self.run.run_id, self._last_event_id))
+
+    async def wait_for_change(self, subscription_wait: Callable[[], Awaitable[bool]]) -> None:
+        self._changed.clear()
+        await subscription_wait()
+
+    def _next_ids(self) -> dict[str, str]:
+        index, self._index = self._index, self._index + 1
+        return {kind: correlation_id(self.run.run_id, self._created_ms, index, kind)
+                for kind in KIND_PREFIX}  # fmt: skip
+
+    def _check(self, ids: dict[str, str], kind: str, name: str | None = None) -> None:
+        self.history.check_kind(ids, kind, name)
+
+    # -- steps ------------------------------------------------------------------------
+
+    async def call_step(
+        self,
+        spec: StepSpec,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        ids = self._next_ids()
+        step_id = ids["step"]
+        self._check(ids, "step", spec.name)
+        record = self.history.steps.get(step_id)
+        if record is not None and record.status == "completed":
+            return record.result
+        if record is not None and record.status == "failed":
+            error = record.error
+            raise StepFailedError(spec.name, error.message if error else "failed",
+                                  error.stack if error else None)  # fmt: skip
+        if record is None:
+            created = {"stepName": spec.name, "input": _jsonable(args)}
+            self._enqueue(EventRequest(EventType.STEP_CREATED, step_id, None, created))
+        while True:
+            record = self.history.steps.get(step_id)
+            if record is not None and record.retry_after is not None:
+                await _sleep_until(record.retry_after)
+            started = await self._submit(EventRequest(EventType.STEP_STARTED, step_id))
+            attempt = started.step.attempt if started.step is not None else 1
+            try:
+                result = await self._run_step(spec, step_id, attempt, fn, args, kwargs)
+                codec.dumps(result)  # the result must be storable before it counts
+            except (asyncio.CancelledError, RunCancelled):
+                raise
+            except Exception as error:
+                delay = self._retry_delay(spec, attempt, error)
+                if delay is None:
+                    await self._submit(EventRequest(EventType.STEP_FAILED, step_id, None,
+                                                    error_data(error)))  # fmt: skip
+                    raise StepFailedError(
+                        spec.name,
+                        str(error) or type(error).__name__,
+                        "".join(traceback.format_exception(error)),
+                    ) from error
+                retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                await self._submit(
+                    EventRequest(
+                        EventType.STEP_RETRYING,
+                        step_id,
+                        None,
+                        {**error_data(error), "retryAfter": iso(retry_at)},
+                    )
+                )
+                continue  # fmt: skip
+            self._enqueue(EventRequest(EventType.STEP_COMPLETED, step_id, None, {"result": result}))
+            return result
+
+    def _retry_delay(self, spec: StepSpec, attempt: int, error: Exception) -> float | None:
+        if isinstance(error, FatalError | TypeError) or attempt > spec.max_retries:
+            return None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return max(0.0, float(error.retry_after))
+        return backoff(attempt)
+
+    async def _run_step(
+        self,
+        spec: StepSpec,
+        step_id: str,
+        attempt: int,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        await self.flush()  # nothing unrecorded may precede a side effect
+        scope = StepScope(self, spec, step_id, attempt)
+        token = current_dispatcher.set(scope)
+        try:
+            if spec.timeout_seconds is not None:
+                return await asyncio.wait_for(fn(*args, **kwargs), spec.timeout_seconds)
+            return await fn(*args, **kwargs)
+        finally:
+            current_dispatcher.reset(token)
+
+    # -- sleep ------------------------------------------------------------------------
+
+    async def sleep(self, until: datetime) -> None:
+        ids = self._next_ids()
+        wait_id = ids["wait"]
+        self._check(ids, "wait")
+        record = self.history.waits.get(wait_id)
+        if record is not None and record.completed:
+            return
+        if record is None:
+            await self._submit(EventRequest(EventType.WAIT_CREATED, wait_id, None,
+                                            {"resumeAt": iso(until)}))  # fmt: skip
+            record = self.history.waits[wait_id]
+        else:
+            await self.flush()
+        await _sleep_until(record.resume_at)
+        self._enqueue(EventRequest(EventType.WAIT_COMPLETED, wait_id))
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def create_hook(self, token: str | None, metadata: Any) -> WorkflowHook:
+        ids = self._next_ids()
+        hook_id = ids["hook"]
+        self._check(ids, "hook")
+        record = self.history.hooks.get(hook_id)
+        if record is not None:
+            created: asyncio.Future[EventResult] | None = None
+            token = record.token or token or ""
+        else:
+            token = token or secrets.token_urlsafe(24)
+            data = {"token": token, "metadata": metadata}
+            created = self._enqueue(EventRequest(EventType.HOOK_CREATED, hook_id, None, data))
+            # live at once, so that clients can resume it before the workflow awaits it
+            flushing = asyncio.ensure_future(self.flush())
+            self._background.add(flushing)
+            flushing.add_done_callback(self._background.discard)
+        return WorkflowHook(self, hook_id, token, created)
+
+    async def next_payload(self, hook: WorkflowHook) -> Any:
+        if hook.created is not None:
+            await hook.created
+        while True:
+            record = self.history.hooks.get(hook.hook_id)
+            if record is not None and record.conflict:
+                raise HookConflictError(f"another live hook holds the token {hook.token!r}")
+            if record is not None and len(record.payloads) > hook.consumed:
+                hook.consumed += 1
+                return record.payloads[hook.consumed - 1]
+            await self.flush()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self._poll_interval)
+            if not self._changed.is_set():
+                await self.refresh()
+
+    # -- streams and metadata ---------------------------------------------------------
+
+    def writable(self, name: str) -> RunWritable:
+        return RunWritable(self.world, self.run.run_id, name)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"run_id": self.run.run_id, "workflow_name": self.run.workflow_name}
+
+    # -- the whole run ----------------------------------------------------------------
+
+    async def execute(self, workflow: Callable[..., Awaitable[Any]]) -> None:
+        """Run the workflow to its end and record how it ended."""
+        token = current_dispatcher.set(self)
+        try:
+            run_input = self.run.input if isinstance(self.run.input, list) else [self.run.input]
+            output = await workflow(*run_input)
+            codec.dumps(output)
+        except (asyncio.CancelledError, RunCancelled):
+            raise
+        except NonDeterminism as error:
+            await self._end(EventType.RUN_FAILED, error_data(error, NonDeterminism.code))
+            return
+        except errors.DomainError:
+            raise  # the World refused a write: not the workflow's fault, retry the run later
+        except Exception as error:
+            code = RUNTIME_ERROR if isinstance(error, TypeError) else USER_ERROR
+            await self._end(EventType.RUN_FAILED, error_data(error, code))
+            return
+        finally:
+            current_dispatcher.reset(token)
+        await self._end(EventType.RUN_COMPLETED, {"output": output})
+
+    async def _end(self, kind: EventType, data: dict[str, Any]) -> None:
+        self._enqueue(EventRequest(kind, None, None, data))
+        await self.flush()
+
+
+class StepScope:
+    """What code sees inside a step: nested steps run plainly, streams and metadata work."""
+
+    def __init__(self, context: WorkflowContext, spec: StepSpec, step_id: str, attempt: int):
+        self._context = context
+        self._spec = spec
+        self._step_id = step_id
+        self._attempt = attempt
+
+    async def call_step(
+        self, spec: StepSpec, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:  # fmt: skip
+        return await fn(*args, **kwargs)
+
+    async def sleep(self, until: datetime) -> None:
+        await _sleep_until(until)
+
+    def create_hook(self, token: str | None, metadata: Any) -> WorkflowHook:
+        raise RuntimeError("create_hook() belongs in the workflow, not inside a step")
+
+    def writable(self, name: str) -> RunWritable:
+        return self._context.writable(name)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self._context.metadata(), "step_id": self._step_id,
+                "step_name": self._spec.name, "attempt": self._attempt}  # fmt: skip
+
+
+class WorkflowHook:
+    def __init__(
+        self,
+        context: WorkflowContext,
+        hook_id: str,
+        token: str,
+        created: asyncio.Future[EventResult] | None,
+    ) -> None:
+        self._context = context
+        self.hook_id = hook_id
+        self.token = token
+        self.created = created
+        self.consumed = 0
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._context.next_payload(self).__await__()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self._context.next_payload(self)
+
+
+class RunWritable:
+    """A named stream of the run: ``strm_<run ULID>_<name>``."""
+
+    def __init__(self, world: RunWorld, run_id: str, name: str) -> None:
+        self._world = world
+        self._run_id = run_id
+        self.name = stream_name(run_id, name)
+
+    async def write(self, chunk: bytes | str) -> None:
+        data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+        await self._world.write_stream(self.name, self._run_id, [data])
+
+    async def close(self) -> None:
+        await self._world.close_stream(self.name, self._run_id)
+
+
+def stream_name(run_id: str, name: str) -> str:
+    return f"strm_{run_id.removeprefix('wrun_')}_{name}"
+
+
+def _jsonable(args: tuple[Any, ...]) -> list[Any]:
+    try:
+        codec.dumps(list(args))
+    except TypeError:
+        return [repr(arg) for arg in args]
+    return list(args)
+
+
+def _as_stop(error: BaseException) -> BaseException:
+    if isinstance(error, errors.RunExpired | errors.EntityConflict):
+        return RunCancelled(str(error))
+    return error
+
+
+async def _sleep_until(moment: datetime) -> None:
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    if seconds > 0:
+        await asyncio.sleep(seconds)

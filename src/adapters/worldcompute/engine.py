@@ -1,0 +1,219 @@
+"""The engine: claims workflow messages, executes runs durably, recovers orphans.
+
+A run is executed by at most one worker at a time (a run lease renewed by a
+heartbeat). Queue messages are wake-ups: the worker that owns the run pokes its
+live coroutine; another worker starts (replays) it when nobody owns it. A worker
+that dies stops renewing; its leases run out and a live worker replays its runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.worldcompute.context import RUNTIME_ERROR, RunCancelled, WorkflowContext, error_data
+from domain import errors
+from domain.ports.engine import DeploymentCode, RunLeases, RunWorld
+from domain.ports.queue import QueueConsumer
+from domain.ports.streams import Signal
+from domain.use_cases.proxy_world_event import run_topic
+from domain.use_cases.publish_message import QUEUE_TOPIC, WORKFLOW_QUEUE_PREFIX
+from domain.world import EventRequest, EventType, QueueMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    lease_seconds: float = 10.0
+    message_lease_seconds: float = 30.0
+    poll_interval: float = 0.5
+    recovery_interval: float = 2.0
+    max_live_runs: int = 10_000
+    claim_batch: int = 64
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+Executor = Callable[[WorkflowContext, Any], Any]
+
+
+class Engine:
+    def __init__(
+        self,
+        queue: QueueConsumer,
+        leases: RunLeases,
+        world: RunWorld,
+        code: DeploymentCode,
+        signal: Signal,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self._queue = queue
+        self._leases = leases
+        self._world = world
+        self._code = code
+        self._signal = signal
+        self.settings = settings or EngineSettings()
+        self.worker_id = worker_name()
+        self._live: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="engine-consume"),
+            asyncio.create_task(self._heartbeat(), name="engine-heartbeat"),
+            asyncio.create_task(self._recover(), name="engine-recover"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming and executing; runs in flight are released for other workers."""
+        for task in [*self._tasks, *self._live.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._live.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    @property
+    def live_runs(self) -> list[str]:
+        return list(self._live)
+
+    # -- loops --------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        subscription = self._signal.subscribe(QUEUE_TOPIC)
+        try:
+            while True:
+                try:
+                    messages = await self._queue.claim(
+                        self.worker_id,
+                        limit=self.settings.claim_batch,
+                        lease_seconds=self.settings.message_lease_seconds,
+                        queue_prefix=WORKFLOW_QUEUE_PREFIX,
+                    )
+                    for message in messages:
+                        await self._handle(message)
+                except errors.StorageUnavailable:
+                    log.warning("queue unavailable; retrying")
+                    messages = []
+                if len(messages) < self.settings.claim_batch:
+                    await subscription.wait(self.settings.poll_interval)
+        finally:
+            subscription.close()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            with contextlib.suppress(errors.StorageUnavailable):
+                await self._leases.renew(
+                    self.worker_id, self.live_runs, self.settings.lease_seconds
+                )
+
+    async def _recover(self) -> None:
+        while True:
+            try:
+                for run_id in await self._leases.orphaned(limit=100):
+                    if run_id not in self._live:
+                        await self.ensure_running(run_id)
+            except errors.StorageUnavailable:
+                log.warning("recovery scan failed; retrying")
+            await asyncio.sleep(self.settings.recovery_interval)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def _handle(self, message: QueueMessage) -> None:
+        payload = message.payload if isinstance(message.payload, dict) else {}
+        run_id = payload.get("runId")
+        if isinstance(run_id, str) and run_id:
+            if not await self.ensure_running(run_id):  # this worker is full: later
+                await self._queue.retry_later(message.message_id, self.worker_id, 1.0)
+                return
+        else:
+            log.warning(
+                "dropping a workflow message without runId", extra={"id": message.message_id}
+            )
+        await self._queue.ack(message.message_id, self.worker_id)
+
+    async def ensure_running(self, run_id: str) -> bool:
+        """Start executing ``run_id`` here unless it is live here or owned elsewhere."""
+        if run_id in self._live:
+            self._signal.notify(run_topic(run_id))
+            return True
+        if len(self._live) >= self.settings.max_live_runs:
+            return False
+        if not await self._leases.acquire(run_id, self.worker_id, self.settings.lease_seconds):
+            return True  # another live worker owns it and watches its events
+        if run_id in self._live:  # started meanwhile by a concurrent wake-up
+            return True
+        self._live[run_id] = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+        return True
+
+    async def _execute(self, run_id: str) -> None:
+        try:
+            await self._execute_run(run_id)
+        except asyncio.CancelledError:
+            raise
+        except (RunCancelled, errors.RunExpired, errors.EntityConflict):
+            log.info("run ended elsewhere", extra={"runId": run_id})
+        except errors.DomainError as error:
+            log.warning("run interrupted, will be retried: %s", error.message,
+                        extra={"runId": run_id})  # fmt: skip
+            await asyncio.sleep(self.settings.recovery_interval)
+        except Exception:
+            log.exception("run execution crashed", extra={"runId": run_id})
+        finally:
+            self._live.pop(run_id, None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._leases.release(run_id, self.worker_id))
+
+    async def _execute_run(self, run_id: str) -> None:
+        run = await self._world.run(run_id)
+        if run is None or run.is_terminal:
+            return
+        deployment = await self._code.deployment(run.deployment_id)
+        if deployment is None:
+            return  # a run of an external runtime: not ours to execute
+        started = await self._world.record(run_id, [EventRequest(EventType.RUN_STARTED)])
+        run = started[0].run or run
+        events = list(started[0].events) if started[0].events else await self._world.events(run_id)
+        context = WorkflowContext(self._world, run, events, self.settings.poll_interval)
+        try:
+            workflow = await self._code.workflow(deployment, run.workflow_name)
+        except errors.DomainError as error:
+            await self._world.record(
+                run_id, [EventRequest(EventType.RUN_FAILED, None, None,
+                                      error_data(error, RUNTIME_ERROR))]
+            )  # fmt: skip
+            return
+        await self._watch_for_cancel(context, workflow)
+
+    async def _watch_for_cancel(self, context: WorkflowContext, workflow: Any) -> None:
+        """Run the workflow; stop its code promptly when the run is cancelled."""
+        run_id = context.run.run_id
+        subscription = self._world.subscribe(run_id)
+        task = asyncio.create_task(context.execute(workflow))
+        try:
+            while not task.done():
+                waiter = asyncio.ensure_future(subscription.wait(self.settings.poll_interval * 4))
+                done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
+                    waiter.cancel()
+                    break
+                await context.refresh()
+                if context.history.cancelled:
+                    task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            subscription.close()
+            if not task.done():
+                task.cancel()

@@ -1,0 +1,72 @@
+"""Deployments: immutable, content-addressed bundles of workflow code or Studio graphs."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from domain import errors
+
+DeploymentKind = Literal["python", "graph"]
+KINDS: tuple[str, ...] = ("python", "graph")
+DEFAULT_ENTRYPOINTS: dict[str, str] = {"python": "workflows.py", "graph": "workflow.json"}
+MAX_BUNDLE_BYTES = 20 * 1024 * 1024
+MAX_BUNDLE_FILES = 2000
+MAX_PATH_LENGTH = 512
+ACTIVE = "active"  # a fixed word in routes, never an id
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    name: str
+    steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    deployment_id: str
+    kind: DeploymentKind
+    digest: str
+    workflows: tuple[WorkflowInfo, ...]
+    created_at: datetime
+    entrypoint: str | None = None
+    metadata: dict[str, Any] | None = None
+    active: bool = False
+
+    def workflow(self, name: str) -> WorkflowInfo | None:
+        return next((w for w in self.workflows if w.name == name), None)
+
+
+def clean_bundle_path(path: str) -> str:
+    """A bundle-relative POSIX path, or ``InvalidDeployment`` for anything that could
+    escape the bundle (absolute paths, ``..``, drive letters, backslashes, NUL)."""
+    if not path or len(path) > MAX_PATH_LENGTH:
+        raise errors.InvalidDeployment(f"invalid path in bundle: {path[:80]!r}")
+    if "\\" in path or "\x00" in path or path.startswith("/") or ":" in path.split("/")[0]:
+        raise errors.InvalidDeployment(f"absolute or unsafe path in bundle: {path!r}")
+    parts = path.split("/")
+    if any(part == ".." for part in parts):
+        raise errors.InvalidDeployment(f"path escapes the bundle: {path!r}")
+    normalized = posixpath.normpath(path)
+    if normalized in (".", "") or normalized.startswith("../"):
+        raise errors.InvalidDeployment(f"invalid path in bundle: {path!r}")
+    return normalized
+
+
+def check_bundle(files: Mapping[str, bytes], entrypoint: str) -> None:
+    """Size, count and entrypoint rules every bundle must satisfy."""
+    if not files:
+        raise errors.InvalidDeployment("the bundle holds no files")
+    if len(files) > MAX_BUNDLE_FILES:
+        raise errors.InvalidDeployment(f"the bundle holds more than {MAX_BUNDLE_FILES} files")
+    total = sum(len(content) for content in files.values())
+    if total > MAX_BUNDLE_BYTES:
+        raise errors.InvalidDeployment(f"the bundle exceeds {MAX_BUNDLE_BYTES} bytes")
+    if entrypoint not in files:
+        raise errors.InvalidDeployment(
+            f"the entrypoint {entrypoint!r} is not in the bundle",
+            {"entrypoint": entrypoint, "files": sorted(files)[:50]},
+        )

@@ -1,0 +1,44 @@
+"""What the execution engine needs: the World of one run, run leases, deployment code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from domain.deployments import Deployment
+from domain.ports.streams import Subscription
+from domain.world import Event, EventRequest, EventResult, Run
+
+
+class RunWorld(Protocol):
+    """The World as a running workflow sees it (in process, or over the world lane)."""
+
+    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
+        """Append events in order, in one transaction where the World allows it."""
+        ...
+
+    async def run(self, run_id: str) -> Run | None: ...
+    async def events(self, run_id: str, after_event_id: str | None = None) -> list[Event]: ...
+    def subscribe(self, run_id: str) -> Subscription: ...
+    async def write_stream(self, name: str, run_id: str, chunks: Sequence[bytes]) -> None: ...
+    async def close_stream(self, name: str, run_id: str) -> None: ...
+
+
+class RunLeases(Protocol):
+    """At most one worker executes a run; a lease that is not renewed runs out."""
+
+    async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
+    async def renew(self, owner: str, run_ids: Sequence[str], ttl_seconds: float) -> None: ...
+    async def release(self, run_id: str, owner: str) -> None: ...
+    async def orphaned(self, limit: int) -> list[str]:
+        """Runs not yet terminal whose lease is missing or expired."""
+        ...
+
+
+class DeploymentCode(Protocol):
+    """The workflows of a deployment, loaded for execution."""
+
+    async def deployment(self, deployment_id: str) -> Deployment | None: ...
+    async def workflow(self, deployment: Deployment, name: str) -> Any:
+        """The ``@workflow`` function (or graph interpreter) named ``name``."""
+        ...

@@ -1,0 +1,54 @@
+"""Managing API keys (CLI ``compute-worker keys``) and reading the audit log
+(CLI ``compute-worker audit``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from domain import errors, ids
+from domain.api_keys import hash_secret, new_secret
+from domain.audit import AuditEntry
+from domain.ids import IdFactory
+from domain.ports.audit import AuditLog, AuditQuery
+from domain.ports.clock import Clock
+from domain.ports.security import ApiKey, ApiKeyStore
+from domain.use_cases.authenticate import check_scopes
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str  # shown once; only its hash is stored
+
+
+class ManageApiKeys:
+    def __init__(self, keys: ApiKeyStore, ids: IdFactory, clock: Clock) -> None:
+        self._keys = keys
+        self._ids = ids
+        self._clock = clock
+
+    async def create(self, name: str, scopes: Iterable[str]) -> CreatedKey:
+        if not name.strip():
+            raise errors.InvalidRequest("a key needs a name", {"field": "name"})
+        key = ApiKey(self._ids.new(ids.KEY), name.strip(), check_scopes(scopes), self._clock.now())
+        secret = new_secret()
+        await self._keys.create(key, hash_secret(secret))
+        return CreatedKey(key, secret)
+
+    async def list(self) -> Sequence[ApiKey]:
+        return await self._keys.list()
+
+    async def revoke(self, key_id: str) -> None:
+        if not await self._keys.revoke(key_id, self._clock.now()):
+            raise errors.NotFound(f"No active key {key_id}", {"keyId": key_id})
+
+
+class QueryAudit:
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    async def execute(self, query: AuditQuery) -> list[AuditEntry]:
+        if query.correlation_id is None and query.run_id is None and query.since is None:
+            raise errors.InvalidRequest("name a correlation id, a run id or a start time")
+        return await self._log.find(query)

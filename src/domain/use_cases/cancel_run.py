@@ -1,0 +1,36 @@
+"""CancelRun: ``POST /v1/runs/:id/cancel`` — append ``run_cancelled`` (which disposes
+the run's hooks and clears its waits); the engine sees the event and stops the code."""
+
+from __future__ import annotations
+
+from domain import errors
+from domain.audit import RequestContext, audit_entry
+from domain.ports.clock import Clock
+from domain.ports.transactions import Transaction, UnitOfWork
+from domain.use_cases.proxy_world_event import ProxyWorldEvent
+from domain.world import EventRequest, EventType, Run
+
+
+class CancelRun:
+    def __init__(self, uow: UnitOfWork, clock: Clock, events: ProxyWorldEvent) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._events = events
+
+    async def execute(self, run_id: str, context: RequestContext) -> Run:
+        return await self._uow.run(lambda tx: self._cancel(tx, run_id, context))
+
+    def _cancel(self, tx: Transaction, run_id: str, context: RequestContext) -> Run:
+        run = tx.lock_run(run_id)
+        if run is None:
+            raise errors.RunNotFound(f"Run {run_id} not found", {"runId": run_id})
+        if run.status == "cancelled":
+            return run
+        if run.is_terminal:
+            raise errors.RunAlreadyTerminal(
+                f"Run {run_id} is already {run.status}", {"runId": run_id, "status": run.status}
+            )
+        result = self._events.record(tx, run_id, EventRequest(EventType.RUN_CANCELLED))
+        tx.append_audit(audit_entry(context, "runs.cancel", 200, self._clock.now(), run_id))
+        assert result.run is not None
+        return result.run
