@@ -55,6 +55,9 @@ def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
 def workflow(fn: F | None = None, /, *, name: str | None = None) -> Any:
     """Mark an ``async def`` as a workflow; its run input list is passed as arguments."""
 
+    if name is not None and not name.strip():
+        raise ValueError("a workflow name must not be empty")
+
     def mark(target: F) -> F:
         _require_async(target, "@workflow")
         setattr(target, WORKFLOW_ATTR, WorkflowSpec(name or target.__name__))

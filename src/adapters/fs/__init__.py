@@ -1,0 +1,1 @@
+"""Filesystem adapters: the content-addressed artifact store for deployment bundles."""
