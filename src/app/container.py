@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
+from adapters.fs.artifact_store import FsArtifactStore
 from adapters.http.rate_limit import RateLimiter
 from adapters.security.run_keys import HkdfRunKeyDeriver
 from adapters.sql.api_keys import SqlApiKeyStore
@@ -20,8 +21,10 @@ from adapters.sql.queue import SqlQueue
 from adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from adapters.sql.run_leases import SqlRunLeases
 from adapters.system import LocalSignal, SystemClock
+from adapters.webhooks.verifiers import VERIFIERS
 from adapters.worldcompute.code import BundleCode
 from adapters.worldcompute.engine import Engine, EngineSettings
+from adapters.worldcompute.loader import SubprocessBundleLoader
 from adapters.worldcompute.local_world import LocalRunWorld
 from app.settings import Settings
 from domain.ids import IdFactory
@@ -41,24 +44,6 @@ from domain.use_cases.trigger_run import TriggerRun
 
 def _database_config(settings: Settings) -> DatabaseConfig:
     return DatabaseConfig(sqlite_path=settings.database_path, database_url=settings.database_url)
-
-
-def _artifact_store(settings: Settings) -> object:  # TEMP until adapters.fs lands
-    from adapters.fs.artifact_store import FsArtifactStore
-
-    return FsArtifactStore(settings.artifacts_path)
-
-
-def _verifiers() -> dict[str, object]:  # TEMP until adapters.webhooks lands
-    from adapters.webhooks.verifiers import VERIFIERS
-
-    return {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
-
-
-def _bundle_loader() -> object:  # TEMP until adapters.worldcompute.loader lands
-    from adapters.worldcompute.loader import SubprocessBundleLoader
-
-    return SubprocessBundleLoader()
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -87,9 +72,13 @@ class Container(containers.DeclarativeContainer):
     api_keys = providers.Singleton(SqlApiKeyStore, engine, writer)
     audit_log = providers.Singleton(SqlAuditLog, engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
-    artifacts = providers.Singleton(_artifact_store, settings)
-    bundle_loader = providers.Singleton(_bundle_loader)
-    webhook_verifiers = providers.Singleton(_verifiers)
+    artifacts = providers.Singleton(
+        FsArtifactStore, providers.Callable(lambda s: s.artifacts_path, settings)
+    )
+    bundle_loader = providers.Singleton(SubprocessBundleLoader)
+    webhook_verifiers = providers.Singleton(
+        lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
+    )
 
     # use cases: the World
     authenticate = providers.Singleton(Authenticate, api_keys)

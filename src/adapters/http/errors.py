@@ -3,7 +3,8 @@
 Body: ``{"code", "message", "name", "details"?, "retryAfter"?}``; ``name`` is the
 Workflow DevKit error class a runtime dispatches on (world.md D4). Unknown
 exceptions become 500 ``internal_error`` with a generic message, logged with
-the correlation id.
+the correlation id (in ``middleware.CorrelationIdMiddleware``, so the answer
+still carries the id).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.http.context import correlation_id
 from adapters.http.wire import JSONResponse, PayloadTooLarge
 from domain import errors
 
@@ -100,19 +100,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return response
 
 
-async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
-    log.error(
-        "unhandled error on %s %s",
-        request.method,
-        request.url.path,
-        exc_info=exc,
-        extra={"correlationId": correlation_id.get()},
-    )
-    return error_response(500, "internal_error", "An internal error occurred")
-
-
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     errors.DomainError: domain_error_handler,
     HTTPException: http_error_handler,
-    Exception: unexpected_error_handler,
-}
+}  # anything else: 500 internal_error, answered by CorrelationIdMiddleware

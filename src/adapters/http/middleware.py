@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.http.context import correlation_id
+from adapters.http.errors import error_response
+
+log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = b"x-workflow-correlation-id"
 _MAX_ID_LENGTH = 200
@@ -34,8 +38,12 @@ class CorrelationIdMiddleware:
         encoded = text.encode("latin-1")
         token = correlation_id.set(text)
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [
                     *(h for h in message.get("headers", []) if h[0] != CORRELATION_HEADER),
                     (CORRELATION_HEADER, encoded),
@@ -44,5 +52,13 @@ class CorrelationIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            # inside this middleware, so that even a 500 carries the correlation id
+            if started:
+                raise
+            log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"),
+                      exc_info=error)  # fmt: skip
+            response = error_response(500, "internal_error", "An internal error occurred")
+            await response(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)

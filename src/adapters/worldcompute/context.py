@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from adapters import codec
 from adapters.worldcompute.authoring import (
@@ -69,9 +70,21 @@ class _Pending:
         self.future: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
 
 
+class StepObserver(Protocol):
+    """Told when a step attempt begins and ends (the process backend's watchdog)."""
+
+    def step_began(self, step_id: str, spec: StepSpec, attempt: int) -> None: ...
+    def step_ended(self, step_id: str) -> None: ...
+
+
 class WorkflowContext:
     def __init__(
-        self, world: RunWorld, run: Run, events: list[Event], poll_interval: float = 1.0
+        self,
+        world: RunWorld,
+        run: Run,
+        events: list[Event],
+        poll_interval: float = 1.0,
+        observer: StepObserver | None = None,
     ) -> None:
         self.world = world
         self.run = run
@@ -84,6 +97,10 @@ class WorkflowContext:
         self._changed = asyncio.Event()
         self._poll_interval = poll_interval
         self._background: set[asyncio.Future[None]] = set()
+        self._observer = observer
+        self._running_steps = 0
+        self._blocked: dict[object, datetime | None] = {}  # waiter → when it wakes by itself
+        self._idle_since: float | None = None
 
     # -- the durable log --------------------------------------------------------------
 
@@ -226,12 +243,19 @@ class WorkflowContext:
         await self.flush()  # nothing unrecorded may precede a side effect
         scope = StepScope(self, spec, step_id, attempt)
         token = current_dispatcher.set(scope)
+        self._running_steps += 1
+        self._idle_since = None
+        if self._observer is not None:
+            self._observer.step_began(step_id, spec, attempt)
         try:
             if spec.timeout_seconds is not None:
                 return await asyncio.wait_for(fn(*args, **kwargs), spec.timeout_seconds)
             return await fn(*args, **kwargs)
         finally:
             current_dispatcher.reset(token)
+            self._running_steps -= 1
+            if self._observer is not None:
+                self._observer.step_ended(step_id)
 
     # -- sleep ------------------------------------------------------------------------
 
@@ -248,7 +272,8 @@ class WorkflowContext:
             record = self.history.waits[wait_id]
         else:
             await self.flush()
-        await _sleep_until(record.resume_at)
+        async with self._blocked_on(record.resume_at):
+            await _sleep_until(record.resume_at)
         self._enqueue(EventRequest(EventType.WAIT_COMPLETED, wait_id))
 
     # -- hooks ------------------------------------------------------------------------
@@ -283,10 +308,37 @@ class WorkflowContext:
                 return record.payloads[hook.consumed - 1]
             await self.flush()
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self._poll_interval)
+            async with self._blocked_on(None):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), self._poll_interval)
             if not self._changed.is_set():
                 await self.refresh()
+
+    # -- suspension -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _blocked_on(self, wakes_at: datetime | None) -> AsyncIterator[None]:
+        marker = object()
+        self._blocked[marker] = wakes_at
+        if self._running_steps == 0 and self._idle_since is None:
+            self._idle_since = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._blocked[marker]
+            if not self._blocked:
+                self._idle_since = None
+
+    def idle_seconds(self) -> float:
+        """How long every branch of the workflow has waited on a sleep or a hook."""
+        if self._idle_since is None or self._running_steps or self._queue or self._flushing:
+            return 0.0
+        return time.monotonic() - self._idle_since
+
+    def wakes_at(self) -> datetime | None:
+        """When the earliest sleep ends (None: only hooks can wake the run)."""
+        times = [moment for moment in self._blocked.values() if moment is not None]
+        return min(times) if times else None
 
     # -- streams and metadata ---------------------------------------------------------
 

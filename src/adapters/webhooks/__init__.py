@@ -1,0 +1,1 @@
+"""Inbound webhook signature schemes (GitHub, Stripe, Standard Webhooks)."""
