@@ -6,6 +6,7 @@ or build use cases from fakes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from dependency_injector import containers, providers
@@ -23,9 +24,11 @@ from adapters.sql.run_leases import SqlRunLeases
 from adapters.system import LocalSignal, SystemClock
 from adapters.webhooks.verifiers import VERIFIERS
 from adapters.worldcompute.code import BundleCode
-from adapters.worldcompute.engine import Engine, EngineSettings
+from adapters.worldcompute.engine import Engine, EngineSettings, RunExecutor
 from adapters.worldcompute.loader import SubprocessBundleLoader
+from adapters.worldcompute.local_backend import LocalExecutor
 from adapters.worldcompute.local_world import LocalRunWorld
+from adapters.worldcompute.process_backend import ChildPool, ProcessExecutor, ProcessLimits
 from app.settings import Settings
 from domain.ids import IdFactory
 from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
@@ -51,9 +54,30 @@ def _rate_limiter(settings: Settings) -> RateLimiter | None:
     return RateLimiter(per_minute) if per_minute > 0 else None
 
 
+def _executor(
+    settings: Settings,
+    world: LocalRunWorld,
+    code: BundleCode,
+    keys: ManageApiKeys,
+    signal: LocalSignal,
+    world_url: Callable[[], str | None],
+) -> RunExecutor:
+    engine = EngineSettings()
+    if settings.worldcompute == "local":
+        return LocalExecutor(world, code, engine.poll_interval)
+    limits = ProcessLimits(
+        memory_bytes=settings.process_memory_mb * 1024 * 1024,
+        step_timeout_seconds=settings.step_timeout_seconds,
+        step_cpu_seconds=settings.step_timeout_seconds,
+        children_per_deployment=settings.process_children,
+    )
+    return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     run_key_secret: providers.Dependency[bytes | None] = providers.Dependency()  # from runtime
+    world_url: providers.Dependency[Callable[[], str | None]] = providers.Dependency()
 
     # infrastructure
     clock = providers.Singleton(SystemClock)
@@ -81,7 +105,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # use cases: the World
-    authenticate = providers.Singleton(Authenticate, api_keys)
+    authenticate = providers.Singleton(Authenticate, api_keys, clock)
     seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
     proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, signal)
     query_world = providers.Singleton(QueryWorld, world_reader)
@@ -130,7 +154,7 @@ class Container(containers.DeclarativeContainer):
     # the engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, engine, writer)
     run_world = providers.Singleton(
-        LocalRunWorld, writer, proxy_world_event, world_reader, write_stream, signal
+        LocalRunWorld, writer, proxy_world_event, world_reader, write_stream, signal, clock
     )
     deployment_code = providers.Singleton(
         BundleCode,
@@ -139,6 +163,9 @@ class Container(containers.DeclarativeContainer):
         providers.Callable(lambda s: s.data_dir / "code", settings),
     )
     engine_settings = providers.Singleton(EngineSettings)
+    executor = providers.Singleton(
+        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
+    )
     workflow_engine = providers.Singleton(
-        Engine, queue, run_leases, run_world, deployment_code, signal, engine_settings
+        Engine, queue, run_leases, run_world, deployment_code, signal, executor, engine_settings
     )

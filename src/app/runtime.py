@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from types import TracebackType
 
 from adapters.security.run_keys import load_or_create_secret
@@ -23,10 +24,18 @@ log = logging.getLogger(__name__)
 class Runtime:
     """``execute=True`` (the server) also starts the workflow engine."""
 
-    def __init__(self, settings: Settings, execute: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        execute: bool = False,
+        world_url: Callable[[], str | None] | None = None,
+    ) -> None:
         self.settings = settings
         self.execute = execute
-        self.container = Container(settings=settings)
+        self.container = Container(
+            settings=settings,
+            world_url=world_url or (lambda: settings.internal_url),
+        )
 
     async def __aenter__(self) -> Container:
         settings = self.settings

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,16 @@ KEEP_ALIVE_MAX_REQUESTS = 1_000_000
 START_TIMEOUT = 30.0
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app; refuses (``StartupRefused``) an unsafe production configuration."""
+def create_app(settings: Settings, world_url: Callable[[], str | None] | None = None) -> Starlette:
+    """The ASGI app; refuses (``StartupRefused``) an unsafe production configuration.
+
+    ``world_url`` tells the process backend's children where the world lane is
+    (default: the ``internal_url`` option)."""
     check_target_world(settings)
     routes = [*public_routes.ROUTES, *world_routes.ROUTES]
     return build_app(
         routes,
-        lambda: Runtime(settings, execute=True),
+        lambda: Runtime(settings, execute=True, world_url=world_url),
         settings,
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,
@@ -78,15 +82,18 @@ class ComputeWorkerServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.url: str | None = None
+        self.app = create_app(settings, lambda: settings.internal_url or self.url)
         self.config = hypercorn_config(settings)
 
     async def serve(self, shutdown_trigger: Any = None, sockets: Sockets | None = None) -> None:
         """Serve until ``shutdown_trigger`` returns (default: SIGINT/SIGTERM)."""
+        sockets = sockets or self.config.create_sockets()
+        self.url = _url_of(sockets, self.config.ssl_enabled)
         await worker_serve(
             wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
             self.config,
-            sockets=sockets or self.config.create_sockets(),
+            sockets=sockets,
             shutdown_trigger=shutdown_trigger,
         )
 
@@ -98,9 +105,16 @@ class ComputeWorkerServer:
         stop = asyncio.Event()
         task = asyncio.create_task(self.serve(stop.wait, sockets))
         await _wait_until_accepting(host, port, task)
-        scheme = "https" if self.config.ssl_enabled else "http"
-        shown = f"[{host}]" if ":" in host else host
-        return ServerHandle(f"{scheme}://{shown}:{port}", stop, task)
+        return ServerHandle(_url_of(sockets, self.config.ssl_enabled), stop, task)
+
+
+def _url_of(sockets: Sockets, tls: bool) -> str:
+    bound = (sockets.secure_sockets or sockets.insecure_sockets)[0]
+    host, port = bound.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 async def _wait_until_accepting(host: str, port: int, task: asyncio.Task[None]) -> None:

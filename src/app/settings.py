@@ -60,6 +60,10 @@ class Settings:
     log_level: str = "info"
     on_webhook: WebhookCallback | None = None
     webhook_providers: tuple[WebhookProvider, ...] = ()
+    internal_url: str | None = None
+    process_memory_mb: int = 1024
+    step_timeout_seconds: float = 300.0
+    process_children: int = 4
     idempotency_retention_hours: float = 24.0
 
     @property
@@ -103,7 +107,7 @@ class Settings:
 
 
 _BOOLS = {"require_https", "trust_forwarded_proto", "encryption"}
-_INTS = {"port", "rate_limit_per_minute", "max_body_bytes"}
+_INTS = {"port", "rate_limit_per_minute", "max_body_bytes", "process_memory_mb", "process_children"}
 _PATHS = {"data_dir", "sqlite_path", "artifact_dir", "certfile", "keyfile"}
 
 
@@ -128,7 +132,7 @@ def _coerce(name: str, value: Any) -> Any:
             if number < 0:
                 raise ValueError
             return number
-        if name in ("stream_poll_interval", "idempotency_retention_hours"):
+        if name in ("stream_poll_interval", "idempotency_retention_hours", "step_timeout_seconds"):
             seconds = float(value)
             if seconds <= 0:
                 raise ValueError

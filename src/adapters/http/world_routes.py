@@ -16,6 +16,7 @@ from adapters.http.auth import Handler, request_context, requires
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
+from domain.reducer import check_request_shape
 from domain.use_cases.proxy_world_event import CreateEvent
 from domain.use_cases.publish_message import Publish
 from domain.use_cases.query_world import Paging
@@ -42,20 +43,58 @@ def _paging(body: dict[str, Any]) -> Paging:
 
 
 def _event_request(body: dict[str, Any]) -> EventRequest:
-    data = field(body, "data", dict, required=True)
-    kind = field(data, "eventType", str, required=True, path="data.eventType")
+    return _event_data(field(body, "data", dict, required=True), "data")
+
+
+def _event_data(data: dict[str, Any], where: str) -> EventRequest:
+    kind = field(data, "eventType", str, required=True, path=f"{where}.eventType")
     try:
         event_type = EventType(kind)
     except ValueError:
         raise errors.InvalidRequest(
-            f"data.eventType {kind!r} is not an event type", {"field": "data.eventType"}
+            f"{where}.eventType {kind!r} is not an event type", {"field": f"{where}.eventType"}
         ) from None
-    return EventRequest(
+    request = EventRequest(
         event_type=event_type,
-        correlation_id=field(data, "correlationId", str, path="data.correlationId"),
-        spec_version=field(data, "specVersion", int, path="data.specVersion"),
-        event_data=field(data, "eventData", dict, path="data.eventData"),
+        correlation_id=field(data, "correlationId", str, path=f"{where}.correlationId"),
+        spec_version=field(data, "specVersion", int, path=f"{where}.specVersion"),
+        event_data=field(data, "eventData", dict, path=f"{where}.eventData"),
     )
+    check_request_shape(request)
+    return request
+
+
+MAX_BATCH_EVENTS = 1000
+
+
+@world_write("world.events.create-batch")
+async def create_events(request: Request) -> Response:
+    """An extension of the lane: several events of one run in one transaction (all or
+    nothing), as the engine's process backend writes them."""
+    body = await _body(request)
+    run_id = field(body, "runId", str, required=True)
+    listed = field(body, "events", list, required=True)
+    if not 1 <= len(listed) <= MAX_BATCH_EVENTS:
+        raise errors.InvalidRequest(
+            f"events must hold 1 to {MAX_BATCH_EVENTS} items", {"field": "events"}
+        )
+    requests = []
+    for index, item in enumerate(listed):
+        if not isinstance(item, dict):
+            raise errors.InvalidRequest(
+                f"events[{index}] must be an object", {"field": f"events[{index}]"}
+            )
+        event = _event_data(item, f"events[{index}]")
+        if event.event_type is EventType.RUN_CREATED:
+            raise errors.InvalidRequest(
+                "run_created cannot be batched; use /v1/world/events/create",
+                {"field": f"events[{index}].eventType"},
+            )
+        requests.append(event)
+    results = await request.state.container.run_world().record(
+        run_id, requests, request_context(request)
+    )
+    return JSONResponse({"results": [wire.event_result_wire(result) for result in results]})
 
 
 @world_write("world.events.create")
@@ -289,6 +328,7 @@ ROUTES = [
     Route("/v1/world/deployment-id", deployment_id, methods=["GET"]),
     Route("/v1/world/encryption-key", encryption_key, methods=["POST"]),
     Route("/v1/world/events/create", create_event, methods=["POST"]),
+    Route("/v1/world/events/create-batch", create_events, methods=["POST"]),
     Route("/v1/world/events/list", list_events, methods=["POST"]),
     Route("/v1/world/events/list-by-correlation", list_events_by_correlation, methods=["POST"]),
     Route("/v1/world/runs/list", list_runs, methods=["POST"]),

@@ -26,6 +26,7 @@ def _key_from(row: Any) -> ApiKey:
         scopes=frozenset(orjson.loads(row.scopes)),
         created_at=at_ms(row.created_ms),
         revoked_at=from_ms(row.revoked_ms),
+        expires_at=from_ms(row.expires_ms),
     )
 
 
@@ -37,6 +38,7 @@ def _values(key: ApiKey, secret_hash: str) -> dict[str, Any]:
         "scopes": orjson.dumps(sorted(key.scopes)).decode(),
         "created_ms": to_ms(key.created_at),
         "revoked_ms": to_ms(key.revoked_at),
+        "expires_ms": to_ms(key.expires_at),
     }
 
 

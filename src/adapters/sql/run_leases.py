@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Connection
@@ -11,11 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql.dialect import insert_if_absent
 from adapters.sql.reads import run_read
+from adapters.sql.rows import to_ms
 from adapters.sql.schema import deployments, run_leases, runs
 from adapters.sql.writer import GroupCommitWriter
 from domain.ports.engine import RunLeases
 
 LIVE_STATUSES = ("pending", "running")
+PARKED = "parked"
+NEVER_MS = 2**62
 
 
 def _now_ms() -> int:
@@ -38,7 +42,11 @@ class SqlRunLeases(RunLeases):
                 update(run_leases)
                 .where(
                     run_leases.c.run_id == run_id,
-                    or_(run_leases.c.owner == owner, run_leases.c.expires_ms <= now),
+                    or_(
+                        run_leases.c.owner == owner,
+                        run_leases.c.owner == PARKED,
+                        run_leases.c.expires_ms <= now,
+                    ),
                 )
                 .values(owner=owner, expires_ms=expires)
             )
@@ -59,6 +67,14 @@ class SqlRunLeases(RunLeases):
     async def release(self, run_id: str, owner: str) -> None:
         statement = delete(run_leases).where(
             run_leases.c.run_id == run_id, run_leases.c.owner == owner
+        )
+        await self._writer.run_sql(lambda conn: conn.execute(statement))
+
+    async def park(self, run_id: str, owner: str, until: datetime | None) -> None:
+        statement = (
+            update(run_leases)
+            .where(run_leases.c.run_id == run_id, run_leases.c.owner == owner)
+            .values(owner=PARKED, expires_ms=NEVER_MS if until is None else to_ms(until))
         )
         await self._writer.run_sql(lambda conn: conn.execute(statement))
 

@@ -183,6 +183,7 @@ api_keys = Table(
     Column("scopes", Text, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger),
+    Column("expires_ms", BigInteger),
 )
 
 idempotency_records = Table(

@@ -48,30 +48,36 @@ class BundleCode(DeploymentCode):
                 return value
         raise errors.WorkflowNotFound(f"workflow {name!r} is not in {deployment.deployment_id}")
 
+    async def folder(self, deployment: Deployment) -> Path:
+        """The bundle unpacked on disk (once per digest)."""
+        folder = self._code_dir / deployment.digest.replace(":", "-")
+        lock = self._loading.setdefault(deployment.digest, asyncio.Lock())
+        async with lock:
+            if not (folder / _COMPLETE).exists():
+                files = await self._artifacts.get(deployment.digest)
+                await asyncio.to_thread(_unpack, folder, files)
+        return folder
+
     async def _module(self, deployment: Deployment) -> ModuleType:
         digest = deployment.digest
-        if digest in self._modules:
-            return self._modules[digest]
-        lock = self._loading.setdefault(digest, asyncio.Lock())
-        async with lock:
-            if digest not in self._modules:
-                files = await self._artifacts.get(digest)
-                folder = self._code_dir / digest.replace(":", "-")
-                await asyncio.to_thread(_unpack, folder, files)
-                self._modules[digest] = await asyncio.to_thread(
-                    _import, folder, deployment.entrypoint or "workflows.py", digest
-                )
+        if digest not in self._modules:
+            folder = await self.folder(deployment)
+            module = await asyncio.to_thread(
+                _import, folder, deployment.entrypoint or "workflows.py", digest
+            )
+            self._modules.setdefault(digest, module)
         return self._modules[digest]
 
 
+_COMPLETE = ".complete"
+
+
 def _unpack(folder: Path, files: dict[str, bytes]) -> None:
-    if (folder / ".complete").exists():
-        return
     for path, content in files.items():
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    (folder / ".complete").write_text("ok")
+    (folder / _COMPLETE).write_text("ok")
 
 
 def _import(folder: Path, entrypoint: str, digest: str) -> ModuleType:

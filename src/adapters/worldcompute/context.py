@@ -95,7 +95,7 @@ class WorkflowContext:
         self._queue: list[_Pending] = []
         self._flushing: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        self._poll_interval = poll_interval
+        self.poll_interval = poll_interval
         self._background: set[asyncio.Future[None]] = set()
         self._observer = observer
         self._running_steps = 0
@@ -310,7 +310,7 @@ class WorkflowContext:
             self._changed.clear()
             async with self._blocked_on(None):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._changed.wait(), self.poll_interval)
             if not self._changed.is_set():
                 await self.refresh()
 

@@ -14,18 +14,19 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from adapters.worldcompute.context import RUNTIME_ERROR, RunCancelled, WorkflowContext, error_data
+from adapters.worldcompute.context import RUNTIME_ERROR, RunCancelled, error_data
+from adapters.worldcompute.runner import Outcome
 from domain import errors
+from domain.deployments import Deployment
 from domain.ports.engine import DeploymentCode, RunLeases, RunWorld
 from domain.ports.queue import QueueConsumer
 from domain.ports.streams import Signal
 from domain.use_cases.proxy_world_event import run_topic
 from domain.use_cases.publish_message import QUEUE_TOPIC, WORKFLOW_QUEUE_PREFIX
-from domain.world import EventRequest, EventType, QueueMessage
+from domain.world import Event, EventRequest, EventType, QueueMessage, Run
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-Executor = Callable[[WorkflowContext, Any], Any]
+class RunExecutor(Protocol):
+    """Where a run's code executes: in this process (local) or in a child (process)."""
+
+    async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome: ...
+    async def close(self) -> None: ...
 
 
 class Engine:
@@ -55,6 +60,7 @@ class Engine:
         world: RunWorld,
         code: DeploymentCode,
         signal: Signal,
+        executor: RunExecutor,
         settings: EngineSettings | None = None,
     ) -> None:
         self._queue = queue
@@ -62,6 +68,7 @@ class Engine:
         self._world = world
         self._code = code
         self._signal = signal
+        self._executor = executor
         self.settings = settings or EngineSettings()
         self.worker_id = worker_name()
         self._live: dict[str, asyncio.Task[None]] = {}
@@ -82,6 +89,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        await self._executor.close()
 
     @property
     def live_runs(self) -> list[str]:
@@ -158,8 +166,9 @@ class Engine:
         return True
 
     async def _execute(self, run_id: str) -> None:
+        parked = False
         try:
-            await self._execute_run(run_id)
+            parked = await self._execute_run(run_id)
         except asyncio.CancelledError:
             raise
         except (RunCancelled, errors.RunExpired, errors.EntityConflict):
@@ -172,48 +181,30 @@ class Engine:
             log.exception("run execution crashed", extra={"runId": run_id})
         finally:
             self._live.pop(run_id, None)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._leases.release(run_id, self.worker_id))
+            if not parked:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._leases.release(run_id, self.worker_id))
 
-    async def _execute_run(self, run_id: str) -> None:
+    async def _execute_run(self, run_id: str) -> bool:
+        """Execute until the run ends or parks; True when it parked."""
         run = await self._world.run(run_id)
         if run is None or run.is_terminal:
-            return
+            return False
         deployment = await self._code.deployment(run.deployment_id)
         if deployment is None:
-            return  # a run of an external runtime: not ours to execute
+            return False  # a run of an external runtime: not ours to execute
         started = await self._world.record(run_id, [EventRequest(EventType.RUN_STARTED)])
         run = started[0].run or run
         events = list(started[0].events) if started[0].events else await self._world.events(run_id)
-        context = WorkflowContext(self._world, run, events, self.settings.poll_interval)
         try:
-            workflow = await self._code.workflow(deployment, run.workflow_name)
-        except errors.DomainError as error:
+            outcome = await self._executor.execute(run, deployment, events)
+        except errors.WorkflowNotFound as error:
             await self._world.record(
                 run_id, [EventRequest(EventType.RUN_FAILED, None, None,
                                       error_data(error, RUNTIME_ERROR))]
             )  # fmt: skip
-            return
-        await self._watch_for_cancel(context, workflow)
-
-    async def _watch_for_cancel(self, context: WorkflowContext, workflow: Any) -> None:
-        """Run the workflow; stop its code promptly when the run is cancelled."""
-        run_id = context.run.run_id
-        subscription = self._world.subscribe(run_id)
-        task = asyncio.create_task(context.execute(workflow))
-        try:
-            while not task.done():
-                waiter = asyncio.ensure_future(subscription.wait(self.settings.poll_interval * 4))
-                done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if task in done:
-                    waiter.cancel()
-                    break
-                await context.refresh()
-                if context.history.cancelled:
-                    task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        finally:
-            subscription.close()
-            if not task.done():
-                task.cancel()
+            return False
+        if outcome.kind == "parked":
+            await self._leases.park(run_id, self.worker_id, outcome.wakes_at)
+            return True
+        return False

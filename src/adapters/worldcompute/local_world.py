@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from domain.audit import RequestContext, audit_entry
 from domain.ids import ulid_datetime
 from domain.pagination import PageRequest, Position
+from domain.ports.clock import Clock
 from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal, Subscription
 from domain.ports.transactions import Transaction, UnitOfWork
@@ -26,16 +28,35 @@ class LocalRunWorld(RunWorld):
         reader: WorldReader,
         streams: WriteStream,
         signal: Signal,
+        clock: Clock,
     ) -> None:
         self._uow = uow
+        self._clock = clock
         self._events = events
         self._reader = reader
         self._streams = streams
         self._signal = signal
 
-    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
+    async def record(
+        self,
+        run_id: str,
+        requests: Sequence[EventRequest],
+        context: RequestContext | None = None,
+    ) -> list[EventResult]:
         def work(tx: Transaction) -> list[EventResult]:
-            return [self._events.record(tx, run_id, request) for request in requests]
+            results = [self._events.record(tx, run_id, request) for request in requests]
+            if context is not None:
+                tx.append_audit(
+                    audit_entry(
+                        context,
+                        "world.events.create-batch",
+                        200,
+                        self._clock.now(),
+                        run_id,
+                        events=len(requests),
+                    )
+                )
+            return results  # fmt: skip
 
         return await self._uow.run(work)
 

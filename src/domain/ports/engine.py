@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
+from domain.audit import RequestContext
 from domain.deployments import Deployment
 from domain.ports.streams import Subscription
 from domain.world import Event, EventRequest, EventResult, Run
@@ -13,7 +15,12 @@ from domain.world import Event, EventRequest, EventResult, Run
 class RunWorld(Protocol):
     """The World as a running workflow sees it (in process, or over the world lane)."""
 
-    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
+    async def record(
+        self,
+        run_id: str,
+        requests: Sequence[EventRequest],
+        context: RequestContext | None = None,
+    ) -> list[EventResult]:
         """Append events in order, in one transaction where the World allows it."""
         ...
 
@@ -30,6 +37,11 @@ class RunLeases(Protocol):
     async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
     async def renew(self, owner: str, run_ids: Sequence[str], ttl_seconds: float) -> None: ...
     async def release(self, run_id: str, owner: str) -> None: ...
+    async def park(self, run_id: str, owner: str, until: datetime | None) -> None:
+        """Suspend a run without an executor: any worker may take it when a message wakes
+        it, and ``orphaned`` returns it once ``until`` passes (never by itself if None)."""
+        ...
+
     async def orphaned(self, limit: int) -> list[str]:
         """Runs not yet terminal whose lease is missing or expired."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from domain import errors, ids
 from domain.api_keys import hash_secret, new_secret
@@ -32,6 +33,15 @@ class ManageApiKeys:
         if not name.strip():
             raise errors.InvalidRequest("a key needs a name", {"field": "name"})
         key = ApiKey(self._ids.new(ids.KEY), name.strip(), check_scopes(scopes), self._clock.now())
+        secret = new_secret()
+        await self._keys.create(key, hash_secret(secret))
+        return CreatedKey(key, secret)
+
+    async def mint(self, name: str, scopes: Iterable[str], ttl: timedelta) -> CreatedKey:
+        """A short-lived key (e.g. for a workflow child process)."""
+        now = self._clock.now()
+        key = ApiKey(self._ids.new(ids.KEY), name, check_scopes(scopes), now,
+                     expires_at=now + ttl)  # fmt: skip
         secret = new_secret()
         await self._keys.create(key, hash_secret(secret))
         return CreatedKey(key, secret)

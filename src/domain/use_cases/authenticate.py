@@ -1,6 +1,6 @@
 """Authenticate: bearer secret → API key holding the route's scope.
 
-Unknown and revoked keys get the same answer so that keys cannot be probed.
+Unknown, revoked and expired keys get the same answer so that keys cannot be probed.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from domain.ports.security import ApiKey, ApiKeyStore
 
 
 class Authenticate:
-    def __init__(self, keys: ApiKeyStore) -> None:
+    def __init__(self, keys: ApiKeyStore, clock: Clock) -> None:
         self._keys = keys
+        self._clock = clock
 
     async def execute(self, secret: str | None, required_scope: str) -> ApiKey:
         if not secret:
             raise errors.Unauthorized("Missing or invalid API key")
         key = await self._keys.find_by_hash(hash_secret(secret))
-        if key is None or key.revoked_at is not None:
+        if key is None or not key.usable_at(self._clock.now()):
             raise errors.Unauthorized("Missing or invalid API key")
         if required_scope not in key.scopes:
             raise errors.Forbidden(

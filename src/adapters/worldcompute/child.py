@@ -1,0 +1,156 @@
+"""A child of the ``process`` backend: ``python -m adapters.worldcompute.child``.
+
+It imports one deployment's bundle, then executes the runs the parent assigns
+(one at a time), talking to the World over the world-proxy lane with a
+short-lived key. Protocol: JSON lines; the parent writes ``run``/``wake``/``stop``
+on stdin; the child answers ``ready``, ``step`` / ``step_done`` (for the parent's
+time and CPU watchdog) and ``done`` on the original stdout. Anything the bundle
+prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from adapters.system import LocalSignal
+from adapters.worldcompute.authoring import WORKFLOW_ATTR, StepSpec
+from adapters.worldcompute.context import (
+    RUNTIME_ERROR,
+    RunCancelled,
+    WorkflowContext,
+    error_data,
+    iso,
+)
+from adapters.worldcompute.http_world import HttpRunWorld
+from adapters.worldcompute.runner import Outcome, run_workflow
+from domain import errors
+from domain.use_cases.proxy_world_event import run_topic
+from domain.world import EventRequest, EventType
+
+ENV_URL = "CW_WORLD_URL"
+ENV_KEY = "CW_WORLD_KEY"
+ENV_BUNDLE = "CW_BUNDLE_DIR"
+ENV_ENTRYPOINT = "CW_ENTRYPOINT"
+ENV_MEMORY = "CW_MEMORY_LIMIT"
+ENV_PARK_AFTER = "CW_PARK_AFTER"
+ENV_POLL = "CW_POLL_INTERVAL"
+
+
+class Reporter:
+    def __init__(self, out: TextIO, run_id: str) -> None:
+        self._out = out
+        self._run_id = run_id
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._out.write(json.dumps(message) + "\n")
+        self._out.flush()
+
+    def step_began(self, step_id: str, spec: StepSpec, attempt: int) -> None:
+        self.send({"op": "step", "runId": self._run_id, "stepId": step_id, "name": spec.name,
+                   "attempt": attempt, "maxRetries": spec.max_retries,
+                   "timeout": spec.timeout_seconds})  # fmt: skip
+
+    def step_ended(self, step_id: str) -> None:
+        self.send({"op": "step_done", "runId": self._run_id, "stepId": step_id})
+
+
+def _limit_memory() -> None:
+    limit = int(os.environ.get(ENV_MEMORY, "0"))
+    if limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _workflows(folder: Path, entrypoint: str) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("cw_bundle", folder / entrypoint)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {entrypoint}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(folder))
+    sys.modules["cw_bundle"] = module
+    spec.loader.exec_module(module)
+    found = {}
+    for value in vars(module).values():
+        workflow_spec = getattr(value, WORKFLOW_ATTR, None)
+        if workflow_spec is not None:
+            found[workflow_spec.name] = value
+    return found
+
+
+async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
+                   out: TextIO) -> dict[str, Any]:  # fmt: skip
+    reporter = Reporter(out, run_id)
+    try:
+        run = await world.run(run_id)
+        if run is None or run.is_terminal:
+            return {"outcome": "finished"}
+        workflow = workflows.get(run.workflow_name)
+        if workflow is None:
+            error = errors.WorkflowNotFound(f"workflow {run.workflow_name!r} is not in the bundle")
+            await world.record(
+                run_id,
+                [EventRequest(EventType.RUN_FAILED, None, None, error_data(error, RUNTIME_ERROR))],
+            )
+            return {"outcome": "finished"}  # fmt: skip
+        events = await world.events(run_id)
+        poll = float(os.environ.get(ENV_POLL, "1.0"))
+        park_after = float(os.environ.get(ENV_PARK_AFTER, "1.0"))
+        context = WorkflowContext(world, run, events, poll, observer=reporter)
+        outcome: Outcome = await run_workflow(context, workflow, park_after)
+    except (RunCancelled, errors.RunExpired, errors.EntityConflict):
+        return {"outcome": "cancelled"}
+    except errors.DomainError as error:
+        return {"outcome": "interrupted", "message": error.message}
+    wakes_at = iso(outcome.wakes_at) if outcome.wakes_at is not None else None
+    return {"outcome": outcome.kind, "wakesAt": wakes_at}
+
+
+async def serve(out: TextIO) -> None:
+    folder = Path(os.environ[ENV_BUNDLE])
+    workflows = _workflows(folder, os.environ[ENV_ENTRYPOINT])
+    signal = LocalSignal()
+    url = os.environ[ENV_URL]
+    headers = {"authorization": f"Bearer {os.environ.pop(ENV_KEY)}"}
+    loopback = httpx.URL(url).host in ("127.0.0.1", "localhost", "::1")
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
+                                 verify=not loopback) as client:  # fmt: skip
+        world = HttpRunWorld(client, signal)
+        loop = asyncio.get_running_loop()
+        stdin = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+        Reporter(out, "").send({"op": "ready"})
+        running: asyncio.Task[None] | None = None
+
+        async def execute(run_id: str) -> None:
+            answer = await _execute(world, workflows, run_id, out)
+            Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
+
+        while line := await stdin.readline():
+            message = json.loads(line)
+            if message["op"] == "run":
+                running = asyncio.create_task(execute(message["runId"]))
+            elif message["op"] == "wake":
+                signal.notify(run_topic(message["runId"]))
+            elif message["op"] == "stop":
+                break
+        if running is not None and not running.done():
+            running.cancel()
+
+
+def main() -> None:
+    _limit_memory()
+    out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
+    os.dup2(2, 1)  # what the bundle prints goes to stderr
+    asyncio.run(serve(out))
+
+
+if __name__ == "__main__":
+    main()

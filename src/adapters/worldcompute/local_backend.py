@@ -1,0 +1,25 @@
+"""The ``local`` backend: workflows run in the server's own process (fastest; for
+trusted code and embedding). A suspended run keeps its coroutine in memory."""
+
+from __future__ import annotations
+
+from adapters.worldcompute.context import WorkflowContext
+from adapters.worldcompute.runner import Outcome, run_workflow
+from domain.deployments import Deployment
+from domain.ports.engine import DeploymentCode, RunWorld
+from domain.world import Event, Run
+
+
+class LocalExecutor:
+    def __init__(self, world: RunWorld, code: DeploymentCode, poll_interval: float) -> None:
+        self._world = world
+        self._code = code
+        self._poll_interval = poll_interval
+
+    async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome:
+        workflow = await self._code.workflow(deployment, run.workflow_name)
+        context = WorkflowContext(self._world, run, events, self._poll_interval)
+        return await run_workflow(context, workflow)
+
+    async def close(self) -> None:
+        return None

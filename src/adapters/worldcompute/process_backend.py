@@ -1,0 +1,340 @@
+"""The ``process`` backend: a deployment's code runs in child processes, never in the
+server. Each child holds one deployment's bundle, executes one run at a time, and
+reaches the World over the world-proxy lane with a key minted for it (scope
+``world:proxy``, expiring). The parent enforces limits: address space
+(``RLIMIT_AS``), and per step wall-clock time and CPU time (it kills the child).
+A child that crashes, hangs or runs out of memory costs the step in flight an
+attempt (retried, or failed once its retries are spent); the server lives on.
+Suspended runs park (no process held) and are replayed when woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from adapters.worldcompute import child as child_module
+from adapters.worldcompute.code import BundleCode
+from adapters.worldcompute.context import RUNTIME_ERROR, backoff, iso
+from adapters.worldcompute.loader import child_environment
+from adapters.worldcompute.runner import Outcome
+from domain import errors
+from domain.api_keys import WORLD_SCOPE
+from domain.deployments import Deployment
+from domain.ports.engine import RunWorld
+from domain.ports.streams import Signal
+from domain.reducer import parse_date
+from domain.use_cases.api_keys import ManageApiKeys
+from domain.use_cases.proxy_world_event import run_topic
+from domain.world import Event, EventRequest, EventType, Run
+
+log = logging.getLogger(__name__)
+
+KEY_TTL = timedelta(hours=1)
+RECYCLE_AFTER = timedelta(minutes=45)  # well before the key expires
+START_TIMEOUT = 30.0
+WATCH_INTERVAL = 0.1
+MAX_CRASHES = 3
+_SOURCE_ROOT = str(Path(child_module.__file__).resolve().parents[2])
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessLimits:
+    memory_bytes: int = 1024 * 1024 * 1024
+    step_timeout_seconds: float = 300.0
+    step_cpu_seconds: float = 300.0
+    children_per_deployment: int = 4
+    park_after_seconds: float = 1.0
+    poll_interval: float = 1.0
+
+
+@dataclass
+class StepInFlight:
+    step_id: str
+    name: str
+    attempt: int
+    max_retries: int
+    timeout: float | None  # the step's own; else the backend's limit
+    began: float
+    cpu_at_start: float
+
+
+@dataclass
+class Crash:
+    """The child died (or was killed) before answering; ``step`` was in flight."""
+
+    reason: str
+    step: StepInFlight | None
+
+
+@dataclass(eq=False)
+class Child:
+    deployment_id: str
+    process: asyncio.subprocess.Process
+    key_id: str
+    started: float = field(default_factory=time.monotonic)
+    step: StepInFlight | None = None
+    answer: asyncio.Future[dict[str, Any]] | None = None
+    kill_reason: str | None = None
+    reader: asyncio.Task[None] | None = None
+    stderr: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(message) + "\n").encode())
+
+    def kill(self, reason: str) -> None:
+        if self.alive:
+            self.kill_reason = self.kill_reason or reason
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the child so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class ChildPool:
+    """Warm children per deployment; each executes one run at a time."""
+
+    def __init__(
+        self,
+        code: BundleCode,
+        keys: ManageApiKeys,
+        world_url: Callable[[], str | None],
+        limits: ProcessLimits,
+    ) -> None:
+        self._code = code
+        self._keys = keys
+        self._world_url = world_url
+        self.limits = limits
+        self._idle: dict[str, list[Child]] = {}
+        self._busy: dict[str, int] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._all: set[Child] = set()
+
+    async def checkout(self, deployment: Deployment) -> Child:
+        slots = self._slots.setdefault(
+            deployment.deployment_id, asyncio.Semaphore(self.limits.children_per_deployment)
+        )
+        await slots.acquire()
+        idle = self._idle.setdefault(deployment.deployment_id, [])
+        while idle:
+            candidate = idle.pop()
+            age = time.monotonic() - candidate.started
+            if candidate.alive and age < RECYCLE_AFTER.total_seconds():
+                return candidate
+            await self._stop(candidate)
+        try:
+            return await self._spawn(deployment)
+        except BaseException:
+            slots.release()
+            raise
+
+    async def checkin(self, child: Child) -> None:
+        self._slots[child.deployment_id].release()
+        if child.alive:
+            self._idle.setdefault(child.deployment_id, []).append(child)
+        else:
+            await self._forget(child)
+
+    async def close(self) -> None:
+        for child in list(self._all):
+            await self._stop(child)
+
+    async def _spawn(self, deployment: Deployment) -> Child:
+        url = self._world_url()
+        if url is None:
+            raise errors.StorageUnavailable(
+                "the process backend needs the server's URL (option internal_url)"
+            )
+        folder = await self._code.folder(deployment)
+        created = await self._keys.mint(f"child:{deployment.deployment_id}", [WORLD_SCOPE], KEY_TTL)
+        env = {
+            **child_environment(),
+            "PYTHONPATH": _SOURCE_ROOT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            child_module.ENV_URL: url,
+            child_module.ENV_KEY: created.secret,
+            child_module.ENV_BUNDLE: str(folder),
+            child_module.ENV_ENTRYPOINT: deployment.entrypoint or "workflows.py",
+            child_module.ENV_MEMORY: str(self.limits.memory_bytes),
+            child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
+            child_module.ENV_POLL: str(self.limits.poll_interval),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters.worldcompute.child",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, cwd=folder, start_new_session=True,
+        )  # fmt: skip
+        child = Child(deployment.deployment_id, process, created.key.key_id)
+        self._all.add(child)
+        child.stderr = asyncio.create_task(_forward_stderr(child))
+        ready = asyncio.get_running_loop().create_future()
+        child.answer = ready
+        child.reader = asyncio.create_task(_read_messages(child))
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT)
+        except (TimeoutError, errors.DomainError, RuntimeError) as error:
+            child.kill("it did not start")
+            await self._forget(child)
+            raise errors.StorageUnavailable(f"a workflow process did not start: {error}") from None
+        return child
+
+    async def _stop(self, child: Child) -> None:
+        if child.alive:
+            with contextlib.suppress(Exception):
+                child.send({"op": "stop"})
+            try:
+                await asyncio.wait_for(child.process.wait(), 2.0)
+            except TimeoutError:
+                child.kill("stopping")
+        await self._forget(child)
+
+    async def _forget(self, child: Child) -> None:
+        if child in self._all:
+            self._all.discard(child)
+            with contextlib.suppress(errors.DomainError):
+                await self._keys.revoke(child.key_id)
+            if child.alive:
+                child.kill("forgotten")
+            with contextlib.suppress(Exception):
+                await child.process.wait()
+
+
+async def _read_messages(child: Child) -> None:
+    assert child.process.stdout is not None
+    while line := await child.process.stdout.readline():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        op = message.get("op")
+        if op == "step":
+            child.step = StepInFlight(
+                message["stepId"], message["name"], message["attempt"], message["maxRetries"],
+                message.get("timeout"), time.monotonic(), child.cpu_seconds(),
+            )  # fmt: skip
+        elif op == "step_done":
+            child.step = None
+        elif op in ("ready", "done") and child.answer is not None and not child.answer.done():
+            child.answer.set_result(message)
+    await child.process.wait()
+    if child.answer is not None and not child.answer.done():
+        reason = child.kill_reason or _exit_reason(child.process.returncode)
+        child.answer.set_exception(RuntimeError(reason))
+
+
+async def _forward_stderr(child: Child) -> None:
+    assert child.process.stderr is not None
+    while line := await child.process.stderr.readline():
+        log.info("workflow process: %s", line.decode(errors="replace").rstrip(),
+                 extra={"deploymentId": child.deployment_id})  # fmt: skip
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"the workflow process was killed by {name}{hint}"
+    return f"the workflow process exited with status {code}"
+
+
+class ProcessExecutor:
+    def __init__(self, pool: ChildPool, world: RunWorld, signal: Signal) -> None:
+        self._pool = pool
+        self._world = world
+        self._signal = signal
+
+    async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome:
+        for _ in range(MAX_CRASHES):
+            child = await self._pool.checkout(deployment)
+            try:
+                result = await self._run_in(child, run.run_id)
+            finally:
+                await self._pool.checkin(child)
+            if isinstance(result, Outcome):
+                return result
+            log.warning("run interrupted: %s", result.reason, extra={"runId": run.run_id})
+            await self._charge_step(run.run_id, result)
+        error = {"message": f"the run's workflow process failed {MAX_CRASHES} times"}
+        await self._world.record(
+            run.run_id,
+            [
+                EventRequest(
+                    EventType.RUN_FAILED, None, None, {"error": error, "errorCode": RUNTIME_ERROR}
+                )
+            ],
+        )
+        return Outcome("finished")  # fmt: skip
+
+    async def _run_in(self, child: Child, run_id: str) -> Outcome | Crash:
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        child.answer, child.step, child.kill_reason = answer, None, None
+        child.send({"op": "run", "runId": run_id})
+        subscription = self._signal.subscribe(run_topic(run_id))
+        watch = asyncio.create_task(self._watch(child, run_id, subscription.wait))
+        try:
+            message = await answer
+        except RuntimeError as error:
+            return Crash(str(error), child.step)
+        finally:
+            watch.cancel()
+            subscription.close()
+        if message.get("outcome") == "interrupted":
+            raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
+        wakes_at = message.get("wakesAt")
+        kind = message.get("outcome", "finished")
+        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None)
+
+    async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
+        """Forward wake-ups to the child; kill it when a step runs out of time or CPU."""
+        limits = self._pool.limits
+        while child.alive:
+            if await wait(WATCH_INTERVAL):
+                child.send({"op": "wake", "runId": run_id})
+            step = child.step
+            if step is None:
+                continue
+            timeout = step.timeout if step.timeout is not None else limits.step_timeout_seconds
+            if time.monotonic() - step.began > timeout:
+                child.kill(f"step {step.name} exceeded its timeout of {timeout:g} s")
+            elif child.cpu_seconds() - step.cpu_at_start > limits.step_cpu_seconds:
+                child.kill(f"step {step.name} exceeded {limits.step_cpu_seconds:g} s of CPU time")
+
+    async def _charge_step(self, run_id: str, crash: Crash) -> None:
+        step = crash.step
+        if step is None:
+            return
+        error = {"message": crash.reason}
+        if step.attempt > step.max_retries:
+            request = EventRequest(EventType.STEP_FAILED, step.step_id, None, {"error": error})
+        else:
+            retry_at = datetime.now(UTC) + timedelta(seconds=backoff(step.attempt))
+            request = EventRequest(EventType.STEP_RETRYING, step.step_id, None,
+                                   {"error": error, "retryAfter": iso(retry_at)})  # fmt: skip
+        with contextlib.suppress(errors.EntityConflict, errors.RunExpired):
+            await self._world.record(run_id, [request])
+
+    async def close(self) -> None:
+        await self._pool.close()
