@@ -31,13 +31,14 @@ DEPLOYMENT = "dpl_"
 KEY = "key_"
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits → 2 characters
+
+
 def encode_ulid(timestamp_ms: int, randomness: int) -> str:
     value = (timestamp_ms << _RANDOM_BITS) | randomness
-    chars = []
-    for _ in range(ULID_LENGTH):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    pairs = _PAIRS
+    middle = "".join(pairs[(value >> shift) & 1023] for shift in range(115, 4, -10))
+    return _ALPHABET[(value >> 125) & 31] + middle + _ALPHABET[value & 31]
 
 
 def decode_ulid(text: str) -> tuple[int, int]:

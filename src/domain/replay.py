@@ -24,9 +24,13 @@ KIND_PREFIX = {"step": ids.STEP, "wait": ids.WAIT, "hook": ids.HOOK}
 
 def correlation_id(run_id: str, created_ms: int, index: int, kind: str) -> str:
     """The id of the ``index``-th durable call of a run: the same on every replay."""
+    return KIND_PREFIX[kind] + call_ulid(run_id, created_ms, index)
+
+
+def call_ulid(run_id: str, created_ms: int, index: int) -> str:
+    """The ULID part shared by the step, wait and hook ids of one call position."""
     digest = hashlib.sha256(f"{run_id}:{index}".encode()).digest()
-    randomness = int.from_bytes(digest[:10], "big") >> 1
-    return KIND_PREFIX[kind] + ids.encode_ulid(created_ms, randomness)
+    return ids.encode_ulid(created_ms, int.from_bytes(digest[:10], "big") >> 1)
 
 
 @dataclass

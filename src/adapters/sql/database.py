@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from adapters.sql.writer import (
-    AsyncRunSyncRunner,
-    BatchRunner,
+    AsyncCommitter,
+    Committer,
     GroupCommitWriter,
-    SqliteThreadRunner,
+    SqliteCommitter,
     begin_immediate,
 )
 
@@ -51,14 +51,13 @@ class Database:
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
         self.engine: AsyncEngine
-        runner: BatchRunner
+        committer: Committer
         if config.database_url is not None:
             self.engine = create_async_engine(
                 _postgres_url(config.database_url), pool_size=10, max_overflow=10,
                 pool_pre_ping=True,
             )  # fmt: skip
-            runner = AsyncRunSyncRunner(self.engine)
-            flushers = POSTGRES_FLUSHERS
+            committer = AsyncCommitter(self.engine, POSTGRES_FLUSHERS)
         else:
             config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_async_engine(f"sqlite+aiosqlite:///{config.sqlite_path}")
@@ -70,9 +69,8 @@ class Database:
             )
             _sqlite_pragmas(writer_engine)
             begin_immediate(writer_engine)
-            runner = SqliteThreadRunner(writer_engine)
-            flushers = 1
-        self.writer = GroupCommitWriter(runner, flushers=flushers)
+            committer = SqliteCommitter(writer_engine)
+        self.writer = GroupCommitWriter(committer)
 
     @property
     def dialect(self) -> str:

@@ -43,25 +43,29 @@ def _error(text: str | None) -> StructuredError | None:
     return None if data is None else StructuredError(data["message"], data["stack"], data["code"])
 
 
-def run_values(run: Run) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
+def run_values(run: Run, immutable: bool = True) -> dict[str, Any]:
+    """The row; ``immutable=False`` leaves out what never changes after creation."""
+    values = {
         "status": run.status,
-        "deployment_id": run.deployment_id,
-        "workflow_name": run.workflow_name,
-        "spec_version": run.spec_version,
-        "execution_context": None
-        if run.execution_context is None
-        else encode(run.execution_context),
-        "input": encode(run.input),
         "output": encode(run.output) if run.status == "completed" else None,
         "error": _error_text(run.error),
-        "created_ms": to_ms(run.created_at),
         "updated_ms": to_ms(run.updated_at),
         "started_ms": to_ms(run.started_at),
         "completed_ms": to_ms(run.completed_at),
         "expired_ms": to_ms(run.expired_at),
     }
+    if immutable:
+        context = run.execution_context
+        values.update(
+            run_id=run.run_id,
+            deployment_id=run.deployment_id,
+            workflow_name=run.workflow_name,
+            spec_version=run.spec_version,
+            execution_context=None if context is None else encode(context),
+            input=encode(run.input),
+            created_ms=to_ms(run.created_at),
+        )
+    return values
 
 
 def run_from(row: Any) -> Run:
@@ -83,23 +87,28 @@ def run_from(row: Any) -> Run:
     )
 
 
-def step_values(step: Step) -> dict[str, Any]:
-    return {
-        "run_id": step.run_id,
-        "step_id": step.step_id,
-        "step_name": step.step_name,
+def step_values(step: Step, immutable: bool = True) -> dict[str, Any]:
+    """The row; ``immutable=False`` leaves out what never changes after creation."""
+    values = {
         "status": step.status,
-        "input": encode(step.input),
         "output": encode(step.output) if step.status == "completed" else None,
         "error": _error_text(step.error),
         "attempt": step.attempt,
-        "spec_version": step.spec_version,
-        "created_ms": to_ms(step.created_at),
         "updated_ms": to_ms(step.updated_at),
         "started_ms": to_ms(step.started_at),
         "completed_ms": to_ms(step.completed_at),
         "retry_after_ms": to_ms(step.retry_after),
     }
+    if immutable:
+        values.update(
+            run_id=step.run_id,
+            step_id=step.step_id,
+            step_name=step.step_name,
+            input=encode(step.input),
+            spec_version=step.spec_version,
+            created_ms=to_ms(step.created_at),
+        )
+    return values
 
 
 def step_from(row: Any) -> Step:

@@ -188,7 +188,11 @@ class SqlTransaction(Transaction):
         self.cursor = cursor or Cursor(conn)
         self.sql = statements(conn.dialect.name)
         self.callbacks: list[Callable[[], Any]] = []
-        self._last_event_ids: dict[str, str | None] = {}  # read along with the run lock
+        # what this unit already read or wrote: nobody else writes these rows meanwhile
+        # (SQLite: one writer; PostgreSQL: the run row is locked), so no need to re-read
+        self._last_event_ids: dict[str, str | None] = {}
+        self._runs: dict[str, Run | None] = {}
+        self._steps: dict[tuple[str, str], Step | None] = {}
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
         self.callbacks.append(callback)
@@ -202,31 +206,43 @@ class SqlTransaction(Transaction):
     # -- runs ---------------------------------------------------------------------------
 
     def lock_run(self, run_id: str) -> Run | None:
+        if run_id in self._runs:
+            return self._runs[run_id]
         row = self._first(self.sql.lock_run, b_run_id=run_id)
         self._last_event_ids[run_id] = None if row is None else row.last_event_id
-        return None if row is None else rows.run_from(row)
+        run = self._runs[run_id] = None if row is None else rows.run_from(row)
+        return run
 
     def insert_run(self, run: Run) -> bool:
-        return self._count(self.sql.insert_run, rows.run_values(run)) == 1
+        inserted = self._count(self.sql.insert_run, rows.run_values(run)) == 1
+        if inserted:
+            self._runs[run.run_id] = run
+        return inserted
 
     def update_run(self, run: Run) -> None:
-        values = rows.run_values(run)
-        del values["run_id"], values["input"], values["created_ms"]  # immutable
+        values = rows.run_values(run, immutable=False)
         self.cursor.execute(self.sql.update_run, {"b_run_id": run.run_id, **values})
+        self._runs[run.run_id] = run
 
     # -- steps --------------------------------------------------------------------------
 
     def get_step(self, run_id: str, step_id: str) -> Step | None:
+        key = (run_id, step_id)
+        if key in self._steps:
+            return self._steps[key]
         row = self._first(self.sql.get_step, b_run_id=run_id, b_step_id=step_id)
-        return None if row is None else rows.step_from(row)
+        step = self._steps[key] = None if row is None else rows.step_from(row)
+        return step
 
     def insert_step(self, step: Step) -> bool:
-        return self._count(self.sql.insert_step, rows.step_values(step)) == 1
+        inserted = self._count(self.sql.insert_step, rows.step_values(step)) == 1
+        if inserted:
+            self._steps[(step.run_id, step.step_id)] = step
+        return inserted
 
     def update_step(self, step: Step) -> None:
-        values = rows.step_values(step)
-        for immutable in ("run_id", "step_id", "input", "step_name", "created_ms"):
-            del values[immutable]
+        values = rows.step_values(step, immutable=False)
+        self._steps[(step.run_id, step.step_id)] = step
         params = {"b_run_id": step.run_id, "b_step_id": step.step_id, **values}
         self.cursor.execute(self.sql.update_step, params)
 
@@ -276,6 +292,8 @@ class SqlTransaction(Transaction):
             self.cursor.execute_many(
                 self.sql.insert_events, [rows.event_values(e) for e in new_events]
             )
+            for event in new_events:
+                self._last_event_ids[event.run_id] = event.event_id
 
     def run_events(self, run_id: str) -> list[Event]:
         found = self.cursor.all(self.sql.run_events, {"b_run_id": run_id})

@@ -1,16 +1,18 @@
 """Group commit: the UnitOfWork port for SQL.
 
-Callers submit synchronous units of work; a flusher takes every unit waiting at
-that moment and runs them in one transaction, each inside a savepoint so that a
-unit that raises is rolled back alone. One commit (one fsync) then serves the
-whole batch, and each caller awaits its own outcome. PostgreSQL-style row locks
-are taken in the order units were submitted.
+Callers submit synchronous units of work; the committer takes every unit waiting
+at that moment and runs them in one transaction, each inside a savepoint so that
+a unit that raises is rolled back alone. One commit (one fsync) then serves the
+whole batch, and each caller awaits its own outcome. Units run in submission
+order, so row locks (PostgreSQL) are taken in that order.
 
 How a batch reaches the database is the only dialect difference:
 
-* SQLite: a dedicated thread owns a synchronous connection, so a whole batch costs
-  one thread hop instead of one per statement (the aiosqlite bridge pays a hop
-  and a greenlet switch per statement, ~0.85 ms per transaction on its own).
+* SQLite: a dedicated thread owns a synchronous connection and pulls batches
+  from a thread-safe queue itself, so a batch costs one hand-off, never a
+  round trip through the event loop (the aiosqlite bridge pays a thread hop and
+  a greenlet switch per statement, ~0.85 ms per transaction on its own, and a
+  busy event loop would otherwise leave the writer idle between batches).
   Writers serialize on ``BEGIN IMMEDIATE``, which also orders several processes
   sharing one file.
 * PostgreSQL: ``AsyncConnection.run_sync`` over asyncpg, with several flushers
@@ -22,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -44,27 +47,38 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Unit:
     work: Callable[[Transaction], Any]
     future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    alone: bool = False  # its own transaction, no savepoint (migrations)
     outcome: Any = None
     error: BaseException | None = None
     callbacks: list[Callable[[], Any]] = field(default_factory=list)
 
-
-class BatchRunner(Protocol):
-    """Runs ``fn(connection)`` in one transaction and commits it."""
-
-    async def __call__(self, fn: Callable[[Connection], None]) -> None: ...
-
-    async def close(self) -> None: ...
+    def settle(self) -> None:
+        """On the event loop: hand the outcome to the caller, then run after-commit work."""
+        if self.future.done():
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+            return
+        self.future.set_result(self.outcome)
+        for callback in self.callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
 
 
 def run_units(conn: Connection, units: list[_Unit]) -> None:
     """Every unit in its own savepoint, inside the caller's transaction."""
     cursor = Cursor(conn)
     for unit in units:
+        if unit.alone:
+            unit.outcome = unit.work(conn)  # type: ignore[arg-type]
+            continue
         tx = SqlTransaction(conn, cursor)
         cursor.raw("SAVEPOINT cw_unit")
         try:
@@ -78,17 +92,36 @@ def run_units(conn: Connection, units: list[_Unit]) -> None:
         unit.callbacks = tx.callbacks
 
 
+def commit_batch(conn: Connection, batch: list[_Unit]) -> None:
+    """Run ``batch`` in one transaction; when that fails as a whole, isolate the unit
+    that broke it by running each unit in a transaction of its own."""
+    try:
+        with conn.begin():
+            run_units(conn, batch)
+        return
+    except Exception as error:
+        if len(batch) == 1:
+            log.warning("write transaction failed", exc_info=error)
+            batch[0].error, batch[0].callbacks = translate(error), []
+            return
+    for unit in batch:
+        unit.outcome, unit.error, unit.callbacks = None, None, []
+        commit_batch(conn, [unit])
+
+
+class Committer(Protocol):
+    def submit(self, unit: _Unit) -> None: ...
+    async def close(self) -> None: ...
+
+
 class GroupCommitWriter(UnitOfWork):
-    def __init__(self, runner: BatchRunner, flushers: int = 1) -> None:
-        self._runner = runner
-        self._pending: deque[_Unit] = deque()
-        self._wakeup = asyncio.Event()
-        self._flushers = [asyncio.create_task(self._flush_forever()) for _ in range(flushers)]
+    def __init__(self, committer: Committer) -> None:
+        self._committer = committer
 
     async def run(self, work: Callable[[Transaction], R]) -> R:
-        unit = _Unit(work, asyncio.get_running_loop().create_future())
-        self._pending.append(unit)  # before any await: submission order is call order
-        self._wakeup.set()
+        loop = asyncio.get_running_loop()
+        unit = _Unit(work, loop.create_future(), loop)
+        self._committer.submit(unit)  # before any await: submission order is call order
         result: R = await unit.future
         return result
 
@@ -97,22 +130,113 @@ class GroupCommitWriter(UnitOfWork):
         return await self.run(lambda tx: fn(_connection_of(tx)))
 
     async def run_alone(self, fn: Callable[[Connection], R]) -> R:
-        """Run ``fn`` in a transaction of its own, outside any batch (migrations, admin)."""
-        box: list[R] = []
-        await self._runner(lambda conn: box.append(fn(conn)))
-        return box[0]
+        """Run ``fn`` in a transaction of its own, outside any batch (migrations)."""
+        loop = asyncio.get_running_loop()
+        unit = _Unit(fn, loop.create_future(), loop, alone=True)  # type: ignore[arg-type]
+        self._committer.submit(unit)
+        result: R = await unit.future
+        return result
 
     async def close(self) -> None:
-        for task in self._flushers:
-            task.cancel()
-        for task in self._flushers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        while self._pending:
-            unit = self._pending.popleft()
-            if not unit.future.done():
-                unit.future.set_exception(errors.StorageUnavailable("The worker is stopping"))
-        await self._runner.close()
+        await self._committer.close()
+
+
+def _connection_of(tx: Transaction) -> Connection:
+    if not isinstance(tx, SqlTransaction):
+        raise TypeError("the SQL writer hands out SqlTransaction only")
+    return tx.conn
+
+
+class SqliteCommitter(Committer):
+    """One thread, one synchronous SQLite connection, ``BEGIN IMMEDIATE`` per batch."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, unit: _Unit) -> None:
+        self._queue.put(unit)
+
+    def _serve(self) -> None:
+        conn: Connection | None = None
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, stop = self._drain(first)
+            if conn is None:
+                conn = self._engine.connect()
+            try:
+                self._commit(conn, batch)
+            except Exception as error:  # the connection itself broke: start afresh
+                log.warning("SQLite writer connection failed", exc_info=error)
+                conn.invalidate()
+                conn = None
+                for unit in batch:
+                    unit.error = translate(error)
+            for loop, units in _by_loop(batch).items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed
+                    loop.call_soon_threadsafe(_settle_all, units)
+            if stop:
+                break
+        if conn is not None:
+            conn.close()
+        self._engine.dispose()
+
+    def _drain(self, first: _Unit) -> tuple[list[_Unit], bool]:
+        batch = [first]
+        if first.alone:
+            return batch, False
+        while len(batch) < MAX_BATCH:
+            try:
+                unit = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if unit is None:
+                return batch, True
+            if unit.alone:
+                self._queue.put(unit)  # runs alone, next round (order among writers kept)
+                break
+            batch.append(unit)
+        return batch, False
+
+    def _commit(self, conn: Connection, batch: list[_Unit]) -> None:
+        live = [unit for unit in batch if not unit.future.cancelled()]
+        if live:
+            commit_batch(conn, live)
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+
+def _by_loop(batch: list[_Unit]) -> dict[asyncio.AbstractEventLoop, list[_Unit]]:
+    groups: dict[asyncio.AbstractEventLoop, list[_Unit]] = {}
+    for unit in batch:
+        groups.setdefault(unit.loop, []).append(unit)
+    return groups
+
+
+def _settle_all(units: list[_Unit]) -> None:
+    for unit in units:
+        unit.settle()
+
+
+class AsyncCommitter(Committer):
+    """PostgreSQL: flusher tasks run batches through ``run_sync`` on pooled asyncpg
+    connections (one batch per connection at a time)."""
+
+    def __init__(self, engine: AsyncEngine, flushers: int) -> None:
+        self._engine = engine
+        self._pending: deque[_Unit] = deque()
+        self._wakeup = asyncio.Event()
+        self._flushers = [asyncio.create_task(self._flush_forever()) for _ in range(flushers)]
+
+    def submit(self, unit: _Unit) -> None:
+        self._pending.append(unit)
+        self._wakeup.set()
 
     async def _flush_forever(self) -> None:
         while True:
@@ -127,89 +251,31 @@ class GroupCommitWriter(UnitOfWork):
         batch: list[_Unit] = []
         while self._pending and len(batch) < MAX_BATCH:
             unit = self._pending.popleft()
-            if not unit.future.cancelled():
-                batch.append(unit)
+            if unit.future.cancelled():
+                continue
+            if unit.alone and batch:
+                self._pending.appendleft(unit)
+                break
+            batch.append(unit)
+            if unit.alone:
+                break
         return batch
 
     async def _flush(self, batch: list[_Unit]) -> None:
-        try:
-            await self._runner(lambda conn: run_units(conn, batch))
-        except Exception as error:
-            if len(batch) > 1:  # isolate the unit that broke the batch
-                for unit in batch:
-                    unit.outcome, unit.error, unit.callbacks = None, None, []
-                    await self._flush([unit])
-                return
-            log.warning("write transaction failed", exc_info=error)
-            batch[0].error = translate(error)
-            batch[0].callbacks = []
-        for unit in batch:
-            if unit.future.done():
-                continue
-            if unit.error is not None:
-                unit.future.set_exception(unit.error)
-            else:
-                unit.future.set_result(unit.outcome)
-            for callback in unit.callbacks:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("after-commit callback failed")
-
-
-def _connection_of(tx: Transaction) -> Connection:
-    if not isinstance(tx, SqlTransaction):
-        raise TypeError("the SQL writer hands out SqlTransaction only")
-    return tx.conn
-
-
-class SqliteThreadRunner(BatchRunner):
-    """One thread, one synchronous SQLite connection, ``BEGIN IMMEDIATE`` per batch."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._conn: Connection | None = None
-
-    async def __call__(self, fn: Callable[[Connection], None]) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self._run, fn)
-
-    def _run(self, fn: Callable[[Connection], None]) -> None:
-        if self._conn is None:
-            self._conn = self._engine.connect()
-        try:
-            with self._conn.begin():
-                fn(self._conn)
-        except Exception:
-            self._conn.invalidate()
-            self._conn.close()
-            self._conn = None
-            raise
+        async with self._engine.connect() as conn:
+            await conn.run_sync(lambda sync: commit_batch(sync, batch))
+        _settle_all(batch)
 
     async def close(self) -> None:
-        def shutdown() -> None:
-            if self._conn is not None:
-                self._conn.close()
-            self._engine.dispose()
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, shutdown)
-        self._pool.shutdown(wait=True)
-
-
-class AsyncRunSyncRunner(BatchRunner):
-    """``run_sync`` on a pooled async connection (PostgreSQL through asyncpg)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def __call__(self, fn: Callable[[Connection], None]) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(fn)
-
-    async def close(self) -> None:
-        return None
+        for task in self._flushers:
+            task.cancel()
+        for task in self._flushers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._pending:
+            unit = self._pending.popleft()
+            if not unit.future.done():
+                unit.future.set_exception(errors.StorageUnavailable("The worker is stopping"))
 
 
 def begin_immediate(engine: Engine) -> None:

@@ -30,10 +30,17 @@ class BundleCode(DeploymentCode):
         self._artifacts = artifacts
         self._code_dir = code_dir
         self._modules: dict[str, ModuleType] = {}
+        self._known: dict[str, Deployment] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
     async def deployment(self, deployment_id: str) -> Deployment | None:
-        return await self._deployments.get(deployment_id)
+        """Deployments are immutable, so each is read once."""
+        found = self._known.get(deployment_id)
+        if found is None:
+            found = await self._deployments.get(deployment_id)
+            if found is not None:
+                self._known[deployment_id] = found
+        return found
 
     async def workflow(self, deployment: Deployment, name: str) -> Any:
         if deployment.kind == "graph":

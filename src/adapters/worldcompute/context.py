@@ -30,7 +30,7 @@ from adapters.worldcompute.authoring import (
 )
 from domain import errors
 from domain.ports.engine import RunWorld
-from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, correlation_id
+from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
 from domain.world import Event, EventRequest, EventResult, EventType, Run
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,8 @@ class WorkflowContext:
 
     def _next_ids(self) -> dict[str, str]:
         index, self._index = self._index, self._index + 1
-        return {kind: correlation_id(self.run.run_id, self._created_ms, index, kind)
-                for kind in KIND_PREFIX}  # fmt: skip
+        body = call_ulid(self.run.run_id, self._created_ms, index)
+        return {kind: prefix + body for kind, prefix in KIND_PREFIX.items()}
 
     def _check(self, ids: dict[str, str], kind: str, name: str | None = None) -> None:
         self.history.check_kind(ids, kind, name)
