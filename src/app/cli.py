@@ -18,8 +18,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from app.guards import StartupRefused, check_target_world
 from app.logs import configure_logging
@@ -135,13 +138,37 @@ async def _serve(settings: Settings, dev: bool) -> None:
     handle = await server.start()
     print(f"compute-worker listening on {handle.url}", flush=True)
     if dev:
-        print(f"dev API key (all scopes): {settings.seed_api_keys[-1].secret}", flush=True)
+        key = settings.seed_api_keys[-1].secret
+        print(f"dev API key (all scopes): {key}", flush=True)
+        print(await _ensure_demo(handle.url, key), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for name in ("SIGINT", "SIGTERM"):
         loop.add_signal_handler(getattr(signal, name), stop.set)
     await stop.wait()
     await handle.close()
+
+
+async def _ensure_demo(url: str, key: str) -> str:
+    """Activate the demo deployment unless a deployment is active already."""
+    headers = {"authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        active = await client.get("/v1/deployments/active")
+        if active.status_code == 200:
+            return f"active deployment: {active.json()['deploymentId']}"
+        source = (resources.files("app.demo") / "workflows.py").read_text()
+        created = await client.post("/v1/deployments", json={
+            "kind": "python", "files": {"workflows.py": source},
+            "metadata": {"name": "demo"}})  # fmt: skip
+        if created.status_code != 201:
+            return f"the demo deployment was refused: {created.text}"
+        deployment_id = created.json()["deploymentId"]
+        await client.post(f"/v1/deployments/{deployment_id}/activate")
+    return (
+        f"demo deployment {deployment_id} is active; try:\n"
+        f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {key}' "
+        f'-H \'Idempotency-Key: demo-1\' -d \'{{"workflowName": "hello", "input": ["you"]}}\''
+    )
 
 
 async def _migrate(settings: Settings) -> None:

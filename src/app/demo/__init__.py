@@ -1,0 +1,1 @@
+"""The demo bundle, shipped as package data."""
