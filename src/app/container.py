@@ -18,6 +18,7 @@ from adapters.sql.api_keys import SqlApiKeyStore
 from adapters.sql.audit import SqlAuditLog
 from adapters.sql.database import Database, DatabaseConfig
 from adapters.sql.deployments import SqlDeployments
+from adapters.sql.housekeeping import SqlHousekeeping
 from adapters.sql.queue import SqlQueue
 from adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from adapters.sql.run_leases import SqlRunLeases
@@ -96,6 +97,7 @@ class Container(containers.DeclarativeContainer):
     api_keys = providers.Singleton(SqlApiKeyStore, engine, writer)
     audit_log = providers.Singleton(SqlAuditLog, engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
+    housekeeping = providers.Singleton(SqlHousekeeping, writer)
     artifacts = providers.Singleton(
         FsArtifactStore, providers.Callable(lambda s: s.artifacts_path, settings)
     )

@@ -10,6 +10,7 @@ Stop: flush and close the writer, dispose the engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -19,6 +20,7 @@ from app.container import Container
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+HOUSEKEEPING_SECONDS = 600
 
 
 class Runtime:
@@ -32,6 +34,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.execute = execute
+        self._housekeeping: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
             world_url=world_url or (lambda: settings.internal_url),
@@ -51,11 +54,25 @@ class Runtime:
             await self.container.seed_api_keys().execute(settings.seed_api_keys)
             if self.execute:
                 await self.container.workflow_engine().start()
+                self._housekeeping = asyncio.create_task(self._keep_house())
         except BaseException:
             await database.close()
             raise
         log.info("runtime started", extra={"database": database.config.describe()})
         return self.container
+
+    async def _keep_house(self) -> None:
+        """Forget expired idempotency keys now and then (any worker may; it is idempotent)."""
+        while True:
+            try:
+                removed = await self.container.housekeeping().purge_expired(
+                    self.container.clock().now()
+                )
+                if removed:
+                    log.info("forgot expired idempotency keys", extra={"count": removed})
+            except Exception:
+                log.warning("housekeeping failed; will retry", exc_info=True)
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     async def __aexit__(
         self,
@@ -63,6 +80,10 @@ class Runtime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
         if self.execute:
             await self.container.workflow_engine().stop()
         await self.container.database().close()

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from adapters import codec
 from adapters.sql.dialect import locked
 from adapters.sql.rows import at_ms
-from adapters.sql.schema import queue_keys, queue_messages
+from adapters.sql.schema import queue_messages
 from adapters.sql.writer import GroupCommitWriter
 from domain.ports.queue import QueueConsumer
 from domain.world import QueueMessage
@@ -94,12 +94,3 @@ class SqlQueue(QueueConsumer):
             return result.rowcount == 1
 
         return await self._writer.run_sql(release)
-
-    async def purge_expired_keys(self) -> int:
-        """Forget idempotency keys past their retention."""
-
-        def purge(conn: Connection) -> int:
-            result = conn.execute(delete(queue_keys).where(queue_keys.c.expires_ms <= _now_ms()))
-            return int(result.rowcount)
-
-        return await self._writer.run_sql(purge)

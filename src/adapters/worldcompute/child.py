@@ -63,8 +63,13 @@ class Reporter:
         self.send({"op": "step_done", "runId": self._run_id, "stepId": step_id})
 
 
-def _limit_memory() -> None:
-    limit = int(os.environ.get(ENV_MEMORY, "0"))
+def _take_config() -> dict[str, str]:
+    """Read our settings and remove them from the environment the bundle sees."""
+    return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("CW_")}
+
+
+def _limit_memory(config: dict[str, str]) -> None:
+    limit = int(config.get(ENV_MEMORY, "0"))
     if limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
@@ -86,7 +91,7 @@ def _workflows(folder: Path, entrypoint: str) -> dict[str, Any]:
 
 
 async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
-                   out: TextIO) -> dict[str, Any]:  # fmt: skip
+                   out: TextIO, config: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     reporter = Reporter(out, run_id)
     try:
         run = await world.run(run_id)
@@ -101,8 +106,8 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
             )
             return {"outcome": "finished"}  # fmt: skip
         events = await world.events(run_id)
-        poll = float(os.environ.get(ENV_POLL, "1.0"))
-        park_after = float(os.environ.get(ENV_PARK_AFTER, "1.0"))
+        poll = float(config.get(ENV_POLL, "1.0"))
+        park_after = float(config.get(ENV_PARK_AFTER, "1.0"))
         context = WorkflowContext(world, run, events, poll, observer=reporter)
         outcome: Outcome = await run_workflow(context, workflow, park_after)
     except (RunCancelled, errors.RunExpired, errors.EntityConflict):
@@ -113,12 +118,12 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
     return {"outcome": outcome.kind, "wakesAt": wakes_at}
 
 
-async def serve(out: TextIO) -> None:
-    folder = Path(os.environ[ENV_BUNDLE])
-    workflows = _workflows(folder, os.environ[ENV_ENTRYPOINT])
+async def serve(out: TextIO, config: dict[str, str]) -> None:
+    folder = Path(config[ENV_BUNDLE])
+    workflows = _workflows(folder, config[ENV_ENTRYPOINT])
     signal = LocalSignal()
-    url = os.environ[ENV_URL]
-    headers = {"authorization": f"Bearer {os.environ.pop(ENV_KEY)}"}
+    url = config[ENV_URL]
+    headers = {"authorization": f"Bearer {config[ENV_KEY]}"}
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost", "::1")
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
                                  verify=not loopback) as client:  # fmt: skip
@@ -130,7 +135,7 @@ async def serve(out: TextIO) -> None:
         running: asyncio.Task[None] | None = None
 
         async def execute(run_id: str) -> None:
-            answer = await _execute(world, workflows, run_id, out)
+            answer = await _execute(world, workflows, run_id, out, config)
             Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 
         while line := await stdin.readline():
@@ -146,10 +151,11 @@ async def serve(out: TextIO) -> None:
 
 
 def main() -> None:
-    _limit_memory()
+    config = _take_config()
+    _limit_memory(config)
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
-    asyncio.run(serve(out))
+    asyncio.run(serve(out, config))
 
 
 if __name__ == "__main__":
