@@ -19,6 +19,7 @@ from adapters.sql.audit import SqlAuditLog
 from adapters.sql.database import Database, DatabaseConfig
 from adapters.sql.deployments import SqlDeployments
 from adapters.sql.housekeeping import SqlHousekeeping
+from adapters.sql.pg_signal import PostgresSignal
 from adapters.sql.queue import SqlQueue
 from adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from adapters.sql.run_leases import SqlRunLeases
@@ -32,6 +33,7 @@ from adapters.worldcompute.local_world import LocalRunWorld
 from adapters.worldcompute.process_backend import ChildPool, ProcessExecutor, ProcessLimits
 from app.settings import Settings
 from domain.ids import IdFactory
+from domain.ports.streams import Signal
 from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from domain.use_cases.authenticate import Authenticate, SeedApiKeys
 from domain.use_cases.cancel_run import CancelRun
@@ -50,6 +52,13 @@ def _database_config(settings: Settings) -> DatabaseConfig:
     return DatabaseConfig(sqlite_path=settings.database_path, database_url=settings.database_url)
 
 
+def _signal(settings: Settings) -> Signal:
+    """Across processes on PostgreSQL; SQLite workers rely on polling."""
+    if settings.database_url is not None:
+        return PostgresSignal(settings.database_url)
+    return LocalSignal()
+
+
 def _rate_limiter(settings: Settings) -> RateLimiter | None:
     per_minute = settings.rate_limit_per_minute
     return RateLimiter(per_minute) if per_minute > 0 else None
@@ -60,7 +69,7 @@ def _executor(
     world: LocalRunWorld,
     code: BundleCode,
     keys: ManageApiKeys,
-    signal: LocalSignal,
+    signal: Signal,
     world_url: Callable[[], str | None],
 ) -> RunExecutor:
     engine = EngineSettings()
@@ -83,7 +92,7 @@ class Container(containers.DeclarativeContainer):
     # infrastructure
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(IdFactory)
-    signal = providers.Singleton(LocalSignal)
+    signal = providers.Singleton(_signal, settings)
     database = providers.Singleton(Database, providers.Callable(_database_config, settings))
     engine = providers.Callable(lambda db: db.engine, database)
     writer = providers.Callable(lambda db: db.writer, database)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from adapters.security.run_keys import load_or_create_secret
+from adapters.sql.pg_signal import PostgresSignal
 from app.container import Container
 from app.settings import Settings
 
@@ -51,6 +52,9 @@ class Runtime:
         database = self.container.database()
         try:
             await database.migrate()
+            signal = self.container.signal()
+            if isinstance(signal, PostgresSignal):
+                await signal.start()
             await self.container.seed_api_keys().execute(settings.seed_api_keys)
             if self.execute:
                 await self.container.workflow_engine().start()
@@ -86,4 +90,7 @@ class Runtime:
                 await self._housekeeping
         if self.execute:
             await self.container.workflow_engine().stop()
+        signal = self.container.signal()
+        if isinstance(signal, PostgresSignal):
+            await signal.close()
         await self.container.database().close()
