@@ -83,6 +83,7 @@ def run_units(conn: Connection, units: list[_Unit]) -> None:
         cursor.raw("SAVEPOINT cw_unit")
         try:
             unit.outcome = unit.work(tx)
+            tx.flush()
         except Exception as error:
             cursor.raw("ROLLBACK TO SAVEPOINT cw_unit")
             cursor.raw("RELEASE SAVEPOINT cw_unit")
