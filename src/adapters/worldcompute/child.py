@@ -30,6 +30,7 @@ from adapters.worldcompute.context import (
     error_data,
     iso,
 )
+from adapters.worldcompute.graph import graph_workflow, parse_graphs
 from adapters.worldcompute.http_world import HttpRunWorld
 from adapters.worldcompute.runner import Outcome, run_workflow
 from domain import errors
@@ -40,6 +41,7 @@ ENV_URL = "CW_WORLD_URL"
 ENV_KEY = "CW_WORLD_KEY"
 ENV_BUNDLE = "CW_BUNDLE_DIR"
 ENV_ENTRYPOINT = "CW_ENTRYPOINT"
+ENV_KIND = "CW_KIND"
 ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
@@ -74,7 +76,10 @@ def _limit_memory(config: dict[str, str]) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _workflows(folder: Path, entrypoint: str) -> dict[str, Any]:
+def _workflows(folder: Path, entrypoint: str, kind: str) -> dict[str, Any]:
+    if kind == "graph":  # the built-in interpreter; the bundle holds no code
+        raw = (folder / entrypoint).read_bytes()
+        return {name: graph_workflow(raw, name) for name in parse_graphs(raw)}
     spec = importlib.util.spec_from_file_location("cw_bundle", folder / entrypoint)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {entrypoint}")
@@ -120,7 +125,7 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
 
 async def serve(out: TextIO, config: dict[str, str]) -> None:
     folder = Path(config[ENV_BUNDLE])
-    workflows = _workflows(folder, config[ENV_ENTRYPOINT])
+    workflows = _workflows(folder, config[ENV_ENTRYPOINT], config.get(ENV_KIND, "python"))
     signal = LocalSignal()
     url = config[ENV_URL]
     headers = {"authorization": f"Bearer {config[ENV_KEY]}"}

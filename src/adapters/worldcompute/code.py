@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from adapters.worldcompute.authoring import WORKFLOW_ATTR
+from adapters.worldcompute.graph import graph_workflow
 from domain import errors
 from domain.deployments import Deployment
 from domain.ports.bundles import ArtifactStore
@@ -44,8 +45,6 @@ class BundleCode(DeploymentCode):
 
     async def workflow(self, deployment: Deployment, name: str) -> Any:
         if deployment.kind == "graph":
-            from adapters.worldcompute.graph import graph_workflow
-
             files = await self._artifacts.get(deployment.digest)
             return graph_workflow(files[deployment.entrypoint or "workflow.json"], name)
         module = await self._module(deployment)

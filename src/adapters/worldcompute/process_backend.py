@@ -31,7 +31,7 @@ from adapters.worldcompute.loader import child_environment
 from adapters.worldcompute.runner import Outcome
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
-from domain.deployments import Deployment
+from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
 from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal
 from domain.reducer import parse_date
@@ -177,7 +177,9 @@ class ChildPool:
             child_module.ENV_URL: url,
             child_module.ENV_KEY: created.secret,
             child_module.ENV_BUNDLE: str(folder),
-            child_module.ENV_ENTRYPOINT: deployment.entrypoint or "workflows.py",
+            child_module.ENV_ENTRYPOINT: deployment.entrypoint
+            or DEFAULT_ENTRYPOINTS[deployment.kind],
+            child_module.ENV_KIND: deployment.kind,
             child_module.ENV_MEMORY: str(self.limits.memory_bytes),
             child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
             child_module.ENV_POLL: str(self.limits.poll_interval),

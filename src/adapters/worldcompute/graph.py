@@ -1,0 +1,316 @@
+"""The graph interpreter: Workflow Studio graphs run as durable workflows.
+
+A graph (validated by the bundle loader) is walked from its trigger in topological
+order. Each action node is a durable step named after its node id (``wait`` and
+``wait_for_hook`` use the workflow's own ``sleep`` and ``create_hook``); its result
+is the node's output, which later nodes read through ``{{@nodeId:Label.path}}``
+templates. Templates are looked up, never evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from adapters.worldcompute.authoring import (
+    DEFAULT_MAX_RETRIES,
+    FatalError,
+    RetryableError,
+    create_hook,
+    sleep,
+    step,
+    workflow,
+)
+from adapters.worldcompute.loader import describe_graphs
+from domain import errors
+
+log = logging.getLogger(__name__)
+
+_ENTRY = "workflow.json"
+DEFAULT_HTTP_TIMEOUT = 30.0
+
+
+def _default_transport() -> httpx.AsyncBaseTransport | None:
+    return None
+
+
+# Tests swap this to route HTTP actions through ``httpx.MockTransport``.
+transport_factory: Callable[[], httpx.AsyncBaseTransport | None] = _default_transport
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+    @property
+    def action(self) -> str:
+        return str(self.data.get("actionType", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    source: str
+    target: str
+    branch: bool | None = None  # a condition's outgoing edge: taken on this result only
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    name: str
+    trigger: str
+    nodes: dict[str, Node]
+    edges: tuple[Edge, ...]
+    order: tuple[str, ...]  # action node ids, topologically sorted
+
+
+def parse_graphs(raw: bytes) -> dict[str, Graph]:
+    """Graphs by name; raises ``InvalidDeployment`` like the upload check does."""
+    infos = describe_graphs({_ENTRY: raw}, _ENTRY)  # validation, shared with uploads
+    document = json.loads(raw)
+    items = (
+        document["workflows"]
+        if isinstance(document, dict) and "workflows" in document
+        else [document]
+    )
+    graphs: dict[str, Graph] = {}
+    for info, item in zip(infos, items, strict=True):
+        nodes = {n["id"]: Node(n["id"], n["type"], dict(n.get("data", {}))) for n in item["nodes"]}
+        trigger = next(node.id for node in nodes.values() if node.type == "trigger")
+        edges = tuple(Edge(e["source"], e["target"], _branch(e)) for e in item.get("edges", []))
+        graphs[info.name] = Graph(info.name, trigger, nodes, edges, info.steps)
+    return graphs
+
+
+def _branch(edge: dict[str, Any]) -> bool | None:
+    value = edge.get("condition", edge.get("sourceHandle"))
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+# -- templates ---------------------------------------------------------------------------
+
+_TEMPLATE = re.compile(r"\{\{\s*@(?P<node>[^:.}\s]+)(?::[^.}]*)?(?P<path>\.[^}]*)?\}\}")
+
+
+def render(value: Any, outputs: dict[str, Any]) -> Any:
+    """Render every string in ``value``; a string that is one template keeps its type."""
+    if isinstance(value, str):
+        return _render_text(value, outputs)
+    if isinstance(value, dict):
+        return {key: render(item, outputs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, outputs) for item in value]
+    return value
+
+
+def _render_text(text: str, outputs: dict[str, Any]) -> Any:
+    whole = _TEMPLATE.fullmatch(text.strip())
+    if whole is not None:
+        return _lookup(whole, outputs)
+    return _TEMPLATE.sub(lambda match: _as_text(_lookup(match, outputs)), text)
+
+
+def _lookup(match: re.Match[str], outputs: dict[str, Any]) -> Any:
+    value = outputs.get(match["node"])
+    for key in (match["path"] or "").strip().strip(".").split("."):
+        key = key.strip()
+        if not key:
+            continue
+        if isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# -- conditions --------------------------------------------------------------------------
+
+
+def compare(left: Any, operator: str, right: Any) -> bool:
+    """``== != > >= < <= contains exists``; a number and a numeric string compare as numbers."""
+    if operator == "exists":
+        return left is not None and left != ""
+    if operator == "contains":
+        if isinstance(left, str):
+            return _as_text(right) in left
+        return isinstance(left, list | dict) and right in left
+    left, right = _numbers(left, right)
+    if operator == "==":
+        return bool(left == right)
+    if operator == "!=":
+        return bool(left != right)
+    comparisons: dict[str, Callable[[Any, Any], bool]] = {
+        ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+        "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    }  # fmt: skip
+    if operator not in comparisons:
+        raise FatalError(f"unknown condition operator {operator!r}")
+    try:
+        return comparisons[operator](left, right)
+    except TypeError as error:
+        raise FatalError(f"cannot compare {left!r} {operator} {right!r}") from error
+
+
+def _numbers(left: Any, right: Any) -> tuple[Any, Any]:
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if number(left) and isinstance(right, str):
+        return left, _to_number(right, right)
+    if number(right) and isinstance(left, str):
+        return _to_number(left, left), right
+    return left, right
+
+
+def _to_number(text: str, default: Any) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return default
+
+
+# -- actions (each one runs inside its step) -----------------------------------------------
+
+
+async def execute_action(node_id: str, config: dict[str, Any]) -> Any:
+    """The body of every action step: ``config`` is the node's data, already rendered."""
+    action = config.get("actionType")
+    if action == "http_request":
+        return await _http_request(config)
+    if action == "condition":
+        operator = str(config.get("operator", "=="))
+        return {"result": compare(config.get("left"), operator, config.get("right"))}
+    if action == "log":
+        message = config.get("message")
+        log.info("graph node %s: %s", node_id, _as_text(message))
+        return {"message": message}
+    if action == "transform":
+        return config.get("template")
+    raise FatalError(f"node {node_id}: unknown actionType {action!r}")
+
+
+async def _http_request(config: dict[str, Any]) -> dict[str, Any]:
+    url = config.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise FatalError("http_request needs a url")
+    timeout = config.get("timeoutSeconds", DEFAULT_HTTP_TIMEOUT)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        timeout = DEFAULT_HTTP_TIMEOUT
+    headers = config.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise FatalError("http_request headers must be an object")
+    body = config.get("body")
+    content = body.encode() if isinstance(body, str) else None
+    payload = body if body is not None and not isinstance(body, str) else None
+    method = str(config.get("method") or "GET").upper()
+    async with httpx.AsyncClient(transport=transport_factory(), timeout=timeout) as client:
+        response = await client.request(
+            method,
+            url.strip(),
+            headers={str(key): _as_text(value) for key, value in headers.items()},
+            content=content,
+            json=payload,
+        )
+    if response.status_code >= 500:
+        raise RetryableError(f"{method} {url} answered {response.status_code}")
+    try:
+        parsed: Any = response.json() if response.content else None
+    except ValueError:
+        parsed = response.text
+    return {"status": response.status_code, "headers": dict(response.headers), "body": parsed}
+
+
+# -- the interpreter ---------------------------------------------------------------------
+
+
+def graph_workflow(raw: bytes, name: str) -> Callable[..., Awaitable[Any]]:
+    """The ``@workflow`` named ``name`` that interprets that graph of the bundle."""
+    graph = parse_graphs(raw).get(name)
+    if graph is None:
+        raise errors.WorkflowNotFound(f"workflow {name!r} is not in this graph bundle")
+    steps = {node_id: _node_step(graph.nodes[node_id]) for node_id in graph.order}
+
+    @workflow(name=name)
+    async def run(*args: Any) -> Any:
+        outputs: dict[str, Any] = {graph.trigger: {"input": list(args)}}
+        for node_id in graph.order:
+            if _activated(graph, node_id, outputs):
+                scope = {"trigger": outputs[graph.trigger], **outputs}  # `@trigger` works too
+                node = graph.nodes[node_id]
+                outputs[node_id] = await _run_node(node, steps[node_id], render(node.data, scope))
+        return _result(graph, outputs)
+
+    return run
+
+
+def _node_step(node: Node) -> Callable[..., Awaitable[Any]]:
+    retries = node.data.get("maxRetries", DEFAULT_MAX_RETRIES)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        retries = DEFAULT_MAX_RETRIES
+    return step(name=node.id, max_retries=retries)(execute_action)
+
+
+def _activated(graph: Graph, node_id: str, outputs: dict[str, Any]) -> bool:
+    """Some executed predecessor leads here (a condition only along its result's branch)."""
+    for edge in graph.edges:
+        if edge.target != node_id or edge.source not in outputs:
+            continue
+        source = graph.nodes[edge.source]
+        if edge.branch is None or source.action != "condition":
+            return True
+        result = outputs[edge.source]
+        if isinstance(result, dict) and bool(result.get("result")) == edge.branch:
+            return True
+    return False
+
+
+async def _run_node(
+    node: Node, node_step: Callable[..., Awaitable[Any]], config: dict[str, Any]
+) -> Any:
+    """``wait`` and ``wait_for_hook`` are the workflow's own durable calls; the rest are steps."""
+    if node.action == "wait":
+        duration = config.get("duration", config.get("seconds", 0))
+        await sleep(_duration(duration))
+        return {"duration": duration}
+    if node.action == "wait_for_hook":
+        token = config.get("token")
+        hook = create_hook(token=_as_text(token) or None, metadata={"node": node.id})
+        return await hook
+    return await node_step(node.id, config)
+
+
+def _duration(value: Any) -> str | float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = _as_text(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        return text or 0.0
+
+
+def _result(graph: Graph, outputs: dict[str, Any]) -> Any:
+    marked = [node_id for node_id in graph.order
+              if node_id in outputs and graph.nodes[node_id].data.get("isResult")]  # fmt: skip
+    if marked:
+        return outputs[marked[-1]]
+    return {"outputs": outputs}

@@ -1,0 +1,176 @@
+"""Graph deployments end to end (both backends): a Workflow Studio graph is
+uploaded, activated and run; its HTTP action calls the server's own health URL, a
+condition picks a branch, a hook is resumed through the public API, a wait sleeps
+durably, a transform shapes the result — and a restarted server replays it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compute_worker import start_compute_worker_server
+
+from .engine_fixtures import ENGINE_SEED_KEYS, EngineApi
+
+
+def action(node_id: str, action_type: str, **data: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "action", "data": {"actionType": action_type, **data}}
+
+
+GRAPH: dict[str, Any] = {
+    "name": "health-check",
+    "nodes": [
+        {"id": "start", "type": "trigger", "data": {"label": "Start"}},
+        action("health", "http_request", label="Health", method="GET",
+               url="{{@start:Start.input.0}}", timeoutSeconds=5, maxRetries=1),
+        action("healthy", "condition", left="{{@health:Health.status}}", operator="==",
+               right="200"),
+        action("approve", "wait_for_hook", token="graph-approve:{{@start:Start.input.1}}"),
+        action("alarm", "log", message="unhealthy: {{@health:Health.status}}"),
+        action("pause", "wait", duration="200ms"),
+        action("summary", "transform", isResult=True, template={
+            "status": "{{@health:Health.status}}",
+            "health": "{{@health:Health.body.status}}",
+            "approvedBy": "{{@approve:Approve.by}}",
+            "text": "checked {{@start.input.1}}: {{@health:Health.status}}",
+        }),
+    ],
+    "edges": [
+        {"source": "start", "target": "health"},
+        {"source": "health", "target": "healthy"},
+        {"source": "healthy", "target": "approve", "sourceHandle": "true"},
+        {"source": "healthy", "target": "alarm", "condition": False},
+        {"source": "approve", "target": "pause"},
+        {"source": "pause", "target": "summary"},
+        {"source": "alarm", "target": "summary"},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine_db(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "sqlite":
+        return {"sqlite_path": tmp_path / "engine.db"}
+    return {"database_url": request.getfixturevalue("postgres_url")}
+
+
+class Servers:
+    """Servers over one database and data folder; each started one is closed at teardown."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self.handles: list[Any] = []
+
+    async def start(self) -> Any:
+        handle = await asyncio.wait_for(start_compute_worker_server(**self.options), 30)
+        self.handles.append(handle)
+        return handle
+
+    async def close(self, handle: Any) -> None:
+        if handle in self.handles:
+            self.handles.remove(handle)
+            await asyncio.wait_for(handle.close(), 30)
+
+
+@pytest.fixture(params=["local", "process"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def servers(
+    engine_db: dict[str, Any], backend: str, tmp_path: Path
+) -> AsyncIterator[Servers]:
+    options = {"data_dir": tmp_path / "data", "port": 0, "seed_api_keys": ENGINE_SEED_KEYS,
+               "worldcompute": backend, **engine_db}  # fmt: skip
+    group = Servers(options)
+    try:
+        yield group
+    finally:
+        for handle in list(reversed(group.handles)):
+            await group.close(handle)
+
+
+async def deploy_graph(api: EngineApi, document: dict[str, Any]) -> str:
+    body = {"kind": "graph", "files": {"workflow.json": json.dumps(document)}}
+    created = api.ok(await api.http.post("/v1/deployments", json=body), 201)
+    deployment_id: str = created["deploymentId"]
+    active = api.ok(await api.http.post(f"/v1/deployments/{deployment_id}/activate"))
+    assert active["active"] is True
+    return deployment_id
+
+
+def count(events: list[dict[str, Any]], event_type: str) -> int:
+    return sum(1 for event in events if event["eventType"] == event_type)
+
+
+async def test_a_graph_runs_http_condition_hook_wait_and_transform(servers: Servers) -> None:
+    handle = await servers.start()
+    async with EngineApi(handle.url) as api:
+        await deploy_graph(api, GRAPH)
+        key = uuid.uuid4().hex[:8]
+        run = await api.trigger("health-check", f"{handle.url}/v1/health", key)
+        await api.wait_status(run["runId"], {"running"})
+        accepted = await api.resume(f"graph-approve:{key}", {"by": "ops"})
+        assert accepted["runId"] == run["runId"]
+
+        done = await api.finished(run["runId"])
+        assert done["status"] == "completed", done
+        assert done["output"] == {
+            "status": 200,
+            "health": "ok",
+            "approvedBy": "ops",
+            "text": f"checked {key}: 200",
+        }
+        steps = await api.steps_in_order(run["runId"])
+        assert [s["stepName"] for s in steps] == ["health", "healthy", "summary"]
+        assert [s["status"] for s in steps] == ["completed"] * 3
+        assert steps[0]["input"][1]["url"] == f"{handle.url}/v1/health"  # rendered config
+        assert steps[1]["output"] == {"result": True}
+        events = await api.events(run["runId"])
+        assert count(events, "hook_created") == 1
+        assert count(events, "wait_created") == count(events, "wait_completed") == 1
+
+
+async def test_the_false_branch_runs_when_the_condition_fails(servers: Servers) -> None:
+    handle = await servers.start()
+    async with EngineApi(handle.url) as api:
+        await deploy_graph(api, GRAPH)
+        # a 4xx answer is the HTTP action's result, not an error
+        run = await api.trigger("health-check", f"{handle.url}/v1/runs", "unused")
+        done = await api.finished(run["runId"])
+        assert done["status"] == "completed", done
+        status = done["output"]["status"]
+        assert 400 <= status < 500
+        assert done["output"]["approvedBy"] is None
+        steps = await api.steps_in_order(run["runId"])
+        assert [s["stepName"] for s in steps] == ["health", "healthy", "alarm", "summary"]
+        assert steps[2]["output"] == {"message": f"unhealthy: {status}"}
+        assert await api.hooks(run["runId"]) == []
+
+
+async def test_a_restarted_server_replays_a_waiting_graph_run(servers: Servers) -> None:
+    first = await servers.start()
+    key = uuid.uuid4().hex[:8]
+    async with EngineApi(first.url) as api:
+        await deploy_graph(api, GRAPH)
+        run = await api.trigger("health-check", f"{first.url}/v1/health", key)
+        await api.wait_event(run["runId"], "hook_created")
+    await servers.close(first)
+
+    second = await servers.start()
+    async with EngineApi(second.url) as api:
+        await api.resume(f"graph-approve:{key}", {"by": "night shift"}, within=20)
+        done = await api.finished(run["runId"], within=30)
+        assert done["status"] == "completed", done
+        assert done["output"]["approvedBy"] == "night shift"
+        assert done["output"]["text"] == f"checked {key}: 200"  # the first server's answer
+        events = await api.events(run["runId"])
+        assert count(events, "step_started") == 3  # health was not called again
+        assert count(events, "hook_created") == 1
