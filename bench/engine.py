@@ -22,17 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from world_events import raw_sqlite  # noqa: E402
+from app.runtime import Runtime
+from app.settings import Settings
+from domain.audit import RequestContext
+from domain.use_cases.deployments import NewDeployment
+from domain.use_cases.proxy_world_event import run_topic
+from domain.use_cases.trigger_run import Trigger
+from world_events import raw_sqlite
 
-from app.runtime import Runtime  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from domain.audit import RequestContext  # noqa: E402
-from domain.use_cases.deployments import NewDeployment  # noqa: E402
-from domain.use_cases.proxy_world_event import run_topic  # noqa: E402
-from domain.use_cases.trigger_run import Trigger  # noqa: E402
-
-BUNDLE = b'''
-from compute_worker import step, workflow
+BUNDLE = b"""
+from compute_worker import create_hook, step, workflow
 
 @step
 async def inc(x):
@@ -47,7 +46,11 @@ async def ten(x):
 @workflow
 async def zero():
     return 0
-'''
+
+@workflow
+async def hooked(token):
+    return await create_hook(token=token)
+"""
 CONTEXT = RequestContext("BENCH", "/bench", "bench")
 
 
@@ -75,6 +78,31 @@ class Bench:
                 await subscription.wait(1.0)  # run_completed wakes it at once
         finally:
             subscription.close()
+
+    async def resume_latency(self, samples: int) -> list[float]:
+        """Hook resume → run completed: the run waits on a hook, then is resumed."""
+        latencies = []
+        for index in range(samples):
+            token = f"bench-hook-{self.counter}-{index}"
+            self.counter += 1
+            trigger = Trigger("hooked", f"k{self.counter}", "bench", [token])
+            run_id = (await self.c.trigger_run().execute(trigger, CONTEXT)).run.run_id  # type: ignore[attr-defined]
+            reader = self.c.world_reader()  # type: ignore[attr-defined]
+            while await reader.get_hook_by_token(token) is None:
+                await asyncio.sleep(0.002)
+            subscription = self.c.signal().subscribe(run_topic(run_id))  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            await self.c.resume_hook().execute(token, {"ok": True}, CONTEXT)  # type: ignore[attr-defined]
+            try:
+                while True:
+                    run = await reader.get_run(run_id)
+                    if run is not None and run.is_terminal:
+                        break
+                    await subscription.wait(1.0)
+            finally:
+                subscription.close()
+            latencies.append(time.perf_counter() - started)
+        return sorted(latencies)
 
     async def throughput(self, concurrency: int, seconds: float) -> tuple[float, float]:
         deadline = time.perf_counter() + seconds
@@ -116,6 +144,10 @@ async def main() -> None:
             print(f"0-step run, trigger -> completed (in process): p50 "
                   f"{statistics.median(zero) * 1000:.2f} ms, p99 "
                   f"{zero[int(len(zero) * 0.99)] * 1000:.2f} ms")  # fmt: skip
+            resumed = await bench.resume_latency(100)
+            print(f"hook resume -> run completed (in process): p50 "
+                  f"{statistics.median(resumed) * 1000:.2f} ms, p99 "
+                  f"{resumed[int(len(resumed) * 0.99)] * 1000:.2f} ms")  # fmt: skip
             for concurrency in (1, 20):
                 rate, _ = await bench.throughput(concurrency, args.seconds)
                 per_step_ms = 1000 * concurrency / (rate * 10)

@@ -133,10 +133,8 @@ async def main() -> None:
                          for i in range(args.repeat)])  # fmt: skip
         print(f"SQLite (WAL, synchronous=FULL)  raw aiosqlite commits/s: {raw:8.0f}")
         for writers in (1, 8):
-            rate = median_of([
-                await world_rate(DatabaseConfig(folder / f"w{writers}-{i}.db"), writers, args.seconds)
-                for i in range(args.repeat)
-            ])  # fmt: skip
+            configs = [DatabaseConfig(folder / f"w{writers}-{i}.db") for i in range(args.repeat)]
+            rate = median_of([await world_rate(c, writers, args.seconds) for c in configs])
             print(f"  events.create, {writers} writer(s): {rate:8.0f} events/s"
                   f"  = {rate / raw:5.0%} of raw")  # fmt: skip
         if not args.no_postgres:

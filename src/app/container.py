@@ -37,6 +37,7 @@ from domain.ports.streams import Signal
 from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from domain.use_cases.authenticate import Authenticate, SeedApiKeys
 from domain.use_cases.cancel_run import CancelRun
+from domain.use_cases.check_health import CheckHealth
 from domain.use_cases.deployments import ActivateDeployment, CreateDeployment, GetDeployment
 from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from domain.use_cases.proxy_world_event import ProxyWorldEvent
@@ -160,6 +161,15 @@ class Container(containers.DeclarativeContainer):
         providers.Callable(lambda s: s.on_webhook, settings),
     )
     manage_api_keys = providers.Singleton(ManageApiKeys, api_keys, ids, clock)
+    check_health = providers.Singleton(
+        CheckHealth,
+        providers.Callable(
+            lambda db, store: {"database": db.ping, "artifactStore": store.check},
+            database,
+            artifacts,
+        ),
+        deployments,
+    )
     query_audit = providers.Singleton(QueryAudit, audit_log)
 
     # the engine (worldcompute)

@@ -24,29 +24,16 @@ GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip"
 
 @public
 async def health(request: Request) -> Response:
-    container = request.state.container
-    checks = {"database": "ok", "artifactStore": "ok"}
-    try:
-        await container.database().ping()
-    except Exception:
-        checks["database"] = "unavailable"
-    try:
-        await container.artifacts().check()
-    except Exception:
-        checks["artifactStore"] = "unavailable"
-    healthy = all(value == "ok" for value in checks.values())
-    active = None
-    if checks["database"] == "ok":
-        active = await container.deployments().active_deployment_id()
+    found = await request.state.container.check_health().execute()
     settings = request.state.settings
     body = {
-        "status": "ok" if healthy else "degraded",
+        "status": "ok" if found.healthy else "degraded",
         "version": settings.version,
         "world": settings.target_world,
-        "activeDeploymentId": active,
-        "checks": checks,
+        "activeDeploymentId": found.active_deployment_id,
+        "checks": found.checks,
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    return JSONResponse(body, status_code=200 if found.healthy else 503)
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -101,6 +101,8 @@ class WorkflowContext:
         self._running_steps = 0
         self._blocked: dict[object, datetime | None] = {}  # waiter → when it wakes by itself
         self._idle_since: float | None = None
+        if run.status == "pending":  # recorded with the first write of the run
+            self._enqueue(EventRequest(EventType.RUN_STARTED))
 
     # -- the durable log --------------------------------------------------------------
 

@@ -142,13 +142,16 @@ class Engine:
         payload = message.payload if isinstance(message.payload, dict) else {}
         run_id = payload.get("runId")
         if isinstance(run_id, str) and run_id:
-            if not await self.ensure_running(run_id):  # this worker is full: later
+            if len(self._live) >= self.settings.max_live_runs and run_id not in self._live:
                 await self._queue.retry_later(message.message_id, self.worker_id, 1.0)
-                return
-        else:
-            log.warning(
-                "dropping a workflow message without runId", extra={"id": message.message_id}
+                return  # this worker is full: later, or another worker
+            # both writes in one group commit
+            await asyncio.gather(
+                self.ensure_running(run_id),
+                self._queue.ack(message.message_id, self.worker_id),
             )
+            return
+        log.warning("dropping a workflow message without runId", extra={"id": message.message_id})
         await self._queue.ack(message.message_id, self.worker_id)
 
     async def ensure_running(self, run_id: str) -> bool:
@@ -193,9 +196,7 @@ class Engine:
         deployment = await self._code.deployment(run.deployment_id)
         if deployment is None:
             return False  # a run of an external runtime: not ours to execute
-        started = await self._world.record(run_id, [EventRequest(EventType.RUN_STARTED)])
-        run = started[0].run or run
-        events = list(started[0].events) if started[0].events else await self._world.events(run_id)
+        events = await self._world.events(run_id)  # run_started rides on the first write
         try:
             outcome = await self._executor.execute(run, deployment, events)
         except errors.WorkflowNotFound as error:
