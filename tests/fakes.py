@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from domain import errors
 from domain.audit import AuditEntry
-from domain.deployments import Deployment
+from domain.deployments import Deployment, DeploymentKind, WorkflowInfo
 from domain.idempotency import IdempotencyRecord
 from domain.pagination import Page, PageRequest, Position, encode_cursor
+from domain.ports.audit import AuditLog, AuditQuery
+from domain.ports.bundles import ArtifactStore, BundleLoader
 from domain.ports.clock import Clock
 from domain.ports.deployments import DeploymentReader
 from domain.ports.queue import QueueConsumer
+from domain.ports.security import ApiKey, ApiKeyStore
 from domain.ports.streams import StoredChunk, StreamReader
 from domain.ports.transactions import Transaction, UnitOfWork
+from domain.ports.webhooks import SignatureVerifier
 from domain.ports.world import WorldReader
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
@@ -461,3 +466,122 @@ class FakeDeployments(DeploymentReader):
         if found is None:
             return None
         return replace(found, active=deployment_id == self.store.active_deployment)
+
+
+class FakeArtifactStore(ArtifactStore):
+    """Bundles in a dict keyed by their content digest: one entry per distinct content."""
+
+    def __init__(self) -> None:
+        self.bundles: dict[str, dict[str, bytes]] = {}
+        self.available = True
+
+    async def put(self, files: Mapping[str, bytes]) -> str:
+        await self.check()
+        digest = hashlib.sha256()
+        for path in sorted(files):
+            encoded = path.encode()
+            digest.update(len(encoded).to_bytes(4, "big") + encoded)
+            digest.update(len(files[path]).to_bytes(8, "big") + files[path])
+        name = "sha256:" + digest.hexdigest()
+        self.bundles.setdefault(name, dict(files))
+        return name
+
+    async def get(self, digest: str) -> dict[str, bytes]:
+        found = self.bundles.get(digest)
+        if found is None:
+            raise errors.NotFound(f"no artifact has the digest {digest}")
+        return dict(found)
+
+    async def check(self) -> None:
+        if not self.available:
+            raise errors.StorageUnavailable("the fake artifact store is switched off")
+
+
+class FakeBundleLoader(BundleLoader):
+    """Describes every bundle with the configured workflows, or refuses it with ``error``."""
+
+    def __init__(
+        self, workflows: Sequence[WorkflowInfo] = (WorkflowInfo("greet", ("hello",)),)
+    ) -> None:
+        self.workflows = tuple(workflows)
+        self.error: str | None = None
+
+    async def describe(
+        self, kind: DeploymentKind, files: Mapping[str, bytes], entrypoint: str
+    ) -> tuple[WorkflowInfo, ...]:
+        if self.error is not None:
+            raise errors.InvalidDeployment(self.error)
+        if entrypoint not in files:
+            raise errors.InvalidDeployment(f"the entrypoint {entrypoint!r} is not in the bundle")
+        return self.workflows
+
+
+class FakeApiKeyStore(ApiKeyStore):
+    """Keys by id, and the hash of each key's secret; never the secret itself."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.hashes: dict[str, str] = {}  # secret hash -> key id
+
+    async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
+        key_id = self.hashes.get(secret_hash)
+        return None if key_id is None else self.keys[key_id]
+
+    async def upsert_seed(self, key: ApiKey, secret_hash: str) -> None:
+        key_id = self.hashes.get(secret_hash)
+        if key_id is None:
+            await self.create(key, secret_hash)
+            return
+        self.keys[key_id] = replace(self.keys[key_id], name=key.name, scopes=key.scopes)
+
+    async def create(self, key: ApiKey, secret_hash: str) -> None:
+        if key.key_id in self.keys or secret_hash in self.hashes:
+            raise errors.EntityConflict("The write conflicts with existing data")
+        self.keys[key.key_id] = key
+        self.hashes[secret_hash] = key.key_id
+
+    async def list(self) -> Sequence[ApiKey]:
+        return sorted(self.keys.values(), key=lambda k: (k.created_at, k.key_id))
+
+    async def revoke(self, key_id: str, at: datetime) -> bool:
+        key = self.keys.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return False
+        self.keys[key_id] = replace(key, revoked_at=at)
+        return True
+
+
+class FakeAuditLog(AuditLog):
+    """The audit rows of the store, the same ones units append through the transaction."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def append(self, entry: AuditEntry) -> None:
+        self.store.audit.append(replace(entry, entry_id=len(self.store.audit) + 1))
+
+    async def find(self, query: AuditQuery) -> list[AuditEntry]:
+        found = [
+            entry
+            for entry in self.store.audit
+            if (query.correlation_id is None or entry.correlation_id == query.correlation_id)
+            and (query.run_id is None or entry.run_id == query.run_id)
+            and (query.since is None or entry.created_at >= query.since)
+        ]
+        return found[: query.limit]
+
+
+class FakeVerifier(SignatureVerifier):
+    """Accepts a request whose ``x-fake-signature`` header equals the secret; returns
+    the ``x-fake-delivery`` header as the delivery id. ``x-fake-stale`` makes it stale."""
+
+    SIGNATURE = "x-fake-signature"
+    DELIVERY = "x-fake-delivery"
+    STALE = "x-fake-stale"
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str) -> str | None:
+        if headers.get(self.SIGNATURE) != secret:
+            raise errors.InvalidSignature("The webhook signature does not match")
+        if self.STALE in headers:
+            raise errors.StaleSignature("The webhook timestamp is too old")
+        return headers.get(self.DELIVERY) or None

@@ -78,18 +78,25 @@ class Runtime:
                 log.warning("housekeeping failed; will retry", exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
+    async def stop_executing(self) -> None:
+        """Stop the engine (and its workflow processes); idempotent. The server calls it
+        before it closes connections, so children do not hold them open."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
+        if self.execute:
+            self.execute = False
+            await self.container.workflow_engine().stop()
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
-        if self.execute:
-            await self.container.workflow_engine().stop()
+        await self.stop_executing()
         signal = self.container.signal()
         if isinstance(signal, PostgresSignal):
             await signal.close()

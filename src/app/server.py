@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +91,19 @@ class ComputeWorkerServer:
         """Serve until ``shutdown_trigger`` returns (default: SIGINT/SIGTERM)."""
         sockets = sockets or self.config.create_sockets()
         self.url = _url_of(sockets, self.config.ssl_enabled)
+        wait_for_stop = shutdown_trigger or _signalled()
+
+        async def stop_engine_first() -> None:
+            await wait_for_stop()
+            runtime = getattr(self.app.state, "runtime", None)
+            if runtime is not None:
+                await runtime.stop_executing()
+
         await worker_serve(
             wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
             self.config,
             sockets=sockets,
-            shutdown_trigger=shutdown_trigger,
+            shutdown_trigger=stop_engine_first,
         )
 
     async def start(self) -> ServerHandle:
@@ -106,6 +115,19 @@ class ComputeWorkerServer:
         task = asyncio.create_task(self.serve(stop.wait, sockets))
         await _wait_until_accepting(host, port, task)
         return ServerHandle(_url_of(sockets, self.config.ssl_enabled), stop, task)
+
+
+def _signalled() -> Callable[[], Awaitable[None]]:
+    """SIGINT or SIGTERM, as hypercorn would wait for them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        loop.add_signal_handler(getattr(signal, name), stop.set)
+
+    async def wait() -> None:
+        await stop.wait()
+
+    return wait
 
 
 def _url_of(sockets: Sockets, tls: bool) -> str:

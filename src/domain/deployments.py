@@ -60,6 +60,8 @@ def check_bundle(files: Mapping[str, bytes], entrypoint: str) -> None:
     """Size, count and entrypoint rules every bundle must satisfy."""
     if not files:
         raise errors.InvalidDeployment("the bundle holds no files")
+    for path in files:
+        clean_bundle_path(path)
     if len(files) > MAX_BUNDLE_FILES:
         raise errors.InvalidDeployment(f"the bundle holds more than {MAX_BUNDLE_FILES} files")
     total = sum(len(content) for content in files.values())

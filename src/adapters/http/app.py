@@ -31,7 +31,9 @@ def build_app(
 ) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with runtime() as container:
+        context = runtime()
+        app.state.runtime = context  # the server stops its engine before closing connections
+        async with context as container:
             yield {"container": container, "settings": settings}
 
     return Starlette(

@@ -15,6 +15,7 @@ from adapters.http.errors import status_of
 from adapters.http.middleware import CORRELATION_HEADER
 from domain import errors
 from domain.audit import RequestContext, audit_entry
+from domain.use_cases.authenticate import authorize
 
 Handler = Callable[[Request], Awaitable[Response]]
 RUN_ID_HEADER = "x-workflow-run-id"
@@ -43,7 +44,7 @@ async def _audit_failure(request: Request, action: str, error: errors.DomainErro
     container = request.state.container
     entry = audit_entry(
         request_context(request), action, status_of(error), container.clock().now(),
-        code=error.code,
+        request.path_params.get("run_id"), code=error.code,
     )  # fmt: skip
     # when the database is down, the original error is what the client must see
     with contextlib.suppress(errors.DomainError):
@@ -70,11 +71,12 @@ def requires(scope: str, action: str | None = None) -> Callable[[Handler], Handl
         async def guarded(request: Request) -> Response:
             container = request.state.container
             try:
-                key = await container.authenticate().execute(bearer_secret(request), scope)
+                key = await container.authenticate().identify(bearer_secret(request))
+                request.state.api_key = key  # audit rows name the key, even when refused
+                authorize(key, scope)
             except (errors.Unauthorized, errors.Forbidden) as exc:
                 await _audit_failure(request, "auth.failure", exc)
                 raise
-            request.state.api_key = key
             _limit(request, f"key:{key.key_id}")
             if action is None:
                 return await handler(request)

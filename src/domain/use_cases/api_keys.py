@@ -16,6 +16,8 @@ from domain.ports.clock import Clock
 from domain.ports.security import ApiKey, ApiKeyStore
 from domain.use_cases.authenticate import check_scopes
 
+MAX_AUDIT_ENTRIES = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class CreatedKey:
@@ -39,6 +41,8 @@ class ManageApiKeys:
 
     async def mint(self, name: str, scopes: Iterable[str], ttl: timedelta) -> CreatedKey:
         """A short-lived key (e.g. for a workflow child process)."""
+        if not name.strip() or ttl <= timedelta(0):
+            raise errors.InvalidRequest("a minted key needs a name and a positive lifetime")
         now = self._clock.now()
         key = ApiKey(self._ids.new(ids.KEY), name, check_scopes(scopes), now,
                      expires_at=now + ttl)  # fmt: skip
@@ -61,4 +65,6 @@ class QueryAudit:
     async def execute(self, query: AuditQuery) -> list[AuditEntry]:
         if query.correlation_id is None and query.run_id is None and query.since is None:
             raise errors.InvalidRequest("name a correlation id, a run id or a start time")
+        if not 1 <= query.limit <= MAX_AUDIT_ENTRIES:
+            raise errors.InvalidRequest(f"limit must be between 1 and {MAX_AUDIT_ENTRIES}")
         return await self._log.find(query)

@@ -22,17 +22,26 @@ class Authenticate:
         self._clock = clock
 
     async def execute(self, secret: str | None, required_scope: str) -> ApiKey:
+        key = await self.identify(secret)
+        authorize(key, required_scope)
+        return key
+
+    async def identify(self, secret: str | None) -> ApiKey:
+        """The usable key with this secret; ``Unauthorized`` otherwise."""
         if not secret:
             raise errors.Unauthorized("Missing or invalid API key")
         key = await self._keys.find_by_hash(hash_secret(secret))
         if key is None or not key.usable_at(self._clock.now()):
             raise errors.Unauthorized("Missing or invalid API key")
-        if required_scope not in key.scopes:
-            raise errors.Forbidden(
-                f"This API key lacks the scope {required_scope}",
-                {"requiredScope": required_scope},
-            )
         return key
+
+
+def authorize(key: ApiKey, required_scope: str) -> None:
+    if required_scope not in key.scopes:
+        raise errors.Forbidden(
+            f"This API key lacks the scope {required_scope}",
+            {"requiredScope": required_scope},
+        )
 
 
 @dataclass(frozen=True, slots=True)
