@@ -88,7 +88,9 @@ class Bench:
             trigger = Trigger("hooked", f"k{self.counter}", "bench", [token])
             run_id = (await self.c.trigger_run().execute(trigger, CONTEXT)).run.run_id  # type: ignore[attr-defined]
             reader = self.c.world_reader()  # type: ignore[attr-defined]
-            while await reader.get_hook_by_token(token) is None:
+            for _ in range(5000):  # until the workflow has created its hook
+                if await reader.get_hook_by_token(token) is not None:
+                    break
                 await asyncio.sleep(0.002)
             subscription = self.c.signal().subscribe(run_topic(run_id))  # type: ignore[attr-defined]
             started = time.perf_counter()

@@ -14,6 +14,7 @@ import pytest
 from compute_worker import start_compute_worker_server
 
 from ._helpers import READ_KEY, WORLD_KEY
+from .public_fixtures import PublicServer, PublicServers, deploy
 
 SEED_KEYS = [
     {"key": WORLD_KEY, "scopes": ["world:proxy"], "name": "world"},
@@ -103,3 +104,30 @@ async def reader_client(server: RunningServer) -> AsyncIterator[httpx.AsyncClien
     """A client whose key holds only ``runs:read``."""
     async with make_client(server.url, key=READ_KEY) as http:
         yield http
+
+
+# -- the public lane (tests/integration/public_fixtures.py) ---------------------------
+
+
+@pytest.fixture
+async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[PublicServers]:
+    async with PublicServers(backend, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+async def api_server(servers: PublicServers) -> PublicServer:
+    return await servers.start()
+
+
+@pytest.fixture
+async def api(api_server: PublicServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client holding a key with every scope."""
+    async with api_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+async def deployed(api: httpx.AsyncClient) -> dict[str, Any]:
+    """The active deployment of ``WORKFLOWS``."""
+    return await deploy(api)

@@ -31,10 +31,11 @@ import httpx
 from compute_worker import start_compute_worker_server
 
 from ._helpers import assert_ok
-from .conftest import Backend
 
 if TYPE_CHECKING:
     from app.server import ServerHandle
+
+    from .conftest import Backend
 
 CLIENT_TIMEOUT = httpx.Timeout(20.0)
 RUN_TIMEOUT = 20.0  # seconds for a triggered run to reach a status
@@ -98,6 +99,9 @@ WORKFLOW_NAMES = ["adder", "echo", "wait_for_hook", "on_delivery"]
 
 OTHER_WORKFLOWS = """\
 from compute_worker import workflow
+
+if TYPE_CHECKING:
+    from .conftest import Backend
 
 
 @workflow

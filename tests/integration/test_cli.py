@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,12 +13,10 @@ import asyncpg
 import pytest
 
 from ._helpers import CORRELATION_HEADER, assert_error, assert_ok
-from .conftest import Backend
 from .public_fixtures import (
     ADMIN_KEY,
     SEED_KEYS,
     PublicServer,
-    PublicServers,
     deploy,
     row_counts,
     run_cli,
@@ -27,17 +24,6 @@ from .public_fixtures import (
 )
 
 SECRET_MARK = "secret (shown once):"
-
-
-@pytest.fixture
-async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[PublicServers]:
-    async with PublicServers(backend, tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-async def api_server(servers: PublicServers) -> PublicServer:
-    return await servers.start()
 
 
 def _rows(stdout: str) -> list[list[str]]:

@@ -10,7 +10,6 @@ import re
 import tarfile
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import httpx
 import pytest
 
 from ._helpers import CORRELATION_HEADER, assert_error, assert_ok, is_uuid4
-from .conftest import Backend
 from .public_fixtures import (
     ADMIN_KEY,
     OTHER_WORKFLOWS,
@@ -44,30 +42,6 @@ from .public_fixtures import (
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 ISO_MS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-
-
-@pytest.fixture
-async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[PublicServers]:
-    async with PublicServers(backend, tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-async def api_server(servers: PublicServers) -> PublicServer:
-    return await servers.start()
-
-
-@pytest.fixture
-async def api(api_server: PublicServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A client holding a key with every scope."""
-    async with api_server.client() as client:
-        yield client
-
-
-@pytest.fixture
-async def deployed(api: httpx.AsyncClient) -> dict[str, Any]:
-    """The active deployment of ``WORKFLOWS``."""
-    return await deploy(api)
 
 
 def artifact_files(server: PublicServer) -> list[Path]:

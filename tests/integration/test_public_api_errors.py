@@ -9,15 +9,12 @@ import tarfile
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ._helpers import CORRELATION_HEADER, assert_error, assert_ok, is_uuid4
-from .conftest import Backend
 from .public_fixtures import (
     SCHEMES,
     WORKFLOW_NAMES,
@@ -36,29 +33,6 @@ from .public_fixtures import (
     webhook_providers,
     world_run_ids,
 )
-
-
-@pytest.fixture
-async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[PublicServers]:
-    async with PublicServers(backend, tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-async def api_server(servers: PublicServers) -> PublicServer:
-    return await servers.start()
-
-
-@pytest.fixture
-async def api(api_server: PublicServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_server.client() as client:
-        yield client
-
-
-@pytest.fixture
-async def deployed(api: httpx.AsyncClient) -> dict[str, Any]:
-    return await deploy(api)
-
 
 # -- triggering ------------------------------------------------------------------------------
 

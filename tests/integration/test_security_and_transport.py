@@ -53,23 +53,6 @@ from .public_fixtures import (
 TARGET_WORLD = "compute-worker-remote"
 
 
-@pytest.fixture
-async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[PublicServers]:
-    async with PublicServers(backend, tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-async def api_server(servers: PublicServers) -> PublicServer:
-    return await servers.start()
-
-
-@pytest.fixture
-async def api(api_server: PublicServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_server.client() as client:
-        yield client
-
-
 # -- 401: unknown, revoked, missing keys -----------------------------------------------------
 
 
