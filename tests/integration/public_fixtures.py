@@ -100,10 +100,6 @@ WORKFLOW_NAMES = ["adder", "echo", "wait_for_hook", "on_delivery"]
 OTHER_WORKFLOWS = """\
 from compute_worker import workflow
 
-if TYPE_CHECKING:
-    from .conftest import Backend
-
-
 @workflow
 async def only_in_other(x):
     return {"other": x}
