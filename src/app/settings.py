@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +27,7 @@ DISTRIBUTION = "workflow-compute-worker"
 WebhookCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+@functools.cache
 def package_version() -> str:
     try:
         return metadata.version(DISTRIBUTION)

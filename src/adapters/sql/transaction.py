@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -184,9 +184,17 @@ def _upsert_active(dialect: str) -> Insert:
 
 
 class SqlTransaction(Transaction):
-    def __init__(self, conn: Connection, cursor: Cursor | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        cursor: Cursor | None = None,
+        deployments: dict[str, Deployment] | None = None,
+    ) -> None:
         self.conn = conn
         self.cursor = cursor or Cursor(conn)
+        # deployment rows never change once created (only the active pointer moves),
+        # so the writer lends every unit one memo of those it has read
+        self._deployments = {} if deployments is None else deployments
         self.sql = statements(conn.dialect.name)
         self.callbacks: list[Callable[[], Any]] = []
         # what this unit already read or wrote: nobody else writes these rows meanwhile
@@ -392,8 +400,13 @@ class SqlTransaction(Transaction):
     # -- deployments --------------------------------------------------------------------
 
     def get_deployment(self, deployment_id: str) -> Deployment | None:
-        row = self._first(self.sql.get_deployment, b_deployment_id=deployment_id)
-        return None if row is None else rows.deployment_from(row, self.active_deployment_id())
+        known = self._deployments.get(deployment_id)
+        if known is None:
+            row = self._first(self.sql.get_deployment, b_deployment_id=deployment_id)
+            if row is None:
+                return None
+            known = self._deployments[deployment_id] = rows.deployment_from(row, None)
+        return replace(known, active=self.active_deployment_id() == deployment_id)
 
     def active_deployment_id(self) -> str | None:
         row = self._first(self.sql.active_deployment)

@@ -72,14 +72,14 @@ class _Unit:
                 log.exception("after-commit callback failed")
 
 
-def run_units(conn: Connection, units: list[_Unit]) -> None:
+def run_units(conn: Connection, units: list[_Unit], memo: dict[str, Any]) -> None:
     """Every unit in its own savepoint, inside the caller's transaction."""
     cursor = Cursor(conn)
     for unit in units:
         if unit.alone:
             unit.outcome = unit.work(conn)  # type: ignore[arg-type]
             continue
-        tx = SqlTransaction(conn, cursor)
+        tx = SqlTransaction(conn, cursor, memo)
         cursor.raw("SAVEPOINT cw_unit")
         try:
             unit.outcome = unit.work(tx)
@@ -93,12 +93,12 @@ def run_units(conn: Connection, units: list[_Unit]) -> None:
         unit.callbacks = tx.callbacks
 
 
-def commit_batch(conn: Connection, batch: list[_Unit]) -> None:
+def commit_batch(conn: Connection, batch: list[_Unit], memo: dict[str, Any]) -> None:
     """Run ``batch`` in one transaction; when that fails as a whole, isolate the unit
     that broke it by running each unit in a transaction of its own."""
     try:
         with conn.begin():
-            run_units(conn, batch)
+            run_units(conn, batch, memo)
         return
     except Exception as error:
         if len(batch) == 1:
@@ -107,7 +107,7 @@ def commit_batch(conn: Connection, batch: list[_Unit]) -> None:
             return
     for unit in batch:
         unit.outcome, unit.error, unit.callbacks = None, None, []
-        commit_batch(conn, [unit])
+        commit_batch(conn, [unit], memo)
 
 
 class Committer(Protocol):
@@ -153,6 +153,7 @@ class SqliteCommitter(Committer):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._memo: dict[str, Any] = {}
         self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -206,7 +207,7 @@ class SqliteCommitter(Committer):
     def _commit(self, conn: Connection, batch: list[_Unit]) -> None:
         live = [unit for unit in batch if not unit.future.cancelled()]
         if live:
-            commit_batch(conn, live)
+            commit_batch(conn, live, self._memo)
 
     async def close(self) -> None:
         self._queue.put(None)
@@ -231,6 +232,7 @@ class AsyncCommitter(Committer):
 
     def __init__(self, engine: AsyncEngine, flushers: int) -> None:
         self._engine = engine
+        self._memo: dict[str, Any] = {}
         self._pending: deque[_Unit] = deque()
         self._wakeup = asyncio.Event()
         self._flushers = [asyncio.create_task(self._flush_forever()) for _ in range(flushers)]
@@ -264,7 +266,7 @@ class AsyncCommitter(Committer):
 
     async def _flush(self, batch: list[_Unit]) -> None:
         async with self._engine.connect() as conn:
-            await conn.run_sync(lambda sync: commit_batch(sync, batch))
+            await conn.run_sync(lambda sync: commit_batch(sync, batch, self._memo))
         _settle_all(batch)
 
     async def close(self) -> None:
