@@ -10,6 +10,10 @@ from typing import Any
 import orjson
 
 _TAG = "Uint8Array"
+# Nesting accepted from clients: below orjson.dumps's own limit (255), so whatever is
+# read can be stored with a little wrapping; stored documents are read back deeper.
+MAX_DEPTH = 200
+STORED_MAX_DEPTH = 260
 
 
 def _default(value: Any) -> Any:
@@ -26,22 +30,29 @@ def dumps_text(value: Any) -> str:
     return dumps(value).decode()
 
 
-def loads(raw: bytes | str) -> Any:
+def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     """Parse JSON and turn every Uint8Array envelope back into ``bytes``.
 
-    Raises ``ValueError`` for invalid JSON or a malformed envelope.
+    Raises ``ValueError`` for invalid JSON, a malformed envelope, or nesting too
+    deep to walk (orjson accepts 1,024 levels, more than Python's recursion limit).
     """
-    return revive(orjson.loads(raw))
+    parsed = orjson.loads(raw)
+    try:
+        return revive(parsed, max_depth)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
 
 
-def revive(value: Any) -> Any:
+def revive(value: Any, levels_left: int = STORED_MAX_DEPTH) -> Any:
+    if levels_left <= 0:
+        raise RecursionError
     if isinstance(value, dict):
         if value.get("__type") == _TAG and isinstance(value.get("data"), str) and len(value) == 2:
             try:
                 return base64.b64decode(value["data"], validate=True)
             except binascii.Error as exc:
                 raise ValueError("a Uint8Array envelope holds invalid base64") from exc
-        return {key: revive(item) for key, item in value.items()}
+        return {key: revive(item, levels_left - 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [revive(item) for item in value]
+        return [revive(item, levels_left - 1) for item in value]
     return value

@@ -57,12 +57,12 @@ class SqlQueue(QueueConsumer):
                 QueueMessage(
                     message_id=row.message_id,
                     queue_name=row.queue_name,
-                    payload=codec.loads(row.payload),
+                    payload=codec.loads(row.payload, codec.STORED_MAX_DEPTH),
                     attempt=row.attempt + 1,
                     created_at=at_ms(row.created_ms),
                     deployment_id=row.deployment_id,
                     idempotency_key=row.idempotency_key,
-                    headers=codec.loads(row.headers),
+                    headers=codec.loads(row.headers, codec.STORED_MAX_DEPTH),
                 )
                 for row in found
             ]

@@ -29,7 +29,7 @@ def encode(value: Any) -> str:
 
 
 def decode(text: str | None) -> Any:
-    return None if text is None else codec.loads(text)
+    return None if text is None else codec.loads(text, codec.STORED_MAX_DEPTH)
 
 
 def _error_text(error: StructuredError | None) -> str | None:

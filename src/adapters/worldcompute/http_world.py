@@ -81,7 +81,7 @@ class HttpRunWorld(RunWorld):
 
 
 def _answer(response: httpx.Response) -> Any:
-    body = codec.loads(response.content) if response.content else None
+    body = codec.loads(response.content, codec.STORED_MAX_DEPTH) if response.content else None
     if response.status_code < 400:
         return body
     code = body.get("code") if isinstance(body, dict) else None
