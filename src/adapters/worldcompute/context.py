@@ -158,10 +158,6 @@ class WorkflowContext:
         """Fold in events written by others (hook payloads, cancellation)."""
         self._learn(await self.world.events(self.run.run_id, self._last_event_id))
 
-    async def wait_for_change(self, subscription_wait: Callable[[], Awaitable[bool]]) -> None:
-        self._changed.clear()
-        await subscription_wait()
-
     def _next_ids(self) -> dict[str, str]:
         index, self._index = self._index, self._index + 1
         body = call_ulid(self.run.run_id, self._created_ms, index)

@@ -129,7 +129,6 @@ class ChildPool:
         self._world_url = world_url
         self.limits = limits
         self._idle: dict[str, list[Child]] = {}
-        self._busy: dict[str, int] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._all: set[Child] = set()
 

@@ -20,7 +20,6 @@ from domain.ports.transactions import Transaction, UnitOfWork
 from domain.world import QueueMessage
 
 WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"
-STEP_QUEUE_PREFIX = "__wkf_step_"
 QUEUE_TOPIC = "queue"
 _QUEUE_NAME = re.compile(r"^__wkf_(workflow|step)_[A-Za-z0-9_\-./@]+$")
 MAX_DELAY_SECONDS = 366 * 24 * 3600
