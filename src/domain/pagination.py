@@ -16,6 +16,7 @@ from domain import errors
 T = TypeVar("T")
 SortOrder = Literal["asc", "desc"]
 MAX_LIMIT = 1000
+MAX_STORED_INT = 2**63  # timestamps are BIGINT columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,10 @@ def decode_cursor(cursor: str) -> Position:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, item_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
-        return Position(int(created), item_id)
+        position = Position(int(created), item_id)
+        if not 0 <= position.created_ms < MAX_STORED_INT:
+            raise ValueError("out of range")
+        return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise errors.InvalidRequest(
             "cursor is not one this server issued", {"field": "pagination.cursor"}

@@ -16,6 +16,10 @@ from typing import Any, TypeVar
 from domain import errors, ids
 from domain.world import (
     CURRENT_SPEC_VERSION,
+    MAX_CORRELATION_ID,
+    MAX_DEPLOYMENT_ID,
+    MAX_NAME,
+    MAX_TOKEN,
     Event,
     EventRequest,
     EventType,
@@ -29,6 +33,7 @@ from domain.world import (
 _T = TypeVar("_T")
 
 RUN_ID_MAX_AGE = timedelta(hours=24)
+MAX_SPEC_VERSION = 2**31  # stored as a 32-bit integer
 RUN_ID_MAX_SKEW = timedelta(minutes=5)
 
 _NEEDS_CORRELATION = frozenset({"step", "hook", "wait"})
@@ -104,6 +109,12 @@ def validate_client_run_id(run_id: str, now: datetime) -> None:
 def check_request_shape(request: EventRequest) -> None:
     """Validation that needs no state: correlation ids, required eventData fields."""
     kind = request.event_type
+    spec = request.spec_version
+    if spec is not None and not 0 <= spec < MAX_SPEC_VERSION:
+        raise errors.InvalidRequest(
+            f"specVersion must be between 0 and {MAX_SPEC_VERSION - 1}",
+            {"field": "data.specVersion"},
+        )
     if kind is EventType.HOOK_CONFLICT:
         raise errors.InvalidRequest(
             "hook_conflict events are written by the world only", {"field": "data.eventType"}
@@ -112,6 +123,7 @@ def check_request_shape(request: EventRequest) -> None:
         raise errors.InvalidRequest(
             f"{kind.value} needs a correlationId", {"field": "data.correlationId"}
         )
+    check_length(request.correlation_id, MAX_CORRELATION_ID, "data.correlationId")
     data = request.event_data or {}
     for name in _REQUIRED_FIELDS.get(kind, ()):
         if name not in data:
@@ -124,6 +136,8 @@ def check_request_shape(request: EventRequest) -> None:
                 f"eventData.{name} must be a non-empty string",
                 {"field": f"data.eventData.{name}"},
             )
+        if name in data:
+            check_length(data[name], _MAX_LENGTHS[name], f"data.eventData.{name}")
     if kind is EventType.RUN_CREATED and not isinstance(data.get("executionContext", {}), dict):
         raise errors.InvalidRequest(
             "eventData.executionContext must be an object",
@@ -153,6 +167,16 @@ _STRING_FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.STEP_CREATED: ("stepName",),
     EventType.HOOK_CREATED: ("token",),
 }
+
+
+_MAX_LENGTHS = {"deploymentId": MAX_DEPLOYMENT_ID, "workflowName": MAX_NAME,
+                "stepName": MAX_NAME, "token": MAX_TOKEN}  # fmt: skip
+
+
+def check_length(value: str | None, limit: int, field: str) -> None:
+    """Longer values cannot be stored; refuse them the same way on every database."""
+    if value is not None and len(value) > limit:
+        raise errors.InvalidRequest(f"{field} is longer than {limit} characters", {"field": field})
 
 
 def parse_date(value: Any, name: str) -> datetime:

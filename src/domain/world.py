@@ -22,6 +22,13 @@ TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"completed", "failed", "canc
 RUN_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
 CURRENT_SPEC_VERSION = 3
 
+# Longest values the World stores (the columns are sized to match).
+MAX_RUN_ID = 64
+MAX_CORRELATION_ID = 128
+MAX_NAME = 512  # workflow, step, stream and queue names; queue idempotency keys
+MAX_DEPLOYMENT_ID = 255
+MAX_TOKEN = 1024
+
 
 class EventType(StrEnum):
     RUN_CREATED = "run_created"

@@ -60,7 +60,6 @@ def _event_data(data: dict[str, Any], where: str) -> EventRequest:
         spec_version=field(data, "specVersion", int, path=f"{where}.specVersion"),
         event_data=field(data, "eventData", dict, path=f"{where}.eventData"),
     )
-    check_request_shape(request)
     return request
 
 
@@ -85,6 +84,7 @@ async def create_events(request: Request) -> Response:
                 f"events[{index}] must be an object", {"field": f"events[{index}]"}
             )
         event = _event_data(item, f"events[{index}]")
+        check_request_shape(event)  # before the transaction, so no batch is half-decided
         if event.event_type is EventType.RUN_CREATED:
             raise errors.InvalidRequest(
                 "run_created cannot be batched; use /v1/world/events/create",

@@ -13,6 +13,9 @@ def translate(error: Exception) -> Exception:
         return error
     if isinstance(error, exc.IntegrityError):
         return errors.EntityConflict("The write conflicts with existing data")
+    if isinstance(error, exc.DataError) or _sqlstate(error).startswith(DATA_EXCEPTION):
+        # e.g. a text longer than its column (PostgreSQL enforces lengths, SQLite does not)
+        return errors.InvalidRequest("A value is too long or out of range to be stored")
     if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError):
         return errors.StorageUnavailable("The database is unavailable or busy; retry shortly")
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
@@ -20,3 +23,19 @@ def translate(error: Exception) -> Exception:
     if isinstance(error, OSError | ConnectionError):
         return errors.StorageUnavailable("The database is unreachable; retry shortly")
     return error
+
+
+DATA_EXCEPTION = "22"  # SQLSTATE class: the value does not fit its column
+
+
+def _sqlstate(error: BaseException) -> str:
+    """The SQLSTATE of a driver error, however deep SQLAlchemy's adapters wrapped it."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str):
+            return state
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return ""

@@ -247,15 +247,17 @@ def decode_run_snapshot(text: str) -> Run:
 
 
 def audit_values(entry: AuditEntry) -> dict[str, Any]:
+    """Columns hold what fits them (for indexes and PostgreSQL's length limits);
+    ``metadata_json`` keeps the full values a client sent."""
     return {
         "created_ms": to_ms(entry.created_at),
         "key_id": entry.key_id,
         "action": entry.action,
-        "method": entry.method,
-        "path": entry.path,
+        "method": entry.method[:16],
+        "path": entry.path[:2048],
         "status": entry.status,
-        "correlation_id": entry.correlation_id,
-        "run_id": entry.run_id,
+        "correlation_id": entry.correlation_id[:255],
+        "run_id": None if entry.run_id is None else entry.run_id[:64],
         "metadata_json": encode(entry.metadata),
     }
 

@@ -17,7 +17,8 @@ from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal
 from domain.ports.transactions import Transaction, UnitOfWork
-from domain.world import QueueMessage
+from domain.reducer import check_length
+from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QueueMessage
 
 WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"
 QUEUE_TOPIC = "queue"
@@ -87,6 +88,10 @@ class PublishMessage:
 
 
 def _validate(cmd: Publish) -> None:
+    check_length(cmd.queue_name, MAX_NAME, "queueName")
+    check_length(cmd.idempotency_key, MAX_NAME, "opts.idempotencyKey")
+    if cmd.deployment_id is not None:
+        check_length(cmd.deployment_id, MAX_DEPLOYMENT_ID, "opts.deploymentId")
     if not _QUEUE_NAME.match(cmd.queue_name):
         raise errors.InvalidRequest(
             "queueName must be __wkf_workflow_<name> or __wkf_step_<name> "

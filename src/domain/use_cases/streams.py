@@ -17,7 +17,8 @@ from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal, StreamReader
 from domain.ports.transactions import Transaction, UnitOfWork
-from domain.world import StreamChunk, StreamChunkPage, StreamInfo
+from domain.reducer import check_length
+from domain.world import MAX_NAME, MAX_RUN_ID, StreamChunk, StreamChunkPage, StreamInfo
 
 READ_BATCH = 500
 DEFAULT_CHUNK_PAGE = 100
@@ -33,6 +34,8 @@ def _check_name(name: str, run_id: str) -> None:
         raise errors.InvalidRequest("name must be a non-empty string", {"field": "name"})
     if not run_id:
         raise errors.InvalidRequest("runId must be a non-empty string", {"field": "runId"})
+    check_length(name, MAX_NAME, "name")
+    check_length(run_id, MAX_RUN_ID, "runId")
 
 
 class WriteStream:
@@ -149,7 +152,7 @@ def _encode_index_cursor(index: int) -> str:
 def _decode_index_cursor(cursor: str) -> int:
     try:
         value = json.loads(base64.b64decode(cursor, validate=True))["i"]
-        if isinstance(value, int) and value >= 0:
+        if isinstance(value, int) and 0 <= value < 2**62:
             return value
     except (ValueError, KeyError, TypeError, binascii.Error):
         pass
