@@ -54,13 +54,12 @@ def _event_data(data: dict[str, Any], where: str) -> EventRequest:
         raise errors.InvalidRequest(
             f"{where}.eventType {kind!r} is not an event type", {"field": f"{where}.eventType"}
         ) from None
-    request = EventRequest(
+    return EventRequest(
         event_type=event_type,
         correlation_id=field(data, "correlationId", str, path=f"{where}.correlationId"),
         spec_version=field(data, "specVersion", int, path=f"{where}.specVersion"),
         event_data=field(data, "eventData", dict, path=f"{where}.eventData"),
     )
-    return request
 
 
 MAX_BATCH_EVENTS = 1000
