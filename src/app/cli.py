@@ -122,12 +122,18 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _dev_key(settings: Settings) -> SeedKey:
     """A development key with every scope, kept in the data folder across restarts."""
     path = settings.data_dir / "dev-api-key"
-    if not path.exists():
+    secret = path.read_text().strip() if path.exists() else ""
+    if not secret:  # none yet, or a crash left the file empty: write it whole, then rename
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        secret = new_secret()
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(new_secret() + "\n")
-    return SeedKey(path.read_text().strip(), ALL_SCOPES, "dev")
+            handle.write(secret + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    return SeedKey(secret, ALL_SCOPES, "dev")
 
 
 async def _serve(settings: Settings, dev: bool) -> None:
