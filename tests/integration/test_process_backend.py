@@ -4,6 +4,8 @@ run out of memory, hang, park while suspended, and never see the server's secret
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -211,9 +213,23 @@ async def test_a_step_past_its_timeout_is_killed_and_retried(
     assert time.monotonic() - started < 20
 
 
-async def test_a_suspended_run_parks_and_is_replayed_when_resumed(api: EngineApi) -> None:
+async def test_a_suspended_run_parks_and_is_replayed_when_resumed(
+    api: EngineApi, tmp_path: Path
+) -> None:
     run = await api.trigger("parks", "park-token")
-    await asyncio.sleep(2.5)  # waits on the hook long enough to be parked
+    await api.wait_event(run["runId"], "hook_created", within=30)
+
+    def lease_owner() -> str | None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "compute-worker.db")) as db:
+            row = db.execute(
+                "SELECT owner FROM run_leases WHERE run_id = ?", (run["runId"],)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    async def parked() -> bool:
+        return await asyncio.to_thread(lease_owner) == "parked"
+
+    await eventually(parked, 30, "the suspended run to be parked (no process holds it)")
     assert (await api.run(run["runId"]))["status"] == "running"
     await api.resume("park-token", {"value": 7})
     done = await api.finished(run["runId"], 20)
