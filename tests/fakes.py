@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from domain import errors
 from domain.audit import AuditEntry
 from domain.deployments import Deployment, DeploymentKind, WorkflowInfo
+from domain.execution import ExecutionRecord
 from domain.idempotency import IdempotencyRecord
 from domain.pagination import Page, PageRequest, Position, encode_cursor
 from domain.ports.audit import AuditLog, AuditQuery
@@ -87,6 +88,7 @@ class FakeStore:
     idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     deliveries: dict[tuple[str, str], Any] = field(default_factory=dict)
+    executions: dict[str, ExecutionRecord] = field(default_factory=dict)
     last_seq: int = 0
 
     def clone(self) -> FakeStore:
@@ -207,6 +209,10 @@ class FakeTransaction(Transaction):
     def stream_is_closed(self, name: str) -> bool:
         return any(chunk.eof for chunk in self.state.chunks.get(name, ()))
 
+    def open_streams(self, run_id: str) -> list[str]:
+        names = self.state.stream_runs.get(run_id, [])
+        return sorted(name for name in names if not self.stream_is_closed(name))
+
     def append_chunks(
         self, name: str, run_id: str, chunks: Sequence[tuple[str, bytes]], eof_chunk_id: str | None
     ) -> None:
@@ -241,6 +247,14 @@ class FakeTransaction(Transaction):
         self.state.messages[message.message_id] = _Queued(copy.deepcopy(message), available_at)
         if message.idempotency_key is not None and key_expires_at is not None:
             self.state.queue_keys[message.idempotency_key] = (message.message_id, key_expires_at)
+
+    # -- the engine's count of a run's troubles -------------------------------------------
+
+    def get_execution(self, run_id: str) -> ExecutionRecord | None:
+        return self.state.executions.get(run_id)
+
+    def put_execution(self, record: ExecutionRecord) -> None:
+        self.state.executions[record.run_id] = record
 
     # -- deployments ----------------------------------------------------------------------
 
@@ -376,6 +390,9 @@ class FakeWorldReader(WorldReader):
     async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]:
         found = [h for h in self.store.hooks.values() if run_id is None or h.run_id == run_id]
         return _page(found, lambda h: Position(to_ms(h.created_at), h.hook_id), page)
+
+    async def get_execution(self, run_id: str) -> ExecutionRecord | None:
+        return self.store.executions.get(run_id)
 
 
 def _event_position(event: Event) -> Position:
@@ -549,6 +566,20 @@ class FakeApiKeyStore(ApiKeyStore):
             return False
         self.keys[key_id] = replace(key, revoked_at=at)
         return True
+
+    async def delete_minted(self, key_id: str) -> bool:
+        key = self.keys.get(key_id)
+        if key is None or key.expires_at is None:
+            return False
+        del self.keys[key_id]
+        self.hashes = {h: k for h, k in self.hashes.items() if k != key_id}
+        return True
+
+    async def purge_expired(self, now: datetime) -> int:
+        expired = [k.key_id for k in self.keys.values() if k.expires_at and k.expires_at <= now]
+        for key_id in expired:
+            await self.delete_minted(key_id)
+        return len(expired)
 
 
 class FakeAuditLog(AuditLog):

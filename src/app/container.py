@@ -32,6 +32,7 @@ from adapters.worldcompute.local_backend import LocalExecutor
 from adapters.worldcompute.local_world import LocalRunWorld
 from adapters.worldcompute.process_backend import ChildPool, ProcessExecutor, ProcessLimits
 from app.settings import Settings
+from domain.execution import RetryPolicy
 from domain.ids import IdFactory
 from domain.ports.streams import Signal
 from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
@@ -44,6 +45,7 @@ from domain.use_cases.proxy_world_event import ProxyWorldEvent
 from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.query_world import QueryWorld
 from domain.use_cases.receive_webhook import ReceiveWebhook
+from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
 from domain.use_cases.resume_hook import ResumeHook
 from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from domain.use_cases.trigger_run import TriggerRun
@@ -143,7 +145,7 @@ class Container(containers.DeclarativeContainer):
         publish_message,
         providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
     )
-    cancel_run = providers.Singleton(CancelRun, writer, clock, proxy_world_event)
+    cancel_run = providers.Singleton(CancelRun, writer, clock, proxy_world_event, write_stream)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, proxy_world_event, publish_message)
     create_deployment = providers.Singleton(
         CreateDeployment, writer, ids, clock, artifacts, bundle_loader
@@ -184,9 +186,28 @@ class Container(containers.DeclarativeContainer):
         providers.Callable(lambda s: s.data_dir / "code", settings),
     )
     engine_settings = providers.Singleton(EngineSettings)
+    retry_policy = providers.Singleton(
+        lambda s: RetryPolicy(
+            max_start_attempts=max(1, s.max_start_attempts),
+            max_lost_executors=s.max_executor_losses,
+            first_delay_seconds=s.start_retry_seconds,
+        ),
+        settings,
+    )
+    record_execution_trouble = providers.Singleton(
+        RecordExecutionTrouble, writer, clock, proxy_world_event, retry_policy
+    )
     executor = providers.Singleton(
         _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
     )
     workflow_engine = providers.Singleton(
-        Engine, queue, run_leases, run_world, deployment_code, signal, executor, engine_settings
+        Engine,
+        queue,
+        run_leases,
+        run_world,
+        deployment_code,
+        signal,
+        executor,
+        record_execution_trouble,
+        engine_settings,
     )

@@ -66,7 +66,8 @@ class Runtime:
         return self.container
 
     async def _keep_house(self) -> None:
-        """Forget expired idempotency keys now and then (any worker may; it is idempotent)."""
+        """Forget expired idempotency keys and the minted keys of children that died with
+        their server, now and then (any worker may; it is idempotent)."""
         while True:
             try:
                 removed = await self.container.housekeeping().purge_expired(
@@ -74,6 +75,9 @@ class Runtime:
                 )
                 if removed:
                     log.info("forgot expired idempotency keys", extra={"count": removed})
+                purged = await self.container.manage_api_keys().purge_expired()
+                if purged:
+                    log.info("deleted expired child keys", extra={"count": purged})
             except Exception:
                 log.warning("housekeeping failed; will retry", exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)

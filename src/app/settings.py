@@ -67,6 +67,9 @@ class Settings:
     step_timeout_seconds: float = 300.0
     process_children: int = 4
     idempotency_retention_hours: float = 24.0
+    max_start_attempts: int = 5
+    start_retry_seconds: float = 2.0
+    max_executor_losses: int = 20
 
     @property
     def version(self) -> str:
@@ -109,7 +112,8 @@ class Settings:
 
 
 _BOOLS = {"require_https", "trust_forwarded_proto", "encryption"}
-_INTS = {"port", "rate_limit_per_minute", "max_body_bytes", "process_memory_mb", "process_children"}
+_INTS = {"port", "rate_limit_per_minute", "max_body_bytes", "process_memory_mb", "process_children",
+         "max_start_attempts", "max_executor_losses"}  # fmt: skip
 _PATHS = {"data_dir", "sqlite_path", "artifact_dir", "certfile", "keyfile"}
 
 
@@ -134,7 +138,8 @@ def _coerce(name: str, value: Any) -> Any:
             if number < 0:
                 raise ValueError
             return number
-        if name in ("stream_poll_interval", "idempotency_retention_hours", "step_timeout_seconds"):
+        if name in ("stream_poll_interval", "idempotency_retention_hours", "step_timeout_seconds",
+                    "start_retry_seconds"):  # fmt: skip
             seconds = float(value)
             if seconds <= 0:
                 raise ValueError

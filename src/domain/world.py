@@ -22,6 +22,10 @@ TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"completed", "failed", "canc
 RUN_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
 CURRENT_SPEC_VERSION = 3
 
+# RunErrorCode values (world.md §1): the workflow raised, or the platform could not run it
+USER_ERROR = "USER_ERROR"
+RUNTIME_ERROR = "RUNTIME_ERROR"
+
 # Longest values the World stores (the columns are sized to match).
 MAX_RUN_ID = 64
 MAX_CORRELATION_ID = 128

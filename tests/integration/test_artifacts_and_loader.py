@@ -200,7 +200,7 @@ async def test_a_bundle_that_hangs_is_killed_at_the_time_limit(private_tmp: Path
     started = time.monotonic()
     with pytest.raises(errors.InvalidDeployment, match="did not load within 1 s"):
         await describe({"workflows.py": b"import time\ntime.sleep(3600)\n"}, timeout_seconds=1)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # killed, not left to run its hour
     assert leftovers(private_tmp) == []
 
 
@@ -231,7 +231,7 @@ async def test_a_detached_process_of_the_bundle_cannot_hang_the_loader(tmp_path:
     try:
         with pytest.raises(errors.InvalidDeployment, match="did not load"):
             await describe({"workflows.py": source.encode()}, timeout_seconds=1)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 30  # not kept waiting for the hour
     finally:
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
@@ -382,7 +382,17 @@ async def test_a_bundle_may_hold_several_graphs() -> None:
             graph(
                 nodes=[node("t", "trigger"), {"id": "a", "type": "action", "data": {}}], edges=[]
             ),
-            "'a'.*needs data.actionType",
+            "'a'.*data.actionType must be one of http_request, .*not None",
+        ),
+        (
+            graph(
+                nodes=[
+                    node("t", "trigger"),
+                    {"id": "a", "type": "action", "data": {"actionType": "http_requets"}},
+                ],
+                edges=[],
+            ),
+            "'a'.*actionType must be one of .*, not 'http_requets'",
         ),
         (
             graph(

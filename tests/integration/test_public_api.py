@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import tarfile
 import uuid
@@ -387,6 +388,19 @@ async def test_json_bundle_creates_an_inactive_deployment(
     async with api_server.client(key=None) as anon:
         assert assert_ok(await anon.get("/v1/health"))["activeDeploymentId"] is None
     assert len(artifact_files(api_server)) == 1
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/x-www-form-urlencoded", "text/plain", "application/json"]
+)
+async def test_a_json_bundle_is_read_as_json_whatever_curl_calls_it(
+    api: httpx.AsyncClient, content_type: str | None
+) -> None:
+    """``curl -d`` says form-urlencoded unless told otherwise; JSON is JSON."""
+    body = json.dumps({"kind": "python", "files": {"workflows.py": WORKFLOWS}}).encode()
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await api.post("/v1/deployments", content=body, headers=headers)
+    _check_described(assert_ok(response, 201), WORKFLOW_NAMES)
 
 
 async def test_zip_upload_with_kind_and_entrypoint_in_the_query(api: httpx.AsyncClient) -> None:

@@ -36,6 +36,7 @@ from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
 from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.receive_webhook import ReceiveWebhook
 from domain.use_cases.resume_hook import Resumed, ResumeHook
+from domain.use_cases.streams import WriteStream
 from domain.use_cases.trigger_run import Trigger, Triggered, TriggerRun
 from domain.webhooks import WebhookProvider
 from domain.world import EventRequest, EventType
@@ -102,7 +103,7 @@ def app() -> App:
         ids=id_factory,
         events=events,
         trigger=trigger,
-        cancel=CancelRun(uow, clock, events),
+        cancel=CancelRun(uow, clock, events, WriteStream(uow, id_factory, clock, signal)),
         resume=resume,
         artifacts=artifacts,
         loader=loader,

@@ -76,6 +76,16 @@ SCHEMAS: dict[str, JsonSchema] = {
         updatedAt=DATE,
         startedAt=DATE,
         completedAt=DATE,
+        execution=_ref("Execution"),
+    ),
+    "Execution": _obj(
+        startAttempts=INT,
+        maxStartAttempts=INT,
+        lostExecutors=INT,
+        maxLostExecutors=INT,
+        lastError=STR,
+        lastErrorAt=DATE,
+        nextAttemptAt=DATE,
     ),
     "Step": _obj(
         ["runId", "stepId", "stepName", "status", "attempt"],

@@ -19,6 +19,8 @@ from domain.use_cases.deployments import NewDeployment
 from domain.use_cases.trigger_run import Trigger
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
+# read as JSON like every other route: curl -d sends form-urlencoded unless told otherwise
+JSON_TYPES = ("application/json", "", "application/x-www-form-urlencoded", "text/plain")
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip")
 
 
@@ -68,8 +70,11 @@ async def trigger_run(request: Request) -> Response:
 @requires("runs:read")
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    run = await request.state.container.query_world().get_run(request.path_params["run_id"])
-    return JSONResponse(wire.public_run_wire(run, resolve))
+    container = request.state.container
+    run_id = request.path_params["run_id"]
+    run = await container.query_world().get_run(run_id)
+    execution = None if run.is_terminal else await container.query_world().get_execution(run_id)
+    return JSONResponse(wire.public_run_wire(run, resolve, execution, container.retry_policy()))
 
 
 @requires("runs:write", action="runs.cancel")
@@ -109,7 +114,7 @@ async def _new_deployment(request: Request) -> NewDeployment:
             entrypoint=request.query_params.get("entrypoint") or manifest.get("entrypoint"),
             metadata=metadata if isinstance(metadata, dict) else None,
         )
-    if content_type not in ("application/json", ""):
+    if content_type not in JSON_TYPES and not content_type.endswith("+json"):
         raise errors.InvalidRequest(
             "Upload a bundle as application/json, application/zip or application/gzip",
             {"field": "content-type"},

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from adapters import codec
 from domain import errors
 from domain.deployments import Deployment
+from domain.execution import ExecutionRecord, RetryPolicy
 from domain.pagination import Page
 from domain.world import (
     Event,
@@ -82,10 +83,35 @@ def run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
     return out
 
 
-def public_run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
-    """The public Run shape (http-api.md): the World's run without its spec version."""
+def public_run_wire(
+    run: Run,
+    resolve: ResolveData = "all",
+    execution: ExecutionRecord | None = None,
+    policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """The public Run shape (http-api.md): the World's run without its spec version, and
+    ``execution`` while the engine is retrying a run that does not get anywhere."""
     out = run_wire(run, resolve)
     del out["specVersion"]
+    if execution is not None and not run.is_terminal:
+        out["execution"] = execution_wire(execution, policy or RetryPolicy())
+    return out
+
+
+def execution_wire(record: ExecutionRecord, policy: RetryPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if record.start_failures:
+        out["startAttempts"] = record.start_failures
+        out["maxStartAttempts"] = policy.max_start_attempts
+    if record.lost_executors:
+        out["lostExecutors"] = record.lost_executors
+        out["maxLostExecutors"] = policy.max_lost_executors
+    if record.last_error is not None:
+        out["lastError"] = record.last_error
+    if record.last_error_at is not None:
+        out["lastErrorAt"] = iso(record.last_error_at)
+    if record.next_attempt_at is not None:
+        out["nextAttemptAt"] = iso(record.next_attempt_at)
     return out
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -85,3 +85,15 @@ class SqlApiKeyStore(ApiKeyStore):
             .values(revoked_ms=to_ms(at))
         )
         return await self._writer.run_sql(lambda conn: conn.execute(statement).rowcount == 1)
+
+    async def delete_minted(self, key_id: str) -> bool:
+        statement = delete(api_keys).where(
+            api_keys.c.key_id == key_id, api_keys.c.expires_ms.is_not(None)
+        )
+        return await self._writer.run_sql(lambda conn: conn.execute(statement).rowcount == 1)
+
+    async def purge_expired(self, now: datetime) -> int:
+        statement = delete(api_keys).where(
+            api_keys.c.expires_ms.is_not(None), api_keys.c.expires_ms <= to_ms(now)
+        )
+        return await self._writer.run_sql(lambda conn: int(conn.execute(statement).rowcount))

@@ -24,6 +24,16 @@ def insert_ignoring_conflicts(dialect: str, table: Table) -> Insert:
     return statement
 
 
+def upsert(dialect: str, table: Table) -> Insert:
+    """``INSERT … ON CONFLICT (primary key) DO UPDATE`` every other column."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    changed = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    result: Insert = statement.on_conflict_do_update(index_elements=keys, set_=changed)
+    return result
+
+
 def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert one row unless its key (or a unique column) exists; True when inserted."""
     statement = insert_ignoring_conflicts(conn.dialect.name, table)

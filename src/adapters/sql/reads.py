@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import rows
 from adapters.sql.errors import translate
-from adapters.sql.schema import events, hooks, runs, steps, stream_chunks, stream_runs
+from adapters.sql.schema import (
+    events,
+    hooks,
+    run_execution,
+    runs,
+    steps,
+    stream_chunks,
+    stream_runs,
+)
+from domain.execution import ExecutionRecord
 from domain.pagination import Page, PageRequest, Position, encode_cursor
 from domain.ports.streams import StoredChunk, StreamReader
 from domain.ports.world import WorldReader
@@ -118,6 +127,10 @@ class SqlWorldReader(WorldReader):
             self._engine,
             lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
         )
+
+    async def get_execution(self, run_id: str) -> ExecutionRecord | None:
+        query = select(run_execution).where(run_execution.c.run_id == run_id)
+        return await self._one(query, rows.execution_from)
 
     async def get_hook(self, hook_id: str) -> Hook | None:
         return await self._one(select(hooks).where(hooks.c.hook_id == hook_id), rows.hook_from)

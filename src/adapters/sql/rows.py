@@ -9,6 +9,7 @@ from typing import Any
 from adapters import codec
 from domain.audit import AuditEntry
 from domain.deployments import Deployment, WorkflowInfo
+from domain.execution import ExecutionRecord
 from domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
 
 
@@ -274,4 +275,28 @@ def audit_from(row: Any) -> AuditEntry:
         correlation_id=row.correlation_id,
         run_id=row.run_id,
         metadata=decode(row.metadata_json),
+    )
+
+
+def execution_values(record: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "start_failures": record.start_failures,
+        "lost_executors": record.lost_executors,
+        "last_error": record.last_error,
+        "last_error_ms": to_ms(record.last_error_at),
+        "next_attempt_ms": to_ms(record.next_attempt_at),
+        "progress_mark": record.progress_mark,
+    }
+
+
+def execution_from(row: Any) -> ExecutionRecord:
+    return ExecutionRecord(
+        run_id=row.run_id,
+        start_failures=row.start_failures,
+        lost_executors=row.lost_executors,
+        last_error=row.last_error,
+        last_error_at=from_ms(row.last_error_ms),
+        next_attempt_at=from_ms(row.next_attempt_ms),
+        progress_mark=row.progress_mark,
     )

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.sql.dialect import insert_if_absent
 from adapters.sql.reads import run_read
 from adapters.sql.rows import to_ms
-from adapters.sql.schema import deployments, run_leases, runs
+from adapters.sql.schema import deployments, run_execution, run_leases, runs
 from adapters.sql.writer import GroupCommitWriter
-from domain.ports.engine import RunLeases
+from domain.ports.engine import LeaseGrant, RunLeases
 
 LIVE_STATUSES = ("pending", "running")
 PARKED = "parked"
@@ -31,26 +31,26 @@ class SqlRunLeases(RunLeases):
         self._engine = engine
         self._writer = writer
 
-    async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
-        def take(conn: Connection) -> bool:
+    async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> LeaseGrant | None:
+        def take(conn: Connection) -> LeaseGrant | None:
             now = _now_ms()
             expires = now + int(ttl_seconds * 1000)
             values = {"run_id": run_id, "owner": owner, "expires_ms": expires}
             if insert_if_absent(conn, run_leases, values):
-                return True
-            taken = conn.execute(
-                update(run_leases)
-                .where(
+                return LeaseGrant.TAKEN
+            lease = update(run_leases).values(owner=owner, expires_ms=expires)
+            free = conn.execute(
+                lease.where(
                     run_leases.c.run_id == run_id,
-                    or_(
-                        run_leases.c.owner == owner,
-                        run_leases.c.owner == PARKED,
-                        run_leases.c.expires_ms <= now,
-                    ),
+                    or_(run_leases.c.owner == owner, run_leases.c.owner == PARKED),
                 )
-                .values(owner=owner, expires_ms=expires)
             )
-            return taken.rowcount == 1
+            if free.rowcount == 1:
+                return LeaseGrant.TAKEN
+            lost = conn.execute(
+                lease.where(run_leases.c.run_id == run_id, run_leases.c.expires_ms <= now)
+            )
+            return LeaseGrant.RECOVERED if lost.rowcount == 1 else None
 
         return await self._writer.run_sql(take)
 
@@ -85,13 +85,17 @@ class SqlRunLeases(RunLeases):
         query = (
             select(runs.c.run_id)
             .select_from(
-                runs.join(
-                    deployments, deployments.c.deployment_id == runs.c.deployment_id
-                ).outerjoin(run_leases, run_leases.c.run_id == runs.c.run_id)
+                runs.join(deployments, deployments.c.deployment_id == runs.c.deployment_id)
+                .outerjoin(run_leases, run_leases.c.run_id == runs.c.run_id)
+                .outerjoin(run_execution, run_execution.c.run_id == runs.c.run_id)
             )
             .where(
                 runs.c.status.in_(LIVE_STATUSES),
                 or_(run_leases.c.run_id.is_(None), and_(run_leases.c.expires_ms <= now)),
+                or_(
+                    run_execution.c.next_attempt_ms.is_(None),
+                    run_execution.c.next_attempt_ms <= now,
+                ),
             )
             .order_by(runs.c.created_ms)
             .limit(limit)

@@ -233,3 +233,15 @@ run_leases = Table(
     Column("owner", String(128), nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
 )
+
+run_execution = Table(
+    "run_execution",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("start_failures", Integer, nullable=False),
+    Column("lost_executors", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("last_error_ms", BigInteger),
+    Column("next_attempt_ms", BigInteger),
+    Column("progress_mark", String(64)),
+)

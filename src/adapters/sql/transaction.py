@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from adapters import codec
 from adapters.sql import rows
 from adapters.sql.deployments import ACTIVE_SLOT
-from adapters.sql.dialect import insert_ignoring_conflicts, locked
+from adapters.sql.dialect import insert_ignoring_conflicts, locked, upsert
 from adapters.sql.prepared import Cursor
 from adapters.sql.schema import (
     active_deployment,
@@ -33,6 +33,7 @@ from adapters.sql.schema import (
     idempotency_records,
     queue_keys,
     queue_messages,
+    run_execution,
     runs,
     steps,
     stream_chunks,
@@ -43,6 +44,7 @@ from adapters.sql.schema import (
 from domain import errors
 from domain.audit import AuditEntry
 from domain.deployments import Deployment
+from domain.execution import ExecutionRecord
 from domain.idempotency import IdempotencyRecord
 from domain.ports.transactions import Transaction
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
@@ -69,6 +71,7 @@ class _Statements:
     insert_events: Insert
     run_events: Select[Any]
     stream_closed: Select[Any]
+    open_streams: Select[Any]
     insert_chunks: Insert
     register_stream: Insert
     find_key: Select[Any]
@@ -85,6 +88,8 @@ class _Statements:
     delete_key: Delete
     insert_message: Insert
     insert_key: Insert
+    get_execution: Select[Any]
+    put_execution: Insert
 
 
 @cache
@@ -135,6 +140,14 @@ def statements(dialect: str) -> _Statements:
         stream_closed=select(stream_chunks.c.seq)
         .where(stream_chunks.c.name == bindparam("b_name"), stream_chunks.c.eof.is_(True))
         .limit(1),
+        open_streams=select(stream_runs.c.name)
+        .where(
+            stream_runs.c.run_id == run_id,
+            ~select(stream_chunks.c.seq)
+            .where(stream_chunks.c.name == stream_runs.c.name, stream_chunks.c.eof.is_(True))
+            .exists(),
+        )
+        .order_by(stream_runs.c.name),
         insert_chunks=stream_chunks.insert(),
         register_stream=insert_ignoring_conflicts(dialect, stream_runs),
         find_key=select(queue_keys.c.message_id, queue_keys.c.expires_ms).where(
@@ -167,6 +180,8 @@ def statements(dialect: str) -> _Statements:
         insert_audit=audit_log.insert(),
         record_delivery=insert_ignoring_conflicts(dialect, webhook_deliveries),
         insert_key=queue_keys.insert(),
+        get_execution=select(run_execution).where(run_execution.c.run_id == run_id),
+        put_execution=upsert(dialect, run_execution),
     )
 
 
@@ -337,6 +352,9 @@ class SqlTransaction(Transaction):
     def stream_is_closed(self, name: str) -> bool:
         return self._first(self.sql.stream_closed, b_name=name) is not None
 
+    def open_streams(self, run_id: str) -> list[str]:
+        return [row[0] for row in self.cursor.all(self.sql.open_streams, {"b_run_id": run_id})]
+
     def append_chunks(
         self, name: str, run_id: str, chunks: Sequence[tuple[str, bytes]], eof_chunk_id: str | None
     ) -> None:
@@ -396,6 +414,15 @@ class SqlTransaction(Transaction):
                     "expires_ms": rows.to_ms(key_expires_at),
                 },
             )
+
+    # -- the engine's count of a run's troubles -----------------------------------------
+
+    def get_execution(self, run_id: str) -> ExecutionRecord | None:
+        row = self._first(self.sql.get_execution, b_run_id=run_id)
+        return None if row is None else rows.execution_from(row)
+
+    def put_execution(self, record: ExecutionRecord) -> None:
+        self.cursor.execute(self.sql.put_execution, rows.execution_values(record))
 
     # -- deployments --------------------------------------------------------------------
 

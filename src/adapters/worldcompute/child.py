@@ -11,20 +11,20 @@ prints goes to stderr.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
+import logging
 import os
 import resource
 import sys
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
 from adapters.system import LocalSignal
-from adapters.worldcompute.authoring import WORKFLOW_ATTR, StepSpec
+from adapters.worldcompute.authoring import StepSpec
 from adapters.worldcompute.context import (
-    RUNTIME_ERROR,
     RunCancelled,
     WorkflowContext,
     error_data,
@@ -32,10 +32,11 @@ from adapters.worldcompute.context import (
 )
 from adapters.worldcompute.graph import graph_workflow, parse_graphs
 from adapters.worldcompute.http_world import HttpRunWorld
+from adapters.worldcompute.importer import contents, describe_error, import_bundle, user_traceback
 from adapters.worldcompute.runner import Outcome, run_workflow
 from domain import errors
 from domain.use_cases.proxy_world_event import run_topic
-from domain.world import EventRequest, EventType
+from domain.world import RUNTIME_ERROR, EventRequest, EventType
 
 ENV_URL = "CW_WORLD_URL"
 ENV_KEY = "CW_WORLD_KEY"
@@ -47,14 +48,19 @@ ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 
 
+_WRITING = threading.Lock()  # log records may come from the bundle's own threads
+
+
 class Reporter:
     def __init__(self, out: TextIO, run_id: str) -> None:
         self._out = out
         self._run_id = run_id
 
     def send(self, message: dict[str, Any]) -> None:
-        self._out.write(json.dumps(message) + "\n")
-        self._out.flush()
+        line = json.dumps(message, default=str) + "\n"
+        with _WRITING:
+            self._out.write(line)
+            self._out.flush()
 
     def step_began(self, step_id: str, spec: StepSpec, attempt: int) -> None:
         self.send({"op": "step", "runId": self._run_id, "stepId": step_id, "name": spec.name,
@@ -63,6 +69,24 @@ class Reporter:
 
     def step_ended(self, step_id: str) -> None:
         self.send({"op": "step_done", "runId": self._run_id, "stepId": step_id})
+
+
+class ForwardLogs(logging.Handler):
+    """Log records of the bundle (and of the graph interpreter) go to the parent, which
+    writes them into the server's structured log with the run id."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.DEBUG)
+        self._reporter = Reporter(out, "")
+        self.run_id: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._reporter.send({"op": "log", "level": record.levelname.lower(),
+                                 "logger": record.name, "message": record.getMessage(),
+                                 "runId": self.run_id})  # fmt: skip
+        except Exception:
+            self.handleError(record)
 
 
 def _take_config() -> dict[str, str]:
@@ -80,19 +104,7 @@ def _workflows(folder: Path, entrypoint: str, kind: str) -> dict[str, Any]:
     if kind == "graph":  # the built-in interpreter; the bundle holds no code
         raw = (folder / entrypoint).read_bytes()
         return {name: graph_workflow(raw, name) for name in parse_graphs(raw)}
-    spec = importlib.util.spec_from_file_location("cw_bundle", folder / entrypoint)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {entrypoint}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(folder))
-    sys.modules["cw_bundle"] = module
-    spec.loader.exec_module(module)
-    found = {}
-    for value in vars(module).values():
-        workflow_spec = getattr(value, WORKFLOW_ATTR, None)
-        if workflow_spec is not None:
-            found[workflow_spec.name] = value
-    return found
+    return contents(import_bundle(folder, entrypoint, "cw_bundle", keep_path=True)).workflows
 
 
 async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
@@ -113,7 +125,8 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
         events = await world.events(run_id)
         poll = float(config.get(ENV_POLL, "1.0"))
         park_after = float(config.get(ENV_PARK_AFTER, "1.0"))
-        context = WorkflowContext(world, run, events, poll, observer=reporter)
+        root = Path(config[ENV_BUNDLE]) if config.get(ENV_KIND, "python") == "python" else None
+        context = WorkflowContext(world, run, events, poll, observer=reporter, code_root=root)
         outcome: Outcome = await run_workflow(context, workflow, park_after)
     except (RunCancelled, errors.RunExpired, errors.EntityConflict):
         return {"outcome": "cancelled"}
@@ -124,8 +137,19 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
 
 
 async def serve(out: TextIO, config: dict[str, str]) -> None:
+    forward = ForwardLogs(out)
+    logging.basicConfig(level=logging.INFO, handlers=[forward], force=True)
+    for chatty in ("httpx", "httpcore"):  # our own World calls, one line each
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     folder = Path(config[ENV_BUNDLE])
-    workflows = _workflows(folder, config[ENV_ENTRYPOINT], config.get(ENV_KIND, "python"))
+    try:
+        workflows = _workflows(folder, config[ENV_ENTRYPOINT], config.get(ENV_KIND, "python"))
+    except BaseException as error:  # SystemExit too: the bundle did not load
+        message = f"the bundle did not load: {describe_error(error, folder)}"
+        Reporter(out, "").send(
+            {"op": "failed", "message": message, "stack": user_traceback(error, folder)}
+        )
+        return
     signal = LocalSignal()
     url = config[ENV_URL]
     headers = {"authorization": f"Bearer {config[ENV_KEY]}"}
@@ -140,6 +164,7 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         running: asyncio.Task[None] | None = None
 
         async def execute(run_id: str) -> None:
+            forward.run_id = run_id
             answer = await _execute(world, workflows, run_id, out, config)
             Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 

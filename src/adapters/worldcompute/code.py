@@ -1,6 +1,6 @@
 """``BundleCode``: a deployment's workflow functions, imported from its stored bundle.
 
-Each bundle is unpacked once per digest under ``<data_dir>/code/<digest>/`` and its
+Each bundle is unpacked once per digest under ``<code_dir>/<digest>/`` and its
 entrypoint imported under a module name unique to the digest, so runs keep executing
 the code of the deployment they were started on.
 """
@@ -8,14 +8,21 @@ the code of the deployment they were started on.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.authoring import WORKFLOW_ATTR
 from adapters.worldcompute.graph import graph_workflow
+from adapters.worldcompute.importer import (
+    contents,
+    describe_error,
+    import_bundle,
+    user_traceback,
+)
+from adapters.worldcompute.runner import StartFailed
 from domain import errors
 from domain.deployments import Deployment
 from domain.ports.bundles import ArtifactStore
@@ -29,7 +36,7 @@ class BundleCode(DeploymentCode):
     ) -> None:
         self._deployments = deployments
         self._artifacts = artifacts
-        self._code_dir = code_dir
+        self._code_dir = code_dir.resolve()  # children never resolve a path of their own
         self._modules: dict[str, ModuleType] = {}
         self._known: dict[str, Deployment] = {}
         self._loading: dict[str, asyncio.Lock] = {}
@@ -44,58 +51,77 @@ class BundleCode(DeploymentCode):
         return found
 
     async def workflow(self, deployment: Deployment, name: str) -> Any:
+        """The workflow function; ``StartFailed`` when the bundle cannot be loaded."""
         if deployment.kind == "graph":
-            files = await self._artifacts.get(deployment.digest)
-            return graph_workflow(files[deployment.entrypoint or "workflow.json"], name)
-        module = await self._module(deployment)
-        for value in vars(module).values():
-            spec = getattr(value, WORKFLOW_ATTR, None)
-            if spec is not None and spec.name == name:
-                return value
-        raise errors.WorkflowNotFound(f"workflow {name!r} is not in {deployment.deployment_id}")
+            files = await self._bundle(deployment)
+            try:
+                return graph_workflow(files[deployment.entrypoint or "workflow.json"], name)
+            except errors.InvalidDeployment as invalid:
+                raise StartFailed(f"the graph did not load: {invalid.message}") from invalid
+        try:
+            module = await self._module(deployment)
+        except (StartFailed, errors.StorageUnavailable):
+            raise
+        except (Exception, SystemExit) as error:  # the bundle's import ran user code
+            folder = self.folder_of(deployment)
+            raise StartFailed(
+                f"the bundle did not load: {describe_error(error, folder)}",
+                user_traceback(error, folder),
+            ) from error
+        found = contents(module).workflows.get(name)
+        if found is None:
+            raise errors.WorkflowNotFound(f"workflow {name!r} is not in {deployment.deployment_id}")
+        return found
+
+    def folder_of(self, deployment: Deployment) -> Path:
+        return self._code_dir / deployment.digest.replace(":", "-")
 
     async def folder(self, deployment: Deployment) -> Path:
-        """The bundle unpacked on disk (once per digest)."""
-        folder = self._code_dir / deployment.digest.replace(":", "-")
+        """The bundle unpacked on disk (once per digest), as an absolute path."""
+        folder = self.folder_of(deployment)
         lock = self._loading.setdefault(deployment.digest, asyncio.Lock())
         async with lock:
-            if not (folder / _COMPLETE).exists():
-                files = await self._artifacts.get(deployment.digest)
+            if not folder.is_dir():
+                files = await self._bundle(deployment)
                 await asyncio.to_thread(_unpack, folder, files)
         return folder
+
+    async def _bundle(self, deployment: Deployment) -> dict[str, bytes]:
+        try:
+            return await self._artifacts.get(deployment.digest)
+        except errors.NotFound as missing:
+            raise StartFailed(
+                f"the bundle of deployment {deployment.deployment_id} cannot be read from "
+                f"the artifact store: {missing.message}"
+            ) from missing
 
     async def _module(self, deployment: Deployment) -> ModuleType:
         digest = deployment.digest
         if digest not in self._modules:
             folder = await self.folder(deployment)
+            name = "cw_bundle_" + digest.split(":")[-1][:16]
             module = await asyncio.to_thread(
-                _import, folder, deployment.entrypoint or "workflows.py", digest
+                import_bundle, folder, deployment.entrypoint or "workflows.py", name
             )
             self._modules.setdefault(digest, module)
         return self._modules[digest]
 
 
-_COMPLETE = ".complete"
-
-
 def _unpack(folder: Path, files: dict[str, bytes]) -> None:
-    for path, content in files.items():
-        target = folder / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-    (folder / _COMPLETE).write_text("ok")
-
-
-def _import(folder: Path, entrypoint: str, digest: str) -> ModuleType:
-    name = "cw_bundle_" + digest.split(":")[-1][:16]
-    spec = importlib.util.spec_from_file_location(name, folder / entrypoint)
-    if spec is None or spec.loader is None:
-        raise errors.InvalidDeployment(f"cannot import {entrypoint}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(folder))  # sibling modules of the entrypoint
+    """Write the bundle beside ``folder`` and rename it into place, so a crash or a
+    concurrent unpack (several workers sharing the folder) never shows a partial bundle."""
+    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        for path, content in files.items():
+            target = staging / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        os.chmod(staging, 0o755)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not folder.is_dir():  # anything but "another unpack won the race"
+                raise
     finally:
-        sys.path.remove(str(folder))
-    return module
+        shutil.rmtree(staging, ignore_errors=True)

@@ -14,9 +14,9 @@ import contextlib
 import logging
 import secrets
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from adapters import codec
@@ -28,17 +28,16 @@ from adapters.worldcompute.authoring import (
     StepSpec,
     current_dispatcher,
 )
+from adapters.worldcompute.importer import user_traceback
 from domain import errors
 from domain.ports.engine import RunWorld
 from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
-from domain.world import Event, EventRequest, EventResult, EventType, Run
+from domain.world import RUNTIME_ERROR, USER_ERROR, Event, EventRequest, EventResult, EventType, Run
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 60.0
-USER_ERROR = "USER_ERROR"
-RUNTIME_ERROR = "RUNTIME_ERROR"
 
 
 def iso(moment: datetime) -> str:
@@ -49,8 +48,12 @@ def backoff(attempt: int) -> float:
     return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
 
 
-def error_data(error: BaseException, code: str | None = None) -> dict[str, Any]:
-    stack = "".join(traceback.format_exception(error))
+def error_data(
+    error: BaseException, code: str | None = None, code_root: Path | None = None
+) -> dict[str, Any]:
+    """A failure as the World records it; the stack holds only the frames of the bundle
+    under ``code_root`` (bundle-relative), never the server's."""
+    stack = user_traceback(error, code_root)
     data: dict[str, Any] = {"error": {"message": str(error) or type(error).__name__,
                                       "stack": stack}}  # fmt: skip
     if code is not None:
@@ -85,6 +88,7 @@ class WorkflowContext:
         events: list[Event],
         poll_interval: float = 1.0,
         observer: StepObserver | None = None,
+        code_root: Path | None = None,
     ) -> None:
         self.world = world
         self.run = run
@@ -98,6 +102,7 @@ class WorkflowContext:
         self.poll_interval = poll_interval
         self._background: set[asyncio.Future[None]] = set()
         self._observer = observer
+        self.code_root = code_root  # where the bundle's files are: stacks show only those
         self._running_steps = 0
         self._blocked: dict[object, datetime | None] = {}  # waiter → when it wakes by itself
         self._idle_since: float | None = None
@@ -203,11 +208,11 @@ class WorkflowContext:
                 delay = self._retry_delay(spec, attempt, error)
                 if delay is None:
                     await self._submit(EventRequest(EventType.STEP_FAILED, step_id, None,
-                                                    error_data(error)))  # fmt: skip
+                                                    self._error(error)))  # fmt: skip
                     raise StepFailedError(
                         spec.name,
                         str(error) or type(error).__name__,
-                        "".join(traceback.format_exception(error)),
+                        user_traceback(error, self.code_root),
                     ) from error
                 retry_at = datetime.now(UTC) + timedelta(seconds=delay)
                 await self._submit(
@@ -215,7 +220,7 @@ class WorkflowContext:
                         EventType.STEP_RETRYING,
                         step_id,
                         None,
-                        {**error_data(error), "retryAfter": iso(retry_at)},
+                        {**self._error(error), "retryAfter": iso(retry_at)},
                     )
                 )
                 continue  # fmt: skip
@@ -358,17 +363,20 @@ class WorkflowContext:
         except (asyncio.CancelledError, RunCancelled):
             raise
         except NonDeterminism as error:
-            await self._end(EventType.RUN_FAILED, error_data(error, NonDeterminism.code))
+            await self._end(EventType.RUN_FAILED, self._error(error, NonDeterminism.code))
             return
         except errors.DomainError:
             raise  # the World refused a write: not the workflow's fault, retry the run later
         except Exception as error:
             code = RUNTIME_ERROR if isinstance(error, TypeError) else USER_ERROR
-            await self._end(EventType.RUN_FAILED, error_data(error, code))
+            await self._end(EventType.RUN_FAILED, self._error(error, code))
             return
         finally:
             current_dispatcher.reset(token)
         await self._end(EventType.RUN_COMPLETED, {"output": output})
+
+    def _error(self, error: BaseException, code: str | None = None) -> dict[str, Any]:
+        return error_data(error, code, self.code_root)
 
     async def _end(self, kind: EventType, data: dict[str, Any]) -> None:
         self._enqueue(EventRequest(kind, None, None, data))

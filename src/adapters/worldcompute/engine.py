@@ -17,16 +17,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapters.worldcompute.context import RUNTIME_ERROR, RunCancelled, error_data
-from adapters.worldcompute.runner import Outcome
+from adapters.worldcompute.context import RunCancelled, error_data
+from adapters.worldcompute.runner import Outcome, StartFailed
 from domain import errors
 from domain.deployments import Deployment
-from domain.ports.engine import DeploymentCode, RunLeases, RunWorld
+from domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
 from domain.ports.queue import QueueConsumer
 from domain.ports.streams import Signal
 from domain.use_cases.proxy_world_event import run_topic
 from domain.use_cases.publish_message import QUEUE_TOPIC, WORKFLOW_QUEUE_PREFIX
-from domain.world import Event, EventRequest, EventType, QueueMessage, Run
+from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, QueueMessage, Run
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class EngineSettings:
     recovery_interval: float = 2.0
     max_live_runs: int = 10_000
     claim_batch: int = 64
+    # a workflow message is a wake-up: lease recovery finds the run without it, so one
+    # that keeps failing to be handled is dropped (with a warning) after this many tries
+    max_deliveries: int = 20
 
 
 def worker_name() -> str:
@@ -61,6 +65,7 @@ class Engine:
         code: DeploymentCode,
         signal: Signal,
         executor: RunExecutor,
+        trouble: RecordExecutionTrouble,
         settings: EngineSettings | None = None,
     ) -> None:
         self._queue = queue
@@ -69,6 +74,7 @@ class Engine:
         self._code = code
         self._signal = signal
         self._executor = executor
+        self._trouble = trouble
         self.settings = settings or EngineSettings()
         self.worker_id = worker_name()
         self._live: dict[str, asyncio.Task[None]] = {}
@@ -141,6 +147,12 @@ class Engine:
     async def _handle(self, message: QueueMessage) -> None:
         payload = message.payload if isinstance(message.payload, dict) else {}
         run_id = payload.get("runId")
+        if message.attempt > self.settings.max_deliveries:
+            log.warning("dropping a workflow message delivered %d times; lease recovery "
+                        "keeps its run going", message.attempt,
+                        extra={"messageId": message.message_id, "runId": run_id})  # fmt: skip
+            await self._queue.ack(message.message_id, self.worker_id)
+            return
         if isinstance(run_id, str) and run_id:
             if len(self._live) >= self.settings.max_live_runs and run_id not in self._live:
                 await self._queue.retry_later(message.message_id, self.worker_id, 1.0)
@@ -161,9 +173,15 @@ class Engine:
             return True
         if len(self._live) >= self.settings.max_live_runs:
             return False
-        if not await self._leases.acquire(run_id, self.worker_id, self.settings.lease_seconds):
+        grant = await self._leases.acquire(run_id, self.worker_id, self.settings.lease_seconds)
+        if grant is None:
             return True  # another live worker owns it and watches its events
         if run_id in self._live:  # started meanwhile by a concurrent wake-up
+            return True
+        if grant is LeaseGrant.RECOVERED and await self._trouble.executor_lost(run_id):
+            log.warning("run failed: its executor was lost too many times",
+                        extra={"runId": run_id})  # fmt: skip
+            await self._leases.release(run_id, self.worker_id)
             return True
         self._live[run_id] = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
         return True
@@ -176,17 +194,27 @@ class Engine:
             raise
         except (RunCancelled, errors.RunExpired, errors.EntityConflict):
             log.info("run ended elsewhere", extra={"runId": run_id})
+        except StartFailed as failure:
+            await self._start_failed(run_id, failure.message, failure.stack)
         except errors.DomainError as error:
             log.warning("run interrupted, will be retried: %s", error.message,
                         extra={"runId": run_id})  # fmt: skip
             await asyncio.sleep(self.settings.recovery_interval)
-        except Exception:
+        except Exception as error:
             log.exception("run execution crashed", extra={"runId": run_id})
+            await self._start_failed(run_id, f"internal error: {type(error).__name__}: {error}")
         finally:
             self._live.pop(run_id, None)
             if not parked:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._leases.release(run_id, self.worker_id))
+
+    async def _start_failed(self, run_id: str, message: str, stack: str | None = None) -> None:
+        """Count the failed start; the run is tried again after a backoff, or failed."""
+        with contextlib.suppress(errors.StorageUnavailable):
+            failed = await self._trouble.start_failed(run_id, message, stack)
+            log.warning("run failed: %s" if failed else "run could not start, will retry: %s",
+                        message, extra={"runId": run_id})  # fmt: skip
 
     async def _execute_run(self, run_id: str) -> bool:
         """Execute until the run ends or parks; True when it parked."""

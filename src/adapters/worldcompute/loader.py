@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 import adapters
 from adapters.worldcompute import describe
+from adapters.worldcompute.importer import module_name
 from domain import errors
 from domain.deployments import DeploymentKind, WorkflowInfo, clean_bundle_path
 from domain.ports.bundles import BundleLoader
@@ -55,7 +56,7 @@ class SubprocessBundleLoader(BundleLoader):
         self, files: Mapping[str, bytes], entrypoint: str
     ) -> tuple[WorkflowInfo, ...]:
         try:
-            describe.module_name(entrypoint)
+            module_name(entrypoint)
         except ValueError as exc:
             raise errors.InvalidDeployment(str(exc)) from exc
         work = await asyncio.to_thread(_prepare, files)
@@ -211,6 +212,8 @@ def _checked(found: tuple[WorkflowInfo, ...], none_message: str) -> tuple[Workfl
 # --- graph bundles ------------------------------------------------------------------
 
 _NODE_TYPES = ("trigger", "action")
+# what the interpreter (graph.py) executes; anything else is refused at upload
+ACTION_TYPES = ("http_request", "condition", "log", "transform", "wait", "wait_for_hook")
 
 
 def describe_graphs(files: Mapping[str, bytes], entrypoint: str) -> tuple[WorkflowInfo, ...]:
@@ -265,9 +268,11 @@ def _nodes(nodes: Any, where: str) -> dict[str, str]:
             raise errors.InvalidDeployment(f"{at} ({node_id!r}): type must be trigger or action")
         if not isinstance(data, dict):
             raise errors.InvalidDeployment(f"{at} ({node_id!r}): data must be an object")
-        if node_type == "action" and not isinstance(data.get("actionType"), str):
+        if node_type == "action" and data.get("actionType") not in ACTION_TYPES:
             raise errors.InvalidDeployment(
-                f"{at} ({node_id!r}): an action node needs data.actionType (a string)"
+                f"{at} ({node_id!r}): data.actionType must be one of {', '.join(ACTION_TYPES)}, "
+                f"not {data.get('actionType')!r}",
+                {"node": node_id, "field": "data.actionType", "allowed": list(ACTION_TYPES)},
             )
         types[node_id] = node_type
     triggers = [node_id for node_id, node_type in types.items() if node_type == "trigger"]

@@ -3,22 +3,24 @@ trusted code and embedding). A suspended run keeps its coroutine in memory."""
 
 from __future__ import annotations
 
+from adapters.worldcompute.code import BundleCode
 from adapters.worldcompute.context import WorkflowContext
 from adapters.worldcompute.runner import Outcome, run_workflow
 from domain.deployments import Deployment
-from domain.ports.engine import DeploymentCode, RunWorld
+from domain.ports.engine import RunWorld
 from domain.world import Event, Run
 
 
 class LocalExecutor:
-    def __init__(self, world: RunWorld, code: DeploymentCode, poll_interval: float) -> None:
+    def __init__(self, world: RunWorld, code: BundleCode, poll_interval: float) -> None:
         self._world = world
         self._code = code
         self._poll_interval = poll_interval
 
     async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome:
         workflow = await self._code.workflow(deployment, run.workflow_name)
-        context = WorkflowContext(self._world, run, events, self._poll_interval)
+        root = self._code.folder_of(deployment) if deployment.kind == "python" else None
+        context = WorkflowContext(self._world, run, events, self._poll_interval, code_root=root)
         return await run_workflow(context, workflow)
 
     async def close(self) -> None:

@@ -45,6 +45,9 @@ class LocalRunWorld(RunWorld):
     ) -> list[EventResult]:
         def work(tx: Transaction) -> list[EventResult]:
             results = [self._events.record(tx, run_id, request) for request in requests]
+            if any(result.event is not None and result.run is not None
+                   and result.run.is_terminal for result in results):  # fmt: skip
+                self._streams.close_run_streams(tx, run_id)
             if context is not None:
                 tx.append_audit(
                     audit_entry(

@@ -26,9 +26,9 @@ from typing import Any
 
 from adapters.worldcompute import child as child_module
 from adapters.worldcompute.code import BundleCode
-from adapters.worldcompute.context import RUNTIME_ERROR, backoff, iso
+from adapters.worldcompute.context import backoff, iso
 from adapters.worldcompute.loader import child_environment
-from adapters.worldcompute.runner import Outcome
+from adapters.worldcompute.runner import Outcome, StartFailed
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
 from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
@@ -37,7 +37,7 @@ from domain.ports.streams import Signal
 from domain.reducer import parse_date
 from domain.use_cases.api_keys import ManageApiKeys
 from domain.use_cases.proxy_world_event import run_topic
-from domain.world import Event, EventRequest, EventType, Run
+from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, Run
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +196,14 @@ class ChildPool:
         child.reader = asyncio.create_task(_read_messages(child))
         try:
             await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT)
-        except (TimeoutError, errors.DomainError, RuntimeError) as error:
+        except StartFailed:
+            await self._forget(child)
+            raise
+        except (TimeoutError, RuntimeError) as error:
             child.kill("it did not start")
             await self._forget(child)
-            raise errors.StorageUnavailable(f"a workflow process did not start: {error}") from None
+            reason = f"within {START_TIMEOUT:g} s" if isinstance(error, TimeoutError) else error
+            raise StartFailed(f"the workflow process did not start: {reason}") from None
         return child
 
     async def _stop(self, child: Child) -> None:
@@ -216,7 +220,7 @@ class ChildPool:
         if child in self._all:
             self._all.discard(child)
             with contextlib.suppress(errors.DomainError):
-                await self._keys.revoke(child.key_id)
+                await self._keys.discard(child.key_id)
             if child.alive:
                 child.kill("forgotten")
             with contextlib.suppress(Exception):
@@ -238,12 +242,31 @@ async def _read_messages(child: Child) -> None:
             )  # fmt: skip
         elif op == "step_done":
             child.step = None
+        elif op == "log":
+            _forward_log(child, message)
         elif op in ("ready", "done") and child.answer is not None and not child.answer.done():
             child.answer.set_result(message)
+        elif op == "failed" and child.answer is not None and not child.answer.done():
+            child.answer.set_exception(
+                StartFailed(str(message.get("message")), message.get("stack"))
+            )
     await child.process.wait()
     if child.answer is not None and not child.answer.done():
         reason = child.kill_reason or _exit_reason(child.process.returncode)
         child.answer.set_exception(RuntimeError(reason))
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
+workflow_log = logging.getLogger("compute_worker.workflow")
+
+
+def _forward_log(child: Child, message: dict[str, Any]) -> None:
+    """A log record of workflow code, into the server's log (never trusted for more)."""
+    level = _LEVELS.get(str(message.get("level")), logging.INFO)
+    workflow_log.log(level, "%s", str(message.get("message"))[:10_000],
+                     extra={"deploymentId": child.deployment_id, "runId": message.get("runId"),
+                            "source": str(message.get("logger"))[:200]})  # fmt: skip
 
 
 async def _forward_stderr(child: Child) -> None:

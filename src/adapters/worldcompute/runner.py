@@ -20,6 +20,17 @@ from adapters.worldcompute.context import WorkflowContext
 CHECK_INTERVAL = 0.2
 
 
+class StartFailed(Exception):
+    """A run's code could not be started: its process did not come up, or its bundle did
+    not load. ``message`` names the file and error for the user; ``stack`` holds only the
+    bundle's own frames."""
+
+    def __init__(self, message: str, stack: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.stack = stack
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: Literal["finished", "parked", "cancelled"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from enum import Enum
 from typing import Any, Protocol
 
 from domain.audit import RequestContext
@@ -31,10 +32,18 @@ class RunWorld(Protocol):
     async def close_stream(self, name: str, run_id: str) -> None: ...
 
 
+class LeaseGrant(Enum):
+    TAKEN = "taken"  # the run had no live owner: new, released, parked, or ours already
+    RECOVERED = "recovered"  # taken over from a worker that stopped renewing it
+
+
 class RunLeases(Protocol):
     """At most one worker executes a run; a lease that is not renewed runs out."""
 
-    async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
+    async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> LeaseGrant | None:
+        """Take the run's lease, or None while another live worker holds it."""
+        ...
+
     async def renew(self, owner: str, run_ids: Sequence[str], ttl_seconds: float) -> None: ...
     async def release(self, run_id: str, owner: str) -> None: ...
     async def park(self, run_id: str, owner: str, until: datetime | None) -> None:
@@ -43,7 +52,8 @@ class RunLeases(Protocol):
         ...
 
     async def orphaned(self, limit: int) -> list[str]:
-        """Runs not yet terminal whose lease is missing or expired."""
+        """Runs not yet terminal whose lease is missing or expired, leaving out those the
+        engine must not try again yet (``ExecutionRecord.next_attempt_at``)."""
         ...
 
 

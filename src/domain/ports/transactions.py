@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from domain.audit import AuditEntry
 from domain.deployments import Deployment
+from domain.execution import ExecutionRecord
 from domain.idempotency import IdempotencyRecord
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
@@ -46,6 +47,10 @@ class Transaction(Protocol):
 
     # streams
     def stream_is_closed(self, name: str) -> bool: ...
+    def open_streams(self, run_id: str) -> list[str]:
+        """Names of the run's streams that are not closed yet."""
+        ...
+
     def append_chunks(
         self, name: str, run_id: str, chunks: Sequence[tuple[str, bytes]], eof_chunk_id: str | None
     ) -> None: ...
@@ -58,6 +63,10 @@ class Transaction(Protocol):
         available_at: datetime,
         key_expires_at: datetime | None,
     ) -> None: ...
+
+    # the engine's count of a run's troubles (domain/execution.py)
+    def get_execution(self, run_id: str) -> ExecutionRecord | None: ...
+    def put_execution(self, record: ExecutionRecord) -> None: ...
 
     # deployments
     def get_deployment(self, deployment_id: str) -> Deployment | None: ...

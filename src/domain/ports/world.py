@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from domain.execution import ExecutionRecord
 from domain.pagination import Page, PageRequest
 from domain.world import Event, Hook, Run, Step
 
@@ -23,3 +24,6 @@ class WorldReader(Protocol):
     async def get_hook(self, hook_id: str) -> Hook | None: ...
     async def get_hook_by_token(self, token: str) -> Hook | None: ...
     async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]: ...
+    async def get_execution(self, run_id: str) -> ExecutionRecord | None:
+        """What the engine counted of the run's failed starts and lost executors."""
+        ...

@@ -50,6 +50,14 @@ class ManageApiKeys:
         await self._keys.create(key, hash_secret(secret))
         return CreatedKey(key, secret)
 
+    async def discard(self, key_id: str) -> None:
+        """Delete a minted key once its holder is gone (it never appears in lists again)."""
+        await self._keys.delete_minted(key_id)
+
+    async def purge_expired(self) -> int:
+        """Delete minted keys whose lifetime ended (holders that died without discarding)."""
+        return await self._keys.purge_expired(self._clock.now())
+
     async def list(self) -> Sequence[ApiKey]:
         return await self._keys.list()
 

@@ -1,5 +1,6 @@
 """CancelRun: ``POST /v1/runs/:id/cancel`` — append ``run_cancelled`` (which disposes
-the run's hooks and clears its waits); the engine sees the event and stops the code."""
+the run's hooks and clears its waits) and close the run's open streams; the engine sees
+the event and stops the code."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from domain.audit import RequestContext, audit_entry
 from domain.ports.clock import Clock
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.use_cases.proxy_world_event import ProxyWorldEvent
+from domain.use_cases.streams import WriteStream
 from domain.world import EventRequest, EventType, Run
 
 
 class CancelRun:
-    def __init__(self, uow: UnitOfWork, clock: Clock, events: ProxyWorldEvent) -> None:
+    def __init__(
+        self, uow: UnitOfWork, clock: Clock, events: ProxyWorldEvent, streams: WriteStream
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._events = events
+        self._streams = streams
 
     async def execute(self, run_id: str, context: RequestContext) -> Run:
         return await self._uow.run(lambda tx: self._cancel(tx, run_id, context))
@@ -31,6 +36,7 @@ class CancelRun:
                 f"Run {run_id} is already {run.status}", {"runId": run_id, "status": run.status}
             )
         result = self._events.record(tx, run_id, EventRequest(EventType.RUN_CANCELLED))
+        self._streams.close_run_streams(tx, run_id)
         tx.append_audit(audit_entry(context, "runs.cancel", 200, self._clock.now(), run_id))
         assert result.run is not None
         return result.run

@@ -3,6 +3,7 @@ touches in one transaction (world.md §2), or change nothing."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from domain import errors, ids
@@ -20,7 +21,7 @@ from domain.reducer import (
     validate_client_run_id,
 )
 from domain.views import strip_event_refs
-from domain.world import EventRequest, EventResult, EventType, ResolveData
+from domain.world import EventRequest, EventResult, EventType, ResolveData, Run
 
 _MAX_DECISIONS = 3  # a lost insert race (run id, hook token) is decided again, once or twice
 
@@ -37,6 +38,13 @@ WAKING_EVENTS = frozenset(
     {EventType.RUN_CANCELLED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
      EventType.HOOK_RECEIVED, EventType.HOOK_DISPOSED}
 )  # fmt: skip
+
+
+_LIFECYCLE = frozenset(
+    {EventType.RUN_STARTED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
+     EventType.RUN_CANCELLED}
+)  # fmt: skip
+runs_log = logging.getLogger("compute_worker.runs")
 
 
 def run_topic(run_id: str) -> str:
@@ -98,6 +106,9 @@ class ProxyWorldEvent:
         tx.insert_events(events)
         if any(event.event_type in WAKING_EVENTS for event in events):
             tx.after_commit(lambda: self._signal.notify(run_topic(run_id)))
+        changed = transition.run
+        if changed is not None and any(event.event_type in _LIFECYCLE for event in events):
+            tx.after_commit(lambda: log_run(changed))
         return EventResult(
             event=events[-1] if events and transition.answer_with_event else None,
             run=transition.answer_run,
@@ -158,3 +169,23 @@ def _write(tx: Transaction, run_id: str, transition: Transition) -> None:
             tx.update_wait(transition.wait)
     if transition.purge_hooks_and_waits:
         tx.delete_hooks_and_waits(run_id)
+
+
+def log_run(run: Run) -> None:
+    """One info line per run start and end, with what an operator looks for."""
+    fields: dict[str, object] = {
+        "runId": run.run_id,
+        "workflowName": run.workflow_name,
+        "deploymentId": run.deployment_id,
+        "status": run.status,
+    }
+    if not run.is_terminal:
+        runs_log.info("run started", extra=fields)
+        return
+    if run.completed_at is not None:
+        began = run.started_at or run.created_at
+        fields["durationMs"] = round((run.completed_at - began).total_seconds() * 1000)
+    if run.error is not None:
+        fields["error"] = run.error.message
+        fields["errorCode"] = run.error.code
+    runs_log.info("run %s", run.status, extra=fields)

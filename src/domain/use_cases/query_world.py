@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from domain import errors
+from domain.execution import ExecutionRecord
 from domain.pagination import Page, PageRequest
 from domain.ports.world import WorldReader
 from domain.views import strip_event_refs
@@ -34,6 +35,10 @@ class QueryWorld:
         if run is None:
             raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
         return run
+
+    async def get_execution(self, run_id: str) -> ExecutionRecord | None:
+        """The engine's count of the run's failed starts and lost executors, if any."""
+        return await self._reader.get_execution(run_id)
 
     async def list_runs(
         self, paging: Paging, workflow_name: str | None = None, status: str | None = None

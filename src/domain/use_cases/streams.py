@@ -83,6 +83,12 @@ class WriteStream:
         tx.append_chunks(name, run_id, rows, eof_id)
         tx.after_commit(lambda: self._signal.notify(stream_topic(name)))
 
+    def close_run_streams(self, tx: Transaction, run_id: str) -> None:
+        """Close every stream of the run still open, inside ``tx`` (the engine does it in
+        the transaction that ends the run, so readers never wait on a finished run)."""
+        for name in tx.open_streams(run_id):
+            self._append(tx, name, run_id, (), True, None)
+
 
 class ReadStream:
     """Live tail: the backlog from ``start_index``, then new chunks until EOF."""
