@@ -247,7 +247,7 @@ class WorkflowContext:
         scope = StepScope(self, spec, step_id, attempt)
         token = current_dispatcher.set(scope)
         self._running_steps += 1
-        self._idle_since = None
+        self._update_idle()
         if self._observer is not None:
             self._observer.step_began(step_id, spec, attempt)
         try:
@@ -257,6 +257,7 @@ class WorkflowContext:
         finally:
             current_dispatcher.reset(token)
             self._running_steps -= 1
+            self._update_idle()
             if self._observer is not None:
                 self._observer.step_ended(step_id)
 
@@ -302,20 +303,20 @@ class WorkflowContext:
     async def next_payload(self, hook: WorkflowHook) -> Any:
         if hook.created is not None:
             await hook.created
-        while True:
-            record = self.history.hooks.get(hook.hook_id)
-            if record is not None and record.conflict:
-                raise HookConflictError(f"another live hook holds the token {hook.token!r}")
-            if record is not None and len(record.payloads) > hook.consumed:
-                hook.consumed += 1
-                return record.payloads[hook.consumed - 1]
-            await self.flush()
-            self._changed.clear()
-            async with self._blocked_on(None):
+        async with self._blocked_on(None):  # once for the whole wait: polls do not reset it
+            while True:
+                record = self.history.hooks.get(hook.hook_id)
+                if record is not None and record.conflict:
+                    raise HookConflictError(f"another live hook holds the token {hook.token!r}")
+                if record is not None and len(record.payloads) > hook.consumed:
+                    hook.consumed += 1
+                    return record.payloads[hook.consumed - 1]
+                await self.flush()
+                self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), self.poll_interval)
-            if not self._changed.is_set():
-                await self.refresh()
+                if not self._changed.is_set():
+                    await self.refresh()
 
     # -- suspension -------------------------------------------------------------------
 
@@ -323,14 +324,20 @@ class WorkflowContext:
     async def _blocked_on(self, wakes_at: datetime | None) -> AsyncIterator[None]:
         marker = object()
         self._blocked[marker] = wakes_at
-        if self._running_steps == 0 and self._idle_since is None:
-            self._idle_since = time.monotonic()
+        self._update_idle()
         try:
             yield
         finally:
             del self._blocked[marker]
-            if not self._blocked:
-                self._idle_since = None
+            self._update_idle()
+
+    def _update_idle(self) -> None:
+        """Idle: some branch waits on a sleep or a hook and no step is running."""
+        idle = bool(self._blocked) and self._running_steps == 0
+        if not idle:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = time.monotonic()
 
     def idle_seconds(self) -> float:
         """How long every branch of the workflow has waited on a sleep or a hook."""
