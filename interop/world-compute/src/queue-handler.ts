@@ -1,10 +1,17 @@
 import { decodeJson } from './codec.js';
 import { verifyDelivery } from './signature.js';
 
+/**
+ * `@workflow/world` brands queue names and message ids (zod `.brand()`); they are
+ * plain strings at run time, typed loosely here so both lines' handler types fit.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type BrandedString = any;
+
 export interface QueueMeta {
   attempt: number;
-  queueName: string;
-  messageId: string;
+  queueName: BrandedString;
+  messageId: BrandedString;
   requestId?: string;
 }
 

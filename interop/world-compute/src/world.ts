@@ -16,7 +16,7 @@ import { createQueueHandler, type QueueHandler } from './queue-handler.js';
  * (checked in test/types.ts).
  */
 type Entity = any;
-type Params = Record<string, unknown> | undefined;
+type Params = Entity;
 type Chunk = string | Uint8Array;
 
 export interface ComputeWorld {
@@ -28,7 +28,7 @@ export interface ComputeWorld {
   queue(
     queueName: string,
     message: unknown,
-    opts?: Record<string, unknown>
+    opts?: Entity
   ): Promise<{ messageId: Entity }>;
   createQueueHandler(prefix: string, handler: QueueHandler): (req: Request) => Promise<Response>;
 
