@@ -162,6 +162,13 @@ const scenarios = {
     const types = await eventTypes(runId);
     expect(types.includes('wait_created') && types.includes('wait_completed'), `events: ${types}`);
   },
+  async stepsAroundSleep() {
+    const runId = await startRun('stepsAroundSleep', [1]);
+    const run = await waitFor(runId, ['completed', 'failed']);
+    expect(run.status === 'completed' && same(run.output, { before: 1, after: 2 }), JSON.stringify(run));
+    const types = await eventTypes(runId);
+    expect(count(types, 'step_started') === 2 && count(types, 'step_completed') === 2, `events: ${types}`);
+  },
   async hookResumedInApp() {
     const token = `in-app-${Date.now()}-${Math.random().toString(36).slice(2)}`;
     const runId = await startRun('hookWaiter', [token]);

@@ -102,3 +102,16 @@ export async function cancellable() {
   await sleep('1h');
   return 'not cancelled';
 }
+
+/**
+ * For crash recovery: a step, a sleep long enough to kill -9 the worker in, a step.
+ * After a restart the run completes; the first step must not start again (one
+ * step_started for it in the log).
+ */
+export async function stepsAroundSleep(seconds: number) {
+  'use workflow';
+  const before = await add(seconds, 0);
+  await sleep(`${seconds}s`);
+  const after = await double(before);
+  return { before, after };
+}
