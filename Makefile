@@ -42,6 +42,7 @@ interop-setup:
 
 interop: $(STAMP) interop-setup
 	cd interop/world-compute && npm test
+	interop/world-testing/queue-check.sh
 	interop/run-all.sh
 
 clean:
