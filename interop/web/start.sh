@@ -6,7 +6,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export WORKFLOW_COMPUTE_URL="${1:?worker URL}" WORKFLOW_COMPUTE_API_KEY="${2:?API key with world:proxy}"
-export PORT="${3:-0}" WORKFLOW_COMPUTE_SPEC_VERSION=3
+export WORKFLOW_WEB_PORT="${3:-0}" WORKFLOW_COMPUTE_SPEC_VERSION=3
+# The UI receives no deliveries: no PORT, so world-compute announces no app URL.
+unset PORT WORKFLOW_COMPUTE_APP_URL
 export WORKFLOW_TARGET_WORLD="$(cd "$here/../world-compute" && pwd)/dist/index.js"
 node_bin="$("$here/../scripts/node-bin.sh")"
 [ -f "$WORKFLOW_TARGET_WORLD" ] || (cd "$here/../world-compute" && npm run build >&2)

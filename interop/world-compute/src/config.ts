@@ -163,7 +163,8 @@ export function resolveConfig(options: ComputeWorldOptions = {}): ResolvedConfig
       const explicit = options.appUrl ?? env('WORKFLOW_COMPUTE_APP_URL');
       if (explicit !== undefined) return explicit.replace(/\/+$/, '');
       const port = env('PORT');
-      return port !== undefined ? `http://localhost:${port}` : undefined;
+      // PORT=0 means "any free port": not an address until the server has listened.
+      return port !== undefined && /^[1-9]\d{0,4}$/.test(port) ? `http://localhost:${port}` : undefined;
     },
     specVersion,
     deliverySecret: options.deliverySecret ?? env('WORKFLOW_COMPUTE_DELIVERY_SECRET'),

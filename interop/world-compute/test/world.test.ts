@@ -295,12 +295,14 @@ describe('queue and deployment', () => {
     expect(call.headers['x-compute-app-url']).toBe('http://localhost:4000');
   });
 
-  it('the app URL defaults to localhost:$PORT, read at call time', async () => {
+  it('the app URL defaults to localhost:$PORT, read at call time (PORT=0 is no address)', async () => {
     const previous = process.env.PORT;
     const bare = createWorld({ url: lane.url, specVersion: 3 });
     lane.on('GET', '/v1/world/deployment-id', { body: { deploymentId: 'd' } });
     try {
       delete process.env.PORT;
+      await bare.getDeploymentId();
+      process.env.PORT = '0';
       await bare.getDeploymentId();
       process.env.PORT = '4321';
       await bare.getDeploymentId();
@@ -312,7 +314,8 @@ describe('queue and deployment', () => {
     const calls = lane.calls('GET', '/v1/world/deployment-id');
     expect(calls[0]!.headers['x-compute-app-url']).toBeUndefined();
     expect(calls[0]!.headers.authorization).toBeUndefined();
-    expect(calls[1]!.headers['x-compute-app-url']).toBe('http://localhost:4321');
+    expect(calls[1]!.headers['x-compute-app-url']).toBeUndefined();
+    expect(calls[2]!.headers['x-compute-app-url']).toBe('http://localhost:4321');
   });
 });
 
