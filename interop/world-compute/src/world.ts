@@ -8,6 +8,7 @@ import {
 import { type ComputeWorldOptions, type ResolvedConfig, resolveConfig } from './config.js';
 import { LaneClient } from './http.js';
 import { createQueueHandler, type QueueHandler } from './queue-handler.js';
+import { monotonicUlid } from './ulid.js';
 
 /**
  * Entities travel as the server sends them (after the codec's normalisation); their
@@ -82,6 +83,9 @@ export interface ComputeWorld {
     context?: Record<string, unknown>
   ): Promise<Uint8Array | undefined>;
 
+  /** A new run id without its `wrun_` prefix (a monotonic ULID), for the 5.0 runtime's `start()`. */
+  createRunId(options?: Readonly<Record<string, unknown>>): string;
+
   close(): Promise<void>;
 }
 
@@ -138,6 +142,7 @@ export function createWorld(options: ComputeWorldOptions = {}): ComputeWorld {
   const config = resolveConfig(options);
   const lane = new LaneClient(config);
   const keys = new KeyCache(config.keyCacheSize);
+  const nextUlid = monotonicUlid();
 
   const appHeaders = (): Record<string, string> => {
     const appUrl = config.appUrl();
@@ -383,6 +388,8 @@ export function createWorld(options: ComputeWorldOptions = {}): ComputeWorld {
         return bytes;
       });
     },
+
+    createRunId: () => nextUlid(),
 
     async close() {
       await lane.close();
