@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean interop-setup interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,22 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/world_events.py
 
+# Workflow DevKit interop (interop/README.md): pinned npm packages, Node 22 from the npm
+# registry when the machine's node is older, Debian's chromium for the web UI check.
+NPM_CI := npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
+
+interop-setup:
+	cd interop/world-compute && $(NPM_CI) && npm run build
+	cd interop/world-testing && $(NPM_CI)
+	cd interop/web && $(NPM_CI)
+	cd interop/app && $(NPM_CI) && PATH="$$(dirname "$$(../scripts/node-bin.sh)"):$$PATH" npx workflow build
+	interop/scripts/ensure-chromium.sh
+
+interop: $(STAMP) interop-setup
+	cd interop/world-compute && npm test
+	interop/world-testing/queue-check.sh
+	interop/run-all.sh
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf interop/*/node_modules interop/world-compute/dist interop/app/.well-known
