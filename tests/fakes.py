@@ -29,10 +29,10 @@ from domain.ports.clock import Clock
 from domain.ports.deployments import DeploymentReader
 from domain.ports.queue import QueueConsumer
 from domain.ports.security import ApiKey, ApiKeyStore
-from domain.ports.streams import StoredChunk, StreamReader
+from domain.ports.streams import StoredChunk, StreamReader, StreamSummary
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.ports.webhooks import SignatureVerifier
-from domain.ports.world import WorldReader
+from domain.ports.world import RunQuery, WorldReader
 from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 T = TypeVar("T")
@@ -340,6 +340,17 @@ def _page(items: Iterable[T], position: Callable[[T], Position], page: PageReque
     return Page(tuple(fetched), cursor, has_more)
 
 
+def _matches(run: Run, query: RunQuery) -> bool:
+    created = to_ms(run.created_at)
+    return (
+        (not query.statuses or run.status in query.statuses)
+        and query.workflow_name in (None, run.workflow_name)
+        and query.deployment_id in (None, run.deployment_id)
+        and (query.created_after is None or created > to_ms(query.created_after))
+        and (query.created_before is None or created < to_ms(query.created_before))
+    )
+
+
 class FakeWorldReader(WorldReader):
     def __init__(self, store: FakeStore) -> None:
         self.store = store
@@ -347,15 +358,9 @@ class FakeWorldReader(WorldReader):
     async def get_run(self, run_id: str) -> Run | None:
         return self.store.runs.get(run_id)
 
-    async def list_runs(
-        self, page: PageRequest, workflow_name: str | None = None, status: str | None = None
-    ) -> Page[Run]:
-        found = [
-            run
-            for run in self.store.runs.values()
-            if (workflow_name is None or run.workflow_name == workflow_name)
-            and (status is None or run.status == status)
-        ]
+    async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]:
+        query = query or RunQuery()
+        found = [run for run in self.store.runs.values() if _matches(run, query)]
         return _page(found, lambda r: Position(to_ms(r.created_at), r.run_id), page)
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step | None:
@@ -423,6 +428,13 @@ class FakeStreamReader(StreamReader):
     async def names_for_run(self, run_id: str) -> list[str]:
         return list(self.store.stream_runs.get(run_id, ()))
 
+    async def run_streams(self, run_id: str) -> list[StreamSummary]:
+        summaries = []
+        for name in self.store.stream_runs.get(run_id, ()):
+            count, done = await self.data_chunk_count(name)
+            summaries.append(StreamSummary(name, count, done))
+        return summaries
+
 
 class FakeQueue(QueueConsumer):
     """Leases measured on ``clock``; a lease that runs out makes the message due again."""
@@ -483,6 +495,21 @@ class FakeDeployments(DeploymentReader):
         if found is None:
             return None
         return replace(found, active=deployment_id == self.store.active_deployment)
+
+    async def list_deployments(self, page: PageRequest) -> Page[Deployment]:
+        active = self.store.active_deployment
+        found = [
+            replace(d, active=d.deployment_id == active) for d in self.store.deployments.values()
+        ]
+        return _page(found, lambda d: Position(to_ms(d.created_at), d.deployment_id), page)
+
+    async def pinned_runs(self, deployment_ids: Sequence[str]) -> dict[str, int]:
+        wanted = set(deployment_ids)
+        pinned: dict[str, int] = {}
+        for run in self.store.runs.values():
+            if run.deployment_id in wanted and not run.is_terminal:
+                pinned[run.deployment_id] = pinned.get(run.deployment_id, 0) + 1
+        return pinned
 
 
 class FakeArtifactStore(ArtifactStore):

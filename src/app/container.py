@@ -41,12 +41,16 @@ from domain.use_cases.cancel_run import CancelRun
 from domain.use_cases.check_health import CheckHealth
 from domain.use_cases.deployments import ActivateDeployment, CreateDeployment, GetDeployment
 from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from domain.use_cases.inspect_run import InspectRun
+from domain.use_cases.list_deployments import ListDeployments
+from domain.use_cases.list_runs import ListRuns
 from domain.use_cases.proxy_world_event import ProxyWorldEvent
 from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.query_world import QueryWorld
 from domain.use_cases.receive_webhook import ReceiveWebhook
 from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
 from domain.use_cases.resume_hook import ResumeHook
+from domain.use_cases.run_streams import RunStreams
 from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from domain.use_cases.trigger_run import TriggerRun
 
@@ -152,6 +156,10 @@ class Container(containers.DeclarativeContainer):
     )
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
+    list_deployments = providers.Singleton(ListDeployments, deployments)
+    list_runs = providers.Singleton(ListRuns, world_reader)
+    inspect_run = providers.Singleton(InspectRun, world_reader)
+    run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, read_stream)
     receive_webhook = providers.Singleton(
         ReceiveWebhook,
         writer,

@@ -50,6 +50,10 @@ class HookNotFound(NotFound):
     kind = "HookNotFoundError"
 
 
+class StreamNotFound(NotFound):
+    code = "stream_not_found"
+
+
 class DeploymentNotFound(NotFound):
     code = "deployment_not_found"
 

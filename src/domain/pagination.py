@@ -17,6 +17,7 @@ T = TypeVar("T")
 SortOrder = Literal["asc", "desc"]
 MAX_LIMIT = 1000
 MAX_STORED_INT = 2**63  # timestamps are BIGINT columns
+MAX_CURSOR_ID = 255  # longer than any stored id
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,10 @@ class PageRequest:
         *,
         default_limit: int,
         default_order: SortOrder,
+        field_prefix: str = "pagination.",
     ) -> PageRequest:
+        """``field_prefix`` names the fields in errors (the public lane's query parameters
+        have none)."""
         order: SortOrder = default_order
         if sort_order == "asc":
             order = "asc"
@@ -50,10 +54,11 @@ class PageRequest:
             order = "desc"
         elif sort_order:
             raise errors.InvalidRequest(
-                "sortOrder must be 'asc' or 'desc'", {"field": "pagination.sortOrder"}
+                "sortOrder must be 'asc' or 'desc'", {"field": f"{field_prefix}sortOrder"}
             )
         size = default_limit if limit is None else min(max(limit, 1), MAX_LIMIT)
-        return cls(limit=size, sort_order=order, after=decode_cursor(cursor) if cursor else None)
+        after = decode_cursor(cursor, f"{field_prefix}cursor") if cursor else None
+        return cls(limit=size, sort_order=order, after=after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +73,17 @@ def encode_cursor(position: Position) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Position:
+def decode_cursor(cursor: str, field: str = "pagination.cursor") -> Position:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, item_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
         position = Position(int(created), item_id)
         if not 0 <= position.created_ms < MAX_STORED_INT:
             raise ValueError("out of range")
+        if len(item_id) > MAX_CURSOR_ID or "\x00" in item_id:
+            raise ValueError("not an id")
         return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise errors.InvalidRequest(
-            "cursor is not one this server issued", {"field": "pagination.cursor"}
+            "cursor is not one this server issued", {"field": field}
         ) from None

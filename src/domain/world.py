@@ -173,6 +173,17 @@ class EventResult:
     events: tuple[Event, ...] | None = None
 
 
+def run_stream_name(run_id: str, name: str) -> str:
+    """Where a run's ``get_writable(name)`` stream is stored: ``strm_<run ULID>_<name>``."""
+    return f"strm_{run_id.removeprefix('wrun_')}_{name}"
+
+
+def short_stream_name(run_id: str, stored: str) -> str:
+    """The name a workflow gave a stream of ``run_id``; other names are kept whole."""
+    prefix = run_stream_name(run_id, "")
+    return stored[len(prefix) :] if stored.startswith(prefix) and stored != prefix else stored
+
+
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
     index: int

@@ -28,7 +28,7 @@ from adapters.sql.schema import active_deployment
 from adapters.system import LocalSignal, SystemClock
 from domain.ids import IdFactory
 from domain.ports.clock import Clock
-from domain.ports.deployments import ActiveDeployment
+from domain.ports.deployments import DeploymentReader
 from domain.ports.queue import QueueConsumer
 from domain.ports.streams import StreamReader
 from domain.ports.transactions import UnitOfWork
@@ -63,7 +63,7 @@ class World:
     uow: UnitOfWork
     reader: WorldReader
     stream_reader: StreamReader
-    deployments: ActiveDeployment
+    deployments: DeploymentReader
     queue: QueueConsumer
     events: ProxyWorldEvent
     query: QueryWorld
@@ -101,7 +101,7 @@ def _build(
     uow: UnitOfWork,
     reader: WorldReader,
     stream_reader: StreamReader,
-    deployments: ActiveDeployment,
+    deployments: DeploymentReader,
     queue: QueueConsumer,
     activate: Callable[[str], Awaitable[None]],
     pass_time: Callable[[float], Awaitable[None]],

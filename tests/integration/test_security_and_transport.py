@@ -114,6 +114,13 @@ class Route:
 PUBLIC_ROUTES = [
     Route("POST", "/v1/runs", "trigger:write", {"workflowName": "echo", "input": [1]}),
     Route("GET", "/v1/runs/{run}", "runs:read"),
+    Route("GET", "/v1/runs?status=running", "runs:read"),
+    Route("GET", "/v1/runs/{run}/steps", "runs:read"),
+    Route("GET", "/v1/runs/{run}/events", "runs:read"),
+    Route("GET", "/v1/runs/{run}/hooks", "runs:read"),
+    Route("GET", "/v1/runs/{run}/streams", "runs:read"),
+    Route("GET", "/v1/runs/{run}/streams/default", "runs:read"),
+    Route("GET", "/v1/deployments", "deploy:read"),
     Route("POST", "/v1/runs/{run}/cancel", "runs:write"),
     Route("POST", "/v1/runs/resume", "runs:write", {"token": "{token}", "payload": 1}),
     Route("GET", "/v1/deployments/{deployment}", "deploy:read"),

@@ -160,6 +160,55 @@ SCHEMAS: dict[str, JsonSchema] = {
             "items": _obj(["name", "steps"], name=STR, steps={"type": "array", "items": STR}),
         },
     ),
+    "PublicStep": _obj(
+        ["runId", "stepId", "stepName", "status", "attempt", "createdAt", "updatedAt"],
+        runId=STR,
+        stepId=STR,
+        stepName=STR,
+        status=STATUS,
+        attempt=INT,
+        input=ANY,
+        output=ANY,
+        error=_ref("StructuredError"),
+        createdAt=DATE,
+        updatedAt=DATE,
+        startedAt=DATE,
+        completedAt=DATE,
+        retryAfter=DATE,
+    ),
+    "PublicEvent": _obj(
+        ["eventId", "runId", "eventType", "createdAt"],
+        eventId=STR,
+        runId=STR,
+        eventType=STR,
+        correlationId=STR,
+        eventData=_obj(),
+        createdAt=DATE,
+    ),
+    "PublicHook": _obj(
+        ["runId", "hookId", "isWebhook", "createdAt"],
+        runId=STR,
+        hookId=STR,
+        token={**STR, "description": "only for keys that also hold runs:write"},
+        metadata=ANY,
+        isWebhook=BOOL,
+        createdAt=DATE,
+    ),
+    "RunStream": _obj(
+        ["name", "chunks", "done"],
+        name={**STR, "description": "the name given to get_writable(), else the stored name"},
+        chunks={**INT, "description": "data chunks written so far"},
+        done={**BOOL, "description": "closed"},
+    ),
+    "DeploymentListing": {
+        "allOf": [
+            _ref("Deployment"),
+            _obj(
+                ["pinnedRuns"],
+                pinnedRuns={**INT, "description": "runs bound to it not yet terminal"},
+            ),
+        ]
+    },
     "Health": _obj(
         ["status", "version", "world", "activeDeploymentId", "checks"],
         status={"enum": ["ok", "degraded"]},
@@ -218,6 +267,91 @@ def _query(name: str, schema: JsonSchema = STR, required: bool = False) -> JsonS
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
+def _listing_params(*extra: JsonSchema) -> list[JsonSchema]:
+    return [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        _query("cursor"),
+        *extra,
+    ]
+
+
+SORT = _query("sortOrder", {"type": "string", "enum": ["asc", "desc"]})
+RESOLVE_PARAM = _query("resolveData", RESOLVE)
+
+
+def _history_paths() -> dict[str, JsonSchema]:
+    """A run's steps, events, hooks and streams; 404 ``run_not_found`` for an unknown run."""
+    run = _path("runId")
+    stream_body = {
+        "text/event-stream": {
+            "schema": {
+                "type": "string",
+                "description": "one event per chunk: `id: <index>`, `data: <base64 of the "
+                'chunk>`; then `event: end` with data `{"nextIndex": n}`',
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }
+    read = _op(
+        "Read one stream of the run live, until it closes or the run has ended",
+        {},
+        "runs:read",
+        None,
+        [
+            run,
+            _path("name"),
+            _query("startIndex", INT),
+            _query("format", {"type": "string", "enum": ["sse", "bytes"]}),
+        ],
+    )
+    read["responses"]["200"] = {"description": "the chunks, as they are written",
+                                "content": stream_body}  # fmt: skip
+    return {
+        "/v1/runs/{runId}/steps": {
+            "get": _op(
+                "A run's steps, oldest first",
+                {200: ("page", _page("PublicStep"))},
+                "runs:read",
+                None,
+                [run, *_listing_params(SORT, RESOLVE_PARAM)],
+            )
+        },
+        "/v1/runs/{runId}/events": {
+            "get": _op(
+                "A run's event log, oldest first",
+                {200: ("page", _page("PublicEvent"))},
+                "runs:read",
+                None,
+                [run, *_listing_params(SORT, RESOLVE_PARAM)],
+            )
+        },
+        "/v1/runs/{runId}/hooks": {
+            "get": _op(
+                "A run's live hooks (tokens only for keys holding runs:write)",
+                {200: ("page", _page("PublicHook"))},
+                "runs:read",
+                None,
+                [run, *_listing_params(SORT)],
+            )
+        },
+        "/v1/runs/{runId}/streams": {
+            "get": _op(
+                "A run's streams",
+                {
+                    200: (
+                        "streams",
+                        _obj(["data"], data={"type": "array", "items": _ref("RunStream")}),
+                    )
+                },
+                "runs:read",
+                None,
+                [run],
+            )
+        },
+        "/v1/runs/{runId}/streams/{name}": {"get": read},
+    }
+
+
 def _public_paths() -> dict[str, JsonSchema]:
     idem = {"name": "Idempotency-Key", "in": "header", "required": True, "schema": STR}
     trigger = _obj(
@@ -246,7 +380,7 @@ def _public_paths() -> dict[str, JsonSchema]:
         "Create a deployment from a bundle",
         {201: ("created", _ref("Deployment")), 422: ("invalid bundle", _ref("Error"))},
         "deploy:write",
-        params=[_query("kind"), _query("entrypoint")],
+        params=[_query("kind"), _query("entrypoint"), _query("metadata")],
     )
     create["requestBody"] = upload
     return {
@@ -259,7 +393,24 @@ def _public_paths() -> dict[str, JsonSchema]:
         "/v1/runs": {
             "post": _op(
                 "Trigger a run", {202: ("accepted", _ref("Run"))}, "trigger:write", trigger, [idem]
-            )
+            ),
+            "get": _op(
+                "List runs, newest first",
+                {200: ("page", _page("Run"))},
+                "runs:read",
+                None,
+                [
+                    _query(
+                        "status",
+                        {"type": "string", "description": "one or several, comma-separated"},
+                    ),
+                    _query("workflowName"),
+                    _query("deploymentId"),
+                    _query("createdAfter", DATE),
+                    _query("createdBefore", DATE),
+                    *_listing_params(RESOLVE_PARAM),
+                ],
+            ),
         },
         "/v1/runs/{runId}": {
             "get": _op(
@@ -292,7 +443,16 @@ def _public_paths() -> dict[str, JsonSchema]:
                 _obj(["token"], token=STR, payload=ANY),
             )
         },
-        "/v1/deployments": {"post": create},
+        "/v1/deployments": {
+            "post": create,
+            "get": _op(
+                "List deployments, newest first",
+                {200: ("page", _page("DeploymentListing"))},
+                "deploy:read",
+                None,
+                _listing_params(),
+            ),
+        },
         "/v1/deployments/{deploymentId}": {
             "get": _op(
                 "Read a deployment (`active` names the active one)",
@@ -547,7 +707,7 @@ def document(version: str) -> JsonSchema:
             "description": "Durable workflows for the Workflow Studio, with a Workflow "
             "DevKit compatible World (/v1/world, /v1/queue).",
         },
-        "paths": {**_public_paths(), **_world_paths()},
+        "paths": {**_public_paths(), **_history_paths(), **_world_paths()},
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -3,19 +3,26 @@ Handlers parse, call one use case, render."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Collection
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters import bundles
 from adapters.http import openapi, wire
 from adapters.http.auth import public, request_context, requires
-from adapters.http.wire import JSONResponse, field, read_object, resolve_data
+from adapters.http.sse import sse_events
+from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
 from domain import errors
 from domain.deployments import MAX_BUNDLE_BYTES, Deployment
 from domain.use_cases.deployments import NewDeployment
+from domain.use_cases.inspect_run import HistoryPage
+from domain.use_cases.list_deployments import DeploymentListing
+from domain.use_cases.list_runs import RunFilter
 from domain.use_cases.trigger_run import Trigger
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
@@ -107,7 +114,7 @@ async def _new_deployment(request: Request) -> NewDeployment:
             else bundles.files_from_targz(raw)
         )  # fmt: skip
         manifest = bundles.read_manifest(files)
-        metadata = manifest.get("metadata")
+        metadata = _metadata_param(request) or manifest.get("metadata")
         return NewDeployment(
             kind=request.query_params.get("kind") or manifest.get("kind") or "python",
             files=files,
@@ -126,6 +133,20 @@ async def _new_deployment(request: Request) -> NewDeployment:
         entrypoint=field(body, "entrypoint", str),
         metadata=field(body, "metadata", dict),
     )
+
+
+def _metadata_param(request: Request) -> dict[str, Any] | None:
+    """``?metadata=<JSON object>`` for bundle uploads (wins over the manifest's table)."""
+    raw = request.query_params.get("metadata")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise errors.InvalidRequest("metadata must be a JSON object", {"field": "metadata"})
+    return value
 
 
 def _deployment_response(deployment: Deployment, status: int = 200) -> Response:
@@ -157,6 +178,169 @@ async def get_deployment(request: Request) -> Response:
     return _deployment_response(deployment)
 
 
+# -- listings and a run's history -----------------------------------------------------------
+
+
+def _only(request: Request, allowed: Collection[str]) -> None:
+    """Unknown query parameters are refused, so that a misspelt filter is not ignored."""
+    for name in request.query_params:
+        if name not in allowed:
+            raise errors.InvalidRequest(
+                f"unknown query parameter {name!r}; known: {', '.join(sorted(allowed))}",
+                {"field": name},
+            )
+
+
+def _date_param(request: Request, name: str) -> datetime | None:
+    """An ISO-8601 date or time; without an offset it is taken as UTC."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise errors.InvalidRequest(
+            f"{name} must be an ISO-8601 date-time such as 2026-11-24T14:41:27Z",
+            {"field": name},
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _statuses(request: Request) -> tuple[str, ...]:
+    """``status=a,b`` and ``status=a&status=b`` alike."""
+    return tuple(
+        item.strip()
+        for raw in request.query_params.getlist("status")
+        for item in raw.split(",")
+        if item.strip()
+    )
+
+
+def _history_page(request: Request) -> HistoryPage:
+    return HistoryPage(
+        limit=int_param(request, "limit"),
+        cursor=request.query_params.get("cursor") or None,
+        sort_order=request.query_params.get("sortOrder") or None,
+    )
+
+
+RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "createdBefore")
+PAGING = ("limit", "cursor")
+
+
+@requires("runs:read")
+async def list_runs(request: Request) -> Response:
+    _only(request, (*RUN_FILTERS, *PAGING, "resolveData"))
+    params = request.query_params
+    resolve = resolve_data(params.get("resolveData"))
+    command = RunFilter(
+        statuses=_statuses(request),
+        workflow_name=params.get("workflowName") or None,
+        deployment_id=params.get("deploymentId") or None,
+        created_after=_date_param(request, "createdAfter"),
+        created_before=_date_param(request, "createdBefore"),
+        limit=int_param(request, "limit"),
+        cursor=params.get("cursor") or None,
+    )
+    page = await request.state.container.list_runs().execute(command)
+    return JSONResponse(wire.page_wire(page, lambda run: wire.public_run_wire(run, resolve)))
+
+
+@requires("runs:read")
+async def list_run_steps(request: Request) -> Response:
+    _only(request, (*PAGING, "sortOrder", "resolveData"))
+    resolve = resolve_data(request.query_params.get("resolveData"))
+    page = await request.state.container.inspect_run().steps(
+        request.path_params["run_id"], _history_page(request)
+    )
+    return JSONResponse(wire.page_wire(page, lambda step: wire.public_step_wire(step, resolve)))
+
+
+@requires("runs:read")
+async def list_run_events(request: Request) -> Response:
+    _only(request, (*PAGING, "sortOrder", "resolveData"))
+    resolve = resolve_data(request.query_params.get("resolveData"))
+    page = await request.state.container.inspect_run().events(
+        request.path_params["run_id"], _history_page(request), resolve
+    )
+    return JSONResponse(wire.page_wire(page, wire.public_event_wire))
+
+
+@requires("runs:read")
+async def list_run_hooks(request: Request) -> Response:
+    _only(request, (*PAGING, "sortOrder"))
+    found = await request.state.container.inspect_run().hooks(
+        request.path_params["run_id"], _history_page(request), request.state.api_key
+    )
+    return JSONResponse(
+        wire.page_wire(found.page, lambda hook: wire.public_hook_wire(hook, found.tokens_visible))
+    )
+
+
+@requires("runs:read")
+async def list_run_streams(request: Request) -> Response:
+    _only(request, ())
+    streams = await request.state.container.run_streams().describe(request.path_params["run_id"])
+    return JSONResponse(
+        {"data": [{"name": s.name, "chunks": s.chunks, "done": s.done} for s in streams]}
+    )
+
+
+STREAM_FORMATS = ("sse", "bytes")
+SSE_TYPE = "text/event-stream"
+
+
+def _wants_sse(request: Request) -> bool:
+    chosen = request.query_params.get("format")
+    if chosen:
+        if chosen not in STREAM_FORMATS:
+            raise errors.InvalidRequest(
+                f"format must be one of {', '.join(STREAM_FORMATS)}", {"field": "format"}
+            )
+        return chosen == "sse"
+    return SSE_TYPE in request.headers.get("accept", "")
+
+
+def _start_index(request: Request, sse: bool) -> int:
+    """``startIndex``; an SSE client reconnecting with ``Last-Event-ID`` resumes after it."""
+    last = request.headers.get("last-event-id", "").strip()
+    if sse and last.isascii() and last.isdigit() and len(last) < 19:
+        return int(last) + 1
+    return int_param(request, "startIndex") or 0
+
+
+async def _data_only(chunks: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[bytes]:
+    async for _, data in chunks:
+        yield data
+
+
+@requires("runs:read")
+async def read_run_stream(request: Request) -> Response:
+    _only(request, ("startIndex", "format"))
+    sse = _wants_sse(request)
+    start = _start_index(request, sse)
+    chunks = await request.state.container.run_streams().open(
+        request.path_params["run_id"], request.path_params["name"], start
+    )
+    if sse:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(sse_events(chunks, start), media_type=SSE_TYPE, headers=headers)
+    return StreamingResponse(_data_only(chunks), media_type="application/octet-stream")
+
+
+def _listing_wire(listing: DeploymentListing) -> dict[str, Any]:
+    return {**wire.deployment_wire(listing.deployment), "pinnedRuns": listing.pinned_runs}
+
+
+@requires("deploy:read")
+async def list_deployments(request: Request) -> Response:
+    _only(request, PAGING)
+    page = await request.state.container.list_deployments().execute(
+        int_param(request, "limit"), request.query_params.get("cursor") or None
+    )
+    return JSONResponse(wire.page_wire(page, _listing_wire))
+
+
 @public
 async def receive_webhook(request: Request) -> Response:
     body = await wire.read_bytes(request, request.state.settings.max_body_bytes)
@@ -176,10 +360,17 @@ ROUTES = [
     Route("/v1/health", health, methods=["GET"]),
     Route("/v1/openapi.json", public(openapi.openapi), methods=["GET"]),
     Route("/v1/runs", trigger_run, methods=["POST"]),
+    Route("/v1/runs", list_runs, methods=["GET"]),
     Route("/v1/runs/resume", resume_run, methods=["POST"]),
     Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
     Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/steps", list_run_steps, methods=["GET"]),
+    Route("/v1/runs/{run_id}/events", list_run_events, methods=["GET"]),
+    Route("/v1/runs/{run_id}/hooks", list_run_hooks, methods=["GET"]),
+    Route("/v1/runs/{run_id}/streams", list_run_streams, methods=["GET"]),
+    Route("/v1/runs/{run_id}/streams/{name:path}", read_run_stream, methods=["GET"]),
     Route("/v1/deployments", create_deployment, methods=["POST"]),
+    Route("/v1/deployments", list_deployments, methods=["GET"]),
     Route("/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
     Route("/v1/deployments/{deployment_id}/activate", activate_deployment, methods=["POST"]),
     Route("/v1/webhooks/{provider}", receive_webhook, methods=["POST"]),

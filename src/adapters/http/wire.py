@@ -115,6 +115,27 @@ def execution_wire(record: ExecutionRecord, policy: RetryPolicy) -> dict[str, An
     return out
 
 
+def public_step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
+    out = step_wire(step, resolve)
+    del out["specVersion"]
+    return out
+
+
+def public_event_wire(event: Event) -> dict[str, Any]:
+    out = event_wire(event)
+    del out["specVersion"]
+    return out
+
+
+def public_hook_wire(hook: Hook, with_token: bool) -> dict[str, Any]:
+    """A live hook; its token (a capability to resume the run) only ``with_token``."""
+    out: dict[str, Any] = {"runId": hook.run_id, "hookId": hook.hook_id}
+    if with_token:
+        out["token"] = hook.token
+    out.update(metadata=hook.metadata, isWebhook=hook.is_webhook, createdAt=iso(hook.created_at))
+    return out
+
+
 def deployment_wire(deployment: Deployment) -> dict[str, Any]:
     return {
         "deploymentId": deployment.deployment_id,

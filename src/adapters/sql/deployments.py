@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import rows
-from adapters.sql.reads import run_read
-from adapters.sql.schema import active_deployment, deployments
+from adapters.sql.reads import paged, run_read
+from adapters.sql.schema import active_deployment, deployments, runs
 from domain.deployments import Deployment
+from domain.pagination import Page, PageRequest
 from domain.ports.deployments import DeploymentReader
+from domain.world import RUN_STATUSES, TERMINAL_RUN_STATUSES
+
+LIVE_STATUSES = tuple(s for s in RUN_STATUSES if s not in TERMINAL_RUN_STATUSES)
 
 ACTIVE_SLOT = 1
 _ACTIVE = select(active_deployment.c.deployment_id).where(active_deployment.c.slot == ACTIVE_SLOT)
@@ -30,5 +37,30 @@ class SqlDeployments(DeploymentReader):
             row = conn.execute(query).first()
             active = conn.execute(_ACTIVE).scalar()
             return None if row is None else rows.deployment_from(row, active)
+
+        return await run_read(self._engine, fetch)
+
+    async def list_deployments(self, page: PageRequest) -> Page[Deployment]:
+        def fetch(conn: Connection) -> Page[Deployment]:
+            active = conn.execute(_ACTIVE).scalar()
+
+            def mapper(row: Any) -> Deployment:
+                return rows.deployment_from(row, active)
+
+            return paged(conn, deployments, "deployment_id", [], page, mapper)
+
+        return await run_read(self._engine, fetch)
+
+    async def pinned_runs(self, deployment_ids: Sequence[str]) -> dict[str, int]:
+        if not deployment_ids:
+            return {}
+        query = (
+            select(runs.c.deployment_id, func.count())
+            .where(runs.c.status.in_(LIVE_STATUSES), runs.c.deployment_id.in_(deployment_ids))
+            .group_by(runs.c.deployment_id)
+        )
+
+        def fetch(conn: Connection) -> dict[str, int]:
+            return {deployment_id: int(count) for deployment_id, count in conn.execute(query)}
 
         return await run_read(self._engine, fetch)

@@ -26,8 +26,8 @@ from adapters.sql.schema import (
 )
 from domain.execution import ExecutionRecord
 from domain.pagination import Page, PageRequest, Position, encode_cursor
-from domain.ports.streams import StoredChunk, StreamReader
-from domain.ports.world import WorldReader
+from domain.ports.streams import StoredChunk, StreamReader, StreamSummary
+from domain.ports.world import RunQuery, WorldReader
 from domain.world import Event, Hook, Run, Step
 
 T = TypeVar("T")
@@ -70,6 +70,21 @@ def paged(
     return Page(tuple(mapper(row) for row in fetched), cursor, has_more)
 
 
+def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if query.statuses:
+        where.append(runs.c.status.in_(query.statuses))
+    if query.workflow_name is not None:
+        where.append(runs.c.workflow_name == query.workflow_name)
+    if query.deployment_id is not None:
+        where.append(runs.c.deployment_id == query.deployment_id)
+    if query.created_after is not None:
+        where.append(runs.c.created_ms > rows.to_ms(query.created_after))
+    if query.created_before is not None:
+        where.append(runs.c.created_ms < rows.to_ms(query.created_before))
+    return where
+
+
 class SqlWorldReader(WorldReader):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -84,14 +99,8 @@ class SqlWorldReader(WorldReader):
     async def get_run(self, run_id: str) -> Run | None:
         return await self._one(select(runs).where(runs.c.run_id == run_id), rows.run_from)
 
-    async def list_runs(
-        self, page: PageRequest, workflow_name: str | None = None, status: str | None = None
-    ) -> Page[Run]:
-        where = []
-        if workflow_name is not None:
-            where.append(runs.c.workflow_name == workflow_name)
-        if status is not None:
-            where.append(runs.c.status == status)
+    async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]:
+        where = _run_filters(query or RunQuery())
         return await run_read(
             self._engine, lambda conn: paged(conn, runs, "run_id", where, page, rows.run_from)
         )
@@ -207,5 +216,31 @@ class SqlStreamReader(StreamReader):
 
         def fetch(conn: Connection) -> list[str]:
             return [row.name for row in conn.execute(query)]
+
+        return await run_read(self._engine, fetch)
+
+    async def run_streams(self, run_id: str) -> list[StreamSummary]:
+        chunk = stream_chunks.alias("chunk")
+        is_data = and_(
+            chunk.c.name == stream_runs.c.name,
+            chunk.c.eof.is_(False),
+            func.length(chunk.c.data) > 0,
+        )
+        closed = and_(chunk.c.name == stream_runs.c.name, chunk.c.eof.is_(True))
+        query = (
+            select(
+                stream_runs.c.name,
+                select(func.count()).select_from(chunk).where(is_data).scalar_subquery(),
+                exists().where(closed),
+            )
+            .where(stream_runs.c.run_id == run_id)
+            .order_by(stream_runs.c.created_ms, stream_runs.c.name)
+        )
+
+        def fetch(conn: Connection) -> list[StreamSummary]:
+            return [
+                StreamSummary(name, int(count), bool(done))
+                for name, count, done in conn.execute(query)
+            ]
 
         return await run_read(self._engine, fetch)

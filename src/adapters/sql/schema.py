@@ -41,6 +41,7 @@ runs = Table(
     Index("ix_runs_created", "created_ms", "run_id"),
     Index("ix_runs_workflow", "workflow_name", "created_ms", "run_id"),
     Index("ix_runs_status", "status", "created_ms", "run_id"),
+    Index("ix_runs_deployment", "deployment_id", "created_ms", "run_id"),
 )
 
 steps = Table(
@@ -164,6 +165,7 @@ deployments = Table(
     Column("workflows", Text, nullable=False),
     Column("metadata", Text),
     Column("created_ms", BigInteger, nullable=False),
+    Index("ix_deployments_created", "created_ms", "deployment_id"),
 )
 
 active_deployment = Table(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from domain.deployments import Deployment
+from domain.pagination import Page, PageRequest
 
 
 class ActiveDeployment(Protocol):
@@ -14,4 +16,12 @@ class ActiveDeployment(Protocol):
 class DeploymentReader(ActiveDeployment, Protocol):
     async def get(self, deployment_id: str) -> Deployment | None:
         """The deployment with ``active`` telling whether the pointer names it."""
+        ...
+
+    async def list_deployments(self, page: PageRequest) -> Page[Deployment]:
+        """Deployments in ``(createdAt, id)`` order, each with ``active`` set."""
+        ...
+
+    async def pinned_runs(self, deployment_ids: Sequence[str]) -> dict[str, int]:
+        """How many runs not yet terminal each deployment holds (absent: none)."""
         ...

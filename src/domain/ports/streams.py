@@ -15,6 +15,15 @@ class StoredChunk:
     eof: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One stream of a run: its stored name, data chunks so far, whether it is closed."""
+
+    name: str
+    chunks: int
+    done: bool
+
+
 class StreamReader(Protocol):
     async def chunks_after(self, name: str, after_seq: int, limit: int) -> list[StoredChunk]: ...
     async def data_chunk_count(self, name: str) -> tuple[int, bool]:
@@ -28,6 +37,9 @@ class StreamReader(Protocol):
         ...
 
     async def names_for_run(self, run_id: str) -> list[str]: ...
+    async def run_streams(self, run_id: str) -> list[StreamSummary]:
+        """Every stream written for the run, oldest first, in one read."""
+        ...
 
 
 class Subscription(Protocol):

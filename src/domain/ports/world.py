@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from domain.execution import ExecutionRecord
@@ -9,11 +11,21 @@ from domain.pagination import Page, PageRequest
 from domain.world import Event, Hook, Run, Step
 
 
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Filters of a run listing; every one given must hold. ``created_after`` and
+    ``created_before`` are exclusive bounds."""
+
+    statuses: tuple[str, ...] = ()
+    workflow_name: str | None = None
+    deployment_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
 class WorldReader(Protocol):
     async def get_run(self, run_id: str) -> Run | None: ...
-    async def list_runs(
-        self, page: PageRequest, workflow_name: str | None = None, status: str | None = None
-    ) -> Page[Run]: ...
+    async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]: ...
     async def get_step(self, run_id: str | None, step_id: str) -> Step | None: ...
     async def list_steps(self, run_id: str, page: PageRequest) -> Page[Step]: ...
     async def get_event(self, run_id: str, event_id: str) -> Event | None: ...

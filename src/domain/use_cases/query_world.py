@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from domain import errors
 from domain.execution import ExecutionRecord
 from domain.pagination import Page, PageRequest
-from domain.ports.world import WorldReader
+from domain.ports.world import RunQuery, WorldReader
 from domain.views import strip_event_refs
 from domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
 
@@ -51,7 +51,8 @@ class QueryWorld:
             paging.limit, paging.cursor, paging.sort_order,
             default_limit=RUNS_PAGE, default_order="desc",
         )  # fmt: skip
-        return await self._reader.list_runs(page, workflow_name, status)
+        query = RunQuery(statuses=() if status is None else (status,), workflow_name=workflow_name)
+        return await self._reader.list_runs(page, query)
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step:
         step = await self._reader.get_step(run_id, step_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from domain import errors, ids
 from domain.audit import RequestContext, audit_entry
@@ -23,6 +23,7 @@ from domain.world import MAX_NAME, MAX_RUN_ID, StreamChunk, StreamChunkPage, Str
 READ_BATCH = 500
 DEFAULT_CHUNK_PAGE = 100
 MAX_CHUNK_PAGE = 1000
+ENDED_CHECK_SECONDS = 1.0
 
 
 def stream_topic(name: str) -> str:
@@ -99,15 +100,28 @@ class ReadStream:
         self._poll_interval = poll_interval
 
     async def read(self, name: str, start_index: int = 0) -> AsyncIterator[bytes]:
+        async for _, data in self.read_indexed(name, start_index):
+            yield data
+
+    async def read_indexed(
+        self,
+        name: str,
+        start_index: int = 0,
+        ended: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """``(index, chunk)`` pairs. With ``ended``, the tail also stops once ``ended()``
+        says no more chunks can come (it is asked about once a second while idle) and
+        the chunks committed until then are read."""
         if not name:
             raise errors.InvalidRequest("name must be a non-empty string", {"field": "name"})
         subscription = self._signal.subscribe(stream_topic(name))  # before the backlog read
+        idle_checks = max(1, round(ENDED_CHECK_SECONDS / self._poll_interval))
         try:
-            skip = start_index
+            index = start_index
             if start_index < 0:
                 count, _ = await self._reader.data_chunk_count(name)
-                skip = max(0, count + start_index)
-            after = 0
+                index = max(0, count + start_index)
+            skip, after, quiet, finishing = index, 0, 0, False
             while True:
                 batch = await self._reader.chunks_after(name, after, READ_BATCH)
                 for chunk in batch:
@@ -119,9 +133,17 @@ class ReadStream:
                     if skip > 0:
                         skip -= 1
                         continue
-                    yield chunk.data
-                if len(batch) < READ_BATCH:
-                    await subscription.wait(self._poll_interval)
+                    yield index, chunk.data
+                    index += 1
+                if len(batch) == READ_BATCH:
+                    continue
+                if finishing:
+                    return
+                if await subscription.wait(self._poll_interval) or ended is None:
+                    continue
+                quiet += 1
+                if (quiet - 1) % idle_checks == 0:
+                    finishing = await ended()  # then one more read catches the last chunks
         finally:
             subscription.close()
 
