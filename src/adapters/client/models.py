@@ -39,6 +39,18 @@ class RunError(Model):
     code: str | None = None
 
 
+class RunExecution(Model):
+    """Present on ``runs.get`` while the engine retries a run that does not get anywhere."""
+
+    start_attempts: int | None = None
+    max_start_attempts: int | None = None
+    lost_executors: int | None = None
+    max_lost_executors: int | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
 class Run(Result):
     run_id: str
     status: RunStatus
@@ -52,6 +64,7 @@ class Run(Result):
     updated_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    execution: RunExecution | None = None
 
     @property
     def is_terminal(self) -> bool:
