@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
-from compute_worker.client import Client, ComputeClientError
+from compute_worker.client import Client, ComputeClientError, Hook
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,6 +31,17 @@ def api_key(given: str | None) -> str | None:
         return os.environ["COMPUTE_WORKER_API_KEY"]
     dev_key = Path("data/dev-api-key")
     return dev_key.read_text().strip() if dev_key.is_file() else None
+
+
+def wait_for_hook(cw: Client, run_id: str, within: float = 30.0) -> Hook:
+    deadline = time.monotonic() + within
+    while True:
+        hooks = cw.runs.hooks(run_id)
+        if hooks:
+            return hooks[0]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run {run_id} created no hook within {within} s")
+        time.sleep(0.1)
 
 
 def main() -> int:
@@ -53,7 +65,7 @@ def main() -> int:
                 print("  progress:", chunk.decode().rstrip())
                 if b"waiting for approval" in chunk:
                     break
-        (hook,) = cw.runs.hooks(run.run_id)
+        hook = wait_for_hook(cw, run.run_id)  # the run creates it right after saying so
         print(f"the run waits on hook {hook.hook_id} (token {hook.token})")
         cw.hooks.resume(hook.token or f"approve:{order}", {"approved": True, "by": "quickstart"})
 
