@@ -251,7 +251,10 @@ async def test_unknown_route_and_wrong_method(api_server: PublicServer) -> None:
             response = await client.get("/v1/nothing-here")
             assert_error(response, 404, "not_found")
             assert is_uuid4(response.headers[CORRELATION_HEADER])
-        assert_error(await api.get("/v1/runs"), 405, "method_not_allowed")
+        assert_error(
+            await api.put("/v1/runs"), 405, "method_not_allowed"
+        )  # GET lists, POST triggers
+        assert_error(await api.post("/v1/runs/wrun_x/steps"), 405, "method_not_allowed")
         assert_error(await api.delete("/v1/runs/wrun_x"), 405, "method_not_allowed")
         assert_error(await api.put("/v1/deployments"), 405, "method_not_allowed")
         assert_error(await anon.post("/v1/health"), 405, "method_not_allowed")
