@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -19,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -121,7 +119,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _dev_key(settings: Settings) -> SeedKey:
     """A development key with every scope, kept in the data folder across restarts."""
-    path = settings.data_dir / "dev-api-key"
+    path = settings.dev_key_path
     secret = path.read_text().strip() if path.exists() else ""
     if not secret:  # none yet, or a crash left the file empty: write it whole, then rename
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +137,7 @@ def _dev_key(settings: Settings) -> SeedKey:
 async def _serve(settings: Settings, dev: bool) -> None:
     if dev:
         dev_key = await asyncio.to_thread(_dev_key, settings)
-        settings = dataclasses.replace(settings, seed_api_keys=(*settings.seed_api_keys, dev_key))
+        settings = settings.model_copy(update={"seed_api_keys": (*settings.seed_api_keys, dev_key)})
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     print(f"compute-worker listening on {handle.url}", flush=True)
@@ -180,7 +178,7 @@ async def _ensure_demo(url: str, key: str) -> str:
 async def _migrate(settings: Settings) -> None:
     async with Runtime(settings):
         pass
-    print(f"database at the latest schema: {Path(settings.database_path)}"
+    print(f"database at the latest schema: {settings.sqlite_path}"
           if settings.database_url is None else "database at the latest schema")  # fmt: skip
 
 
@@ -229,7 +227,7 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.load(_options(args))
+        settings = Settings.load(_options(args), origin="flag")
         if args.command == "serve":
             check_target_world(settings)
     except (SettingsError, StartupRefused) as exc:

@@ -198,7 +198,7 @@ async def test_migrate_creates_the_schema_in_a_fresh_postgres_database(
         (["serve", "--seed-api-keys", '[{"key": "short", "scopes": ["runs:read"]}]'], "key"),
         (["serve", "--webhook-providers", '{"gh": {"scheme": "smtp"}}'], "scheme"),
         (["serve", "--worldcompute", "cloud"], "--worldcompute"),
-        (["serve", "--rate-limit-per-minute", "-1"], "rate_limit_per_minute"),
+        (["serve", "--rate-limit-per-minute", "-1"], "--rate-limit-per-minute must be"),
         (["migrate", "--no-such-flag"], "--no-such-flag"),
     ],
 )
