@@ -22,11 +22,13 @@ from typing import Any
 
 import httpx
 
+from app.errors import StartupError
 from app.guards import StartupRefused, check_target_world
 from app.logs import configure_logging
 from app.runtime import Runtime
 from app.server import ComputeWorkerServer
 from app.settings import Settings, SettingsError
+from app.startup import prepare_storage
 from domain.api_keys import ALL_SCOPES, new_secret
 from domain.errors import DomainError
 from domain.ports.audit import AuditQuery
@@ -136,6 +138,7 @@ def _dev_key(settings: Settings) -> SeedKey:
 
 async def _serve(settings: Settings, dev: bool) -> None:
     if dev:
+        await asyncio.to_thread(prepare_storage, settings)
         dev_key = await asyncio.to_thread(_dev_key, settings)
         settings = settings.model_copy(update={"seed_api_keys": (*settings.seed_api_keys, dev_key)})
     server = ComputeWorkerServer(settings)
@@ -242,7 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         asyncio.run(commands[args.command]())
-    except (DomainError, SettingsError) as exc:
-        print(f"compute-worker: {getattr(exc, 'message', exc)}", file=sys.stderr)
+    except StartupError as exc:  # the environment refused: exit 3 (2 for a bad setting)
+        print(f"compute-worker: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except DomainError as exc:
+        print(f"compute-worker: {exc.message}", file=sys.stderr)
         return 1
     return 0
