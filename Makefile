@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean settings-doc
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# rewrite README.md's Configuration table from the settings definition (src/app/settings.py)
+settings-doc: $(STAMP)
+	$(BIN)/python -m app.settings_doc --write README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/world_events.py
