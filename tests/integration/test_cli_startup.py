@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .engine_fixtures import eventually, read_lines
+from .engine_fixtures import REPO, eventually, read_lines
 from .public_fixtures import cli_env
 
 CLI = str(Path(sys.executable).with_name("compute-worker"))
@@ -364,3 +364,47 @@ async def test_a_missing_tls_certificate_exits_3(home: Path) -> None:
         result, 3, f"cannot load the TLS certificate {home / 'missing.pem'}: no such file",
         "--certfile / COMPUTE_WORKER_CERTFILE",
     )  # fmt: skip
+
+
+# -- make run --------------------------------------------------------------------------------
+
+
+async def test_make_run_takes_port_host_and_extra_flags(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "make-data"
+    out, err = tmp_path / "make.out", tmp_path / "make.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            "make", "--no-print-directory", "run", f"PORT={port}", "HOST=127.0.0.1",
+            f"ARGS=--data-dir {data} --worldcompute local",
+            cwd=REPO, env={**cli_env(), "PYTHONUNBUFFERED": "1"},
+            stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+
+        async def listening() -> str | None:
+            for line in read_lines(out):
+                if line.startswith("compute-worker listening on "):
+                    return line
+            if process.returncode is not None:
+                raise AssertionError(f"make run exited: {out.read_text()}{err.read_text()}")
+            return None
+
+        line = await eventually(listening, 60, "make run to listen", interval=0.1)
+        assert line == f"compute-worker listening on http://127.0.0.1:{port}"
+        assert f"data directory: {data}" in read_lines(out)
+        assert (data / "dev-api-key").exists()
+        started = [json.loads(x) for x in read_lines(err) if '"compute-worker started"' in x]
+        assert started and started[0]["worldcompute"] == "local"
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+    assert "compute-worker stopped" in err.read_text()
