@@ -11,6 +11,8 @@ Serving (options: see the README; each is also ``COMPUTE_WORKER_<NAME>`` and a f
         create_compute_worker,          # -> ASGI app (Starlette)
         create_compute_worker_server,   # -> server object, not yet listening
         start_compute_worker_server,    # -> awaits until listening; handle with url, close()
+        StartupError,                   # what they raise when the server cannot start
+        SettingsError,                  # ... because of a bad option (a StartupError)
     )
 
 The server half is imported on first use, so workflow bundles importing the
@@ -33,6 +35,7 @@ from adapters.worldcompute.authoring import (
     step,
     workflow,
 )
+from app.errors import SettingsError, StartupError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -43,6 +46,8 @@ __all__ = [
     "FatalError",
     "HookConflictError",
     "RetryableError",
+    "SettingsError",
+    "StartupError",
     "StepFailedError",
     "create_compute_worker",
     "create_compute_worker_server",
@@ -57,7 +62,8 @@ __all__ = [
 
 
 def create_compute_worker(**options: Any) -> Starlette:
-    """The ASGI application; the database opens and the engine starts in its lifespan."""
+    """The ASGI application; the database opens and the engine starts in its lifespan
+    (which raises ``StartupError`` when it cannot). Bad options: ``SettingsError``."""
     from app.server import create_app
     from app.settings import Settings
 
@@ -73,5 +79,7 @@ def create_compute_worker_server(**options: Any) -> ComputeWorkerServer:
 
 
 async def start_compute_worker_server(**options: Any) -> ServerHandle:
-    """Start serving in the background; returns once connections are accepted."""
+    """Start serving in the background; returns once connections are accepted, or raises
+    ``StartupError`` with one line saying what is wrong (port taken, database
+    unreachable, data directory unusable) and what to do."""
     return await create_compute_worker_server(**options).start()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import SettingsError, StartupError
 from compute_worker import (
+    SettingsError,
+    StartupError,
     create_compute_worker,
     create_compute_worker_server,
     start_compute_worker_server,
