@@ -35,11 +35,11 @@ from adapters.worldcompute.authoring import (
     step,
     workflow,
 )
-from app.errors import SettingsError, StartupError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from app.errors import SettingsError, StartupError
     from app.server import ComputeWorkerServer, ServerHandle
 
 __all__ = [
@@ -59,6 +59,17 @@ __all__ = [
     "step",
     "workflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``StartupError`` and ``SettingsError`` on first use: a bundle imports this module
+    with its own folder first on ``sys.path``, where a package of its own may be
+    called ``app``, so nothing of the server half is imported eagerly."""
+    if name in ("StartupError", "SettingsError"):
+        from app import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def create_compute_worker(**options: Any) -> Starlette:
