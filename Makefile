@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean interop-setup interop
+# `make run PORT=9090 HOST=0.0.0.0 ARGS='--worldcompute local'`: HOST and PORT count only
+# when given on the make command line (a shell's own HOST or PORT is not a request to
+# bind there); ARGS are passed to `compute-worker serve` as they are.
+HOST_FLAG = $(if $(filter command line,$(origin HOST)),--host '$(HOST)')
+PORT_FLAG = $(if $(filter command line,$(origin PORT)),--port '$(PORT)')
+
+.PHONY: run test lint bench clean settings-doc interop-setup interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/compute-worker serve --dev
+	$(BIN)/compute-worker serve --dev $(HOST_FLAG) $(PORT_FLAG) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -25,6 +31,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# rewrite README.md's Configuration table from the settings definition (src/app/settings.py)
+settings-doc: $(STAMP)
+	$(BIN)/python -m app.settings_doc --write README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/world_events.py

@@ -1,132 +1,173 @@
-"""The ``compute-worker`` command line.
+"""The ``compute-worker`` command line (click).
 
-compute-worker serve [--host H] [--port P] [--sqlite-path F] [--database-url URL] ...
-compute-worker migrate [--sqlite-path F | --database-url URL]
-compute-worker keys create --name N --scope S [--scope S ...] | keys list | keys revoke ID
-compute-worker audit (--correlation-id ID | --run-id ID | --since TIME) [--json]
+    compute-worker --version
+    compute-worker serve [--dev] [every setting as a flag: --host, --port, --data-dir, ...]
+    compute-worker migrate [--data-dir D] [--sqlite-path F | --database-url URL]
+    compute-worker keys create --name N --scope S [--scope S ...] | keys list | keys revoke ID
+    compute-worker audit (--correlation-id ID | --run-id ID | --since TIME) [--json]
+    compute-worker settings [--markdown] [setting flags]
+
+Exit codes (``EXIT_*``): 0 ok, 1 a failure, 2 usage or a bad setting, 3 the environment
+refused to start (database unreachable, port taken, data directory unwritable).
+
+Adding a command: decorate a function with ``@cli.command()`` (or a group's
+``.command()``); ``@settings_options(...)`` gives it setting flags generated from
+``app.settings`` and a built ``settings`` argument; ``run_async`` runs its coroutine.
+Raise ``click.UsageError`` for bad input (exit 2), ``StartupError`` when the
+environment refuses (exit 3), ``DomainError``/``CommandFailed`` for failures (exit 1):
+``main`` prints each as one ``compute-worker: ...`` line.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
+import functools
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import click
 import httpx
 
-from app.guards import StartupRefused, check_target_world
+from app.errors import StartupError
+from app.guards import check_target_world
 from app.logs import configure_logging
 from app.runtime import Runtime
 from app.server import ComputeWorkerServer
-from app.settings import Settings, SettingsError
+from app.settings import Settings, SettingSpec, describe_settings, package_version
+from app.settings_doc import markdown_table
+from app.startup import prepare_storage
 from domain.api_keys import ALL_SCOPES, new_secret
 from domain.errors import DomainError
 from domain.ports.audit import AuditQuery
 from domain.use_cases.authenticate import SeedKey
 
+PROG = "compute-worker"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
+DATABASE_SETTINGS = ("data_dir", "sqlite_path", "database_url")
+"""The settings of the commands that open the database without serving."""
+
+T = TypeVar("T")
 log = logging.getLogger("compute_worker")
 
-_DATABASE_FLAGS: list[tuple[str, dict[str, Any]]] = [
-    ("--data-dir", {"help": "folder for the default SQLite file, artifacts and secrets"}),
-    ("--sqlite-path", {"help": "SQLite database file (default: <data-dir>/compute-worker.db)"}),
-    ("--database-url", {"help": "postgresql+asyncpg://user@host/db (instead of SQLite)"}),
-]
-_SERVE_FLAGS: list[tuple[str, dict[str, Any]]] = [
-    ("--host", {"help": "interface to listen on (default 127.0.0.1)"}),
-    ("--port", {"type": int, "help": "TCP port (default 8080; 0 picks a free one)"}),
-    ("--artifact-dir", {"help": "deployment artifact store (default: <data-dir>/artifacts)"}),
-    ("--worldcompute", {"choices": ["local", "process"], "help": "workflow execution backend"}),
-    ("--expected-target-world", {"help": "WORKFLOW_TARGET_WORLD required in production"}),
-    ("--seed-api-keys", {"help": 'JSON list of {"key", "scopes", "name"?} created at start'}),
-    ("--require-https", {"action": "store_const", "const": True, "help": "refuse plain HTTP"}),
-    (
-        "--trust-forwarded-proto",
-        {
-            "action": "store_const",
-            "const": True,
-            "help": "accept X-Forwarded-Proto: https from the proxy",
-        },
-    ),
-    ("--webhook-providers", {"help": "JSON object of webhook providers (see README)"}),
-    ("--idempotency-retention-hours", {"type": float, "help": "keep keys this long (24)"}),
-    ("--stream-poll-interval", {"type": float, "help": "seconds between cross-process checks"}),
-    (
-        "--encryption",
-        {
-            "action": argparse.BooleanOptionalAction,
-            "default": None,
-            "help": "derive per-run encryption keys (default on)",
-        },
-    ),
-    ("--rate-limit-per-minute", {"type": int, "help": "requests per key per minute (0: off)"}),
-    ("--max-body-bytes", {"type": int, "help": "largest accepted request body"}),
-    ("--certfile", {"help": "TLS certificate (PEM); enables HTTPS and h2 via ALPN"}),
-    ("--keyfile", {"help": "TLS private key (PEM)"}),
-    ("--log-level", {"choices": ["debug", "info", "warning", "error"]}),
-    ("--dev", {"action": "store_true", "help": "create and print a development key (all scopes)"}),
-]
+
+class CommandFailed(click.ClickException):
+    """A command could not do its job (exit 1); the message says why."""
+
+    exit_code = EXIT_FAILURE
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="compute-worker", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server")
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    keys = commands.add_parser("keys", help="create, list and revoke API keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="create a key; its secret is shown once")
-    create.add_argument("--name", required=True)
-    create.add_argument("--scope", action="append", required=True, dest="scopes",
-                        help="repeat for several: " + ", ".join(sorted(ALL_SCOPES)))  # fmt: skip
-    key_list = key_commands.add_parser("list", help="list keys (never their secrets)")
-    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("key_id")
-    audit = commands.add_parser("audit", help="print audit entries (forensic queries)")
-    audit.add_argument("--correlation-id")
-    audit.add_argument("--run-id")
-    audit.add_argument("--since", help="ISO-8601 time, e.g. 2026-11-24T10:00:00Z")
-    audit.add_argument("--limit", type=int, default=1000)
-    audit.add_argument("--json", action="store_true", help="one JSON object per line")
-    for sub in (serve, migrate, create, key_list, revoke, audit):
-        for flag, options in _DATABASE_FLAGS:
-            sub.add_argument(flag, **options)
-    for flag, options in _SERVE_FLAGS:
-        serve.add_argument(flag, **options)
-    return parser
+# -- building blocks for commands ------------------------------------------------------------
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    names = {flag[2:].replace("-", "_") for flag, _ in _DATABASE_FLAGS + _SERVE_FLAGS}
-    options = {name: getattr(args, name, None) for name in names - {"dev"}}
-    for name in ("seed_api_keys", "webhook_providers"):
-        raw = options.get(name)
-        if isinstance(raw, str):
-            try:
-                options[name] = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                flag = "--" + name.replace("_", "-")
-                raise SettingsError(f"{flag} is not JSON: {exc}") from None
-    return options
+def _option(spec: SettingSpec) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of one setting; values stay raw so that ``Settings`` validates
+    every origin (flag, environment, option) alike."""
+    assert spec.flag is not None and spec.flags is not None and spec.env is not None
+    shown = f"[default: {spec.default}; env: {spec.env}]"
+    if spec.kind == "bool":
+        return click.option(spec.flags, spec.name, default=None, help=f"{spec.description} {shown}")
+    return click.option(
+        spec.flag, spec.name, default=None, metavar=spec.metavar,
+        help=f"{spec.description} {shown}",
+    )  # fmt: skip
+
+
+def settings_options(
+    names: Iterable[str] | None = None,
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Add a flag for each setting in ``names`` (default: every setting the CLI can set)
+    and call the command with ``settings=Settings.load(flags)``; the flags are no
+    longer passed one by one. Precedence: flag > environment > default."""
+    wanted = None if names is None else set(names)
+    specs = [
+        spec
+        for spec in describe_settings()
+        if spec.flag is not None and (wanted is None or spec.name in wanted)
+    ]
+
+    def decorate(command: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(command)
+        def with_settings(**kwargs: Any) -> T:
+            flags = {spec.name: kwargs.pop(spec.name, None) for spec in specs}
+            return command(settings=Settings.load(flags, origin="flag"), **kwargs)
+
+        wrapped: Callable[..., T] = with_settings
+        for spec in reversed(specs):
+            wrapped = _option(spec)(wrapped)
+        return wrapped
+
+    return decorate
+
+
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(work)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Exit codes: 0 ok, 1 failure, 2 usage or bad setting, "
+    "3 the environment refused to start (database, port, data directory).",
+)
+@click.version_option(
+    package_version(), "--version", prog_name=PROG, message="%(prog)s %(version)s"
+)
+def cli() -> None:
+    """compute-worker: a durable workflow server for the Workflow Studio."""
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@settings_options()
+@click.option("--dev", is_flag=True, help="Create (once) and print a development key with "
+              "every scope, and activate the demo deployment.")  # fmt: skip
+def serve(settings: Settings, dev: bool) -> None:
+    """Run the HTTP server until SIGINT or SIGTERM."""
+    check_target_world(settings)
+    configure_logging(settings.log_level)
+    run_async(_serve(settings, dev))
+
+
+async def _serve(settings: Settings, dev: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        loop.add_signal_handler(getattr(signal, name), stop.set)
+    if dev:
+        await asyncio.to_thread(prepare_storage, settings)
+        dev_key = await asyncio.to_thread(_dev_key, settings)
+        settings = settings.model_copy(update={"seed_api_keys": (*settings.seed_api_keys, dev_key)})
+    server = ComputeWorkerServer(settings)
+    handle = await server.start()
+    try:
+        print(f"{PROG} listening on {handle.url}", flush=True)
+        print(f"data directory: {settings.data_dir}", flush=True)
+        if dev:
+            key = settings.seed_api_keys[-1].secret
+            print(f"dev API key (all scopes): {key}", flush=True)
+            print(f"  (kept in {settings.dev_key_path})", flush=True)
+            print(await _ensure_demo(handle.url, key), flush=True)
+        await stop.wait()
+    finally:
+        await handle.close()
 
 
 def _dev_key(settings: Settings) -> SeedKey:
     """A development key with every scope, kept in the data folder across restarts."""
-    path = settings.data_dir / "dev-api-key"
+    path = settings.dev_key_path
     secret = path.read_text().strip() if path.exists() else ""
     if not secret:  # none yet, or a crash left the file empty: write it whole, then rename
-        path.parent.mkdir(parents=True, exist_ok=True)
         secret = new_secret()
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secret + "\n")
@@ -134,25 +175,6 @@ def _dev_key(settings: Settings) -> SeedKey:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     return SeedKey(secret, ALL_SCOPES, "dev")
-
-
-async def _serve(settings: Settings, dev: bool) -> None:
-    if dev:
-        dev_key = await asyncio.to_thread(_dev_key, settings)
-        settings = dataclasses.replace(settings, seed_api_keys=(*settings.seed_api_keys, dev_key))
-    server = ComputeWorkerServer(settings)
-    handle = await server.start()
-    print(f"compute-worker listening on {handle.url}", flush=True)
-    if dev:
-        key = settings.seed_api_keys[-1].secret
-        print(f"dev API key (all scopes): {key}", flush=True)
-        print(await _ensure_demo(handle.url, key), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for name in ("SIGINT", "SIGTERM"):
-        loop.add_signal_handler(getattr(signal, name), stop.set)
-    await stop.wait()
-    await handle.close()
 
 
 async def _ensure_demo(url: str, key: str) -> str:
@@ -177,48 +199,122 @@ async def _ensure_demo(url: str, key: str) -> str:
     )
 
 
+# -- migrate, keys, audit --------------------------------------------------------------------
+
+
+@cli.command()
+@settings_options(DATABASE_SETTINGS)
+def migrate(settings: Settings) -> None:
+    """Create or upgrade the database schema (the server also migrates at start)."""
+    configure_logging("warning")
+    run_async(_migrate(settings))
+
+
 async def _migrate(settings: Settings) -> None:
     async with Runtime(settings):
         pass
-    print(f"database at the latest schema: {Path(settings.database_path)}"
+    print(f"database at the latest schema: {settings.sqlite_path}"
           if settings.database_url is None else "database at the latest schema")  # fmt: skip
 
 
-async def _keys(settings: Settings, args: argparse.Namespace) -> None:
-    async with Runtime(settings) as container:
-        manage = container.manage_api_keys()
-        if args.keys_command == "create":
-            created = await manage.create(args.name, args.scopes)
-            key = created.key
-            print(f"{key.key_id}\t{key.name}\t{' '.join(sorted(key.scopes))}")
-            print(f"secret (shown once): {created.secret}")
-        elif args.keys_command == "list":
-            for key in await manage.list():
-                state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
-                print(f"{key.key_id}\t{key.name}\t{' '.join(sorted(key.scopes))}\t{state}")
-        else:
-            await manage.revoke(args.key_id)
-            print(f"revoked {args.key_id}")
+@cli.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
 
 
-async def _audit(settings: Settings, args: argparse.Namespace) -> None:
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise SettingsError(f"--since is not an ISO-8601 time: {args.since!r}") from None
-        since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    query = AuditQuery(args.correlation_id, args.run_id, since, args.limit)
-    async with Runtime(settings) as container:
-        entries = await container.query_audit().execute(query)
-    for entry in entries:
+@keys.command("create")
+@click.option("--name", required=True, help="A name to recognise the key by.")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(sorted(ALL_SCOPES)), help="Repeat for several scopes.")  # fmt: skip
+@settings_options(DATABASE_SETTINGS)
+def keys_create(settings: Settings, name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key; its secret is shown once."""
+
+    async def create() -> None:
+        async with Runtime(settings) as container:
+            created = await container.manage_api_keys().create(name, list(scopes))
+        key = created.key
+        print(f"{key.key_id}\t{key.name}\t{' '.join(sorted(key.scopes))}")
+        print(f"secret (shown once): {created.secret}")
+
+    configure_logging("warning")
+    run_async(create())
+
+
+@keys.command("list")
+@settings_options(DATABASE_SETTINGS)
+def keys_list(settings: Settings) -> None:
+    """List keys (never their secrets)."""
+
+    async def list_keys() -> None:
+        async with Runtime(settings) as container:
+            found = await container.manage_api_keys().list()
+        for key in found:
+            state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+            print(f"{key.key_id}\t{key.name}\t{' '.join(sorted(key.scopes))}\t{state}")
+
+    configure_logging("warning")
+    run_async(list_keys())
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@settings_options(DATABASE_SETTINGS)
+def keys_revoke(settings: Settings, key_id: str) -> None:
+    """Revoke a key by id."""
+
+    async def revoke() -> None:
+        async with Runtime(settings) as container:
+            await container.manage_api_keys().revoke(key_id)
+        print(f"revoked {key_id}")
+
+    configure_logging("warning")
+    run_async(revoke())
+
+
+def _iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--correlation-id", help="Entries of one request (x-workflow-correlation-id).")
+@click.option("--run-id", help="Entries that name a run.")
+@click.option("--since", callback=_iso_time, metavar="TIME",
+              help="ISO-8601 time, e.g. 2026-11-24T10:00:00Z.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@settings_options(DATABASE_SETTINGS)
+def audit(
+    settings: Settings,
+    correlation_id: str | None,
+    run_id: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Print audit entries (forensic queries); needs at least one filter."""
+    if correlation_id is None and run_id is None and since is None:
+        raise click.UsageError("give --correlation-id, --run-id or --since")
+    query = AuditQuery(correlation_id, run_id, since, limit)
+
+    async def entries() -> list[Any]:
+        async with Runtime(settings) as container:
+            return list(await container.query_audit().execute(query))
+
+    configure_logging("warning")
+    for entry in run_async(entries()):
         record = {
             "id": entry.entry_id, "time": entry.created_at.isoformat(), "keyId": entry.key_id,
             "action": entry.action, "method": entry.method, "path": entry.path,
             "status": entry.status, "metadata": entry.metadata,
         }  # fmt: skip
-        if args.json:
+        if as_json:
             print(json.dumps(record))
         else:
             key = entry.key_id or "-"
@@ -226,25 +322,55 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> None:
                   f"\t{entry.action}\tkey={key}\t{json.dumps(entry.metadata)}")  # fmt: skip
 
 
+# -- settings --------------------------------------------------------------------------------
+
+
+@cli.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the README's Configuration table instead.")
+@settings_options()
+def show_settings(settings: Settings, markdown: bool) -> None:
+    """Print the effective settings (flags > environment > defaults) as JSON, secrets
+    withheld; or, with --markdown, the table of every setting."""
+    if markdown:
+        click.echo(markdown_table(), nl=False)
+    else:
+        click.echo(json.dumps(settings.public(), indent=2))
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run the CLI; returns the exit code (``EXIT_*``)."""
+    started = time.monotonic()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        settings = Settings.load(_options(args))
-        if args.command == "serve":
-            check_target_world(settings)
-    except (SettingsError, StartupRefused) as exc:
-        print(f"compute-worker: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level if args.command == "serve" else "warning")
-    commands = {
-        "serve": lambda: _serve(settings, args.dev),
-        "migrate": lambda: _migrate(settings),
-        "keys": lambda: _keys(settings, args),
-        "audit": lambda: _audit(settings, args),
-    }
-    try:
-        asyncio.run(commands[args.command]())
-    except (DomainError, SettingsError) as exc:
-        print(f"compute-worker: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 1
-    return 0
+        code = cli.main(args=args, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        return EXIT_USAGE
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else PROG
+        message = " ".join(exc.format_message().split())  # click may wrap choices
+        _fail(f"{message.rstrip('.')} — see '{where} --help'.")
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+        return exc.exit_code
+    except click.Abort:
+        _fail("aborted")
+        return EXIT_FAILURE
+    except StartupError as exc:  # SettingsError and StartupRefused included
+        _fail(str(exc))
+        return exc.exit_code
+    except DomainError as exc:
+        _fail(exc.message)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _fail(f"interrupted after {time.monotonic() - started:.1f} s")
+        return EXIT_FAILURE
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def _fail(message: str) -> None:
+    click.echo(f"{PROG}: {message}", err=True)

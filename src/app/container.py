@@ -56,7 +56,7 @@ from domain.use_cases.trigger_run import TriggerRun
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:
-    return DatabaseConfig(sqlite_path=settings.database_path, database_url=settings.database_url)
+    return DatabaseConfig(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
 
 
 def _signal(settings: Settings) -> Signal:
@@ -115,7 +115,7 @@ class Container(containers.DeclarativeContainer):
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
     housekeeping = providers.Singleton(SqlHousekeeping, writer)
     artifacts = providers.Singleton(
-        FsArtifactStore, providers.Callable(lambda s: s.artifacts_path, settings)
+        FsArtifactStore, providers.Callable(lambda s: s.artifact_dir, settings)
     )
     bundle_loader = providers.Singleton(SubprocessBundleLoader)
     webhook_verifiers = providers.Singleton(
@@ -191,7 +191,7 @@ class Container(containers.DeclarativeContainer):
         BundleCode,
         deployments,
         artifacts,
-        providers.Callable(lambda s: s.data_dir / "code", settings),
+        providers.Callable(lambda s: s.code_dir, settings),
     )
     engine_settings = providers.Singleton(EngineSettings)
     retry_policy = providers.Singleton(

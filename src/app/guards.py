@@ -7,13 +7,17 @@ import logging
 import os
 from collections.abc import Mapping
 
+from app.errors import StartupError
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class StartupRefused(RuntimeError):
-    """The configuration is unsafe to serve with; the message says what to fix."""
+class StartupRefused(StartupError):
+    """The configuration is unsafe to serve with; the message says what to fix (exit 2:
+    a setting or the environment's WORKFLOW_TARGET_WORLD must change)."""
+
+    exit_code = 2
 
 
 def in_production(env: Mapping[str, str]) -> bool:

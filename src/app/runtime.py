@@ -3,7 +3,9 @@
     async with Runtime(settings) as container:
         await container.proxy_world_event().execute(...)
 
-Start: open the database, migrate, resolve the encryption secret, seed API keys.
+Start: prepare the storage folders (0700, writable), resolve the encryption secret,
+check that the database answers, migrate, seed API keys. Every start-up failure the
+environment causes is a one-line ``StartupError``.
 Stop: flush and close the writer, dispose the engines.
 """
 
@@ -12,29 +14,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from types import TracebackType
 
 from adapters.security.run_keys import load_or_create_secret
+from adapters.sql.database import Database
 from adapters.sql.pg_signal import PostgresSignal
 from app.container import Container
+from app.errors import StartupError
 from app.settings import Settings
+from app.startup import check_database, guard_os, prepare_storage
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 600
 
 
 class Runtime:
-    """``execute=True`` (the server) also starts the workflow engine."""
+    """``execute=True`` (the server) also starts the workflow engine and logs
+    ``compute-worker started`` (with ``listening_url()``) and ``compute-worker stopped``.
+    A start that failed keeps its ``StartupError`` in ``failure``."""
 
     def __init__(
         self,
         settings: Settings,
         execute: bool = False,
         world_url: Callable[[], str | None] | None = None,
+        listening_url: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.execute = execute
+        self.serving = execute
+        self.failure: StartupError | None = None
+        self._listening_url = listening_url or (lambda: settings.internal_url)
+        self._started_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
@@ -42,16 +55,32 @@ class Runtime:
         )
 
     async def __aenter__(self) -> Container:
+        try:
+            return await self._start()
+        except StartupError as failure:
+            self.failure = failure
+            raise
+
+    async def _start(self) -> Container:
         settings = self.settings
+        await asyncio.to_thread(prepare_storage, settings)
         secret = None
         if settings.encryption:
             secret = settings.encryption_secret or await asyncio.to_thread(
-                load_or_create_secret, settings.secret_path
+                guard_os,
+                f"read or create the encryption secret {settings.secret_path}",
+                "data_dir",
+                lambda: load_or_create_secret(settings.secret_path),
             )
         self.container.run_key_secret.override(secret)
-        database = self.container.database()
+        database = guard_os(
+            f"open the database {settings.sqlite_path}",
+            "sqlite_path",
+            self.container.database,
+        )
         try:
-            await database.migrate()
+            await check_database(database)
+            await _migrate(database)
             signal = self.container.signal()
             if isinstance(signal, PostgresSignal):
                 await signal.start()
@@ -63,6 +92,19 @@ class Runtime:
             await database.close()
             raise
         log.info("runtime started", extra={"database": database.config.describe()})
+        if self.serving:
+            self._started_at = time.monotonic()
+            log.info(
+                "compute-worker started",
+                extra={
+                    "url": self._listening_url(),
+                    "database": settings.database_kind,
+                    "databaseAt": database.config.where(),
+                    "worldcompute": settings.worldcompute,
+                    "dataDir": str(settings.data_dir),
+                    "version": settings.version,
+                },
+            )
         return self.container
 
     async def _keep_house(self) -> None:
@@ -105,3 +147,19 @@ class Runtime:
         if isinstance(signal, PostgresSignal):
             await signal.close()
         await self.container.database().close()
+        if self._started_at is not None:
+            uptime = round(time.monotonic() - self._started_at, 3)
+            self._started_at = None
+            log.info("compute-worker stopped", extra={"uptimeSeconds": uptime})
+
+
+async def _migrate(database: Database) -> None:
+    """The schema at the latest revision, or a ``StartupError`` saying why not."""
+    try:
+        await database.migrate()
+    except Exception as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        raise StartupError(
+            f"cannot bring the database at {database.config.where()} to the latest schema: "
+            f"{reason[0] if reason else type(error).__name__}"
+        ) from error

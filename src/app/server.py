@@ -1,5 +1,9 @@
 """Server factories: the ASGI app, and hypercorn serving it (HTTP/1.1 and HTTP/2:
-h2c with prior knowledge on plain TCP, h2 through ALPN when TLS is configured)."""
+h2c with prior knowledge on plain TCP, h2 through ALPN when TLS is configured).
+
+A server that cannot start raises one ``StartupError`` (port taken, TLS files
+unreadable, database unreachable, storage unwritable) instead of the error of the
+library underneath."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,24 +24,30 @@ from starlette.applications import Starlette
 
 from adapters.http import public_routes, world_routes
 from adapters.http.app import build_app
+from app.errors import StartupError
 from app.guards import check_target_world
 from app.runtime import Runtime
 from app.settings import Settings
+from app.startup import listen_error, where_to_set
 
 KEEP_ALIVE_MAX_REQUESTS = 1_000_000
 START_TIMEOUT = 30.0
 
 
-def create_app(settings: Settings, world_url: Callable[[], str | None] | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    world_url: Callable[[], str | None] | None = None,
+    listening_url: Callable[[], str | None] | None = None,
+) -> Starlette:
     """The ASGI app; refuses (``StartupRefused``) an unsafe production configuration.
 
     ``world_url`` tells the process backend's children where the world lane is
-    (default: the ``internal_url`` option)."""
+    (default: the ``internal_url`` option); ``listening_url`` is logged at start."""
     check_target_world(settings)
     routes = [*public_routes.ROUTES, *world_routes.ROUTES]
     return build_app(
         routes,
-        lambda: Runtime(settings, execute=True, world_url=world_url),
+        lambda: Runtime(settings, execute=True, world_url=world_url, listening_url=listening_url),
         settings,
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,
@@ -53,7 +64,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.h2_max_concurrent_streams = 256
     if settings.certfile is not None:
         config.certfile = str(settings.certfile)
-        config.keyfile = str(settings.keyfile) if settings.keyfile else None
+        config.keyfile = str(settings.keyfile or settings.certfile)  # or both in one PEM
         config.alpn_protocols = ["h2", "http/1.1"]
     return config
 
@@ -84,12 +95,32 @@ class ComputeWorkerServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url: str | None = None
-        self.app = create_app(settings, lambda: settings.internal_url or self.url)
+        self.app = create_app(settings, lambda: settings.internal_url or self.url, lambda: self.url)
         self.config = hypercorn_config(settings)
+
+    def _sockets(self) -> Sockets:
+        """Bind the listening socket(s), after checking the TLS files load."""
+        if self.config.ssl_enabled:
+            try:
+                self.config.create_ssl_context()
+            except (OSError, ValueError) as error:
+                files = where_to_set("certfile") + " and " + where_to_set("keyfile")
+                if isinstance(error, ssl.SSLError):  # an OSError without strerror
+                    reason = "not a PEM certificate with its private key"
+                else:
+                    reason = str(getattr(error, "strerror", None) or error).lower()
+                raise StartupError(
+                    f"cannot load the TLS certificate {self.settings.certfile}: {reason} — "
+                    f"check {files}."
+                ) from None
+        try:
+            return _bind(self.settings.host, self.settings.port, self.config.ssl_enabled)
+        except OSError as error:
+            raise listen_error(self.settings.host, self.settings.port, error) from None
 
     async def serve(self, shutdown_trigger: Any = None, sockets: Sockets | None = None) -> None:
         """Serve until ``shutdown_trigger`` returns (default: SIGINT/SIGTERM)."""
-        sockets = sockets or self.config.create_sockets()
+        sockets = sockets or self._sockets()
         self.url = _url_of(sockets, self.config.ssl_enabled)
         wait_for_stop = shutdown_trigger or _signalled()
 
@@ -99,22 +130,48 @@ class ComputeWorkerServer:
             if runtime is not None:
                 await runtime.stop_executing()
 
-        await worker_serve(
-            wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
-            self.config,
-            sockets=sockets,
-            shutdown_trigger=stop_engine_first,
-        )
+        try:
+            await worker_serve(
+                wrap_app(self.app, self.config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+                self.config,
+                sockets=sockets,
+                shutdown_trigger=stop_engine_first,
+            )
+        except Exception:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                sock.close()
+            failure = getattr(getattr(self.app.state, "runtime", None), "failure", None)
+            if failure is not None:  # the lifespan failed: say why, not how hypercorn saw it
+                raise failure from None
+            raise
 
     async def start(self) -> ServerHandle:
-        """Bind, start serving in the background, and return once connections are accepted."""
-        sockets = self.config.create_sockets()
+        """Bind, start serving in the background, and return once connections are accepted
+        (the database opened and migrated); raises ``StartupError`` when it cannot."""
+        sockets = self._sockets()
         bound = (sockets.secure_sockets or sockets.insecure_sockets)[0]
         host, port = bound.getsockname()[:2]
         stop = asyncio.Event()
         task = asyncio.create_task(self.serve(stop.wait, sockets))
         await _wait_until_accepting(host, port, task)
         return ServerHandle(_url_of(sockets, self.config.ssl_enabled), stop, task)
+
+
+def _bind(host: str, port: int, tls: bool) -> Sockets:
+    """The listening socket, bound as hypercorn binds it (``config.create_sockets``), but
+    closed again when binding fails."""
+    host = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return Sockets([sock], [], []) if tls else Sockets([], [sock], [])
 
 
 def _signalled() -> Callable[[], Awaitable[None]]:

@@ -1,30 +1,51 @@
-"""Settings: one place that reads options, environment variables and CLI flags.
+"""Settings: the one definition of every option.
 
-Precedence: explicit option (or CLI flag) > ``COMPUTE_WORKER_<NAME>`` environment
-variable > default. Every option is documented in the README.
+Each field below is one setting: its type, default, bounds and a one-line
+description. From it come the keyword options of the Python factories, the
+``COMPUTE_WORKER_<NAME>`` environment variables, the ``--<name>`` flags of the CLI
+and the README's Configuration table (``python -m app.settings_doc``). Adding a
+setting is one line: ``name: type = setting(default, "what it does", ...)``.
+
+Precedence: option (or CLI flag) > environment variable > default. Paths are made
+absolute once, when the settings are built, against the current directory of that
+moment; nothing later resolves a path against whatever directory it runs in.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
+import difflib
 import functools
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.sources import PydanticBaseSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.errors import SettingsError
 from domain import errors
 from domain.use_cases.authenticate import SeedKey, check_scopes
 from domain.webhooks import SCHEMES, WebhookProvider
 
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "describe_settings", "package_version"]
+
 ENV_PREFIX = "COMPUTE_WORKER_"
 DISTRIBUTION = "workflow-compute-worker"
 WebhookCallback = Callable[[dict[str, Any]], Awaitable[None]]
+Origin = Literal["option", "flag"]
 
 
 @functools.cache
@@ -35,181 +56,102 @@ def package_version() -> str:
         return "0+unknown"
 
 
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used; the message names it."""
+# -- how a field is declared -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: Path = Path("data")
-    sqlite_path: Path | None = None
-    artifact_dir: Path | None = None
-    database_url: str | None = None
-    worldcompute: str = "process"
-    expected_target_world: str | None = None
-    seed_api_keys: tuple[SeedKey, ...] = ()
-    require_https: bool = False
-    trust_forwarded_proto: bool = False
-    rate_limit_per_minute: int = 0
-    max_body_bytes: int = 10 * 1024 * 1024
-    encryption: bool = True
-    encryption_secret: bytes | None = field(default=None, repr=False)
-    stream_poll_interval: float = 0.1
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    log_level: str = "info"
-    on_webhook: WebhookCallback | None = None
-    webhook_providers: tuple[WebhookProvider, ...] = ()
-    internal_url: str | None = None
-    process_memory_mb: int = 1024
-    step_timeout_seconds: float = 300.0
-    process_children: int = 4
-    idempotency_retention_hours: float = 24.0
-    max_start_attempts: int = 5
-    start_retry_seconds: float = 2.0
-    max_executor_losses: int = 20
-
-    @property
-    def version(self) -> str:
-        return package_version()
-
-    @property
-    def target_world(self) -> str:
-        """The world this server is (``WORKFLOW_TARGET_WORLD``), reported by health."""
-        return os.environ.get("WORKFLOW_TARGET_WORLD") or self.expected_target_world or "local"
-
-    @property
-    def database_path(self) -> Path:
-        return self.sqlite_path or self.data_dir / "compute-worker.db"
-
-    @property
-    def artifacts_path(self) -> Path:
-        return self.artifact_dir or self.data_dir / "artifacts"
-
-    @property
-    def secret_path(self) -> Path:
-        return self.data_dir / "encryption.key"
-
-    @classmethod
-    def load(
-        cls, options: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-    ) -> Settings:
-        """Build settings from options (None values ignored) over the environment."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for item in dataclasses.fields(cls):
-            raw = env.get(ENV_PREFIX + item.name.upper())
-            if raw is not None and raw != "" and item.name != "on_webhook":
-                values[item.name] = _from_env(item.name, raw)
-        for name, value in (options or {}).items():
-            if name not in cls.__dataclass_fields__:
-                raise SettingsError(f"unknown option {name!r}")
-            if value is not None:
-                values[name] = _coerce(name, value)
-        return cls(**values)
+def setting(
+    default: Any,
+    description: str,
+    *,
+    shown: str | None = None,
+    metavar: str | None = None,
+    expect: str | None = None,
+    python_only: bool = False,
+    secret: bool = False,
+    **constraints: Any,
+) -> Any:
+    """One setting: ``default`` and a one-line ``description``. ``shown`` is the default
+    as the docs show it (when it is derived or generated), ``metavar`` the flag's value
+    placeholder, ``expect`` the phrase for error messages ("must be <expect>"),
+    ``python_only`` keeps it out of the environment and the CLI, ``secret`` out of
+    dumps and reprs; ``constraints`` are pydantic's (``ge``, ``le``, ``gt``, …)."""
+    extra: dict[str, Any] = {
+        "shown": shown,
+        "metavar": metavar,
+        "expect": expect,
+        "python_only": python_only,
+        "secret": secret,
+    }
+    return Field(default, description=description, repr=not secret, json_schema_extra=extra,
+                 **constraints)  # fmt: skip
 
 
-_BOOLS = {"require_https", "trust_forwarded_proto", "encryption"}
-_INTS = {"port", "rate_limit_per_minute", "max_body_bytes", "process_memory_mb", "process_children",
-         "max_start_attempts", "max_executor_losses"}  # fmt: skip
-_PATHS = {"data_dir", "sqlite_path", "artifact_dir", "certfile", "keyfile"}
+def _text(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
 
 
-def _from_env(name: str, raw: str) -> Any:
-    if name in _BOOLS:
-        lowered = raw.strip().lower()
-        if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {raw!r}")
-        return lowered in ("1", "true", "yes", "on")
-    if name in ("seed_api_keys", "webhook_providers"):
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str | bytes):
         try:
-            return _coerce(name, json.loads(raw))
+            return json.loads(value)
         except json.JSONDecodeError as exc:
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} is not JSON: {exc}") from None
-    return _coerce(name, raw)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    try:
-        if name in _INTS:
-            number = int(value)
-            if number < 0:
-                raise ValueError
-            return number
-        if name in ("stream_poll_interval", "idempotency_retention_hours", "step_timeout_seconds",
-                    "start_retry_seconds"):  # fmt: skip
-            seconds = float(value)
-            if seconds <= 0:
-                raise ValueError
-            return seconds
-        if name == "webhook_providers":
-            return _providers(value)
-        if name in _PATHS:
-            return Path(value)
-        if name in _BOOLS:
-            return bool(value)
-        if name == "seed_api_keys":
-            return _seeds(value)
-        if name == "encryption_secret":
-            return _secret(value)
-        if name == "worldcompute" and value not in ("local", "process"):
-            raise SettingsError("worldcompute must be 'local' or 'process'")
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, SettingsError):
-            raise
-        raise SettingsError(f"option {name} has an invalid value: {value!r}") from None
+            raise ValueError(f"is not JSON: {exc}") from None
     return value
 
 
 def _seeds(value: Any) -> tuple[SeedKey, ...]:
-    if isinstance(value, tuple) and all(isinstance(item, SeedKey) for item in value):
-        return value
+    value = _json(value)
     if not isinstance(value, list | tuple):
-        raise SettingsError('seed_api_keys must be a list of {"key", "scopes", "name"?}')
+        raise ValueError('must be a JSON list of {"key", "scopes", "name"?}')
     seeds = []
     for index, item in enumerate(value):
         if isinstance(item, SeedKey):
             seeds.append(item)
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise SettingsError(f"seed_api_keys[{index}] needs a string 'key'")
+            raise ValueError(f"[{index}] needs a string 'key'")
         if len(item["key"]) < 16:
-            raise SettingsError(f"seed_api_keys[{index}].key must have at least 16 characters")
+            raise ValueError(f"[{index}].key must have at least 16 characters")
         scopes = item.get("scopes")
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise SettingsError(f"seed_api_keys[{index}].scopes must be a list of strings")
+            raise ValueError(f"[{index}].scopes must be a list of strings")
         try:
             checked = check_scopes(scopes)
         except errors.InvalidRequest as exc:
-            raise SettingsError(f"seed_api_keys[{index}]: {exc.message}") from None
+            raise ValueError(f"[{index}].scopes: {exc.message}") from None
         seeds.append(SeedKey(item["key"], checked, str(item.get("name") or f"seed-{index}")))
     return tuple(seeds)
 
 
 def _providers(value: Any) -> tuple[WebhookProvider, ...]:
     """``{"<name>": {"scheme", "secret", "trigger"?: {"workflow", "deploymentId"?},
-    "resume"?: {"tokenField"}}}``, or a tuple of ``WebhookProvider``."""
+    "resume"?: {"tokenField"}}}``, or ``WebhookProvider`` objects."""
+    value = _json(value)
     if isinstance(value, tuple | list) and all(isinstance(p, WebhookProvider) for p in value):
         return tuple(value)
     if not isinstance(value, dict):
-        raise SettingsError("webhook_providers must be an object of provider name → settings")
+        raise ValueError("must be a JSON object of provider name → settings")
     providers = []
     for name, spec in value.items():
-        where = f"webhook_providers.{name}"
+        where = f".{name}"
         if not isinstance(spec, dict) or spec.get("scheme") not in SCHEMES:
-            raise SettingsError(f"{where}.scheme must be one of {', '.join(SCHEMES)}")
+            raise ValueError(f"{where}.scheme must be one of {', '.join(SCHEMES)}")
         if not isinstance(spec.get("secret"), str) or not spec["secret"]:
-            raise SettingsError(f"{where}.secret must be a non-empty string")
+            raise ValueError(f"{where}.secret must be a non-empty string")
         trigger = spec.get("trigger") or {}
         resume = spec.get("resume") or {}
         if not isinstance(trigger, dict) or not isinstance(resume, dict) or (trigger and resume):
-            raise SettingsError(f"{where} takes at most one action: trigger or resume")
+            raise ValueError(f"{where} takes at most one action: trigger or resume")
         if trigger and not isinstance(trigger.get("workflow"), str):
-            raise SettingsError(f"{where}.trigger.workflow must be a string")
+            raise ValueError(f"{where}.trigger.workflow must be a string")
         if resume and not isinstance(resume.get("tokenField"), str):
-            raise SettingsError(f"{where}.resume.tokenField must be a string")
+            raise ValueError(f"{where}.resume.tokenField must be a string")
         providers.append(
             WebhookProvider(
                 name=name,
@@ -224,9 +166,449 @@ def _providers(value: Any) -> tuple[WebhookProvider, ...]:
 
 
 def _secret(value: Any) -> bytes:
+    secret: bytes
     if isinstance(value, bytes):
+        secret = value
+    else:
+        try:
+            secret = base64.b64decode(str(value).strip(), validate=True)
+        except binascii.Error:
+            raise ValueError("must be base64 (of 32 bytes or more)") from None
+    if len(secret) < 32:
+        raise ValueError(f"must hold 32 bytes or more, not {len(secret)}")
+    return secret
+
+
+def _postgres_url(value: Any) -> Any:
+    if not isinstance(value, str):
         return value
+    example = "a URL like postgresql+asyncpg://user@host:5432/db"
     try:
-        return base64.b64decode(str(value), validate=True)
-    except binascii.Error:
-        raise SettingsError("encryption_secret must be base64 (32 bytes or more)") from None
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise ValueError(f"must be {example}") from None
+    if url.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
+        raise ValueError(f"must be {example} (PostgreSQL; for SQLite use sqlite_path)")
+    return value.strip()
+
+
+def _http_url(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, e.g. http://10.0.0.5:8080")
+    return value.strip().rstrip("/")
+
+
+def _absolute(path: Path) -> Path:
+    """Absolute against the current directory now, ``~`` expanded, symlinks kept."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+PathSetting = Annotated[Path, BeforeValidator(_text)]
+JsonSeeds = Annotated[tuple[SeedKey, ...], NoDecode, BeforeValidator(_seeds)]
+JsonProviders = Annotated[tuple[WebhookProvider, ...], NoDecode, BeforeValidator(_providers)]
+
+
+# -- the settings ----------------------------------------------------------------------------
+
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("compute_worker_environ", default=None)
+
+
+class Settings(BaseSettings):
+    """Frozen; build it with ``Settings.load(options, env)``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        validate_default=False,
+        arbitrary_types_allowed=True,
+    )
+
+    host: Text = setting("127.0.0.1", "interface to listen on (0.0.0.0: every IPv4 interface)",
+                         metavar="HOST")  # fmt: skip
+    port: int = setting(8080, "TCP port to listen on (0: any free port)", ge=0, le=65535)
+    data_dir: PathSetting = setting(
+        Path("data"),
+        "home of the SQLite file, artifacts, unpacked code, the encryption secret and the dev key",
+        shown="./data",
+    )
+    sqlite_path: PathSetting = setting(
+        None, "embedded SQLite database file (WAL); unused with database_url",
+        shown="<data_dir>/compute-worker.db",
+    )  # fmt: skip
+    database_url: Annotated[str | None, BeforeValidator(_postgres_url)] = setting(
+        None, "PostgreSQL, e.g. postgresql+asyncpg://user@host:5432/db; replaces SQLite",
+        metavar="URL", secret=True,
+    )  # fmt: skip
+    artifact_dir: PathSetting = setting(
+        None, "deployment artifact store (give workers on several machines the same one)",
+        shown="<data_dir>/artifacts",
+    )  # fmt: skip
+    code_dir: PathSetting = setting(
+        None, "where deployment bundles are unpacked for execution (a local folder)",
+        shown="<artifact_dir>/unpacked",
+    )  # fmt: skip
+    worldcompute: Annotated[Literal["process", "local"], BeforeValidator(_lower)] = setting(
+        "process", "execution backend: process (isolated children) or local (in the server)"
+    )
+    expected_target_world: Text | None = setting(
+        None, "world that WORKFLOW_TARGET_WORLD must name in production", metavar="WORLD"
+    )
+    seed_api_keys: JsonSeeds = setting(
+        (), 'JSON list of {"key", "scopes", "name"?} created at start (changed scopes are updated)',
+        shown="[]", metavar="JSON", secret=True,
+    )  # fmt: skip
+    require_https: bool = setting(False, "refuse requests that did not arrive over TLS")
+    trust_forwarded_proto: bool = setting(
+        False, "accept X-Forwarded-Proto: https from a trusted proxy"
+    )
+    rate_limit_per_minute: int = setting(
+        0, "requests per API key per minute (0: no limit)", ge=0, le=1_000_000
+    )
+    max_body_bytes: int = setting(
+        10 * 1024 * 1024, "largest request body in bytes; larger ones get 413 payload_too_large",
+        ge=1, le=1024**3,
+    )  # fmt: skip
+    encryption: bool = setting(
+        True, "derive per-run encryption keys (off: encryption-key answers null, plaintext)"
+    )
+    encryption_secret: Annotated[bytes | None, BeforeValidator(_secret)] = setting(
+        None, "base64 installation secret (32+ bytes) for run keys; share it between machines",
+        shown="generated into <data_dir>/encryption.key", metavar="BASE64", secret=True,
+    )  # fmt: skip
+    stream_poll_interval: float = setting(
+        0.1, "seconds between checks for stream chunks written by other processes",
+        gt=0, le=60,
+    )  # fmt: skip
+    certfile: PathSetting | None = setting(
+        None, "TLS certificate (PEM); enables HTTPS with h2 and http/1.1 via ALPN"
+    )
+    keyfile: PathSetting | None = setting(None, "TLS private key (PEM), unless in certfile")
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
+        setting("info", "least severe JSON log line written to stderr")
+    )
+    on_webhook: WebhookCallback | None = setting(
+        None, "async def (delivery: dict), called after an accepted webhook delivery is stored",
+        python_only=True, expect="an async function",
+    )  # fmt: skip
+    webhook_providers: JsonProviders = setting(
+        (), "JSON object: provider name → {scheme, secret, trigger | resume} (see Webhooks)",
+        shown="{}", metavar="JSON", secret=True,
+    )  # fmt: skip
+    idempotency_retention_hours: float = setting(
+        24.0, "hours a POST /v1/runs Idempotency-Key is kept", gt=0, le=24 * 366
+    )
+    internal_url: Annotated[str | None, BeforeValidator(_http_url)] = setting(
+        None, "where process children reach the world lane (set it behind another ASGI server)",
+        shown="the bound address", metavar="URL",
+    )  # fmt: skip
+    process_memory_mb: int = setting(
+        1024, "process backend: address-space limit of each workflow child, MiB",
+        ge=128, le=1024 * 1024,
+    )  # fmt: skip
+    step_timeout_seconds: float = setting(
+        300.0, "process backend: wall-clock and CPU limit of a step attempt without a timeout",
+        gt=0, le=7 * 24 * 3600,
+    )  # fmt: skip
+    process_children: int = setting(
+        4, "process backend: child processes (runs executing at once) per deployment",
+        ge=1, le=256,
+    )  # fmt: skip
+    max_start_attempts: int = setting(
+        5, "failed starts in a row (process or bundle load) before a run fails", ge=1, le=1000
+    )
+    start_retry_seconds: float = setting(
+        2.0, "first delay before a failed start is tried again (doubles, up to 60 s)",
+        gt=0, le=3600,
+    )  # fmt: skip
+    max_executor_losses: int = setting(
+        20, "lost executors in a row (worker died, lease ran out) before a run fails",
+        ge=1, le=10_000,
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        """Absolute paths, derived defaults, and checks across settings."""
+        data_dir = _absolute(self.data_dir)
+        artifact_dir = _absolute(self.artifact_dir) if self.artifact_dir else data_dir / "artifacts"
+        resolved = {
+            "data_dir": data_dir,
+            "sqlite_path": _absolute(self.sqlite_path)
+            if self.sqlite_path
+            else data_dir / "compute-worker.db",
+            "artifact_dir": artifact_dir,
+            "code_dir": _absolute(self.code_dir) if self.code_dir else artifact_dir / "unpacked",
+            "certfile": _absolute(self.certfile) if self.certfile else None,
+            "keyfile": _absolute(self.keyfile) if self.keyfile else None,
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)  # frozen: set once, while validating
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("keyfile is set but certfile is not: TLS needs a certificate")
+        return self
+
+    # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return package_version()
+
+    @property
+    def target_world(self) -> str:
+        """The world this server is (``WORKFLOW_TARGET_WORLD``), reported by health."""
+        return os.environ.get("WORKFLOW_TARGET_WORLD") or self.expected_target_world or "local"
+
+    @property
+    def database_kind(self) -> str:
+        return "sqlite" if self.database_url is None else "postgresql"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "encryption.key"
+
+    @property
+    def dev_key_path(self) -> Path:
+        return self.data_dir / "dev-api-key"
+
+    # -- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        options: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        origin: Origin = "option",
+    ) -> Settings:
+        """Settings from ``options`` (None values ignored) over ``env`` (default: the
+        process environment) over the defaults. ``origin`` says how errors name an
+        option: ``option port`` (Python) or ``--port`` (CLI). Raises ``SettingsError``
+        with one line naming the setting."""
+        given = {name: value for name, value in (options or {}).items() if value is not None}
+        known = {spec.name for spec in describe_settings()}
+        for name in given:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SettingsError(f"unknown option {name!r}{hint}")
+        environ = os.environ if env is None else env
+        token = _ENVIRON.set(environ)
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, given, environ, origin)) from None
+        finally:
+            _ENVIRON.reset(token)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        source = _Environment(settings_cls, os.environ if environ is None else environ)
+        return (init_settings, source)
+
+    def public(self) -> dict[str, Any]:
+        """Every setting as JSON values, secrets withheld (``compute-worker settings``)."""
+        shown: dict[str, Any] = {}
+        for spec in describe_settings():
+            value = getattr(self, spec.name)
+            if spec.name == "database_url" and value is not None:
+                value = make_url(value).render_as_string(hide_password=True)
+            elif spec.name == "seed_api_keys":
+                value = [{"name": s.name, "scopes": sorted(s.scopes)} for s in value]
+            elif spec.name == "webhook_providers":
+                value = {p.name: {"scheme": p.scheme} for p in value}
+            elif spec.secret or spec.python_only:
+                value = None if value is None else "(set)"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[spec.name] = value
+        return shown
+
+
+class _Environment(EnvSettingsSource):
+    """``COMPUTE_WORKER_<NAME>`` variables of a given mapping; Python-only settings skipped."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for spec in describe_settings():
+            if spec.python_only:
+                values.pop(spec.name, None)
+        return values
+
+
+# -- what the definition says, for the CLI, the docs and error messages ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    name: str
+    description: str
+    default: str  # as the docs show it
+    kind: str  # bool, int, float, choice, path, json, text
+    choices: tuple[str, ...]
+    metavar: str
+    expect: str  # "an integer between 0 and 65535", for "must be …"
+    python_only: bool
+    secret: bool
+
+    @property
+    def env(self) -> str | None:
+        return None if self.python_only else ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str | None:
+        return None if self.python_only else "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> str | None:
+        """As the CLI spells it: ``--port`` or ``--require-https/--no-require-https``."""
+        if self.flag is None:
+            return None
+        return f"{self.flag}/--no-{self.flag[2:]}" if self.kind == "bool" else self.flag
+
+
+@functools.cache
+def describe_settings() -> tuple[SettingSpec, ...]:
+    return tuple(_spec(name, info) for name, info in Settings.model_fields.items())
+
+
+def _spec(name: str, info: FieldInfo) -> SettingSpec:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    kind, choices = _kind(info.annotation)
+    if extra.get("metavar") == "JSON":
+        kind = "json"
+    bounds = _bounds(info.metadata)
+    expect = {
+        "bool": "true or false",
+        "int": "an integer" + bounds,
+        "float": "a number" + bounds,
+        "choice": "one of " + ", ".join(repr(c) for c in choices),
+        "path": "a path",
+        "json": "JSON",
+    }.get(kind) or {"URL": "a URL", "BASE64": "base64"}.get(
+        str(extra.get("metavar")), "a non-empty string"
+    )
+    metavar = {"int": "INTEGER", "float": "NUMBER", "path": "PATH", "choice": "|".join(choices)}
+    return SettingSpec(
+        name=name,
+        description=info.description or "",
+        default=str(extra.get("shown") or _shown(info.default)),
+        kind=kind,
+        choices=choices,
+        metavar=str(extra.get("metavar") or metavar.get(kind, "TEXT")),
+        expect=str(extra.get("expect") or expect),
+        python_only=bool(extra.get("python_only")),
+        secret=bool(extra.get("secret")),
+    )
+
+
+def _kind(annotation: Any) -> tuple[str, tuple[str, ...]]:
+    for candidate in _flatten(annotation):
+        if candidate is bool:
+            return "bool", ()
+        if candidate is int:
+            return "int", ()
+        if candidate is float:
+            return "float", ()
+        if candidate is Path:
+            return "path", ()
+        if get_origin(candidate) is Literal:
+            return "choice", tuple(str(arg) for arg in get_args(candidate))
+    return "text", ()
+
+
+def _flatten(annotation: Any) -> Iterator[Any]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        yield from _flatten(get_args(annotation)[0])
+    elif origin is not None and origin is not Literal and type(None) in get_args(annotation):
+        for arg in get_args(annotation):
+            if arg is not type(None):
+                yield from _flatten(arg)
+    else:
+        yield annotation
+
+
+def _bounds(metadata_: list[Any]) -> str:
+    found: dict[str, Any] = {}
+    for item in metadata_:  # annotated_types.Ge(ge=0), Le(le=...), ...
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(item, key, None) is not None:
+                found[key] = getattr(item, key)
+    low = ("ge", found["ge"]) if "ge" in found else ("gt", found["gt"]) if "gt" in found else None
+    high = ("le", found["le"]) if "le" in found else ("lt", found["lt"]) if "lt" in found else None
+    if low and high and low[0] == "ge" and high[0] == "le":
+        return f" between {_number(low[1])} and {_number(high[1])}"
+    parts = []
+    if low:
+        parts.append(f"of {_number(low[1])} or more" if low[0] == "ge" else
+                     f"greater than {_number(low[1])}")  # fmt: skip
+    if high:
+        parts.append(f"at most {_number(high[1])}" if high[0] == "le" else
+                     f"less than {_number(high[1])}")  # fmt: skip
+    return " " + " and ".join(parts) if parts else ""
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "—"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, float):
+        return _number(default)
+    return str(default)
+
+
+def _explain(
+    exc: ValidationError, given: Mapping[str, Any], environ: Mapping[str, str], origin: Origin
+) -> str:
+    """The first problem as one line naming the setting the way it was given."""
+    specs = {spec.name: spec for spec in describe_settings()}
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else None
+        spec = specs.get(name) if name else None
+        if spec is None:
+            message = str(error.get("ctx", {}).get("error") or error["msg"])
+            problems.append(message.removeprefix("Value error, "))
+            continue
+        if name in given:
+            where = spec.flag if origin == "flag" and spec.flag else f"option {name}"
+        else:
+            where = spec.env or f"option {name}"
+        if error["type"] == "value_error":
+            detail = str(error.get("ctx", {}).get("error") or error["msg"])
+            joiner = "" if detail.startswith(("[", ".")) else " "
+            problems.append(f"{where}{joiner}{detail}")
+        else:
+            shown = error.get("input")
+            shown = "<withheld>" if spec.secret else repr(shown)
+            problems.append(f"{where} must be {spec.expect}, not {shown}")
+    first = problems[0] if problems else str(exc)
+    more = len(problems) - 1
+    return first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")

@@ -11,6 +11,8 @@ Serving (options: see the README; each is also ``COMPUTE_WORKER_<NAME>`` and a f
         create_compute_worker,          # -> ASGI app (Starlette)
         create_compute_worker_server,   # -> server object, not yet listening
         start_compute_worker_server,    # -> awaits until listening; handle with url, close()
+        StartupError,                   # what they raise when the server cannot start
+        SettingsError,                  # ... because of a bad option (a StartupError)
     )
 
 The server half is imported on first use, so workflow bundles importing the
@@ -37,12 +39,15 @@ from adapters.worldcompute.authoring import (
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from app.errors import SettingsError, StartupError
     from app.server import ComputeWorkerServer, ServerHandle
 
 __all__ = [
     "FatalError",
     "HookConflictError",
     "RetryableError",
+    "SettingsError",
+    "StartupError",
     "StepFailedError",
     "create_compute_worker",
     "create_compute_worker_server",
@@ -56,8 +61,20 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``StartupError`` and ``SettingsError`` on first use: a bundle imports this module
+    with its own folder first on ``sys.path``, where a package of its own may be
+    called ``app``, so nothing of the server half is imported eagerly."""
+    if name in ("StartupError", "SettingsError"):
+        from app import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def create_compute_worker(**options: Any) -> Starlette:
-    """The ASGI application; the database opens and the engine starts in its lifespan."""
+    """The ASGI application; the database opens and the engine starts in its lifespan
+    (which raises ``StartupError`` when it cannot). Bad options: ``SettingsError``."""
     from app.server import create_app
     from app.settings import Settings
 
@@ -73,5 +90,7 @@ def create_compute_worker_server(**options: Any) -> ComputeWorkerServer:
 
 
 async def start_compute_worker_server(**options: Any) -> ServerHandle:
-    """Start serving in the background; returns once connections are accepted."""
+    """Start serving in the background; returns once connections are accepted, or raises
+    ``StartupError`` with one line saying what is wrong (port taken, database
+    unreachable, data directory unusable) and what to do."""
     return await create_compute_worker_server(**options).start()

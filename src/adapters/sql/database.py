@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -44,6 +47,18 @@ class DatabaseConfig:
             return f"sqlite:{self.sqlite_path}"
         return make_url(self.database_url).render_as_string(hide_password=True)
 
+    def where(self) -> str:
+        """``host:port/db`` of PostgreSQL, the file of SQLite (no credentials)."""
+        if self.database_url is None:
+            return str(self.sqlite_path)
+        url = make_url(self.database_url)
+        host = url.host or "the local socket"
+        return f"{host}:{url.port or 5432}/{url.database or url.username or ''}"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened; the message is the reason, in words."""
+
 
 class Database:
     """The async engine (reads) and the group-commit writer (writes) of one database."""
@@ -59,7 +74,7 @@ class Database:
             )  # fmt: skip
             committer = AsyncCommitter(self.engine, POSTGRES_FLUSHERS)
         else:
-            config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(config.sqlite_path)
             self.engine = create_async_engine(f"sqlite+aiosqlite:///{config.sqlite_path}")
             _sqlite_pragmas(self.engine.sync_engine)
             writer_engine = create_engine(
@@ -80,6 +95,19 @@ class Database:
         """Bring the schema to the latest revision; safe with several processes at once."""
         await self.writer.run_alone(_upgrade)
 
+    async def probe(self, within: float) -> None:
+        """Open one connection within ``within`` seconds, or raise ``DatabaseUnavailable``
+        saying why (refused, unknown host, no answer, no such database, auth, not a
+        database file, ...)."""
+        try:
+            async with asyncio.timeout(within):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except TimeoutError:
+            raise DatabaseUnavailable(f"no answer within {within:g} s") from None
+        except Exception as error:
+            raise DatabaseUnavailable(_reason(error)) from error
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -94,6 +122,28 @@ def _postgres_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
+
+
+def _create_private_file(path: Path) -> None:
+    """The SQLite file and its folder, readable by this user only (0600, 0700); SQLite
+    gives its -wal and -shm files the mode of the database file."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return "unknown host"
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        inner: BaseException = error.orig
+        inner = getattr(inner, "__cause__", None) or inner
+        return str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _sqlite_pragmas(engine: Any) -> None:

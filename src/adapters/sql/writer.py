@@ -168,16 +168,17 @@ class SqliteCommitter(Committer):
             if first is None:
                 break
             batch, stop = self._drain(first)
-            if conn is None:
-                conn = self._engine.connect()
             try:
+                if conn is None:
+                    conn = self._engine.connect()
                 self._commit(conn, batch)
-            except Exception as error:  # the connection itself broke: start afresh
+            except Exception as error:  # no connection, or it broke: start afresh
                 log.warning("SQLite writer connection failed", exc_info=error)
-                conn.invalidate()
+                if conn is not None:
+                    conn.invalidate()
                 conn = None
                 for unit in batch:
-                    unit.error = translate(error)
+                    unit.error, unit.callbacks = translate(error), []
             for loop, units in _by_loop(batch).items():
                 with contextlib.suppress(RuntimeError):  # that loop is closed
                     loop.call_soon_threadsafe(_settle_all, units)
@@ -265,8 +266,13 @@ class AsyncCommitter(Committer):
         return batch
 
     async def _flush(self, batch: list[_Unit]) -> None:
-        async with self._engine.connect() as conn:
-            await conn.run_sync(lambda sync: commit_batch(sync, batch, self._memo))
+        try:
+            async with self._engine.connect() as conn:
+                await conn.run_sync(lambda sync: commit_batch(sync, batch, self._memo))
+        except Exception as error:  # no connection: fail this batch, keep the flusher
+            log.warning("PostgreSQL writer connection failed", exc_info=error)
+            for unit in batch:
+                unit.error, unit.callbacks = translate(error), []
         _settle_all(batch)
 
     async def close(self) -> None:

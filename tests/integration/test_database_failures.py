@@ -1,0 +1,94 @@
+"""The database adapter when its database cannot be had: ``probe`` says why in words,
+writes fail with ``StorageUnavailable`` instead of hanging (and work again once the
+database is back), and the SQLite file is created private."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Connection
+
+from adapters.sql.database import Database, DatabaseConfig, DatabaseUnavailable
+from domain import errors
+
+CLOSED_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/db"  # nothing listens on port 1
+
+
+def _select_one(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT 1").scalar_one())
+
+
+async def _probe_reason(config: DatabaseConfig) -> str:
+    database = Database(config)
+    try:
+        with pytest.raises(DatabaseUnavailable) as unavailable:
+            await asyncio.wait_for(database.probe(5), 10)
+    finally:
+        await database.close()
+    return str(unavailable.value)
+
+
+async def test_probe_says_why_postgres_cannot_be_reached(
+    tmp_path: Path, postgres_server: str
+) -> None:
+    unused = tmp_path / "unused.db"
+    assert await _probe_reason(DatabaseConfig(unused, CLOSED_POSTGRES)) == "connection refused"
+    unknown_host = "postgresql+asyncpg://postgres@no-such-host.invalid/db"
+    assert await _probe_reason(DatabaseConfig(unused, unknown_host)) == "unknown host"
+    base = postgres_server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    missing = await _probe_reason(DatabaseConfig(unused, f"{base}/cw_absent_database"))
+    assert missing == 'database "cw_absent_database" does not exist'
+    assert DatabaseConfig(unused, CLOSED_POSTGRES).where() == "127.0.0.1:1/db"
+
+
+async def test_probe_passes_on_a_reachable_database(tmp_path: Path, postgres_url: str) -> None:
+    sqlite, postgres = DatabaseConfig(tmp_path / "ok.db"), DatabaseConfig(tmp_path, postgres_url)
+    for config in (sqlite, postgres):
+        database = Database(config)
+        try:
+            await database.probe(5)
+        finally:
+            await database.close()
+
+
+async def test_probe_says_a_file_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("plain text\n" * 200)
+    assert await _probe_reason(DatabaseConfig(path)) == "file is not a database"
+
+
+async def test_postgres_writes_fail_instead_of_hanging_when_the_server_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    database = Database(DatabaseConfig(tmp_path / "unused.db", CLOSED_POSTGRES))
+    try:
+        for _ in range(12):  # more than its flushers: each failure leaves its flusher alive
+            with pytest.raises(errors.StorageUnavailable):
+                await asyncio.wait_for(database.writer.run_sql(_select_one), 10)
+    finally:
+        await database.close()
+
+
+async def test_sqlite_writes_fail_instead_of_hanging_when_the_file_cannot_be_opened(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "db"
+    database = Database(DatabaseConfig(folder / "world.db"))
+    try:
+        shutil.rmtree(folder)  # gone before the writer's first connection
+        with pytest.raises(errors.StorageUnavailable):
+            await asyncio.wait_for(database.writer.run_sql(_select_one), 10)
+        folder.mkdir()  # back: the writer thread is still there and connects afresh
+        assert await asyncio.wait_for(database.writer.run_sql(_select_one), 10) == 1
+    finally:
+        await database.close()
+
+
+def test_the_sqlite_file_and_its_folder_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "world.db"
+    Database(DatabaseConfig(path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
