@@ -28,6 +28,7 @@ from compute_worker.client import (
     ValidationError,
 )
 
+from .conftest import Backend
 from .public_fixtures import ADMIN_KEY, ONLY_KEYS, PublicServer, PublicServers
 from .test_client_asgi import FLOWS
 
@@ -200,11 +201,14 @@ async def test_url_and_key_come_from_the_environment(
 
 
 async def test_a_rate_limited_client_waits_as_retry_after_says(
-    servers: PublicServers, backend: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if backend.kind != "sqlite":
-        pytest.skip("the limiter is per process, the same on either database: once is enough")
-    server = await servers.start(rate_limit_per_minute=4)
+    """On SQLite only: the limiter is per process, the same whatever the database."""
+    async with PublicServers(Backend("sqlite", {"sqlite_path": tmp_path / "w.db"}), tmp_path) as s:
+        await _rate_limited(await s.start(rate_limit_per_minute=4), caplog)
+
+
+async def _rate_limited(server: PublicServer, caplog: pytest.LogCaptureFixture) -> None:
     # the limiter's windows are minutes of this process's monotonic clock: start late in
     # one, so that its Retry-After is short
     into = time.monotonic() % 60
