@@ -26,8 +26,8 @@ from app.runtime import Runtime
 from app.settings import Settings
 from domain.audit import RequestContext
 from domain.use_cases.deployments import NewDeployment
-from domain.use_cases.proxy_world_event import run_topic
 from domain.use_cases.trigger_run import Trigger
+from domain.world import run_topic
 from world_events import raw_sqlite
 
 BUNDLE = b"""

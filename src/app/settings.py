@@ -37,7 +37,8 @@ from sqlalchemy.exc import ArgumentError
 
 from app.errors import SettingsError
 from domain import errors
-from domain.use_cases.authenticate import SeedKey, check_scopes
+from domain.api_keys import check_scopes
+from domain.use_cases.authenticate import SeedKey
 from domain.webhooks import SCHEMES, WebhookProvider
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "describe_settings", "package_version"]

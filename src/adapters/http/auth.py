@@ -14,8 +14,8 @@ from starlette.responses import Response
 from adapters.http.errors import status_of
 from adapters.http.middleware import CORRELATION_HEADER
 from domain import errors
+from domain.api_keys import authorize
 from domain.audit import RequestContext, audit_entry
-from domain.use_cases.authenticate import authorize
 
 Handler = Callable[[Request], Awaitable[Response]]
 RUN_ID_HEADER = "x-workflow-run-id"

@@ -35,8 +35,7 @@ from adapters.worldcompute.http_world import HttpRunWorld
 from adapters.worldcompute.importer import contents, describe_error, import_bundle, user_traceback
 from adapters.worldcompute.runner import Outcome, run_workflow
 from domain import errors
-from domain.use_cases.proxy_world_event import run_topic
-from domain.world import RUNTIME_ERROR, EventRequest, EventType
+from domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
 
 ENV_URL = "CW_WORLD_URL"
 ENV_KEY = "CW_WORLD_KEY"

@@ -32,7 +32,16 @@ from adapters.worldcompute.importer import user_traceback
 from domain import errors
 from domain.ports.engine import RunWorld
 from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
-from domain.world import RUNTIME_ERROR, USER_ERROR, Event, EventRequest, EventResult, EventType, Run
+from domain.world import (
+    RUNTIME_ERROR,
+    USER_ERROR,
+    Event,
+    EventRequest,
+    EventResult,
+    EventType,
+    Run,
+    run_stream_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +456,7 @@ class RunWritable:
     def __init__(self, world: RunWorld, run_id: str, name: str) -> None:
         self._world = world
         self._run_id = run_id
-        self.name = stream_name(run_id, name)
+        self.name = run_stream_name(run_id, name)
 
     async def write(self, chunk: bytes | str) -> None:
         data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
@@ -455,10 +464,6 @@ class RunWritable:
 
     async def close(self) -> None:
         await self._world.close_stream(self.name, self._run_id)
-
-
-def stream_name(run_id: str, name: str) -> str:
-    return f"strm_{run_id.removeprefix('wrun_')}_{name}"
 
 
 def _jsonable(args: tuple[Any, ...]) -> list[Any]:

@@ -24,10 +24,18 @@ from domain.deployments import Deployment
 from domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
 from domain.ports.queue import QueueConsumer
 from domain.ports.streams import Signal
-from domain.use_cases.proxy_world_event import run_topic
-from domain.use_cases.publish_message import QUEUE_TOPIC, WORKFLOW_QUEUE_PREFIX
 from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, QueueMessage, Run
+from domain.world import (
+    QUEUE_TOPIC,
+    RUNTIME_ERROR,
+    WORKFLOW_QUEUE_PREFIX,
+    Event,
+    EventRequest,
+    EventType,
+    QueueMessage,
+    Run,
+    run_topic,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ from domain.pagination import Position, encode_cursor
 from domain.ports.engine import RunWorld
 from domain.ports.streams import Subscription
 from domain.reducer import parse_date, structured_error
-from domain.use_cases.proxy_world_event import run_topic
-from domain.world import Event, EventRequest, EventResult, EventType, Run, Step
+from domain.world import Event, EventRequest, EventResult, EventType, Run, Step, run_topic
 
 PAGE = 1000
 _ERRORS: dict[str, type[errors.DomainError]] = {

@@ -13,9 +13,9 @@ from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal, Subscription
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.ports.world import WorldReader
-from domain.use_cases.proxy_world_event import ProxyWorldEvent, run_topic
+from domain.use_cases.proxy_world_event import ProxyWorldEvent
 from domain.use_cases.streams import WriteStream
-from domain.world import Event, EventRequest, EventResult, Run
+from domain.world import Event, EventRequest, EventResult, Run, run_topic
 
 PAGE = 1000
 

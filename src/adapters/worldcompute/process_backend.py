@@ -36,8 +36,7 @@ from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal
 from domain.reducer import parse_date
 from domain.use_cases.api_keys import ManageApiKeys
-from domain.use_cases.proxy_world_event import run_topic
-from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, Run
+from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, Run, run_topic
 
 log = logging.getLogger(__name__)
 

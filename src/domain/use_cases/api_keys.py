@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from domain import errors, ids
-from domain.api_keys import hash_secret, new_secret
+from domain.api_keys import check_scopes, hash_secret, new_secret
 from domain.audit import AuditEntry
 from domain.ids import IdFactory
 from domain.ports.audit import AuditLog, AuditQuery
 from domain.ports.clock import Clock
 from domain.ports.security import ApiKey, ApiKeyStore
-from domain.use_cases.authenticate import check_scopes
 
 MAX_AUDIT_ENTRIES = 100_000
 

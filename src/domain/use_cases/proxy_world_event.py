@@ -21,7 +21,15 @@ from domain.reducer import (
     validate_client_run_id,
 )
 from domain.views import strip_event_refs
-from domain.world import EventRequest, EventResult, EventType, ResolveData, Run
+from domain.world import (
+    WAKING_EVENTS,
+    EventRequest,
+    EventResult,
+    EventType,
+    ResolveData,
+    Run,
+    run_topic,
+)
 
 _MAX_DECISIONS = 3  # a lost insert race (run id, hook token) is decided again, once or twice
 
@@ -33,23 +41,11 @@ class CreateEvent:
     resolve_data: ResolveData = "all"
 
 
-# Events that a run's executor must react to, usually written by someone else.
-WAKING_EVENTS = frozenset(
-    {EventType.RUN_CANCELLED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
-     EventType.HOOK_RECEIVED, EventType.HOOK_DISPOSED}
-)  # fmt: skip
-
-
 _LIFECYCLE = frozenset(
     {EventType.RUN_STARTED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
      EventType.RUN_CANCELLED}
 )  # fmt: skip
 runs_log = logging.getLogger("compute_worker.runs")
-
-
-def run_topic(run_id: str) -> str:
-    """The signal topic notified after a run's waking events are committed."""
-    return f"run:{run_id}"
 
 
 class ProxyWorldEvent:

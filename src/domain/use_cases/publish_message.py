@@ -6,7 +6,6 @@ message id and enqueues nothing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -18,11 +17,8 @@ from domain.ports.clock import Clock
 from domain.ports.streams import Signal
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.reducer import check_length
-from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QueueMessage
+from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QUEUE_NAME, QUEUE_TOPIC, QueueMessage
 
-WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"
-QUEUE_TOPIC = "queue"
-_QUEUE_NAME = re.compile(r"^__wkf_(workflow|step)_[A-Za-z0-9_\-./@]+$")
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 
 
@@ -92,7 +88,7 @@ def _validate(cmd: Publish) -> None:
     check_length(cmd.idempotency_key, MAX_NAME, "opts.idempotencyKey")
     if cmd.deployment_id is not None:
         check_length(cmd.deployment_id, MAX_DEPLOYMENT_ID, "opts.deploymentId")
-    if not _QUEUE_NAME.match(cmd.queue_name):
+    if not QUEUE_NAME.match(cmd.queue_name):
         raise errors.InvalidRequest(
             "queueName must be __wkf_workflow_<name> or __wkf_step_<name> "
             "with letters, digits and _-./@ only",

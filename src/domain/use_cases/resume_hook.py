@@ -12,8 +12,7 @@ from domain.ports.clock import Clock
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.use_cases.proxy_world_event import ProxyWorldEvent
 from domain.use_cases.publish_message import Publish, PublishMessage
-from domain.use_cases.trigger_run import workflow_queue
-from domain.world import EventRequest, EventType
+from domain.world import EventRequest, EventType, workflow_queue
 
 
 @dataclass(frozen=True, slots=True)

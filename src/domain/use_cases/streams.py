@@ -18,16 +18,19 @@ from domain.ports.clock import Clock
 from domain.ports.streams import Signal, StreamReader
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.reducer import check_length
-from domain.world import MAX_NAME, MAX_RUN_ID, StreamChunk, StreamChunkPage, StreamInfo
+from domain.world import (
+    MAX_NAME,
+    MAX_RUN_ID,
+    StreamChunk,
+    StreamChunkPage,
+    StreamInfo,
+    stream_topic,
+)
 
 READ_BATCH = 500
 DEFAULT_CHUNK_PAGE = 100
 MAX_CHUNK_PAGE = 1000
 ENDED_CHECK_SECONDS = 1.0
-
-
-def stream_topic(name: str) -> str:
-    return f"stream:{name}"
 
 
 def _check_name(name: str, run_id: str) -> None:

@@ -16,8 +16,8 @@ from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.publish_message import WORKFLOW_QUEUE_PREFIX, Publish, PublishMessage
-from domain.world import EventRequest, EventType, Run
+from domain.use_cases.publish_message import Publish, PublishMessage
+from domain.world import EventRequest, EventType, Run, workflow_queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +42,6 @@ class Trigger:
 class Triggered:
     run: Run
     replayed: bool = False
-
-
-def workflow_queue(workflow_name: str) -> str:
-    return WORKFLOW_QUEUE_PREFIX + workflow_name
 
 
 class TriggerRun:
