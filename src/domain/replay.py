@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from domain import ids
-from domain.reducer import parse_date, structured_error
+from domain.reducer import structured_error
+from domain.validation import parse_date
 from domain.world import Event, EventType, StructuredError
 
 NONDETERMINISTIC = "nondeterministic_workflow"

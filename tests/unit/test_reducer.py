@@ -9,17 +9,8 @@ from typing import Any
 import pytest
 
 from domain import errors, ids
-from domain.reducer import (
-    EventDraft,
-    Snapshot,
-    Transition,
-    check_request_shape,
-    decide,
-    materialize,
-    parse_date,
-    structured_error,
-    validate_client_run_id,
-)
+from domain.reducer import EventDraft, Snapshot, Transition, decide, materialize, structured_error
+from domain.validation import check_request_shape, parse_date, validate_client_run_id
 from domain.world import (
     Event,
     EventRequest,

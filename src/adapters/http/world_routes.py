@@ -16,10 +16,10 @@ from adapters.http.auth import Handler, request_context, requires
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
-from domain.reducer import check_request_shape
 from domain.use_cases.proxy_world_event import CreateEvent
 from domain.use_cases.publish_message import Publish
 from domain.use_cases.query_world import Paging
+from domain.validation import check_request_shape
 from domain.world import EventRequest, EventType
 
 world = requires(WORLD_SCOPE)

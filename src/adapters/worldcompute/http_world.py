@@ -15,7 +15,8 @@ from domain.ids import ulid_datetime
 from domain.pagination import Position, encode_cursor
 from domain.ports.engine import RunWorld
 from domain.ports.streams import Subscription
-from domain.reducer import parse_date, structured_error
+from domain.reducer import structured_error
+from domain.validation import parse_date
 from domain.world import Event, EventRequest, EventResult, EventType, Run, Step, run_topic
 
 PAGE = 1000

@@ -34,8 +34,8 @@ from domain.api_keys import WORLD_SCOPE
 from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
 from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal
-from domain.reducer import parse_date
 from domain.use_cases.api_keys import ManageApiKeys
+from domain.validation import parse_date
 from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, Run, run_topic
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,8 @@ from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal
 from domain.ports.transactions import Transaction, UnitOfWork
-from domain.reducer import (
-    Snapshot,
-    Transition,
-    check_request_shape,
-    decide,
-    materialize,
-    validate_client_run_id,
-)
+from domain.reducer import Snapshot, Transition, decide, materialize
+from domain.validation import check_request_shape, validate_client_run_id
 from domain.views import strip_event_refs
 from domain.world import (
     WAKING_EVENTS,

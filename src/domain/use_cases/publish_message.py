@@ -16,7 +16,7 @@ from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal
 from domain.ports.transactions import Transaction, UnitOfWork
-from domain.reducer import check_length
+from domain.validation import check_length
 from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QUEUE_NAME, QUEUE_TOPIC, QueueMessage
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from domain import errors
 from domain.ports.streams import StreamReader
 from domain.ports.world import WorldReader
-from domain.reducer import check_length
 from domain.use_cases.streams import ReadStream
+from domain.validation import check_length
 from domain.world import MAX_NAME, run_stream_name, short_stream_name
 
 

@@ -17,7 +17,7 @@ from domain.ids import IdFactory
 from domain.ports.clock import Clock
 from domain.ports.streams import Signal, StreamReader
 from domain.ports.transactions import Transaction, UnitOfWork
-from domain.reducer import check_length
+from domain.validation import check_length
 from domain.world import (
     MAX_NAME,
     MAX_RUN_ID,
