@@ -27,6 +27,7 @@ from adapters.system import LocalSignal, SystemClock
 from domain.ids import IdFactory
 from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
 from domain.world import EventRequest, EventType
+from domain.world_writes import WorldWrites
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -70,7 +71,9 @@ async def raw_postgres(url: str, seconds: float, connections: int) -> float:
 async def world_rate(config: DatabaseConfig, writers: int, seconds: float) -> float:
     database = Database(config)
     await database.migrate()
-    use_case = ProxyWorldEvent(database.writer, IdFactory(), SystemClock(), LocalSignal())
+    ids, clock = IdFactory(), SystemClock()
+    writes = WorldWrites(ids, clock, LocalSignal())
+    use_case = ProxyWorldEvent(database.writer, ids, clock, writes)
     count = 0
     deadline = time.perf_counter() + seconds
 

@@ -35,6 +35,7 @@ from app.settings import Settings
 from domain.execution import RetryPolicy
 from domain.ids import IdFactory
 from domain.ports.streams import Signal
+from domain.stream_tail import StreamTail
 from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from domain.use_cases.authenticate import Authenticate, SeedApiKeys
 from domain.use_cases.cancel_run import CancelRun
@@ -53,6 +54,7 @@ from domain.use_cases.resume_hook import ResumeHook
 from domain.use_cases.run_streams import RunStreams
 from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from domain.use_cases.trigger_run import TriggerRun
+from domain.world_writes import WorldWrites
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:
@@ -122,20 +124,24 @@ class Container(containers.DeclarativeContainer):
         lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
     )
 
-    # use cases: the World
-    authenticate = providers.Singleton(Authenticate, api_keys, clock)
-    seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
-    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, signal)
-    query_world = providers.Singleton(QueryWorld, world_reader)
-    write_stream = providers.Singleton(WriteStream, writer, ids, clock, signal)
-    read_stream = providers.Singleton(
-        ReadStream,
+    # domain services: the World's writes inside a transaction, the live read of a stream
+    world_writes = providers.Singleton(WorldWrites, ids, clock, signal)
+    stream_tail = providers.Singleton(
+        StreamTail,
         stream_reader,
         signal,
         providers.Callable(lambda s: s.stream_poll_interval, settings),
     )
+
+    # use cases: the World
+    authenticate = providers.Singleton(Authenticate, api_keys, clock)
+    seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
+    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, world_writes)
+    query_world = providers.Singleton(QueryWorld, world_reader)
+    write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
+    read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)
-    publish_message = providers.Singleton(PublishMessage, writer, ids, clock, signal)
+    publish_message = providers.Singleton(PublishMessage, writer, clock, world_writes)
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
 
@@ -143,14 +149,12 @@ class Container(containers.DeclarativeContainer):
     trigger_run = providers.Singleton(
         TriggerRun,
         writer,
-        ids,
         clock,
-        proxy_world_event,
-        publish_message,
+        world_writes,
         providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
     )
-    cancel_run = providers.Singleton(CancelRun, writer, clock, proxy_world_event, write_stream)
-    resume_hook = providers.Singleton(ResumeHook, writer, clock, proxy_world_event, publish_message)
+    cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
+    resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
     create_deployment = providers.Singleton(
         CreateDeployment, writer, ids, clock, artifacts, bundle_loader
     )
@@ -159,15 +163,14 @@ class Container(containers.DeclarativeContainer):
     list_deployments = providers.Singleton(ListDeployments, deployments)
     list_runs = providers.Singleton(ListRuns, world_reader)
     inspect_run = providers.Singleton(InspectRun, world_reader)
-    run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, read_stream)
+    run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
         ReceiveWebhook,
         writer,
         clock,
         providers.Callable(lambda s: {p.name: p for p in s.webhook_providers}, settings),
         webhook_verifiers,
-        trigger_run,
-        resume_hook,
+        world_writes,
         providers.Callable(lambda s: s.on_webhook, settings),
     )
     manage_api_keys = providers.Singleton(ManageApiKeys, api_keys, ids, clock)
@@ -185,7 +188,7 @@ class Container(containers.DeclarativeContainer):
     # the engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, engine, writer)
     run_world = providers.Singleton(
-        LocalRunWorld, writer, proxy_world_event, world_reader, write_stream, signal, clock
+        LocalRunWorld, writer, world_writes, world_reader, write_stream, signal, clock
     )
     deployment_code = providers.Singleton(
         BundleCode,
@@ -203,7 +206,7 @@ class Container(containers.DeclarativeContainer):
         settings,
     )
     record_execution_trouble = providers.Singleton(
-        RecordExecutionTrouble, writer, clock, proxy_world_event, retry_policy
+        RecordExecutionTrouble, writer, clock, world_writes, retry_policy
     )
     executor = providers.Singleton(
         _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url

@@ -33,12 +33,14 @@ from domain.ports.queue import QueueConsumer
 from domain.ports.streams import StreamReader
 from domain.ports.transactions import UnitOfWork
 from domain.ports.world import WorldReader
+from domain.stream_tail import StreamTail
 from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
 from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.query_world import QueryWorld
 from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from domain.world import EventRequest, EventResult, EventType, ResolveData
+from domain.world_writes import WorldWrites
 from tests.fakes import (
     FakeDeployments,
     FakeQueue,
@@ -68,6 +70,7 @@ class World:
     events: ProxyWorldEvent
     query: QueryWorld
     write_stream: WriteStream
+    stream_tail: StreamTail
     read_stream: ReadStream
     inspect_stream: InspectStream
     publish: PublishMessage
@@ -108,6 +111,7 @@ def _build(
     reopen: Callable[[], contextlib.AbstractAsyncContextManager[World]],
 ) -> World:
     signal = LocalSignal()
+    writes = WorldWrites(ids, clock, signal)
     return World(
         backend=backend,
         clock=clock,
@@ -117,12 +121,13 @@ def _build(
         stream_reader=stream_reader,
         deployments=deployments,
         queue=queue,
-        events=ProxyWorldEvent(uow, ids, clock, signal),
+        events=ProxyWorldEvent(uow, ids, clock, writes),
         query=QueryWorld(reader),
-        write_stream=WriteStream(uow, ids, clock, signal),
-        read_stream=ReadStream(stream_reader, signal, poll_interval=POLL_INTERVAL),
+        write_stream=WriteStream(uow, clock, writes),
+        stream_tail=(tail := StreamTail(stream_reader, signal, poll_interval=POLL_INTERVAL)),
+        read_stream=ReadStream(tail),
         inspect_stream=InspectStream(stream_reader),
-        publish=PublishMessage(uow, ids, clock, signal),
+        publish=PublishMessage(uow, clock, writes),
         encryption_key=GetEncryptionKey(reader, HkdfRunKeyDeriver(RUN_KEY_SECRET), deployments),
         deployment_id=GetDeploymentId(deployments),
         activate=activate,

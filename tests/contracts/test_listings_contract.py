@@ -99,7 +99,7 @@ async def test_history_of_a_run_is_oldest_first_and_404_for_unknown_runs(world: 
 
 
 async def test_a_runs_streams_are_summarized_and_read_by_short_name(world: World) -> None:
-    streams = RunStreams(world.reader, world.stream_reader, world.read_stream)
+    streams = RunStreams(world.reader, world.stream_reader, world.stream_tail)
     run_id = await run_on(world, "dpl_a")
     log, other = run_stream_name(run_id, "log"), run_stream_name(run_id, "other")
     await world.write_stream.write(log, run_id, [b"a", b"", b"b"])
@@ -128,7 +128,7 @@ async def test_a_runs_streams_are_summarized_and_read_by_short_name(world: World
 
 
 async def test_a_read_of_an_open_stream_stops_once_its_run_ended(world: World) -> None:
-    streams = RunStreams(world.reader, world.stream_reader, world.read_stream)
+    streams = RunStreams(world.reader, world.stream_reader, world.stream_tail)
     run_id = await run_on(world, "dpl_a")
     await world.create(run_id, E.RUN_STARTED)
     name = run_stream_name(run_id, "log")

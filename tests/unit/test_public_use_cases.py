@@ -33,13 +33,12 @@ from domain.use_cases.deployments import (
     NewDeployment,
 )
 from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.receive_webhook import ReceiveWebhook
 from domain.use_cases.resume_hook import Resumed, ResumeHook
-from domain.use_cases.streams import WriteStream
 from domain.use_cases.trigger_run import Trigger, Triggered, TriggerRun
 from domain.webhooks import WebhookProvider
 from domain.world import EventRequest, EventType
+from domain.world_writes import WorldWrites
 from tests.fakes import (
     FakeApiKeyStore,
     FakeArtifactStore,
@@ -64,6 +63,7 @@ class App:
     store: FakeStore
     clock: FixedClock
     ids: IdFactory
+    writes: WorldWrites
     events: ProxyWorldEvent
     trigger: TriggerRun
     cancel: CancelRun
@@ -84,7 +84,7 @@ class App:
     ) -> ReceiveWebhook:
         return ReceiveWebhook(
             FakeUnitOfWork(self.store), self.clock, {provider.name: provider},
-            {"fake": FakeVerifier()}, self.trigger, self.resume, on_webhook,
+            {"fake": FakeVerifier()}, self.writes, on_webhook,
         )  # fmt: skip
 
 
@@ -92,18 +92,19 @@ class App:
 def app() -> App:
     store, clock = FakeStore(), FixedClock(NOW)
     uow, id_factory, signal = FakeUnitOfWork(store), IdFactory(clock_ms=clock.now_ms), LocalSignal()
-    events = ProxyWorldEvent(uow, id_factory, clock, signal)
-    queue = PublishMessage(uow, id_factory, clock, signal)
-    trigger = TriggerRun(uow, id_factory, clock, events, queue)
-    resume = ResumeHook(uow, clock, events, queue)
+    writes = WorldWrites(id_factory, clock, signal)
+    events = ProxyWorldEvent(uow, id_factory, clock, writes)
+    trigger = TriggerRun(uow, clock, writes)
+    resume = ResumeHook(uow, clock, writes)
     artifacts, loader, keys = FakeArtifactStore(), FakeBundleLoader(), FakeApiKeyStore()
     return App(
         store=store,
         clock=clock,
         ids=id_factory,
+        writes=writes,
         events=events,
         trigger=trigger,
-        cancel=CancelRun(uow, clock, events, WriteStream(uow, id_factory, clock, signal)),
+        cancel=CancelRun(uow, clock, writes),
         resume=resume,
         artifacts=artifacts,
         loader=loader,

@@ -13,9 +13,9 @@ from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal, Subscription
 from domain.ports.transactions import Transaction, UnitOfWork
 from domain.ports.world import WorldReader
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
 from domain.use_cases.streams import WriteStream
 from domain.world import Event, EventRequest, EventResult, Run, run_topic
+from domain.world_writes import WorldWrites
 
 PAGE = 1000
 
@@ -24,7 +24,7 @@ class LocalRunWorld(RunWorld):
     def __init__(
         self,
         uow: UnitOfWork,
-        events: ProxyWorldEvent,
+        writes: WorldWrites,
         reader: WorldReader,
         streams: WriteStream,
         signal: Signal,
@@ -32,7 +32,7 @@ class LocalRunWorld(RunWorld):
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._events = events
+        self._writes = writes
         self._reader = reader
         self._streams = streams
         self._signal = signal
@@ -44,10 +44,10 @@ class LocalRunWorld(RunWorld):
         context: RequestContext | None = None,
     ) -> list[EventResult]:
         def work(tx: Transaction) -> list[EventResult]:
-            results = [self._events.record(tx, run_id, request) for request in requests]
+            results = [self._writes.append(tx, run_id, request) for request in requests]
             if any(result.event is not None and result.run is not None
                    and result.run.is_terminal for result in results):  # fmt: skip
-                self._streams.close_run_streams(tx, run_id)
+                self._writes.close_run_streams(tx, run_id)
             if context is not None:
                 tx.append_audit(
                     audit_entry(
