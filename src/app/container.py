@@ -50,6 +50,7 @@ from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.query_world import QueryWorld
 from domain.use_cases.receive_webhook import ReceiveWebhook
 from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from domain.use_cases.record_run_events import RecordRunEvents
 from domain.use_cases.resume_hook import ResumeHook
 from domain.use_cases.run_streams import RunStreams
 from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
@@ -141,6 +142,7 @@ class Container(containers.DeclarativeContainer):
     write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
     read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)
+    record_run_events = providers.Singleton(RecordRunEvents, writer, clock, world_writes)
     publish_message = providers.Singleton(PublishMessage, writer, clock, world_writes)
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
@@ -188,7 +190,7 @@ class Container(containers.DeclarativeContainer):
     # the engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, engine, writer)
     run_world = providers.Singleton(
-        LocalRunWorld, writer, world_writes, world_reader, write_stream, signal, clock
+        LocalRunWorld, record_run_events, world_reader, write_stream, signal
     )
     deployment_code = providers.Singleton(
         BundleCode,

@@ -19,7 +19,6 @@ from domain.api_keys import WORLD_SCOPE
 from domain.use_cases.proxy_world_event import CreateEvent
 from domain.use_cases.publish_message import Publish
 from domain.use_cases.query_world import Paging
-from domain.validation import check_request_shape
 from domain.world import EventRequest, EventType
 
 world = requires(WORLD_SCOPE)
@@ -82,15 +81,8 @@ async def create_events(request: Request) -> Response:
             raise errors.InvalidRequest(
                 f"events[{index}] must be an object", {"field": f"events[{index}]"}
             )
-        event = _event_data(item, f"events[{index}]")
-        check_request_shape(event)  # before the transaction, so no batch is half-decided
-        if event.event_type is EventType.RUN_CREATED:
-            raise errors.InvalidRequest(
-                "run_created cannot be batched; use /v1/world/events/create",
-                {"field": f"events[{index}].eventType"},
-            )
-        requests.append(event)
-    results = await request.state.container.run_world().record(
+        requests.append(_event_data(item, f"events[{index}]"))
+    results = await request.state.container.record_run_events().execute(
         run_id, requests, request_context(request)
     )
     return JSONResponse({"results": [wire.event_result_wire(result) for result in results]})

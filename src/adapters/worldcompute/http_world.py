@@ -39,9 +39,7 @@ class HttpRunWorld(RunWorld):
         response = await self._client.post(path, content=codec.dumps(body), headers=headers)
         return _answer(response)
 
-    async def record(
-        self, run_id: str, requests: Sequence[EventRequest], context: Any = None
-    ) -> list[EventResult]:
+    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
         body = {"runId": run_id, "events": [_request_wire(r) for r in requests]}
         answer = await self._post("/v1/world/events/create-batch", body)
         return [_result(item) for item in answer["results"]]

@@ -1,21 +1,19 @@
 """``LocalRunWorld``: the World of a run, in the server's own process (the ``local``
-backend and the engine's own bookkeeping)."""
+backend, the ``process`` backend's parent and the engine's own bookkeeping), made of
+the use cases every client of the World goes through."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domain.audit import RequestContext, audit_entry
 from domain.ids import ulid_datetime
 from domain.pagination import PageRequest, Position
-from domain.ports.clock import Clock
 from domain.ports.engine import RunWorld
 from domain.ports.streams import Signal, Subscription
-from domain.ports.transactions import Transaction, UnitOfWork
 from domain.ports.world import WorldReader
+from domain.use_cases.record_run_events import RecordRunEvents
 from domain.use_cases.streams import WriteStream
 from domain.world import Event, EventRequest, EventResult, Run, run_topic
-from domain.world_writes import WorldWrites
 
 PAGE = 1000
 
@@ -23,45 +21,18 @@ PAGE = 1000
 class LocalRunWorld(RunWorld):
     def __init__(
         self,
-        uow: UnitOfWork,
-        writes: WorldWrites,
+        record: RecordRunEvents,
         reader: WorldReader,
         streams: WriteStream,
         signal: Signal,
-        clock: Clock,
     ) -> None:
-        self._uow = uow
-        self._clock = clock
-        self._writes = writes
+        self._record = record
         self._reader = reader
         self._streams = streams
         self._signal = signal
 
-    async def record(
-        self,
-        run_id: str,
-        requests: Sequence[EventRequest],
-        context: RequestContext | None = None,
-    ) -> list[EventResult]:
-        def work(tx: Transaction) -> list[EventResult]:
-            results = [self._writes.append(tx, run_id, request) for request in requests]
-            if any(result.event is not None and result.run is not None
-                   and result.run.is_terminal for result in results):  # fmt: skip
-                self._writes.close_run_streams(tx, run_id)
-            if context is not None:
-                tx.append_audit(
-                    audit_entry(
-                        context,
-                        "world.events.create-batch",
-                        200,
-                        self._clock.now(),
-                        run_id,
-                        events=len(requests),
-                    )
-                )
-            return results  # fmt: skip
-
-        return await self._uow.run(work)
+    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
+        return await self._record.execute(run_id, requests)
 
     async def run(self, run_id: str) -> Run | None:
         return await self._reader.get_run(run_id)

@@ -7,7 +7,6 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from domain.audit import RequestContext
 from domain.deployments import Deployment
 from domain.ports.streams import Subscription
 from domain.world import Event, EventRequest, EventResult, Run
@@ -16,13 +15,8 @@ from domain.world import Event, EventRequest, EventResult, Run
 class RunWorld(Protocol):
     """The World as a running workflow sees it (in process, or over the world lane)."""
 
-    async def record(
-        self,
-        run_id: str,
-        requests: Sequence[EventRequest],
-        context: RequestContext | None = None,
-    ) -> list[EventResult]:
-        """Append events in order, in one transaction where the World allows it."""
+    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
+        """Append events in order, in one transaction (all or nothing)."""
         ...
 
     async def run(self, run_id: str) -> Run | None: ...
