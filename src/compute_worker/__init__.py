@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from adapters.worldcompute.authoring import (
+from domain.authoring import (
     FatalError,
     HookConflictError,
     RetryableError,

@@ -21,7 +21,7 @@ from domain import errors
 from domain.deployments import WorkflowInfo
 
 BUNDLE = {"workflows.py": b"x = 1\n", "pkg/util.py": b"", "data/big.bin": bytes(range(256)) * 64}
-AUTHORING = "from adapters.worldcompute.authoring import step, workflow\n"
+AUTHORING = "from compute_worker import step, workflow\n"
 
 
 def leftovers(folder: Path) -> list[Path]:

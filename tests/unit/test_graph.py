@@ -13,12 +13,6 @@ import httpx
 import pytest
 
 from adapters.worldcompute import graph as graph_module
-from adapters.worldcompute.authoring import (
-    FatalError,
-    RetryableError,
-    StepSpec,
-    current_dispatcher,
-)
 from adapters.worldcompute.graph import (
     compare,
     execute_action,
@@ -27,6 +21,12 @@ from adapters.worldcompute.graph import (
     render,
 )
 from domain import errors
+from domain.authoring import (
+    FatalError,
+    RetryableError,
+    StepSpec,
+    current_dispatcher,
+)
 
 # -- helpers -------------------------------------------------------------------------------
 

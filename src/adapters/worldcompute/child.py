@@ -23,7 +23,6 @@ from typing import Any, TextIO
 import httpx
 
 from adapters.system import LocalSignal
-from adapters.worldcompute.authoring import StepSpec
 from adapters.worldcompute.context import (
     RunCancelled,
     WorkflowContext,
@@ -35,6 +34,7 @@ from adapters.worldcompute.http_world import HttpRunWorld
 from adapters.worldcompute.importer import contents, describe_error, import_bundle, user_traceback
 from adapters.worldcompute.runner import Outcome, run_workflow
 from domain import errors
+from domain.authoring import StepSpec
 from domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
 
 ENV_URL = "CW_WORLD_URL"

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapters import codec
-from adapters.worldcompute.authoring import (
+from adapters.worldcompute.importer import user_traceback
+from domain import errors
+from domain.authoring import (
     FatalError,
     HookConflictError,
     RetryableError,
@@ -28,8 +30,6 @@ from adapters.worldcompute.authoring import (
     StepSpec,
     current_dispatcher,
 )
-from adapters.worldcompute.importer import user_traceback
-from domain import errors
 from domain.ports.engine import RunWorld
 from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
 from domain.world import (

@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 
-from adapters.worldcompute.authoring import (
+from adapters.worldcompute.loader import describe_graphs
+from domain import errors
+from domain.authoring import (
     DEFAULT_MAX_RETRIES,
     FatalError,
     RetryableError,
@@ -27,8 +29,6 @@ from adapters.worldcompute.authoring import (
     step,
     workflow,
 )
-from adapters.worldcompute.loader import describe_graphs
-from domain import errors
 
 log = logging.getLogger(__name__)
 

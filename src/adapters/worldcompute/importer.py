@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.authoring import STEP_ATTR, WORKFLOW_ATTR, StepSpec, WorkflowSpec
+from domain.authoring import STEP_ATTR, WORKFLOW_ATTR, StepSpec, WorkflowSpec
 
 
 def module_name(entrypoint: str) -> str:
