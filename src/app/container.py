@@ -25,12 +25,12 @@ from adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from adapters.sql.run_leases import SqlRunLeases
 from adapters.system import LocalSignal, SystemClock
 from adapters.webhooks.verifiers import VERIFIERS
-from adapters.worldcompute.code import BundleCode
+from adapters.worldcompute.bundles.code import BundleCode
+from adapters.worldcompute.bundles.loader import SubprocessBundleLoader
 from adapters.worldcompute.engine import Engine, EngineSettings, RunExecutor
-from adapters.worldcompute.loader import SubprocessBundleLoader
-from adapters.worldcompute.local_backend import LocalExecutor
-from adapters.worldcompute.local_world import LocalRunWorld
-from adapters.worldcompute.process_backend import ChildPool, ProcessExecutor, ProcessLimits
+from adapters.worldcompute.local.executor import LocalExecutor
+from adapters.worldcompute.local.world import LocalRunWorld
+from adapters.worldcompute.process.backend import ChildPool, ProcessExecutor, ProcessLimits
 from app.settings import Settings
 from domain.execution import RetryPolicy
 from domain.ids import IdFactory

@@ -16,7 +16,7 @@ import pytest
 
 from adapters.bundles import bundle_digest
 from adapters.fs.artifact_store import FsArtifactStore
-from adapters.worldcompute.loader import SubprocessBundleLoader
+from adapters.worldcompute.bundles.loader import SubprocessBundleLoader
 from domain import errors
 from domain.deployments import WorkflowInfo
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.worldcompute import graph as graph_module
-from adapters.worldcompute.graph import (
+from adapters.worldcompute.graph import interpreter as graph_module
+from adapters.worldcompute.graph.interpreter import (
     compare,
     execute_action,
     graph_workflow,

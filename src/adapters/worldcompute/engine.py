@@ -17,8 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapters.worldcompute.context import RunCancelled, error_data
-from adapters.worldcompute.runner import Outcome, StartFailed
+from adapters.worldcompute.runtime.context import RunCancelled, error_data
+from adapters.worldcompute.runtime.runner import Outcome, StartFailed
 from domain import errors
 from domain.deployments import Deployment
 from domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld

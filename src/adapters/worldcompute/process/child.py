@@ -1,4 +1,4 @@
-"""A child of the ``process`` backend: ``python -m adapters.worldcompute.child``.
+"""A child of the ``process`` backend: ``python -m adapters.worldcompute.process.child``.
 
 It imports one deployment's bundle, then executes the runs the parent assigns
 (one at a time), talking to the World over the world-proxy lane with a
@@ -23,16 +23,22 @@ from typing import Any, TextIO
 import httpx
 
 from adapters.system import LocalSignal
-from adapters.worldcompute.context import (
+from adapters.worldcompute.bundles.importer import (
+    contents,
+    describe_error,
+    import_bundle,
+    user_traceback,
+)
+from adapters.worldcompute.bundles.isolation import limit_resource
+from adapters.worldcompute.graph.interpreter import graph_workflow, parse_graphs
+from adapters.worldcompute.process.http_world import HttpRunWorld
+from adapters.worldcompute.runtime.context import (
     RunCancelled,
     WorkflowContext,
     error_data,
     iso,
 )
-from adapters.worldcompute.graph import graph_workflow, parse_graphs
-from adapters.worldcompute.http_world import HttpRunWorld
-from adapters.worldcompute.importer import contents, describe_error, import_bundle, user_traceback
-from adapters.worldcompute.runner import Outcome, run_workflow
+from adapters.worldcompute.runtime.runner import Outcome, run_workflow
 from domain import errors
 from domain.authoring import StepSpec
 from domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
@@ -91,12 +97,6 @@ class ForwardLogs(logging.Handler):
 def _take_config() -> dict[str, str]:
     """Read our settings and remove them from the environment the bundle sees."""
     return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("CW_")}
-
-
-def _limit_memory(config: dict[str, str]) -> None:
-    limit = int(config.get(ENV_MEMORY, "0"))
-    if limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _workflows(folder: Path, entrypoint: str, kind: str) -> dict[str, Any]:
@@ -181,7 +181,7 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
 
 def main() -> None:
     config = _take_config()
-    _limit_memory(config)
+    limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
     asyncio.run(serve(out, config))

@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.worldcompute import child as child_module
-from adapters.worldcompute.code import BundleCode
-from adapters.worldcompute.context import backoff, iso
-from adapters.worldcompute.loader import child_environment
-from adapters.worldcompute.runner import Outcome, StartFailed
+from adapters.worldcompute.bundles.code import BundleCode
+from adapters.worldcompute.bundles.isolation import child_environment
+from adapters.worldcompute.process import child as child_module
+from adapters.worldcompute.runtime.context import backoff, iso
+from adapters.worldcompute.runtime.runner import Outcome, StartFailed
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
 from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
@@ -45,7 +45,6 @@ RECYCLE_AFTER = timedelta(minutes=45)  # well before the key expires
 START_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.1
 MAX_CRASHES = 3
-_SOURCE_ROOT = str(Path(child_module.__file__).resolve().parents[2])
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -170,8 +169,6 @@ class ChildPool:
         created = await self._keys.mint(f"child:{deployment.deployment_id}", [WORLD_SCOPE], KEY_TTL)
         env = {
             **child_environment(),
-            "PYTHONPATH": _SOURCE_ROOT,
-            "PYTHONDONTWRITEBYTECODE": "1",
             child_module.ENV_URL: url,
             child_module.ENV_KEY: created.secret,
             child_module.ENV_BUNDLE: str(folder),
@@ -183,7 +180,7 @@ class ChildPool:
             child_module.ENV_POLL: str(self.limits.poll_interval),
         }
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "adapters.worldcompute.child",
+            sys.executable, "-m", child_module.__name__,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, cwd=folder, start_new_session=True,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from adapters.worldcompute.loader import describe_graphs
+from adapters.worldcompute.bundles.loader import describe_graphs
 from domain import errors
 from domain.authoring import (
     DEFAULT_MAX_RETRIES,

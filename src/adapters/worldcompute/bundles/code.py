@@ -15,14 +15,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.graph import graph_workflow
-from adapters.worldcompute.importer import (
+from adapters.worldcompute.bundles.importer import (
     contents,
     describe_error,
     import_bundle,
     user_traceback,
 )
-from adapters.worldcompute.runner import StartFailed
+from adapters.worldcompute.graph.interpreter import graph_workflow
+from adapters.worldcompute.runtime.runner import StartFailed
 from domain import errors
 from domain.deployments import Deployment
 from domain.ports.bundles import ArtifactStore

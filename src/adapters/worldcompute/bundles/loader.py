@@ -1,6 +1,6 @@
 """``SubprocessBundleLoader``: what a bundle defines, found without trusting it.
 
-Python bundles are imported in a child process (``adapters.worldcompute.describe``)
+Python bundles are imported in a child process (``adapters.worldcompute.bundles.describe``)
 with memory and CPU limits and a wall-clock timeout, so code that crashes, hangs or
 eats memory at import costs a failed deployment, never the server. Graph bundles
 are data: they are parsed and checked here, no code runs.
@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import adapters
-from adapters.worldcompute import describe
-from adapters.worldcompute.importer import module_name
+from adapters.worldcompute.bundles import describe
+from adapters.worldcompute.bundles.importer import module_name
+from adapters.worldcompute.bundles.isolation import child_environment
 from domain import errors
 from domain.deployments import DeploymentKind, WorkflowInfo, clean_bundle_path
 from domain.ports.bundles import BundleLoader
@@ -101,10 +101,6 @@ class SubprocessBundleLoader(BundleLoader):
 
     def _child_env(self) -> dict[str, str]:
         env = child_environment()
-        source_root = str(Path(next(iter(adapters.__path__))).resolve().parent)
-        existing = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = source_root + (os.pathsep + existing if existing else "")
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
         env[describe.MEMORY_ENV] = str(self._memory)
         env[describe.CPU_ENV] = str(math.ceil(self._timeout) + 1)
         env[describe.FILE_SIZE_ENV] = str(_MAX_CHILD_FILE)
@@ -327,12 +323,3 @@ def _topological(nodes: list[str], edges: list[tuple[str, str]], where: str) -> 
             {"nodes": stuck[:50]},
         )
     return order
-
-
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
-
-
-def child_environment() -> dict[str, str]:
-    """What bundle code may see of the server's environment: nothing secret
-    (no database URLs, keys or ``COMPUTE_WORKER_*`` settings)."""
-    return {name: os.environ[name] for name in _INHERITED if name in os.environ}

@@ -1,6 +1,6 @@
 """The child process that loads an untrusted bundle and lists its workflows.
 
-``python -m adapters.worldcompute.describe <bundle dir> <entrypoint>``, started by
+``python -m adapters.worldcompute.bundles.describe <bundle dir> <entrypoint>``, started by
 ``SubprocessBundleLoader``. It caps its own memory, CPU time and file sizes first
 (limits named by the environment), then imports the entrypoint from the bundle folder and
 prints ``{"workflows": [{"name", "steps"}]}`` on the original stdout. Anything the
@@ -18,21 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.importer import contents, import_bundle, user_traceback
+from adapters.worldcompute.bundles.importer import contents, import_bundle, user_traceback
+from adapters.worldcompute.bundles.isolation import limit_resource
 
 MEMORY_ENV = "COMPUTE_WORKER_LOADER_MEMORY_BYTES"
 CPU_ENV = "COMPUTE_WORKER_LOADER_CPU_SECONDS"
 FILE_SIZE_ENV = "COMPUTE_WORKER_LOADER_FILE_BYTES"
-
-
-def _limit(kind: int, value: str | None) -> None:
-    if not value:
-        return
-    _, hard = resource.getrlimit(kind)
-    wanted = int(value)
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
-    resource.setrlimit(kind, (wanted, wanted))
 
 
 def describe(module: ModuleType) -> dict[str, Any]:
@@ -42,9 +33,9 @@ def describe(module: ModuleType) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    _limit(resource.RLIMIT_AS, os.environ.get(MEMORY_ENV))
-    _limit(resource.RLIMIT_CPU, os.environ.get(CPU_ENV))
-    _limit(resource.RLIMIT_FSIZE, os.environ.get(FILE_SIZE_ENV))
+    for kind, name in ((resource.RLIMIT_AS, MEMORY_ENV), (resource.RLIMIT_CPU, CPU_ENV),
+                       (resource.RLIMIT_FSIZE, FILE_SIZE_ENV)):  # fmt: skip
+        limit_resource(kind, int(os.environ.get(name) or 0))
     answer = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the bundle's prints go to stderr
     sys.stdout = sys.stderr

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from adapters.worldcompute.context import WorkflowContext
+from adapters.worldcompute.runtime.context import WorkflowContext
 
 CHECK_INTERVAL = 0.2
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapters import codec
-from adapters.worldcompute.importer import user_traceback
+from adapters.worldcompute.bundles.importer import user_traceback
 from domain import errors
 from domain.authoring import (
     FatalError,
