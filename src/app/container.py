@@ -27,10 +27,11 @@ from adapters.system import LocalSignal, SystemClock
 from adapters.webhooks.verifiers import VERIFIERS
 from adapters.worldcompute.bundles.code import BundleCode
 from adapters.worldcompute.bundles.loader import SubprocessBundleLoader
-from adapters.worldcompute.engine import Engine, EngineSettings, RunExecutor
+from adapters.worldcompute.engine import Engine, EngineSettings
 from adapters.worldcompute.local.executor import LocalExecutor
 from adapters.worldcompute.local.world import LocalRunWorld
 from adapters.worldcompute.process.backend import ChildPool, ProcessExecutor, ProcessLimits
+from adapters.worldcompute.runtime.runner import RunExecutor
 from app.settings import Settings
 from domain.execution import RetryPolicy
 from domain.ids import IdFactory

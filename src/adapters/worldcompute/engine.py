@@ -15,12 +15,10 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
-from adapters.worldcompute.runtime.context import RunCancelled, error_data
-from adapters.worldcompute.runtime.runner import Outcome, StartFailed
+from adapters.worldcompute.runtime.failures import RunCancelled, StartFailed, error_data
+from adapters.worldcompute.runtime.runner import RunExecutor
 from domain import errors
-from domain.deployments import Deployment
 from domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
 from domain.ports.queue import QueueConsumer
 from domain.ports.streams import Signal
@@ -29,11 +27,9 @@ from domain.world import (
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WORKFLOW_QUEUE_PREFIX,
-    Event,
     EventRequest,
     EventType,
     QueueMessage,
-    Run,
     run_topic,
 )
 
@@ -55,13 +51,6 @@ class EngineSettings:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class RunExecutor(Protocol):
-    """Where a run's code executes: in this process (local) or in a child (process)."""
-
-    async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome: ...
-    async def close(self) -> None: ...
 
 
 class Engine:

@@ -4,8 +4,10 @@
 ``SubprocessBundleLoader``. It caps its own memory, CPU time and file sizes first
 (limits named by the environment), then imports the entrypoint from the bundle folder and
 prints ``{"workflows": [{"name", "steps"}]}`` on the original stdout. Anything the
-bundle prints goes to stderr so it cannot corrupt that answer. A failure is a
-traceback on stderr and a non-zero exit; the parent reports it.
+bundle prints goes to stderr so it cannot corrupt that answer. An import that fails
+is answered ``{"error", "stack"}`` (``load_bundle``'s words, as a run would report
+it) with exit status 1; a child killed by a limit answers nothing, and the parent
+reports its exit and the tail of its stderr.
 """
 
 from __future__ import annotations
@@ -15,19 +17,18 @@ import os
 import resource
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.bundles.importer import contents, import_bundle, user_traceback
+from adapters.worldcompute.bundles.importer import BundleContents, load_bundle
 from adapters.worldcompute.bundles.isolation import limit_resource
+from adapters.worldcompute.runtime.failures import StartFailed
 
 MEMORY_ENV = "COMPUTE_WORKER_LOADER_MEMORY_BYTES"
 CPU_ENV = "COMPUTE_WORKER_LOADER_CPU_SECONDS"
 FILE_SIZE_ENV = "COMPUTE_WORKER_LOADER_FILE_BYTES"
 
 
-def describe(module: ModuleType) -> dict[str, Any]:
-    found = contents(module)
+def describe(found: BundleContents) -> dict[str, Any]:
     steps = list(found.steps)
     return {"workflows": [{"name": name, "steps": steps} for name in found.names]}
 
@@ -42,11 +43,13 @@ def main(argv: list[str]) -> int:
     directory, entrypoint = argv
     folder = Path(directory)
     try:
-        result = describe(import_bundle(folder, entrypoint, keep_path=True))
-    except BaseException as exc:  # SystemExit too: the bundle did not load
-        sys.stderr.write(user_traceback(exc, folder))
+        found = load_bundle(folder, entrypoint, keep_path=True)
+    except StartFailed as failure:
+        sys.stderr.write(failure.stack or failure.message)
+        answer.write(json.dumps({"error": failure.message, "stack": failure.stack}))
+        answer.close()
         return 1
-    answer.write(json.dumps(result))
+    answer.write(json.dumps(describe(found)))
     answer.close()
     return 0
 

@@ -1,24 +1,28 @@
-"""The one way a bundle's entry file is imported, and how its failures are reported.
+"""The one way a bundle's entry file is imported and what it defines is collected.
 
 Used by the upload check (``describe``), the ``local`` backend (``code``) and the
-``process`` backend's children (``child``), so a bundle accepted at upload loads the
-same way at run time. Reports name the bundle's own files by their bundle-relative
-paths and leave out the server's frames, so a user sees their code and nothing of
-the installation.
+``process`` backend's children (``child``) through ``load_bundle``, so a bundle
+accepted at upload loads the same way at run time, and one that does not load fails
+with the same message everywhere (``runtime.failures`` words it).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
 import importlib.util
-import os
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from adapters.worldcompute.graph.interpreter import graph_workflows
+from adapters.worldcompute.runtime.failures import StartFailed, describe_error, user_traceback
+from domain import errors
 from domain.authoring import STEP_ATTR, WORKFLOW_ATTR, StepSpec, WorkflowSpec
+
+PACKAGE = "cw_bundle"  # the package standing for the bundle's folder in its own process
 
 
 def module_name(entrypoint: str) -> str:
@@ -32,33 +36,79 @@ def module_name(entrypoint: str) -> str:
 
 
 def import_bundle(
-    folder: Path, entrypoint: str, name: str | None = None, *, keep_path: bool = False
+    folder: Path, entrypoint: str, package: str = PACKAGE, *, keep_path: bool = False
 ) -> ModuleType:
-    """Import ``entrypoint`` from the bundle unpacked at ``folder``.
+    """Import ``entrypoint`` from the bundle unpacked at ``folder``, as the module
+    ``<package>.<module path>`` (``cw_bundle.pkg.flows`` for ``pkg/flows.py``).
 
-    The folder is put first on ``sys.path`` while the module executes, so sibling
-    modules of the entrypoint import; it stays there afterwards (``keep_path``) only in
-    a process that belongs to this one bundle, where code may import lazily."""
+    ``package`` stands for the bundle's folder, so the entry file's relative imports
+    (``from .rates import TAX``) resolve inside the bundle, the same way whichever
+    process imports it; a process holding several bundles gives each a package of its
+    own. The folder is also put first on ``sys.path`` while the module executes, so
+    sibling modules import by their own names; it stays there afterwards
+    (``keep_path``) only in a process that belongs to this one bundle, where code may
+    import lazily. A failed import leaves none of the package's modules behind."""
     folder = folder.resolve()
-    name = name or module_name(entrypoint)
+    dotted = module_name(entrypoint)
     location = folder / entrypoint
     if not location.is_file():
         raise FileNotFoundError(f"the entrypoint {entrypoint} is not in the bundle")
-    spec = importlib.util.spec_from_file_location(name, location)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {entrypoint}")
-    module = importlib.util.module_from_spec(spec)
+    root = importlib.machinery.ModuleSpec(package, None, is_package=True)
+    root.submodule_search_locations = [str(folder)]
+    sys.modules[package] = importlib.util.module_from_spec(root)
     sys.path.insert(0, str(folder))
-    sys.modules[name] = module
     try:
+        parent, _, leaf = f"{package}.{dotted}".rpartition(".")
+        holder = importlib.import_module(parent)  # the entry's packages, __init__ files run
+        spec = importlib.util.spec_from_file_location(f"{parent}.{leaf}", location)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {entrypoint}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
         spec.loader.exec_module(module)
+        setattr(holder, leaf, module)
     except BaseException:
-        sys.modules.pop(name, None)
+        for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+            sys.modules.pop(name, None)
         raise
     finally:
         if not keep_path and str(folder) in sys.path:
             sys.path.remove(str(folder))
     return module
+
+
+def load_bundle(
+    folder: Path, entrypoint: str, package: str = PACKAGE, *, keep_path: bool = False
+) -> BundleContents:
+    """What the bundle at ``folder`` defines (``import_bundle``, then ``contents``).
+    ``StartFailed`` when the import raised anything (``SystemExit`` too): the exception
+    and the bundle's file and line, and the bundle's own frames."""
+    try:
+        module = import_bundle(folder, entrypoint, package, keep_path=keep_path)
+    except BaseException as error:
+        raise StartFailed(
+            f"the bundle did not load: {describe_error(error, folder)}",
+            user_traceback(error, folder),
+        ) from error
+    return contents(module)
+
+
+def load_graphs(raw: bytes) -> dict[str, Any]:
+    """The interpreter's workflow for each graph of a graph bundle's file; ``StartFailed``
+    when the file is not one the upload check accepts."""
+    try:
+        return graph_workflows(raw)
+    except errors.InvalidDeployment as invalid:
+        raise StartFailed(f"the graph did not load: {invalid.message}") from invalid
+
+
+def load_workflows(
+    folder: Path, entrypoint: str, kind: str, package: str = PACKAGE, *, keep_path: bool = False
+) -> dict[str, Any]:
+    """Every workflow of the bundle unpacked at ``folder``, by name (``StartFailed``)."""
+    if kind == "graph":  # the built-in interpreter; the bundle holds no code
+        return load_graphs((folder / entrypoint).read_bytes())
+    return load_bundle(folder, entrypoint, package, keep_path=keep_path).workflows
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,47 +142,3 @@ def _marked(module: ModuleType, attr: str, kind: type) -> list[tuple[Any, Any]]:
         if isinstance(spec, kind):
             seen.setdefault(id(value), (value, spec))
     return list(seen.values())
-
-
-def user_traceback(error: BaseException, folder: Path | None) -> str:
-    """The traceback of ``error`` reduced to the frames of the bundle's own files, with
-    bundle-relative paths; just the exception line where no frame is the user's."""
-    root = str(folder.resolve()) + os.sep if folder is not None else None
-    blocks = []
-    for item in _chain(error):
-        frames = [
-            frame
-            for frame in traceback.extract_tb(item.__traceback__)
-            if root is not None and frame.filename.startswith(root)
-        ]
-        block = ["Traceback (most recent call last):\n"] if frames else []
-        block += traceback.format_list(frames) + traceback.format_exception_only(item)
-        blocks.append("".join(block))
-    text = "\nThe above exception was the direct cause of the following exception:\n\n".join(blocks)
-    return text.replace(root, "") if root is not None else text
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    """``error`` and its explicit causes, oldest first, as Python prints them."""
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__
-    return list(reversed(chain))
-
-
-def describe_error(error: BaseException, folder: Path | None) -> str:
-    """One line a user can act on: the exception and, when known, the bundle file and line."""
-    message = "".join(traceback.format_exception_only(error)).strip()
-    root = str(folder.resolve()) + os.sep if folder is not None else None
-    where = None
-    for frame in traceback.extract_tb(error.__traceback__):
-        if root is not None and frame.filename.startswith(root):
-            where = f"{frame.filename[len(root) :]}, line {frame.lineno}"
-    if isinstance(error, SyntaxError) and error.filename and root is not None:
-        filename = str(error.filename)
-        if filename.startswith(root):
-            where = f"{filename[len(root) :]}, line {error.lineno}"
-        message = message.replace(root, "")
-    return f"{message} ({where})" if where else message

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import json
 import math
 import os
@@ -25,8 +24,9 @@ from typing import Any, BinaryIO
 from adapters.worldcompute.bundles import describe
 from adapters.worldcompute.bundles.importer import module_name
 from adapters.worldcompute.bundles.isolation import child_environment
+from adapters.worldcompute.graph.format import parse_graphs
 from domain import errors
-from domain.deployments import DeploymentKind, WorkflowInfo, clean_bundle_path
+from domain.deployments import DeploymentKind, WorkflowInfo, check_workflows, clean_bundle_path
 from domain.ports.bundles import BundleLoader
 
 _BUNDLE = "bundle"
@@ -49,7 +49,7 @@ class SubprocessBundleLoader(BundleLoader):
         if kind == "python":
             return await self._describe_python(files, entrypoint)
         if kind == "graph":
-            return await asyncio.to_thread(describe_graphs, files, entrypoint)
+            return await asyncio.to_thread(_describe_graphs, files, entrypoint)
         raise errors.InvalidDeployment(f"unknown deployment kind {kind!r}")
 
     async def _describe_python(
@@ -66,7 +66,7 @@ class SubprocessBundleLoader(BundleLoader):
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
         if returncode != 0:
-            raise _load_failed(returncode, stderr)
+            raise _import_failed(stdout) or _load_failed(returncode, stderr)
         return _workflows_from_child(stdout)
 
     async def _run_child(self, work: Path, entrypoint: str) -> int:
@@ -105,6 +105,13 @@ class SubprocessBundleLoader(BundleLoader):
         env[describe.CPU_ENV] = str(math.ceil(self._timeout) + 1)
         env[describe.FILE_SIZE_ENV] = str(_MAX_CHILD_FILE)
         return env
+
+
+def _describe_graphs(files: Mapping[str, bytes], entrypoint: str) -> tuple[WorkflowInfo, ...]:
+    raw = files.get(entrypoint)
+    if raw is None:
+        raise errors.InvalidDeployment(f"the entrypoint {entrypoint!r} is not in the bundle")
+    return tuple(graph.info for graph in parse_graphs(raw, entrypoint).values())
 
 
 def _prepare(files: Mapping[str, bytes]) -> Path:
@@ -153,6 +160,18 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def _import_failed(stdout: bytes) -> errors.InvalidDeployment | None:
+    """The child's own report of an import that raised: the message a run would get,
+    then the last lines of the bundle's traceback."""
+    try:
+        answer = json.loads(stdout)
+        message, stack = _text(answer["error"]), answer.get("stack")
+    except (ValueError, KeyError, TypeError):
+        return None
+    lines = stack.strip().splitlines()[-_STDERR_LINES:] if isinstance(stack, str) else []
+    return errors.InvalidDeployment("\n".join([message, *lines]))
+
+
 def _load_failed(returncode: int, stderr: bytes) -> errors.InvalidDeployment:
     lines = stderr.decode("utf-8", "replace").strip().splitlines()[-_STDERR_LINES:]
     tail = "\n".join(lines)
@@ -182,144 +201,10 @@ def _workflows_from_child(stdout: bytes) -> tuple[WorkflowInfo, ...]:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise errors.InvalidDeployment("the bundle loader returned malformed output") from exc
-    return _checked(found, "the bundle defines no @workflow")
+    return check_workflows(found, "the bundle defines no @workflow")
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError("expected a string")
     return value
-
-
-def _checked(found: tuple[WorkflowInfo, ...], none_message: str) -> tuple[WorkflowInfo, ...]:
-    if not found:
-        raise errors.InvalidDeployment(none_message)
-    names = [workflow.name for workflow in found]
-    if not all(name.strip() for name in names):
-        raise errors.InvalidDeployment("a workflow name is empty")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise errors.InvalidDeployment(
-            f"duplicate workflow name(s): {', '.join(duplicates)}", {"duplicates": duplicates}
-        )
-    return found
-
-
-# --- graph bundles ------------------------------------------------------------------
-
-_NODE_TYPES = ("trigger", "action")
-# what the interpreter (graph.py) executes; anything else is refused at upload
-ACTION_TYPES = ("http_request", "condition", "log", "transform", "wait", "wait_for_hook")
-
-
-def describe_graphs(files: Mapping[str, bytes], entrypoint: str) -> tuple[WorkflowInfo, ...]:
-    """Workflow Studio graphs: one graph or ``{"workflows": [graph, …]}``; each action
-    node becomes a step, in topological order."""
-    raw = files.get(entrypoint)
-    if raw is None:
-        raise errors.InvalidDeployment(f"the entrypoint {entrypoint!r} is not in the bundle")
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise errors.InvalidDeployment(f"{entrypoint} is not valid JSON: {exc}") from exc
-    if isinstance(document, dict) and "workflows" in document:
-        graphs = document["workflows"]
-        if not isinstance(graphs, list):
-            raise errors.InvalidDeployment(f"{entrypoint}: workflows must be a list of graphs")
-    else:
-        graphs = [document]
-    found = tuple(_graph(graph, index) for index, graph in enumerate(graphs))
-    return _checked(found, "the bundle defines no workflow graph")
-
-
-def _graph(graph: Any, index: int) -> WorkflowInfo:
-    where = f"workflows[{index}]"
-    if not isinstance(graph, dict):
-        raise errors.InvalidDeployment(f"{where} must be an object")
-    name = graph.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise errors.InvalidDeployment(f"{where}.name must be a non-empty string")
-    where = f"workflow {name!r}"
-    nodes = _nodes(graph.get("nodes"), where)
-    edges = _edges(graph.get("edges", []), nodes, where)
-    order = _topological(list(nodes), edges, where)
-    return WorkflowInfo(name, tuple(node for node in order if nodes[node] == "action"))
-
-
-def _nodes(nodes: Any, where: str) -> dict[str, str]:
-    """Node id → type, in declaration order."""
-    if not isinstance(nodes, list):
-        raise errors.InvalidDeployment(f"{where}: nodes must be a list")
-    types: dict[str, str] = {}
-    for position, node in enumerate(nodes):
-        at = f"{where}: nodes[{position}]"
-        if not isinstance(node, dict):
-            raise errors.InvalidDeployment(f"{at} must be an object")
-        node_id, node_type, data = node.get("id"), node.get("type"), node.get("data", {})
-        if not isinstance(node_id, str) or not node_id:
-            raise errors.InvalidDeployment(f"{at}.id must be a non-empty string")
-        if node_id in types:
-            raise errors.InvalidDeployment(f"{where}: duplicate node id {node_id!r}")
-        if node_type not in _NODE_TYPES:
-            raise errors.InvalidDeployment(f"{at} ({node_id!r}): type must be trigger or action")
-        if not isinstance(data, dict):
-            raise errors.InvalidDeployment(f"{at} ({node_id!r}): data must be an object")
-        if node_type == "action" and data.get("actionType") not in ACTION_TYPES:
-            raise errors.InvalidDeployment(
-                f"{at} ({node_id!r}): data.actionType must be one of {', '.join(ACTION_TYPES)}, "
-                f"not {data.get('actionType')!r}",
-                {"node": node_id, "field": "data.actionType", "allowed": list(ACTION_TYPES)},
-            )
-        types[node_id] = node_type
-    triggers = [node_id for node_id, node_type in types.items() if node_type == "trigger"]
-    if len(triggers) != 1:
-        raise errors.InvalidDeployment(
-            f"{where}: needs exactly one trigger node, found {len(triggers)}"
-        )
-    return types
-
-
-def _edges(edges: Any, nodes: Mapping[str, str], where: str) -> list[tuple[str, str]]:
-    if not isinstance(edges, list):
-        raise errors.InvalidDeployment(f"{where}: edges must be a list")
-    pairs: list[tuple[str, str]] = []
-    for position, edge in enumerate(edges):
-        at = f"{where}: edges[{position}]"
-        if not isinstance(edge, dict):
-            raise errors.InvalidDeployment(f"{at} must be an object")
-        pairs.append((_end(edge, "source", nodes, at), _end(edge, "target", nodes, at)))
-    return pairs
-
-
-def _end(edge: Mapping[str, Any], end: str, nodes: Mapping[str, str], at: str) -> str:
-    value = edge.get(end)
-    if not isinstance(value, str) or value not in nodes:
-        raise errors.InvalidDeployment(f"{at}.{end} {value!r} is not a node of the graph")
-    return value
-
-
-def _topological(nodes: list[str], edges: list[tuple[str, str]], where: str) -> list[str]:
-    """Kahn's algorithm, ties broken by declaration order so the result is stable."""
-    position = {node: index for index, node in enumerate(nodes)}
-    successors: dict[str, list[str]] = {node: [] for node in nodes}
-    incoming = dict.fromkeys(nodes, 0)
-    for source, target in edges:
-        successors[source].append(target)
-        incoming[target] += 1
-    ready = [position[node] for node in nodes if incoming[node] == 0]
-    heapq.heapify(ready)
-    order: list[str] = []
-    while ready:
-        node = nodes[heapq.heappop(ready)]
-        order.append(node)
-        for target in successors[node]:
-            incoming[target] -= 1
-            if incoming[target] == 0:
-                heapq.heappush(ready, position[target])
-    if len(order) != len(nodes):
-        stuck = sorted((node for node in nodes if incoming[node] > 0), key=position.__getitem__)
-        raise errors.InvalidDeployment(
-            f"{where}: the graph has a cycle through {', '.join(stuck[:10])}",
-            {"nodes": stuck[:50]},
-        )
-    return order

@@ -28,7 +28,8 @@ from adapters.worldcompute.bundles.code import BundleCode
 from adapters.worldcompute.bundles.isolation import child_environment
 from adapters.worldcompute.process import child as child_module
 from adapters.worldcompute.runtime.context import backoff, iso
-from adapters.worldcompute.runtime.runner import Outcome, StartFailed
+from adapters.worldcompute.runtime.failures import StartFailed
+from adapters.worldcompute.runtime.runner import Outcome
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
 from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment

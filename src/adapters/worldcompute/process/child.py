@@ -3,9 +3,10 @@
 It imports one deployment's bundle, then executes the runs the parent assigns
 (one at a time), talking to the World over the world-proxy lane with a
 short-lived key. Protocol: JSON lines; the parent writes ``run``/``wake``/``stop``
-on stdin; the child answers ``ready``, ``step`` / ``step_done`` (for the parent's
-time and CPU watchdog) and ``done`` on the original stdout. Anything the bundle
-prints goes to stderr.
+on stdin; the child answers ``ready`` (with the names of the workflows it loaded) or
+``failed`` (the bundle did not load, in the words the upload check uses), then
+``step`` / ``step_done`` (for the parent's time and CPU watchdog) and ``done`` on the
+original stdout. Anything the bundle prints goes to stderr.
 """
 
 from __future__ import annotations
@@ -23,21 +24,11 @@ from typing import Any, TextIO
 import httpx
 
 from adapters.system import LocalSignal
-from adapters.worldcompute.bundles.importer import (
-    contents,
-    describe_error,
-    import_bundle,
-    user_traceback,
-)
+from adapters.worldcompute.bundles.importer import load_workflows
 from adapters.worldcompute.bundles.isolation import limit_resource
-from adapters.worldcompute.graph.interpreter import graph_workflow, parse_graphs
 from adapters.worldcompute.process.http_world import HttpRunWorld
-from adapters.worldcompute.runtime.context import (
-    RunCancelled,
-    WorkflowContext,
-    error_data,
-    iso,
-)
+from adapters.worldcompute.runtime.context import WorkflowContext, iso
+from adapters.worldcompute.runtime.failures import RunCancelled, StartFailed, error_data
 from adapters.worldcompute.runtime.runner import Outcome, run_workflow
 from domain import errors
 from domain.authoring import StepSpec
@@ -99,13 +90,6 @@ def _take_config() -> dict[str, str]:
     return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("CW_")}
 
 
-def _workflows(folder: Path, entrypoint: str, kind: str) -> dict[str, Any]:
-    if kind == "graph":  # the built-in interpreter; the bundle holds no code
-        raw = (folder / entrypoint).read_bytes()
-        return {name: graph_workflow(raw, name) for name in parse_graphs(raw)}
-    return contents(import_bundle(folder, entrypoint, "cw_bundle", keep_path=True)).workflows
-
-
 async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
                    out: TextIO, config: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     reporter = Reporter(out, run_id)
@@ -142,12 +126,11 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     folder = Path(config[ENV_BUNDLE])
     try:
-        workflows = _workflows(folder, config[ENV_ENTRYPOINT], config.get(ENV_KIND, "python"))
-    except BaseException as error:  # SystemExit too: the bundle did not load
-        message = f"the bundle did not load: {describe_error(error, folder)}"
-        Reporter(out, "").send(
-            {"op": "failed", "message": message, "stack": user_traceback(error, folder)}
-        )
+        kind = config.get(ENV_KIND, "python")
+        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True)
+    except StartFailed as failure:
+        Reporter(out, "").send({"op": "failed", "message": failure.message,
+                                "stack": failure.stack})  # fmt: skip
         return
     signal = LocalSignal()
     url = config[ENV_URL]
@@ -159,7 +142,7 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         loop = asyncio.get_running_loop()
         stdin = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-        Reporter(out, "").send({"op": "ready"})
+        Reporter(out, "").send({"op": "ready", "workflows": sorted(workflows)})
         running: asyncio.Task[None] | None = None
 
         async def execute(run_id: str) -> None:

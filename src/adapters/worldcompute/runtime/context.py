@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapters import codec
-from adapters.worldcompute.bundles.importer import user_traceback
+from adapters.worldcompute.runtime.failures import RunCancelled, error_data, user_traceback
 from domain import errors
 from domain.authoring import (
     FatalError,
@@ -55,23 +55,6 @@ def iso(moment: datetime) -> str:
 
 def backoff(attempt: int) -> float:
     return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
-
-
-def error_data(
-    error: BaseException, code: str | None = None, code_root: Path | None = None
-) -> dict[str, Any]:
-    """A failure as the World records it; the stack holds only the frames of the bundle
-    under ``code_root`` (bundle-relative), never the server's."""
-    stack = user_traceback(error, code_root)
-    data: dict[str, Any] = {"error": {"message": str(error) or type(error).__name__,
-                                      "stack": stack}}  # fmt: skip
-    if code is not None:
-        data["errorCode"] = code
-    return data
-
-
-class RunCancelled(Exception):
-    """The run reached a terminal state elsewhere (cancelled); stop executing it."""
 
 
 class _Pending:
