@@ -27,7 +27,7 @@ from adapters.system import LocalSignal, SystemClock
 from adapters.webhooks.verifiers import VERIFIERS
 from adapters.worldcompute.bundles.code import BundleCode
 from adapters.worldcompute.bundles.loader import SubprocessBundleLoader
-from adapters.worldcompute.engine import Engine, EngineSettings
+from adapters.worldcompute.engine import EngineSettings, WorkflowEngine
 from adapters.worldcompute.local.executor import LocalExecutor
 from adapters.worldcompute.local.world import LocalRunWorld
 from adapters.worldcompute.process.backend import ChildPool, ProcessExecutor, ProcessLimits
@@ -83,9 +83,9 @@ def _executor(
     signal: Signal,
     world_url: Callable[[], str | None],
 ) -> RunExecutor:
-    engine = EngineSettings()
+    engine_settings = EngineSettings()
     if settings.worldcompute == "local":
-        return LocalExecutor(world, code, engine.poll_interval)
+        return LocalExecutor(world, code, engine_settings.poll_interval)
     limits = ProcessLimits(
         memory_bytes=settings.process_memory_mb * 1024 * 1024,
         step_timeout_seconds=settings.step_timeout_seconds,
@@ -105,17 +105,17 @@ class Container(containers.DeclarativeContainer):
     ids = providers.Singleton(IdFactory)
     signal = providers.Singleton(_signal, settings)
     database = providers.Singleton(Database, providers.Callable(_database_config, settings))
-    engine = providers.Callable(lambda db: db.engine, database)
+    db_engine = providers.Callable(lambda db: db.db_engine, database)  # SQLAlchemy's
     writer = providers.Callable(lambda db: db.writer, database)
     rate_limiter = providers.Singleton(_rate_limiter, settings)
 
     # ports → adapters
-    world_reader = providers.Singleton(SqlWorldReader, engine)
-    stream_reader = providers.Singleton(SqlStreamReader, engine)
+    world_reader = providers.Singleton(SqlWorldReader, db_engine)
+    stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
-    deployments = providers.Singleton(SqlDeployments, engine)
-    api_keys = providers.Singleton(SqlApiKeyStore, engine, writer)
-    audit_log = providers.Singleton(SqlAuditLog, engine, writer)
+    deployments = providers.Singleton(SqlDeployments, db_engine)
+    api_keys = providers.Singleton(SqlApiKeyStore, db_engine, writer)
+    audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
     housekeeping = providers.Singleton(SqlHousekeeping, writer)
     artifacts = providers.Singleton(
@@ -188,8 +188,8 @@ class Container(containers.DeclarativeContainer):
     )
     query_audit = providers.Singleton(QueryAudit, audit_log)
 
-    # the engine (worldcompute)
-    run_leases = providers.Singleton(SqlRunLeases, engine, writer)
+    # the workflow engine (worldcompute)
+    run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
     run_world = providers.Singleton(
         LocalRunWorld, record_run_events, world_reader, write_stream, signal
     )
@@ -215,7 +215,7 @@ class Container(containers.DeclarativeContainer):
         _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
     )
     workflow_engine = providers.Singleton(
-        Engine,
+        WorkflowEngine,
         queue,
         run_leases,
         run_world,

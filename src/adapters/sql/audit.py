@@ -15,8 +15,8 @@ from domain.ports.audit import AuditLog, AuditQuery
 
 
 class SqlAuditLog(AuditLog):
-    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._db_engine = db_engine
         self._writer = writer
 
     async def append(self, entry: AuditEntry) -> None:
@@ -35,4 +35,4 @@ class SqlAuditLog(AuditLog):
         def fetch(conn: Connection) -> list[AuditEntry]:
             return [rows.audit_from(row) for row in conn.execute(statement)]
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)

@@ -27,8 +27,8 @@ def _now_ms() -> int:
 
 
 class SqlRunLeases(RunLeases):
-    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._db_engine = db_engine
         self._writer = writer
 
     async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> LeaseGrant | None:
@@ -100,4 +100,4 @@ class SqlRunLeases(RunLeases):
             .order_by(runs.c.created_ms)
             .limit(limit)
         )
-        return await run_read(self._engine, lambda conn: list(conn.execute(query).scalars()))
+        return await run_read(self._db_engine, lambda conn: list(conn.execute(query).scalars()))

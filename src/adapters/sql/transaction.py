@@ -415,7 +415,7 @@ class SqlTransaction(Transaction):
                 },
             )
 
-    # -- the engine's count of a run's troubles -----------------------------------------
+    # -- the workflow engine's count of a run's troubles --------------------------------
 
     def get_execution(self, run_id: str) -> ExecutionRecord | None:
         row = self._first(self.sql.get_execution, b_run_id=run_id)

@@ -1,4 +1,4 @@
-"""The engine: claims workflow messages, executes runs durably, recovers orphans.
+"""The workflow engine: claims workflow messages, executes runs durably, recovers orphans.
 
 A run is executed by at most one worker at a time (a run lease renewed by a
 heartbeat). Queue messages are wake-ups: the worker that owns the run pokes its
@@ -53,7 +53,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class Engine:
+class WorkflowEngine:
     def __init__(
         self,
         queue: QueueConsumer,
