@@ -13,6 +13,7 @@ from dependency_injector import containers, providers
 
 from adapters.fs.artifact_store import FsArtifactStore
 from adapters.http.rate_limit import RateLimiter
+from adapters.http.services import HttpServices
 from adapters.security.run_keys import HkdfRunKeyDeriver
 from adapters.sql.api_keys import SqlApiKeyStore
 from adapters.sql.audit import SqlAuditLog
@@ -51,6 +52,7 @@ from domain.use_cases.publish_message import PublishMessage
 from domain.use_cases.query_world import QueryWorld
 from domain.use_cases.receive_webhook import ReceiveWebhook
 from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from domain.use_cases.record_refusal import RecordRefusal
 from domain.use_cases.record_run_events import RecordRunEvents
 from domain.use_cases.resume_hook import ResumeHook
 from domain.use_cases.run_streams import RunStreams
@@ -187,6 +189,7 @@ class Container(containers.DeclarativeContainer):
         deployments,
     )
     query_audit = providers.Singleton(QueryAudit, audit_log)
+    record_refusal = providers.Singleton(RecordRefusal, audit_log, clock)
 
     # the workflow engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
@@ -224,4 +227,37 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+    )
+
+    # what the HTTP adapter serves (adapters/http/services.py): exactly these
+    http_services = providers.Singleton(
+        HttpServices,
+        authenticate=authenticate,
+        record_refusal=record_refusal,
+        rate_limiter=rate_limiter,
+        proxy_world_event=proxy_world_event,
+        record_run_events=record_run_events,
+        query_world=query_world,
+        write_stream=write_stream,
+        read_stream=read_stream,
+        inspect_stream=inspect_stream,
+        publish_message=publish_message,
+        get_deployment_id=get_deployment_id,
+        get_encryption_key=get_encryption_key,
+        check_health=check_health,
+        trigger_run=trigger_run,
+        cancel_run=cancel_run,
+        resume_hook=resume_hook,
+        list_runs=list_runs,
+        inspect_run=inspect_run,
+        run_streams=run_streams,
+        create_deployment=create_deployment,
+        activate_deployment=activate_deployment,
+        get_deployment=get_deployment,
+        list_deployments=list_deployments,
+        receive_webhook=receive_webhook,
+        max_body_bytes=providers.Callable(lambda s: s.max_body_bytes, settings),
+        retry_policy=retry_policy,
+        version=providers.Callable(lambda s: s.version, settings),
+        world=providers.Callable(lambda s: s.target_world, settings),
     )

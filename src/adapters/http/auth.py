@@ -13,9 +13,10 @@ from starlette.responses import Response
 
 from adapters.http.errors import status_of
 from adapters.http.middleware import CORRELATION_HEADER
+from adapters.http.services import services
 from domain import errors
 from domain.api_keys import authorize
-from domain.audit import RequestContext, audit_entry
+from domain.audit import RequestContext
 
 Handler = Callable[[Request], Awaitable[Response]]
 RUN_ID_HEADER = "x-workflow-run-id"
@@ -41,18 +42,16 @@ def request_context(request: Request) -> RequestContext:
 
 
 async def _audit_failure(request: Request, action: str, error: errors.DomainError) -> None:
-    container = request.state.container
-    entry = audit_entry(
-        request_context(request), action, status_of(error), container.clock().now(),
-        request.path_params.get("run_id"), code=error.code,
-    )  # fmt: skip
     # when the database is down, the original error is what the client must see
     with contextlib.suppress(errors.DomainError):
-        await container.audit_log().append(entry)
+        await services(request).record_refusal.execute(
+            request_context(request), action, status_of(error), error.code,
+            request.path_params.get("run_id"),
+        )  # fmt: skip
 
 
 def _limit(request: Request, identity: str) -> None:
-    limiter = request.state.container.rate_limiter()
+    limiter = services(request).rate_limiter
     if limiter is None:
         return
     try:
@@ -69,9 +68,8 @@ def requires(scope: str, action: str | None = None) -> Callable[[Handler], Handl
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: Request) -> Response:
-            container = request.state.container
             try:
-                key = await container.authenticate().identify(bearer_secret(request))
+                key = await services(request).authenticate.identify(bearer_secret(request))
                 request.state.api_key = key  # audit rows name the key, even when refused
                 authorize(key, scope)
             except (errors.Unauthorized, errors.Forbidden) as exc:

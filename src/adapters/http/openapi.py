@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.http.services import services
 from adapters.http.wire import JSONResponse
 
 JsonSchema = dict[str, Any]
@@ -716,4 +717,4 @@ def document(version: str) -> JsonSchema:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(document(request.state.settings.version))
+    return JSONResponse(document(services(request).version))

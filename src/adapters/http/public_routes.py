@@ -15,6 +15,7 @@ from starlette.routing import Route
 from adapters import bundles
 from adapters.http import openapi, wire
 from adapters.http.auth import public, request_context, requires
+from adapters.http.services import services
 from adapters.http.sse import sse_events
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
 from domain import errors
@@ -33,12 +34,12 @@ GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip"
 
 @public
 async def health(request: Request) -> Response:
-    found = await request.state.container.check_health().execute()
-    settings = request.state.settings
+    served = services(request)
+    found = await served.check_health.execute()
     body = {
         "status": "ok" if found.healthy else "degraded",
-        "version": settings.version,
-        "world": settings.target_world,
+        "version": served.version,
+        "world": served.world,
         "activeDeploymentId": found.active_deployment_id,
         "checks": found.checks,
     }
@@ -46,7 +47,7 @@ async def health(request: Request) -> Response:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    return await read_object(request, request.state.settings.max_body_bytes)
+    return await read_object(request, services(request).max_body_bytes)
 
 
 def _run_response(run: Any, status: int = 200, **headers: str) -> Response:
@@ -67,7 +68,7 @@ async def trigger_run(request: Request) -> Response:
         deployment_id=field(body, "deploymentId", str),
         execution_context=field(body, "executionContext", dict),
     )
-    result = await request.state.container.trigger_run().execute(command, request_context(request))
+    result = await services(request).trigger_run.execute(command, request_context(request))
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
@@ -77,16 +78,16 @@ async def trigger_run(request: Request) -> Response:
 @requires("runs:read")
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    container = request.state.container
+    served = services(request)
     run_id = request.path_params["run_id"]
-    run = await container.query_world().get_run(run_id)
-    execution = None if run.is_terminal else await container.query_world().get_execution(run_id)
-    return JSONResponse(wire.public_run_wire(run, resolve, execution, container.retry_policy()))
+    run = await served.query_world.get_run(run_id)
+    execution = None if run.is_terminal else await served.query_world.get_execution(run_id)
+    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy))
 
 
 @requires("runs:write", action="runs.cancel")
 async def cancel_run(request: Request) -> Response:
-    run = await request.state.container.cancel_run().execute(
+    run = await services(request).cancel_run.execute(
         request.path_params["run_id"], request_context(request)
     )
     return _run_response(run)
@@ -96,7 +97,7 @@ async def cancel_run(request: Request) -> Response:
 async def resume_run(request: Request) -> Response:
     body = await _body(request)
     token = field(body, "token", str, required=True)
-    resumed = await request.state.container.resume_hook().execute(
+    resumed = await services(request).resume_hook.execute(
         token, body.get("payload"), request_context(request)
     )
     return JSONResponse(
@@ -126,7 +127,7 @@ async def _new_deployment(request: Request) -> NewDeployment:
             "Upload a bundle as application/json, application/zip or application/gzip",
             {"field": "content-type"},
         )
-    body = await read_object(request, max(request.state.settings.max_body_bytes, MAX_BUNDLE_BYTES))
+    body = await read_object(request, max(services(request).max_body_bytes, MAX_BUNDLE_BYTES))
     return NewDeployment(
         kind=field(body, "kind", str) or "python",
         files=bundles.files_from_json(field(body, "files", dict, required=True)),
@@ -156,7 +157,7 @@ def _deployment_response(deployment: Deployment, status: int = 200) -> Response:
 @requires("deploy:write", action="deployments.create")
 async def create_deployment(request: Request) -> Response:
     command = await _new_deployment(request)
-    deployment = await request.state.container.create_deployment().execute(
+    deployment = await services(request).create_deployment.execute(
         command, request_context(request)
     )
     return _deployment_response(deployment, 201)
@@ -164,7 +165,7 @@ async def create_deployment(request: Request) -> Response:
 
 @requires("deploy:write", action="deployments.activate")
 async def activate_deployment(request: Request) -> Response:
-    deployment = await request.state.container.activate_deployment().execute(
+    deployment = await services(request).activate_deployment.execute(
         request.path_params["deployment_id"], request_context(request)
     )
     return _deployment_response(deployment)
@@ -172,7 +173,7 @@ async def activate_deployment(request: Request) -> Response:
 
 @requires("deploy:read")
 async def get_deployment(request: Request) -> Response:
-    deployment = await request.state.container.get_deployment().execute(
+    deployment = await services(request).get_deployment.execute(
         request.path_params["deployment_id"]
     )
     return _deployment_response(deployment)
@@ -242,7 +243,7 @@ async def list_runs(request: Request) -> Response:
         limit=int_param(request, "limit"),
         cursor=params.get("cursor") or None,
     )
-    page = await request.state.container.list_runs().execute(command)
+    page = await services(request).list_runs.execute(command)
     return JSONResponse(wire.page_wire(page, lambda run: wire.public_run_wire(run, resolve)))
 
 
@@ -250,7 +251,7 @@ async def list_runs(request: Request) -> Response:
 async def list_run_steps(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
-    page = await request.state.container.inspect_run().steps(
+    page = await services(request).inspect_run.steps(
         request.path_params["run_id"], _history_page(request)
     )
     return JSONResponse(wire.page_wire(page, lambda step: wire.public_step_wire(step, resolve)))
@@ -260,7 +261,7 @@ async def list_run_steps(request: Request) -> Response:
 async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
-    page = await request.state.container.inspect_run().events(
+    page = await services(request).inspect_run.events(
         request.path_params["run_id"], _history_page(request), resolve
     )
     return JSONResponse(wire.page_wire(page, wire.public_event_wire))
@@ -269,7 +270,7 @@ async def list_run_events(request: Request) -> Response:
 @requires("runs:read")
 async def list_run_hooks(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder"))
-    found = await request.state.container.inspect_run().hooks(
+    found = await services(request).inspect_run.hooks(
         request.path_params["run_id"], _history_page(request), request.state.api_key
     )
     return JSONResponse(
@@ -280,7 +281,7 @@ async def list_run_hooks(request: Request) -> Response:
 @requires("runs:read")
 async def list_run_streams(request: Request) -> Response:
     _only(request, ())
-    streams = await request.state.container.run_streams().describe(request.path_params["run_id"])
+    streams = await services(request).run_streams.describe(request.path_params["run_id"])
     return JSONResponse(
         {"data": [{"name": s.name, "chunks": s.chunks, "done": s.done} for s in streams]}
     )
@@ -319,7 +320,7 @@ async def read_run_stream(request: Request) -> Response:
     _only(request, ("startIndex", "format"))
     sse = _wants_sse(request)
     start = _start_index(request, sse)
-    chunks = await request.state.container.run_streams().open(
+    chunks = await services(request).run_streams.open(
         request.path_params["run_id"], request.path_params["name"], start
     )
     if sse:
@@ -335,7 +336,7 @@ def _listing_wire(listing: DeploymentListing) -> dict[str, Any]:
 @requires("deploy:read")
 async def list_deployments(request: Request) -> Response:
     _only(request, PAGING)
-    page = await request.state.container.list_deployments().execute(
+    page = await services(request).list_deployments.execute(
         int_param(request, "limit"), request.query_params.get("cursor") or None
     )
     return JSONResponse(wire.page_wire(page, _listing_wire))
@@ -343,9 +344,9 @@ async def list_deployments(request: Request) -> Response:
 
 @public
 async def receive_webhook(request: Request) -> Response:
-    body = await wire.read_bytes(request, request.state.settings.max_body_bytes)
+    body = await wire.read_bytes(request, services(request).max_body_bytes)
     headers = {key.lower(): value for key, value in request.headers.items()}
-    delivered = await request.state.container.receive_webhook().execute(
+    delivered = await services(request).receive_webhook.execute(
         request.path_params["provider"], headers, body, request_context(request)
     )
     if delivered.duplicate:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from adapters.http import wire
 from adapters.http.auth import Handler, request_context, requires
+from adapters.http.services import services
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
 from domain import errors
 from domain.api_keys import WORLD_SCOPE
@@ -29,7 +30,7 @@ def world_write(action: str) -> Callable[[Handler], Handler]:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    return await read_object(request, request.state.settings.max_body_bytes)
+    return await read_object(request, services(request).max_body_bytes)
 
 
 def _paging(body: dict[str, Any]) -> Paging:
@@ -82,7 +83,7 @@ async def create_events(request: Request) -> Response:
                 f"events[{index}] must be an object", {"field": f"events[{index}]"}
             )
         requests.append(_event_data(item, f"events[{index}]"))
-    results = await request.state.container.record_run_events().execute(
+    results = await services(request).record_run_events.execute(
         run_id, requests, request_context(request)
     )
     return JSONResponse({"results": [wire.event_result_wire(result) for result in results]})
@@ -97,9 +98,7 @@ async def create_event(request: Request) -> Response:
         request=_event_request(body),
         resolve_data=resolve_data(params.get("resolveData"), "params.resolveData"),
     )
-    result = await request.state.container.proxy_world_event().execute(
-        command, request_context(request)
-    )
+    result = await services(request).proxy_world_event.execute(command, request_context(request))
     return JSONResponse(wire.event_result_wire(result))
 
 
@@ -107,7 +106,7 @@ async def create_event(request: Request) -> Response:
 async def list_events(request: Request) -> Response:
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
-    page = await request.state.container.query_world().list_events(
+    page = await services(request).query_world.list_events(
         run_id, _paging(body), resolve_data(body.get("resolveData"))
     )
     return JSONResponse(wire.page_wire(page, wire.event_wire))
@@ -117,7 +116,7 @@ async def list_events(request: Request) -> Response:
 async def list_events_by_correlation(request: Request) -> Response:
     body = await _body(request)
     correlation_id = field(body, "correlationId", str, required=True)
-    page = await request.state.container.query_world().list_events_by_correlation(
+    page = await services(request).query_world.list_events_by_correlation(
         correlation_id, _paging(body), resolve_data(body.get("resolveData"))
     )
     return JSONResponse(wire.page_wire(page, wire.event_wire))
@@ -126,7 +125,7 @@ async def list_events_by_correlation(request: Request) -> Response:
 @world
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    run = await request.state.container.query_world().get_run(request.path_params["run_id"])
+    run = await services(request).query_world.get_run(request.path_params["run_id"])
     return JSONResponse(wire.run_wire(run, resolve))
 
 
@@ -134,7 +133,7 @@ async def get_run(request: Request) -> Response:
 async def list_runs(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
-    page = await request.state.container.query_world().list_runs(
+    page = await services(request).query_world.list_runs(
         _paging(body), field(body, "workflowName", str), field(body, "status", str)
     )
     return JSONResponse(wire.page_wire(page, lambda run: wire.run_wire(run, resolve)))
@@ -144,9 +143,7 @@ async def list_runs(request: Request) -> Response:
 async def get_step(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     run_id = request.query_params.get("runId") or None
-    step = await request.state.container.query_world().get_step(
-        run_id, request.path_params["step_id"]
-    )
+    step = await services(request).query_world.get_step(run_id, request.path_params["step_id"])
     return JSONResponse(wire.step_wire(step, resolve))
 
 
@@ -154,7 +151,7 @@ async def get_step(request: Request) -> Response:
 async def list_steps(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
-    page = await request.state.container.query_world().list_steps(
+    page = await services(request).query_world.list_steps(
         field(body, "runId", str, required=True), _paging(body)
     )
     return JSONResponse(wire.page_wire(page, lambda step: wire.step_wire(step, resolve)))
@@ -163,15 +160,13 @@ async def list_steps(request: Request) -> Response:
 @world
 async def get_hook(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    hook = await request.state.container.query_world().get_hook(request.path_params["hook_id"])
+    hook = await services(request).query_world.get_hook(request.path_params["hook_id"])
     return JSONResponse(wire.hook_wire(hook, resolve))
 
 
 @world
 async def get_hook_by_token(request: Request) -> Response:
-    hook = await request.state.container.query_world().get_hook_by_token(
-        request.path_params["token"]
-    )
+    hook = await services(request).query_world.get_hook_by_token(request.path_params["token"])
     return JSONResponse(wire.hook_wire(hook))
 
 
@@ -179,9 +174,7 @@ async def get_hook_by_token(request: Request) -> Response:
 async def list_hooks(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
-    page = await request.state.container.query_world().list_hooks(
-        field(body, "runId", str), _paging(body)
-    )
+    page = await services(request).query_world.list_hooks(field(body, "runId", str), _paging(body))
     return JSONResponse(wire.page_wire(page, lambda hook: wire.hook_wire(hook, resolve)))
 
 
@@ -207,16 +200,14 @@ async def write_stream(request: Request) -> Response:
         chunks = [_chunk_bytes(body["chunk"], "chunk")]
     else:
         raise errors.InvalidRequest("chunk or chunks is required", {"field": "chunk"})
-    await request.state.container.write_stream().write(
-        name, run_id, chunks, request_context(request)
-    )
+    await services(request).write_stream.write(name, run_id, chunks, request_context(request))
     return JSONResponse({"ok": True})
 
 
 @world_write("world.streams.close")
 async def close_stream(request: Request) -> Response:
     body = await _body(request)
-    await request.state.container.write_stream().close(
+    await services(request).write_stream.close(
         field(body, "name", str, required=True),
         field(body, "runId", str, required=True),
         request_context(request),
@@ -235,19 +226,19 @@ def _query(request: Request, name: str) -> str:
 async def read_stream(request: Request) -> Response:
     name = _query(request, "name")
     start = int_param(request, "startIndex") or 0
-    chunks = request.state.container.read_stream().read(name, start)
+    chunks = services(request).read_stream.read(name, start)
     return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
 @world
 async def list_streams(request: Request) -> Response:
-    names = await request.state.container.inspect_stream().names_for_run(_query(request, "runId"))
+    names = await services(request).inspect_stream.names_for_run(_query(request, "runId"))
     return JSONResponse({"streams": names})
 
 
 @world
 async def stream_chunks(request: Request) -> Response:
-    page = await request.state.container.inspect_stream().chunks(
+    page = await services(request).inspect_stream.chunks(
         _query(request, "name"), int_param(request, "limit"), request.query_params.get("cursor")
     )
     return JSONResponse(
@@ -262,7 +253,7 @@ async def stream_chunks(request: Request) -> Response:
 
 @world
 async def stream_info(request: Request) -> Response:
-    info = await request.state.container.inspect_stream().info(_query(request, "name"))
+    info = await services(request).inspect_stream.info(_query(request, "name"))
     return JSONResponse({"tailIndex": info.tail_index, "done": info.done})
 
 
@@ -285,15 +276,13 @@ async def publish(request: Request) -> Response:
         delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
         headers=headers,
     )
-    message_id = await request.state.container.publish_message().execute(
-        command, request_context(request)
-    )
+    message_id = await services(request).publish_message.execute(command, request_context(request))
     return JSONResponse({"messageId": message_id})
 
 
 @world
 async def deployment_id(request: Request) -> Response:
-    found = await request.state.container.get_deployment_id().execute()
+    found = await services(request).get_deployment_id.execute()
     return JSONResponse({"deploymentId": found})
 
 
@@ -310,7 +299,7 @@ async def encryption_key(request: Request) -> Response:
     )
     if not run_id:
         raise errors.InvalidRequest("runId is required", {"field": "runId"})
-    key = await request.state.container.get_encryption_key().execute(run_id, deployment)
+    key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
 
