@@ -135,6 +135,7 @@ WORLD_ROUTES = [
     Route("GET", "/v1/world/deployment-id", WORLD),
     Route("POST", "/v1/world/encryption-key", WORLD, {"runId": "{run}"}),
     Route("POST", "/v1/world/events/create", WORLD, {}),
+    Route("POST", "/v1/world/events/create-batch", WORLD, {}),
     Route("POST", "/v1/world/events/list", WORLD, {"runId": "{run}"}),
     Route("POST", "/v1/world/events/list-by-correlation", WORLD, {}),
     Route("POST", "/v1/world/runs/list", WORLD, {}),

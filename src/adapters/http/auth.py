@@ -1,6 +1,6 @@
-"""Route guards: bearer authentication with one scope per route, per-key (or
-per-address) rate limits, and the audit rows for auth failures and for
-state-changing requests that fail."""
+"""Access to a route, as its ``Operation`` declares it (``routing.py``): bearer
+authentication and the declared scope, per-key (or per-address) rate limits, and the
+audit rows of auth failures and of state-changing requests that fail."""
 
 from __future__ import annotations
 
@@ -61,42 +61,37 @@ def _limit(request: Request, identity: str) -> None:
         raise
 
 
-def requires(scope: str, action: str | None = None) -> Callable[[Handler], Handler]:
-    """Authenticate, check ``scope``, apply the key's rate limit. With ``action`` the
-    route changes state: a failure after authentication is audited too."""
+def with_access(handler: Handler, scope: str | None, action: str | None) -> Handler:
+    """``handler`` behind its route's access. With a ``scope``: authenticate, check the
+    key holds it, apply the key's rate limit; with an ``action`` the route changes state
+    and a failure after authentication is audited too. Without one: a public route,
+    rate-limited per client address."""
+    if scope is None:
 
-    def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        async def guarded(request: Request) -> Response:
-            try:
-                key = await services(request).authenticate.identify(bearer_secret(request))
-                request.state.api_key = key  # audit rows name the key, even when refused
-                authorize(key, scope)
-            except (errors.Unauthorized, errors.Forbidden) as exc:
-                await _audit_failure(request, "auth.failure", exc)
-                raise
-            _limit(request, f"key:{key.key_id}")
-            if action is None:
-                return await handler(request)
-            try:
-                return await handler(request)
-            except errors.DomainError as exc:
-                await _audit_failure(request, action, exc)
-                raise
+        async def limited(request: Request) -> Response:
+            client = request.client.host if request.client else "unknown"
+            _limit(request, f"addr:{client}")
+            return await handler(request)
 
-        guarded.required_scope = scope  # type: ignore[attr-defined]
-        return guarded
-
-    return decorate
-
-
-def public(handler: Handler) -> Handler:
-    """A route without a key: rate-limited per client address."""
+        return limited
 
     @functools.wraps(handler)
-    async def limited(request: Request) -> Response:
-        client = request.client.host if request.client else "unknown"
-        _limit(request, f"addr:{client}")
-        return await handler(request)
+    async def guarded(request: Request) -> Response:
+        try:
+            key = await services(request).authenticate.identify(bearer_secret(request))
+            request.state.api_key = key  # audit rows name the key, even when refused
+            authorize(key, scope)
+        except (errors.Unauthorized, errors.Forbidden) as exc:
+            await _audit_failure(request, "auth.failure", exc)
+            raise
+        _limit(request, f"key:{key.key_id}")
+        if action is None:
+            return await handler(request)
+        try:
+            return await handler(request)
+        except errors.DomainError as exc:
+            await _audit_failure(request, action, exc)
+            raise
 
-    return limited
+    return guarded

@@ -10,14 +10,26 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from adapters import bundles
 from adapters.http import openapi, wire
-from adapters.http.auth import public, request_context, requires
+from adapters.http import wire_schemas as schema
+from adapters.http.auth import request_context
+from adapters.http.routing import ApiRoute, answer, operation
 from adapters.http.services import services
 from adapters.http.sse import sse_events
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
+from adapters.http.wire_schemas import (
+    DATE,
+    INT,
+    RESOLVE,
+    RESOLVE_PARAM,
+    SORT,
+    listing,
+    page,
+    query,
+    ref,
+)
 from domain import errors
 from domain.deployments import MAX_BUNDLE_BYTES, Deployment
 from domain.use_cases.deployments import NewDeployment
@@ -32,7 +44,11 @@ JSON_TYPES = ("application/json", "", "application/x-www-form-urlencoded", "text
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip")
 
 
-@public
+@operation(
+    "Health",
+    scope=None,
+    responses={200: answer("ok", ref("Health")), 503: answer("degraded", ref("Health"))},
+)
 async def health(request: Request) -> Response:
     served = services(request)
     found = await served.check_health.execute()
@@ -54,7 +70,14 @@ def _run_response(run: Any, status: int = 200, **headers: str) -> Response:
     return JSONResponse(wire.public_run_wire(run), status_code=status, headers=headers)
 
 
-@requires("trigger:write", action="runs.trigger")
+@operation(
+    "Trigger a run",
+    scope="trigger:write",
+    action="runs.trigger",
+    responses={202: answer("accepted", ref("Run"))},
+    body=schema.json_content(schema.TRIGGER),
+    params=(schema.IDEMPOTENCY_KEY,),
+)
 async def trigger_run(request: Request) -> Response:
     body = await _body(request)
     run_input = body.get("input", [])
@@ -75,7 +98,12 @@ async def trigger_run(request: Request) -> Response:
     return _run_response(result.run, 202, **headers)
 
 
-@requires("runs:read")
+@operation(
+    "Read a run",
+    scope="runs:read",
+    responses={200: answer("the run", ref("Run"))},
+    params=(query("resolveData", RESOLVE),),
+)
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     served = services(request)
@@ -85,7 +113,12 @@ async def get_run(request: Request) -> Response:
     return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy))
 
 
-@requires("runs:write", action="runs.cancel")
+@operation(
+    "Cancel a run",
+    scope="runs:write",
+    action="runs.cancel",
+    responses={200: answer("cancelled", ref("Run"))},
+)
 async def cancel_run(request: Request) -> Response:
     run = await services(request).cancel_run.execute(
         request.path_params["run_id"], request_context(request)
@@ -93,7 +126,13 @@ async def cancel_run(request: Request) -> Response:
     return _run_response(run)
 
 
-@requires("runs:write", action="runs.resume")
+@operation(
+    "Resume a run through its hook token",
+    scope="runs:write",
+    action="runs.resume",
+    responses={202: answer("delivered", schema.RESUMED)},
+    body=schema.json_content(schema.RESUME),
+)
 async def resume_run(request: Request) -> Response:
     body = await _body(request)
     token = field(body, "token", str, required=True)
@@ -154,7 +193,17 @@ def _deployment_response(deployment: Deployment, status: int = 200) -> Response:
     return JSONResponse(wire.deployment_wire(deployment), status_code=status)
 
 
-@requires("deploy:write", action="deployments.create")
+@operation(
+    "Create a deployment from a bundle",
+    scope="deploy:write",
+    action="deployments.create",
+    responses={
+        201: answer("created", ref("Deployment")),
+        422: answer("invalid bundle", ref("Error")),
+    },
+    body=schema.BUNDLE_UPLOAD,
+    params=(query("kind"), query("entrypoint"), query("metadata")),
+)
 async def create_deployment(request: Request) -> Response:
     command = await _new_deployment(request)
     deployment = await services(request).create_deployment.execute(
@@ -163,7 +212,12 @@ async def create_deployment(request: Request) -> Response:
     return _deployment_response(deployment, 201)
 
 
-@requires("deploy:write", action="deployments.activate")
+@operation(
+    "Activate a deployment",
+    scope="deploy:write",
+    action="deployments.activate",
+    responses={200: answer("active", ref("Deployment"))},
+)
 async def activate_deployment(request: Request) -> Response:
     deployment = await services(request).activate_deployment.execute(
         request.path_params["deployment_id"], request_context(request)
@@ -171,7 +225,11 @@ async def activate_deployment(request: Request) -> Response:
     return _deployment_response(deployment)
 
 
-@requires("deploy:read")
+@operation(
+    "Read a deployment (`active` names the active one)",
+    scope="deploy:read",
+    responses={200: answer("the deployment", ref("Deployment"))},
+)
 async def get_deployment(request: Request) -> Response:
     deployment = await services(request).get_deployment.execute(
         request.path_params["deployment_id"]
@@ -229,7 +287,19 @@ RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "create
 PAGING = ("limit", "cursor")
 
 
-@requires("runs:read")
+@operation(
+    "List runs, newest first",
+    scope="runs:read",
+    responses={200: answer("page", page("Run"))},
+    params=(
+        query("status", {"type": "string", "description": "one or several, comma-separated"}),
+        query("workflowName"),
+        query("deploymentId"),
+        query("createdAfter", DATE),
+        query("createdBefore", DATE),
+        *listing(RESOLVE_PARAM),
+    ),
+)
 async def list_runs(request: Request) -> Response:
     _only(request, (*RUN_FILTERS, *PAGING, "resolveData"))
     params = request.query_params
@@ -247,7 +317,12 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse(wire.page_wire(page, lambda run: wire.public_run_wire(run, resolve)))
 
 
-@requires("runs:read")
+@operation(
+    "A run's steps, oldest first",
+    scope="runs:read",
+    responses={200: answer("page", page("PublicStep"))},
+    params=listing(SORT, RESOLVE_PARAM),
+)
 async def list_run_steps(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
@@ -257,7 +332,12 @@ async def list_run_steps(request: Request) -> Response:
     return JSONResponse(wire.page_wire(page, lambda step: wire.public_step_wire(step, resolve)))
 
 
-@requires("runs:read")
+@operation(
+    "A run's event log, oldest first",
+    scope="runs:read",
+    responses={200: answer("page", page("PublicEvent"))},
+    params=listing(SORT, RESOLVE_PARAM),
+)
 async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
@@ -267,7 +347,12 @@ async def list_run_events(request: Request) -> Response:
     return JSONResponse(wire.page_wire(page, wire.public_event_wire))
 
 
-@requires("runs:read")
+@operation(
+    "A run's live hooks (tokens only for keys holding runs:write)",
+    scope="runs:read",
+    responses={200: answer("page", page("PublicHook"))},
+    params=listing(SORT),
+)
 async def list_run_hooks(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder"))
     found = await services(request).inspect_run.hooks(
@@ -278,7 +363,11 @@ async def list_run_hooks(request: Request) -> Response:
     )
 
 
-@requires("runs:read")
+@operation(
+    "A run's streams",
+    scope="runs:read",
+    responses={200: answer("streams", schema.RUN_STREAMS)},
+)
 async def list_run_streams(request: Request) -> Response:
     _only(request, ())
     streams = await services(request).run_streams.describe(request.path_params["run_id"])
@@ -315,7 +404,15 @@ async def _data_only(chunks: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[
         yield data
 
 
-@requires("runs:read")
+@operation(
+    "Read one stream of the run live, until it closes or the run has ended",
+    scope="runs:read",
+    responses={200: ("the chunks, as they are written", schema.RUN_STREAM_CHUNKS)},
+    params=(
+        query("startIndex", INT),
+        query("format", {"type": "string", "enum": ["sse", "bytes"]}),
+    ),
+)
 async def read_run_stream(request: Request) -> Response:
     _only(request, ("startIndex", "format"))
     sse = _wants_sse(request)
@@ -333,7 +430,12 @@ def _listing_wire(listing: DeploymentListing) -> dict[str, Any]:
     return {**wire.deployment_wire(listing.deployment), "pinnedRuns": listing.pinned_runs}
 
 
-@requires("deploy:read")
+@operation(
+    "List deployments, newest first",
+    scope="deploy:read",
+    responses={200: answer("page", page("DeploymentListing"))},
+    params=listing(),
+)
 async def list_deployments(request: Request) -> Response:
     _only(request, PAGING)
     page = await services(request).list_deployments.execute(
@@ -342,7 +444,15 @@ async def list_deployments(request: Request) -> Response:
     return JSONResponse(wire.page_wire(page, _listing_wire))
 
 
-@public
+@operation(
+    "Receive a signed third-party webhook",
+    scope=None,
+    responses={
+        202: answer("accepted", schema.WEBHOOK_ACCEPTED),
+        200: answer("duplicate delivery", schema.WEBHOOK_DUPLICATE),
+    },
+    body=schema.json_content({"type": "object"}),
+)
 async def receive_webhook(request: Request) -> Response:
     body = await wire.read_bytes(request, services(request).max_body_bytes)
     headers = {key.lower(): value for key, value in request.headers.items()}
@@ -358,21 +468,21 @@ async def receive_webhook(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/health", health, methods=["GET"]),
-    Route("/v1/openapi.json", public(openapi.openapi), methods=["GET"]),
-    Route("/v1/runs", trigger_run, methods=["POST"]),
-    Route("/v1/runs", list_runs, methods=["GET"]),
-    Route("/v1/runs/resume", resume_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}/steps", list_run_steps, methods=["GET"]),
-    Route("/v1/runs/{run_id}/events", list_run_events, methods=["GET"]),
-    Route("/v1/runs/{run_id}/hooks", list_run_hooks, methods=["GET"]),
-    Route("/v1/runs/{run_id}/streams", list_run_streams, methods=["GET"]),
-    Route("/v1/runs/{run_id}/streams/{name:path}", read_run_stream, methods=["GET"]),
-    Route("/v1/deployments", create_deployment, methods=["POST"]),
-    Route("/v1/deployments", list_deployments, methods=["GET"]),
-    Route("/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
-    Route("/v1/deployments/{deployment_id}/activate", activate_deployment, methods=["POST"]),
-    Route("/v1/webhooks/{provider}", receive_webhook, methods=["POST"]),
+    ApiRoute("GET", "/v1/health", health),
+    ApiRoute("GET", "/v1/openapi.json", openapi.openapi),
+    ApiRoute("POST", "/v1/runs", trigger_run),
+    ApiRoute("GET", "/v1/runs", list_runs),
+    ApiRoute("POST", "/v1/runs/resume", resume_run),
+    ApiRoute("GET", "/v1/runs/{run_id}", get_run),
+    ApiRoute("POST", "/v1/runs/{run_id}/cancel", cancel_run),
+    ApiRoute("GET", "/v1/runs/{run_id}/steps", list_run_steps),
+    ApiRoute("GET", "/v1/runs/{run_id}/events", list_run_events),
+    ApiRoute("GET", "/v1/runs/{run_id}/hooks", list_run_hooks),
+    ApiRoute("GET", "/v1/runs/{run_id}/streams", list_run_streams),
+    ApiRoute("GET", "/v1/runs/{run_id}/streams/{name:path}", read_run_stream),
+    ApiRoute("POST", "/v1/deployments", create_deployment),
+    ApiRoute("GET", "/v1/deployments", list_deployments),
+    ApiRoute("GET", "/v1/deployments/{deployment_id}", get_deployment),
+    ApiRoute("POST", "/v1/deployments/{deployment_id}/activate", activate_deployment),
+    ApiRoute("POST", "/v1/webhooks/{provider}", receive_webhook),
 ]

@@ -1,5 +1,7 @@
 """``HttpRunWorld``: the World of a run over the world-proxy lane (``/v1/world/*``),
-as a child process of the ``process`` backend sees it."""
+as a child process of the ``process`` backend sees it. Its decoders read back every
+field ``adapters.http.wire`` writes of a run, step and event
+(``tests/integration/test_entity_shapes.py`` holds them to it)."""
 
 from __future__ import annotations
 
@@ -130,19 +132,27 @@ def _run(data: dict[str, Any]) -> Run:
         updated_at=parse_date(data["updatedAt"], "updatedAt"),
         started_at=_date(data.get("startedAt")),
         completed_at=_date(data.get("completedAt")),
+        expired_at=_date(data.get("expiredAt")),
     )
 
 
 def _step(data: dict[str, Any]) -> Step:
+    error = data.get("error")
     return Step(
         run_id=data["runId"],
         step_id=data["stepId"],
         step_name=data["stepName"],
         status=data["status"],
         input=data.get("input"),
+        output=data.get("output"),
+        error=None if error is None else structured_error(error),
         attempt=data.get("attempt", 0),
+        spec_version=data.get("specVersion"),
         created_at=parse_date(data["createdAt"], "createdAt"),
         updated_at=parse_date(data["updatedAt"], "updatedAt"),
+        started_at=_date(data.get("startedAt")),
+        completed_at=_date(data.get("completedAt")),
+        retry_after=_date(data.get("retryAfter")),
     )
 
 
