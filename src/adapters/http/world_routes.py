@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from adapters.http import wire
 from adapters.http import wire_schemas as schema
-from adapters.http.auth import request_context
+from adapters.http.auth import Handler, request_context
 from adapters.http.routing import Answers, ApiRoute, Endpoint, answer, operation
 from adapters.http.services import services
 from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
@@ -42,7 +42,7 @@ def world(
     action: str | None = None,
     body: JsonSchema | None = None,
     params: tuple[JsonSchema, ...] = (),
-) -> Callable[[Any], Endpoint]:
+) -> Callable[[Handler], Endpoint]:
     """An operation of the lane: scope ``world:proxy``; ``action`` for a write."""
     content: Content | None = None if body is None else schema.json_content(body)
     return operation(summary, scope=WORLD_SCOPE, responses=responses, action=action,
