@@ -11,54 +11,62 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
-from adapters.fs.artifact_store import FsArtifactStore
-from adapters.http.rate_limit import RateLimiter
-from adapters.http.services import HttpServices
-from adapters.security.run_keys import HkdfRunKeyDeriver
-from adapters.sql.api_keys import SqlApiKeyStore
-from adapters.sql.audit import SqlAuditLog
-from adapters.sql.database import Database, DatabaseConfig
-from adapters.sql.deployments import SqlDeployments
-from adapters.sql.housekeeping import SqlHousekeeping
-from adapters.sql.pg_signal import PostgresSignal
-from adapters.sql.queue import SqlQueue
-from adapters.sql.reads import SqlStreamReader, SqlWorldReader
-from adapters.sql.run_leases import SqlRunLeases
-from adapters.system import LocalSignal, SystemClock
-from adapters.webhooks.verifiers import VERIFIERS
-from adapters.worldcompute.bundles.code import BundleCode
-from adapters.worldcompute.bundles.loader import SubprocessBundleLoader
-from adapters.worldcompute.engine import EngineSettings, WorkflowEngine
-from adapters.worldcompute.local.executor import LocalExecutor
-from adapters.worldcompute.local.world import LocalRunWorld
-from adapters.worldcompute.process.backend import ChildPool, ProcessExecutor, ProcessLimits
-from adapters.worldcompute.runtime.runner import RunExecutor
-from app.settings import Settings
-from domain.execution import RetryPolicy
-from domain.ids import IdFactory
-from domain.ports.streams import Signal
-from domain.stream_tail import StreamTail
-from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
-from domain.use_cases.authenticate import Authenticate, SeedApiKeys
-from domain.use_cases.cancel_run import CancelRun
-from domain.use_cases.check_health import CheckHealth
-from domain.use_cases.deployments import ActivateDeployment, CreateDeployment, GetDeployment
-from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
-from domain.use_cases.inspect_run import InspectRun
-from domain.use_cases.list_deployments import ListDeployments
-from domain.use_cases.list_runs import ListRuns
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.publish_message import PublishMessage
-from domain.use_cases.query_world import QueryWorld
-from domain.use_cases.receive_webhook import ReceiveWebhook
-from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.use_cases.record_refusal import RecordRefusal
-from domain.use_cases.record_run_events import RecordRunEvents
-from domain.use_cases.resume_hook import ResumeHook
-from domain.use_cases.run_streams import RunStreams
-from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
-from domain.use_cases.trigger_run import TriggerRun
-from domain.world_writes import WorldWrites
+from compute_worker.adapters.fs.artifact_store import FsArtifactStore
+from compute_worker.adapters.http.rate_limit import RateLimiter
+from compute_worker.adapters.http.services import HttpServices
+from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
+from compute_worker.adapters.sql.audit import SqlAuditLog
+from compute_worker.adapters.sql.database import Database, DatabaseConfig
+from compute_worker.adapters.sql.deployments import SqlDeployments
+from compute_worker.adapters.sql.housekeeping import SqlHousekeeping
+from compute_worker.adapters.sql.pg_signal import PostgresSignal
+from compute_worker.adapters.sql.queue import SqlQueue
+from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
+from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.webhooks.verifiers import VERIFIERS
+from compute_worker.adapters.worldcompute.bundles.code import BundleCode
+from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
+from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
+from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
+from compute_worker.adapters.worldcompute.local.world import LocalRunWorld
+from compute_worker.adapters.worldcompute.process.backend import (
+    ChildPool,
+    ProcessExecutor,
+    ProcessLimits,
+)
+from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
+from compute_worker.app.settings import Settings
+from compute_worker.domain.execution import RetryPolicy
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
+from compute_worker.domain.use_cases.authenticate import Authenticate, SeedApiKeys
+from compute_worker.domain.use_cases.cancel_run import CancelRun
+from compute_worker.domain.use_cases.check_health import CheckHealth
+from compute_worker.domain.use_cases.deployments import (
+    ActivateDeployment,
+    CreateDeployment,
+    GetDeployment,
+)
+from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from compute_worker.domain.use_cases.inspect_run import InspectRun
+from compute_worker.domain.use_cases.list_deployments import ListDeployments
+from compute_worker.domain.use_cases.list_runs import ListRuns
+from compute_worker.domain.use_cases.proxy_world_event import ProxyWorldEvent
+from compute_worker.domain.use_cases.publish_message import PublishMessage
+from compute_worker.domain.use_cases.query_world import QueryWorld
+from compute_worker.domain.use_cases.receive_webhook import ReceiveWebhook
+from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from compute_worker.domain.use_cases.record_refusal import RecordRefusal
+from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.resume_hook import ResumeHook
+from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.world_writes import WorldWrites
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:

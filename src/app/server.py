@@ -23,14 +23,14 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 from starlette.applications import Starlette
 
-from adapters.http import public_routes, world_routes
-from adapters.http.app import build_app
-from adapters.http.services import HttpServices
-from app.errors import StartupError
-from app.guards import check_target_world
-from app.runtime import Runtime
-from app.settings import Settings
-from app.startup import listen_error, where_to_set
+from compute_worker.adapters.http import public_routes, world_routes
+from compute_worker.adapters.http.app import build_app
+from compute_worker.adapters.http.services import HttpServices
+from compute_worker.app.errors import StartupError
+from compute_worker.app.guards import check_target_world
+from compute_worker.app.runtime import Runtime
+from compute_worker.app.settings import Settings
+from compute_worker.app.startup import listen_error, where_to_set
 
 KEEP_ALIVE_MAX_REQUESTS = 1_000_000
 START_TIMEOUT = 30.0

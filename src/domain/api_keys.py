@@ -13,8 +13,8 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 
-from domain import errors
-from domain.ports.security import ApiKey
+from compute_worker.domain import errors
+from compute_worker.domain.ports.security import ApiKey
 
 SECRET_PREFIX = "cwk_"
 

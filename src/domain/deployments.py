@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from domain import errors
+from compute_worker.domain import errors
 
 DeploymentKind = Literal["python", "graph"]
 KINDS: tuple[str, ...] = ("python", "graph")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from domain import errors, ids
-from domain.validation import check_request_shape, parse_date
-from domain.world import (
+from compute_worker.domain import errors, ids
+from compute_worker.domain.validation import check_request_shape, parse_date
+from compute_worker.domain.world import (
     CURRENT_SPEC_VERSION,
     Event,
     EventRequest,

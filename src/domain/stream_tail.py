@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from domain.ports.streams import Signal, StreamReader
-from domain.world import stream_topic
+from compute_worker.domain.ports.streams import Signal, StreamReader
+from compute_worker.domain.world import stream_topic
 
 READ_BATCH = 500
 ENDED_CHECK_SECONDS = 1.0

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain import errors, ids
-from domain.world import (
+from compute_worker.domain import errors, ids
+from compute_worker.domain.world import (
     MAX_CORRELATION_ID,
     MAX_DEPLOYMENT_ID,
     MAX_NAME,

@@ -16,15 +16,15 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from domain import errors, ids
-from domain.deployments import Deployment
-from domain.execution import ExecutionRecord, Verdict
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.streams import Signal
-from domain.ports.transactions import Transaction
-from domain.reducer import Snapshot, Transition, decide, materialize
-from domain.world import (
+from compute_worker.domain import errors, ids
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.execution import ExecutionRecord, Verdict
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.ports.transactions import Transaction
+from compute_worker.domain.reducer import Snapshot, Transition, decide, materialize
+from compute_worker.domain.world import (
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WAKING_EVENTS,

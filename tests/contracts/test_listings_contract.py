@@ -9,14 +9,14 @@ from datetime import timedelta
 
 import pytest
 
-from domain import errors, ids
-from domain.deployments import Deployment, WorkflowInfo
-from domain.ports.security import ApiKey
-from domain.use_cases.inspect_run import HistoryPage, InspectRun
-from domain.use_cases.list_deployments import ListDeployments
-from domain.use_cases.list_runs import ListRuns, RunFilter
-from domain.use_cases.run_streams import RunStreams
-from domain.world import EventType, run_stream_name
+from compute_worker.domain import errors, ids
+from compute_worker.domain.deployments import Deployment, WorkflowInfo
+from compute_worker.domain.ports.security import ApiKey
+from compute_worker.domain.use_cases.inspect_run import HistoryPage, InspectRun
+from compute_worker.domain.use_cases.list_deployments import ListDeployments
+from compute_worker.domain.use_cases.list_runs import ListRuns, RunFilter
+from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.world import EventType, run_stream_name
 from tests.contracts.conftest import World
 from tests.contracts.test_world_contract import new_hook, new_step, run_data
 

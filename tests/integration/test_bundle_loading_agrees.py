@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from adapters.fs.artifact_store import FsArtifactStore
-from adapters.worldcompute.bundles.code import BundleCode
-from adapters.worldcompute.bundles.isolation import child_environment
-from adapters.worldcompute.bundles.loader import SubprocessBundleLoader
-from adapters.worldcompute.process import child as child_module
-from adapters.worldcompute.runtime.failures import StartFailed
-from domain import errors
-from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment, DeploymentKind
+from compute_worker.adapters.fs.artifact_store import FsArtifactStore
+from compute_worker.adapters.worldcompute.bundles.code import BundleCode
+from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
+from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
+from compute_worker.adapters.worldcompute.process import child as child_module
+from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment, DeploymentKind
 from tests.fakes import FakeDeployments, FakeStore
 
 AUTHORING = "from compute_worker import step, workflow\n"

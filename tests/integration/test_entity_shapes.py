@@ -17,14 +17,23 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from adapters import codec
-from adapters.http import wire
-from adapters.http.wire_schemas import SCHEMAS
-from adapters.sql import rows
-from adapters.sql.schema import events, hooks, metadata, runs, steps, waits
-from adapters.worldcompute.process import http_world
-from domain.execution import ExecutionRecord, RetryPolicy
-from domain.world import Event, EventResult, EventType, Hook, Run, Step, StructuredError, Wait
+from compute_worker.adapters import codec
+from compute_worker.adapters.http import wire
+from compute_worker.adapters.http.wire_schemas import SCHEMAS
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.schema import events, hooks, metadata, runs, steps, waits
+from compute_worker.adapters.worldcompute.process import http_world
+from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
+from compute_worker.domain.world import (
+    Event,
+    EventResult,
+    EventType,
+    Hook,
+    Run,
+    Step,
+    StructuredError,
+    Wait,
+)
 
 T0 = datetime(2026, 11, 24, 14, 41, 27, 123000, tzinfo=UTC)
 

@@ -15,8 +15,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Connection, Dialect
 
-from adapters.sql.database import Database, DatabaseConfig
-from adapters.sql.schema import metadata
+from compute_worker.adapters.sql.database import Database, DatabaseConfig
+from compute_worker.adapters.sql.schema import metadata
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.guards import StartupRefused
 from compute_worker import create_compute_worker_server
+from compute_worker.app.guards import StartupRefused
 
 from ._helpers import CORRELATION_HEADER, assert_error, assert_ok
 from .conftest import Backend

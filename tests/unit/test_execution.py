@@ -7,13 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.system import LocalSignal
-from domain.execution import ExecutionRecord, RetryPolicy, executor_lost, start_failed
-from domain.ids import IdFactory
-from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.world import EventRequest, EventType
-from domain.world_writes import WorldWrites
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain.execution import (
+    ExecutionRecord,
+    RetryPolicy,
+    executor_lost,
+    start_failed,
+)
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from compute_worker.domain.world import EventRequest, EventType
+from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import FakeStore, FakeUnitOfWork, FixedClock
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

@@ -12,16 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.worldcompute.graph import interpreter as graph_module
-from adapters.worldcompute.graph.format import parse_graphs
-from adapters.worldcompute.graph.interpreter import (
+from compute_worker.adapters.worldcompute.graph import interpreter as graph_module
+from compute_worker.adapters.worldcompute.graph.format import parse_graphs
+from compute_worker.adapters.worldcompute.graph.interpreter import (
     compare,
     execute_action,
     graph_workflows,
     render,
 )
-from domain import errors
-from domain.authoring import (
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import (
     WORKFLOW_ATTR,
     FatalError,
     RetryableError,

@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.system import LocalSignal
-from domain import errors
-from domain.audit import RequestContext
-from domain.ids import IdFactory
-from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.use_cases.record_run_events import RecordRunEvents
-from domain.use_cases.streams import WriteStream
-from domain.world import EventRequest, EventType, run_stream_name
-from domain.world_writes import WorldWrites
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.streams import WriteStream
+from compute_worker.domain.world import EventRequest, EventType, run_stream_name
+from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import FakeStore, FakeUnitOfWork, FixedClock
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -14,13 +14,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from adapters.http.errors import EXCEPTION_HANDLERS
-from adapters.http.middleware import (
+from compute_worker.adapters.http.errors import EXCEPTION_HANDLERS
+from compute_worker.adapters.http.middleware import (
     CorrelationIdMiddleware,
     RateLimitHeadersMiddleware,
     RequireHttpsMiddleware,
 )
-from adapters.http.services import HttpServices
+from compute_worker.adapters.http.services import HttpServices
 
 ServicesFactory = Callable[[], AbstractAsyncContextManager[HttpServices]]
 

@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.http.errors import status_of
-from adapters.http.middleware import CORRELATION_HEADER
-from adapters.http.services import services
-from domain import errors
-from domain.api_keys import authorize
-from domain.audit import RequestContext
+from compute_worker.adapters.http.errors import status_of
+from compute_worker.adapters.http.middleware import CORRELATION_HEADER
+from compute_worker.adapters.http.services import services
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import authorize
+from compute_worker.domain.audit import RequestContext
 
 Handler = Callable[[Request], Awaitable[Response]]
 RUN_ID_HEADER = "x-workflow-run-id"

@@ -8,9 +8,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.http.context import correlation_id
-from adapters.http.errors import error_response
-from domain.errors import HttpsRequired
+from compute_worker.adapters.http.context import correlation_id
+from compute_worker.adapters.http.errors import error_response
+from compute_worker.domain.errors import HttpsRequired
 
 log = logging.getLogger(__name__)
 

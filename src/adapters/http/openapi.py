@@ -14,10 +14,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.schemas import SchemaGenerator
 
-from adapters.http.routing import ApiRoute, Operation, answer, operation
-from adapters.http.services import services
-from adapters.http.wire import JSONResponse
-from adapters.http.wire_schemas import ERROR, SCHEMAS, STR, JsonSchema, json_content, obj
+from compute_worker.adapters.http.routing import ApiRoute, Operation, answer, operation
+from compute_worker.adapters.http.services import services
+from compute_worker.adapters.http.wire import JSONResponse
+from compute_worker.adapters.http.wire_schemas import (
+    ERROR,
+    SCHEMAS,
+    STR,
+    JsonSchema,
+    json_content,
+    obj,
+)
 
 # what any route may answer besides its own answers
 ERRORS = {

@@ -11,15 +11,21 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from adapters import bundles
-from adapters.http import openapi, wire
-from adapters.http import wire_schemas as schema
-from adapters.http.auth import request_context
-from adapters.http.routing import ApiRoute, answer, operation
-from adapters.http.services import services
-from adapters.http.sse import sse_events
-from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
-from adapters.http.wire_schemas import (
+from compute_worker.adapters import bundles
+from compute_worker.adapters.http import openapi, wire
+from compute_worker.adapters.http import wire_schemas as schema
+from compute_worker.adapters.http.auth import request_context
+from compute_worker.adapters.http.routing import ApiRoute, answer, operation
+from compute_worker.adapters.http.services import services
+from compute_worker.adapters.http.sse import sse_events
+from compute_worker.adapters.http.wire import (
+    JSONResponse,
+    field,
+    int_param,
+    read_object,
+    resolve_data,
+)
+from compute_worker.adapters.http.wire_schemas import (
     DATE,
     INT,
     RESOLVE,
@@ -30,13 +36,13 @@ from adapters.http.wire_schemas import (
     query,
     ref,
 )
-from domain import errors
-from domain.deployments import MAX_BUNDLE_BYTES, Deployment
-from domain.use_cases.deployments import NewDeployment
-from domain.use_cases.inspect_run import HistoryPage
-from domain.use_cases.list_deployments import DeploymentListing
-from domain.use_cases.list_runs import RunFilter
-from domain.use_cases.trigger_run import Trigger
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment
+from compute_worker.domain.use_cases.deployments import NewDeployment
+from compute_worker.domain.use_cases.inspect_run import HistoryPage
+from compute_worker.domain.use_cases.list_deployments import DeploymentListing
+from compute_worker.domain.use_cases.list_runs import RunFilter
+from compute_worker.domain.use_cases.trigger_run import Trigger
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 # read as JSON like every other route: curl -d sends form-urlencoded unless told otherwise

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from starlette.routing import Route
 
-from adapters.http.auth import Handler, with_access
-from adapters.http.wire_schemas import Content, JsonSchema, json_content
+from compute_worker.adapters.http.auth import Handler, with_access
+from compute_worker.adapters.http.wire_schemas import Content, JsonSchema, json_content
 
 Answers = Mapping[int, tuple[str, Content | None]]  # status → (description, content)
 

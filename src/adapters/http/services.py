@@ -9,26 +9,30 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from adapters.http.rate_limit import RateLimiter
-from domain.execution import RetryPolicy
-from domain.use_cases.authenticate import Authenticate
-from domain.use_cases.cancel_run import CancelRun
-from domain.use_cases.check_health import CheckHealth
-from domain.use_cases.deployments import ActivateDeployment, CreateDeployment, GetDeployment
-from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
-from domain.use_cases.inspect_run import InspectRun
-from domain.use_cases.list_deployments import ListDeployments
-from domain.use_cases.list_runs import ListRuns
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.publish_message import PublishMessage
-from domain.use_cases.query_world import QueryWorld
-from domain.use_cases.receive_webhook import ReceiveWebhook
-from domain.use_cases.record_refusal import RecordRefusal
-from domain.use_cases.record_run_events import RecordRunEvents
-from domain.use_cases.resume_hook import ResumeHook
-from domain.use_cases.run_streams import RunStreams
-from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
-from domain.use_cases.trigger_run import TriggerRun
+from compute_worker.adapters.http.rate_limit import RateLimiter
+from compute_worker.domain.execution import RetryPolicy
+from compute_worker.domain.use_cases.authenticate import Authenticate
+from compute_worker.domain.use_cases.cancel_run import CancelRun
+from compute_worker.domain.use_cases.check_health import CheckHealth
+from compute_worker.domain.use_cases.deployments import (
+    ActivateDeployment,
+    CreateDeployment,
+    GetDeployment,
+)
+from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from compute_worker.domain.use_cases.inspect_run import InspectRun
+from compute_worker.domain.use_cases.list_deployments import ListDeployments
+from compute_worker.domain.use_cases.list_runs import ListRuns
+from compute_worker.domain.use_cases.proxy_world_event import ProxyWorldEvent
+from compute_worker.domain.use_cases.publish_message import PublishMessage
+from compute_worker.domain.use_cases.query_world import QueryWorld
+from compute_worker.domain.use_cases.receive_webhook import ReceiveWebhook
+from compute_worker.domain.use_cases.record_refusal import RecordRefusal
+from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.resume_hook import ResumeHook
+from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.use_cases.trigger_run import TriggerRun
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from adapters.http import wire
-from adapters.http import wire_schemas as schema
-from adapters.http.auth import Handler, request_context
-from adapters.http.routing import Answers, ApiRoute, Endpoint, answer, operation
-from adapters.http.services import services
-from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
-from adapters.http.wire_schemas import (
+from compute_worker.adapters.http import wire
+from compute_worker.adapters.http import wire_schemas as schema
+from compute_worker.adapters.http.auth import Handler, request_context
+from compute_worker.adapters.http.routing import Answers, ApiRoute, Endpoint, answer, operation
+from compute_worker.adapters.http.services import services
+from compute_worker.adapters.http.wire import (
+    JSONResponse,
+    field,
+    int_param,
+    read_object,
+    resolve_data,
+)
+from compute_worker.adapters.http.wire_schemas import (
     BINARY,
     INT,
     RESOLVE_PARAM,
@@ -27,12 +33,12 @@ from adapters.http.wire_schemas import (
     query,
     ref,
 )
-from domain import errors
-from domain.api_keys import WORLD_SCOPE
-from domain.use_cases.proxy_world_event import CreateEvent
-from domain.use_cases.publish_message import Publish
-from domain.use_cases.query_world import Paging
-from domain.world import EventRequest, EventType
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import WORLD_SCOPE
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
+from compute_worker.domain.use_cases.publish_message import Publish
+from compute_worker.domain.use_cases.query_world import Paging
+from compute_worker.domain.world import EventRequest, EventType
 
 
 def world(

@@ -11,12 +11,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.dialect import insert_if_absent
-from adapters.sql.reads import run_read
-from adapters.sql.rows import at_ms, from_ms, to_ms
-from adapters.sql.schema import api_keys
-from adapters.sql.writer import GroupCommitWriter
-from domain.ports.security import ApiKey, ApiKeyStore
+from compute_worker.adapters.sql.dialect import insert_if_absent
+from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.rows import at_ms, from_ms, to_ms
+from compute_worker.adapters.sql.schema import api_keys
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 
 
 def _key_from(row: Any) -> ApiKey:

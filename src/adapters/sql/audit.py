@@ -6,12 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import rows
-from adapters.sql.reads import run_read
-from adapters.sql.schema import audit_log
-from adapters.sql.writer import GroupCommitWriter
-from domain.audit import AuditEntry
-from domain.ports.audit import AuditLog, AuditQuery
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.schema import audit_log
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.ports.audit import AuditLog, AuditQuery
 
 
 class SqlAuditLog(AuditLog):

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from adapters.sql.writer import (
+from compute_worker.adapters.sql.writer import (
     AsyncCommitter,
     Committer,
     GroupCommitWriter,

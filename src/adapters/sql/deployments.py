@@ -9,13 +9,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import rows
-from adapters.sql.reads import paged, run_read
-from adapters.sql.schema import active_deployment, deployments, runs
-from domain.deployments import Deployment
-from domain.pagination import Page, PageRequest
-from domain.ports.deployments import DeploymentReader
-from domain.world import RUN_STATUSES, TERMINAL_RUN_STATUSES
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.reads import paged, run_read
+from compute_worker.adapters.sql.schema import active_deployment, deployments, runs
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.world import RUN_STATUSES, TERMINAL_RUN_STATUSES
 
 LIVE_STATUSES = tuple(s for s in RUN_STATUSES if s not in TERMINAL_RUN_STATUSES)
 

@@ -13,9 +13,9 @@ from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, select,
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import rows
-from adapters.sql.errors import translate
-from adapters.sql.schema import (
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.errors import translate
+from compute_worker.adapters.sql.schema import (
     events,
     hooks,
     run_execution,
@@ -24,11 +24,11 @@ from adapters.sql.schema import (
     stream_chunks,
     stream_runs,
 )
-from domain.execution import ExecutionRecord
-from domain.pagination import Page, PageRequest, Position, encode_cursor
-from domain.ports.streams import StoredChunk, StreamReader, StreamSummary
-from domain.ports.world import RunQuery, WorldReader
-from domain.world import Event, Hook, Run, Step
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
+from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
+from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.world import Event, Hook, Run, Step
 
 T = TypeVar("T")
 

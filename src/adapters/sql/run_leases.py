@@ -10,12 +10,12 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.dialect import insert_if_absent
-from adapters.sql.reads import run_read
-from adapters.sql.rows import to_ms
-from adapters.sql.schema import deployments, run_execution, run_leases, runs
-from adapters.sql.writer import GroupCommitWriter
-from domain.ports.engine import LeaseGrant, RunLeases
+from compute_worker.adapters.sql.dialect import insert_if_absent
+from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.rows import to_ms
+from compute_worker.adapters.sql.schema import deployments, run_execution, run_leases, runs
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.ports.engine import LeaseGrant, RunLeases
 
 LIVE_STATUSES = ("pending", "running")
 PARKED = "parked"

@@ -35,11 +35,11 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.errors import translate
-from adapters.sql.prepared import Cursor
-from adapters.sql.transaction import SqlTransaction
-from domain import errors
-from domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.adapters.sql.errors import translate
+from compute_worker.adapters.sql.prepared import Cursor
+from compute_worker.adapters.sql.transaction import SqlTransaction
+from compute_worker.domain import errors
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)

@@ -16,14 +16,18 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from adapters.worldcompute.runtime.failures import RunCancelled, StartFailed, error_data
-from adapters.worldcompute.runtime.runner import RunExecutor
-from domain import errors
-from domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
-from domain.ports.queue import QueueConsumer
-from domain.ports.streams import Signal
-from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.world import (
+from compute_worker.adapters.worldcompute.runtime.failures import (
+    RunCancelled,
+    StartFailed,
+    error_data,
+)
+from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
+from compute_worker.domain import errors
+from compute_worker.domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
+from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from compute_worker.domain.world import (
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WORKFLOW_QUEUE_PREFIX,

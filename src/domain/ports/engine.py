@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from domain.deployments import Deployment
-from domain.ports.streams import Subscription
-from domain.world import Event, EventRequest, EventResult, Run
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.ports.streams import Subscription
+from compute_worker.domain.world import Event, EventRequest, EventResult, Run
 
 
 class RunWorld(Protocol):

@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain import errors, ids
-from domain.api_keys import authorize, check_scopes, hash_secret
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.security import ApiKey, ApiKeyStore
+from compute_worker.domain import errors, ids
+from compute_worker.domain.api_keys import authorize, check_scopes, hash_secret
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 
 
 class Authenticate:

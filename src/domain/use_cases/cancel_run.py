@@ -4,12 +4,12 @@ the event and stops the code."""
 
 from __future__ import annotations
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.world import EventRequest, EventType, Run
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.world import EventRequest, EventType, Run
+from compute_worker.domain.world_writes import WorldWrites
 
 
 class CancelRun:

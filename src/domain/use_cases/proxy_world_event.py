@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from domain import errors, ids
-from domain.audit import RequestContext, audit_entry
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.validation import check_request_shape, validate_client_run_id
-from domain.views import strip_event_refs
-from domain.world import EventRequest, EventResult, EventType, ResolveData
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors, ids
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.validation import check_request_shape, validate_client_run_id
+from compute_worker.domain.views import strip_event_refs
+from compute_worker.domain.world import EventRequest, EventResult, EventType, ResolveData
+from compute_worker.domain.world_writes import WorldWrites
 
 
 @dataclass(frozen=True, slots=True)

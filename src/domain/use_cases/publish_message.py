@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.validation import check_length
-from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QUEUE_NAME
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QUEUE_NAME
+from compute_worker.domain.world_writes import WorldWrites
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 

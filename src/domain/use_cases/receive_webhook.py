@@ -10,13 +10,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.ports.webhooks import SignatureVerifier
-from domain.webhooks import WebhookProvider, field_at
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.ports.webhooks import SignatureVerifier
+from compute_worker.domain.webhooks import WebhookProvider, field_at
+from compute_worker.domain.world_writes import WorldWrites
 
 log = logging.getLogger(__name__)
 WebhookCallback = Callable[[dict[str, Any]], Awaitable[None]]

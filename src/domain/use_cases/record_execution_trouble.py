@@ -3,10 +3,10 @@ with ``RUNTIME_ERROR`` once the retry policy gives up — in one transaction."""
 
 from __future__ import annotations
 
-from domain.execution import RetryPolicy, executor_lost, start_failed
-from domain.ports.clock import Clock
-from domain.ports.transactions import UnitOfWork
-from domain.world_writes import WorldWrites
+from compute_worker.domain.execution import RetryPolicy, executor_lost, start_failed
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import UnitOfWork
+from compute_worker.domain.world_writes import WorldWrites
 
 
 class RecordExecutionTrouble:

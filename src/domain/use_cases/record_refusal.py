@@ -4,9 +4,9 @@ are written by their use cases, in their transactions)."""
 
 from __future__ import annotations
 
-from domain.audit import RequestContext, audit_entry
-from domain.ports.audit import AuditLog
-from domain.ports.clock import Clock
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.audit import AuditLog
+from compute_worker.domain.ports.clock import Clock
 
 
 class RecordRefusal:

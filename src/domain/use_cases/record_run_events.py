@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.validation import check_request_shape
-from domain.world import EventRequest, EventResult, EventType
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.validation import check_request_shape
+from compute_worker.domain.world import EventRequest, EventResult, EventType
+from compute_worker.domain.world_writes import WorldWrites
 
 
 class RecordRunEvents:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.world_writes import WorldWrites
 
 
 @dataclass(frozen=True, slots=True)

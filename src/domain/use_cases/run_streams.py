@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from domain import errors
-from domain.ports.streams import StreamReader
-from domain.ports.world import WorldReader
-from domain.stream_tail import StreamTail
-from domain.validation import check_length
-from domain.world import MAX_NAME, run_stream_name, short_stream_name
+from compute_worker.domain import errors
+from compute_worker.domain.ports.streams import StreamReader
+from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.world import MAX_NAME, run_stream_name, short_stream_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,15 +12,21 @@ import binascii
 import json
 from collections.abc import AsyncIterator, Sequence
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.streams import StreamReader
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.stream_tail import StreamTail
-from domain.validation import check_length
-from domain.world import MAX_NAME, MAX_RUN_ID, StreamChunk, StreamChunkPage, StreamInfo
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.streams import StreamReader
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.world import (
+    MAX_NAME,
+    MAX_RUN_ID,
+    StreamChunk,
+    StreamChunkPage,
+    StreamInfo,
+)
+from compute_worker.domain.world_writes import WorldWrites
 
 DEFAULT_CHUNK_PAGE = 100
 MAX_CHUNK_PAGE = 1000

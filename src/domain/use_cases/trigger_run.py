@@ -8,13 +8,18 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.idempotency import DEFAULT_RETENTION, IdempotencyRecord, check_key, request_hash
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.world import Run
-from domain.world_writes import WorldWrites
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.idempotency import (
+    DEFAULT_RETENTION,
+    IdempotencyRecord,
+    check_key,
+    request_hash,
+)
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.world import Run
+from compute_worker.domain.world_writes import WorldWrites
 
 
 @dataclass(frozen=True, slots=True)

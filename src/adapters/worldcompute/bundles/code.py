@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.worldcompute.bundles.importer import load_bundle, load_graphs
-from adapters.worldcompute.runtime.failures import StartFailed
-from domain import errors
-from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
-from domain.ports.bundles import ArtifactStore
-from domain.ports.deployments import DeploymentReader
-from domain.ports.engine import DeploymentCode
+from compute_worker.adapters.worldcompute.bundles.importer import load_bundle, load_graphs
+from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
+from compute_worker.domain.ports.bundles import ArtifactStore
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.ports.engine import DeploymentCode
 
 
 class BundleCode(DeploymentCode):

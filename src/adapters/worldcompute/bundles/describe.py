@@ -1,7 +1,7 @@
 """The child process that loads an untrusted bundle and lists its workflows.
 
-``python -m adapters.worldcompute.bundles.describe <bundle dir> <entrypoint>``, started by
-``SubprocessBundleLoader``. It caps its own memory, CPU time and file sizes first
+``python -m compute_worker.adapters.worldcompute.bundles.describe <dir> <entrypoint>``,
+started by ``SubprocessBundleLoader``. It caps its own memory, CPU time and file sizes first
 (limits named by the environment), then imports the entrypoint from the bundle folder and
 prints ``{"workflows": [{"name", "steps"}]}`` on the original stdout. Anything the
 bundle prints goes to stderr so it cannot corrupt that answer. An import that fails
@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.worldcompute.bundles.importer import BundleContents, load_bundle
-from adapters.worldcompute.bundles.isolation import limit_resource
-from adapters.worldcompute.runtime.failures import StartFailed
+from compute_worker.adapters.worldcompute.bundles.importer import BundleContents, load_bundle
+from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
+from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 
 MEMORY_ENV = "COMPUTE_WORKER_LOADER_MEMORY_BYTES"
 CPU_ENV = "COMPUTE_WORKER_LOADER_CPU_SECONDS"

@@ -17,10 +17,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.graph.interpreter import graph_workflows
-from adapters.worldcompute.runtime.failures import StartFailed, describe_error, user_traceback
-from domain import errors
-from domain.authoring import STEP_ATTR, WORKFLOW_ATTR, StepSpec, WorkflowSpec
+from compute_worker.adapters.worldcompute.graph.interpreter import graph_workflows
+from compute_worker.adapters.worldcompute.runtime.failures import (
+    StartFailed,
+    describe_error,
+    user_traceback,
+)
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import STEP_ATTR, WORKFLOW_ATTR, StepSpec, WorkflowSpec
 
 PACKAGE = "cw_bundle"  # the package standing for the bundle's folder in its own process
 

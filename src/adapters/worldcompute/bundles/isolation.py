@@ -4,11 +4,10 @@ resource limits the child sets on itself before it imports the bundle."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 from pathlib import Path
-
-import adapters
 
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
 
@@ -24,9 +23,11 @@ def child_environment() -> dict[str, str]:
 
 
 def source_root() -> str:
-    """The folder holding the server's top-level packages (``src`` in a checkout,
+    """The folder holding the ``compute_worker`` package (``src`` in a checkout,
     ``site-packages`` once installed)."""
-    return str(Path(next(iter(adapters.__path__))).resolve().parent)
+    spec = importlib.util.find_spec("compute_worker")  # imported already: no import here
+    assert spec is not None and spec.origin is not None
+    return str(Path(spec.origin).resolve().parents[1])
 
 
 def limit_resource(kind: int, value: int | None) -> None:

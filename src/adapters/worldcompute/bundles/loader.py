@@ -21,13 +21,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from adapters.worldcompute.bundles import describe
-from adapters.worldcompute.bundles.importer import module_name
-from adapters.worldcompute.bundles.isolation import child_environment
-from adapters.worldcompute.graph.format import parse_graphs
-from domain import errors
-from domain.deployments import DeploymentKind, WorkflowInfo, check_workflows, clean_bundle_path
-from domain.ports.bundles import BundleLoader
+from compute_worker.adapters.worldcompute.bundles import describe
+from compute_worker.adapters.worldcompute.bundles.importer import module_name
+from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
+from compute_worker.adapters.worldcompute.graph.format import parse_graphs
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import (
+    DeploymentKind,
+    WorkflowInfo,
+    check_workflows,
+    clean_bundle_path,
+)
+from compute_worker.domain.ports.bundles import BundleLoader
 
 _BUNDLE = "bundle"
 _MAX_STDOUT = 4 * 1024 * 1024

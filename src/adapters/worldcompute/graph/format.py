@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain import errors
-from domain.deployments import DEFAULT_ENTRYPOINTS, WorkflowInfo, check_workflows
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, WorkflowInfo, check_workflows
 
 NODE_TYPES = ("trigger", "action")
 # what the interpreter executes; anything else is refused at upload

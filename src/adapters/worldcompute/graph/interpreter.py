@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from adapters.worldcompute.graph.format import Graph, Node, parse_graphs
-from domain.authoring import (
+from compute_worker.adapters.worldcompute.graph.format import Graph, Node, parse_graphs
+from compute_worker.domain.authoring import (
     DEFAULT_MAX_RETRIES,
     FatalError,
     RetryableError,

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domain.ids import ulid_datetime
-from domain.pagination import PageRequest, Position
-from domain.ports.engine import RunWorld
-from domain.ports.streams import Signal, Subscription
-from domain.ports.world import WorldReader
-from domain.use_cases.record_run_events import RecordRunEvents
-from domain.use_cases.streams import WriteStream
-from domain.world import Event, EventRequest, EventResult, Run, run_topic
+from compute_worker.domain.ids import ulid_datetime
+from compute_worker.domain.pagination import PageRequest, Position
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.ports.streams import Signal, Subscription
+from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.streams import WriteStream
+from compute_worker.domain.world import Event, EventRequest, EventResult, Run, run_topic
 
 PAGE = 1000
 

@@ -24,20 +24,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.worldcompute.bundles.code import BundleCode
-from adapters.worldcompute.bundles.isolation import child_environment
-from adapters.worldcompute.process import child as child_module
-from adapters.worldcompute.runtime.context import backoff, iso
-from adapters.worldcompute.runtime.failures import StartFailed
-from adapters.worldcompute.runtime.runner import Outcome
-from domain import errors
-from domain.api_keys import WORLD_SCOPE
-from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
-from domain.ports.engine import RunWorld
-from domain.ports.streams import Signal
-from domain.use_cases.api_keys import ManageApiKeys
-from domain.validation import parse_date
-from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, Run, run_topic
+from compute_worker.adapters.worldcompute.bundles.code import BundleCode
+from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
+from compute_worker.adapters.worldcompute.process import child as child_module
+from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
+from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
+from compute_worker.adapters.worldcompute.runtime.runner import Outcome
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import WORLD_SCOPE
+from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.use_cases.api_keys import ManageApiKeys
+from compute_worker.domain.validation import parse_date
+from compute_worker.domain.world import (
+    RUNTIME_ERROR,
+    Event,
+    EventRequest,
+    EventType,
+    Run,
+    run_topic,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""A child of the ``process`` backend: ``python -m adapters.worldcompute.process.child``.
+"""A child of the ``process`` backend:
+``python -m compute_worker.adapters.worldcompute.process.child``.
 
 It imports one deployment's bundle, then executes the runs the parent assigns
 (one at a time), talking to the World over the world-proxy lane with a
@@ -23,16 +24,20 @@ from typing import Any, TextIO
 
 import httpx
 
-from adapters.system import LocalSignal
-from adapters.worldcompute.bundles.importer import load_workflows
-from adapters.worldcompute.bundles.isolation import limit_resource
-from adapters.worldcompute.process.http_world import HttpRunWorld
-from adapters.worldcompute.runtime.context import WorkflowContext, iso
-from adapters.worldcompute.runtime.failures import RunCancelled, StartFailed, error_data
-from adapters.worldcompute.runtime.runner import Outcome, run_workflow
-from domain import errors
-from domain.authoring import StepSpec
-from domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
+from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
+from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
+from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext, iso
+from compute_worker.adapters.worldcompute.runtime.failures import (
+    RunCancelled,
+    StartFailed,
+    error_data,
+)
+from compute_worker.adapters.worldcompute.runtime.runner import Outcome, run_workflow
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import StepSpec
+from compute_worker.domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
 
 ENV_URL = "CW_WORLD_URL"
 ENV_KEY = "CW_WORLD_KEY"

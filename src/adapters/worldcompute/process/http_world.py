@@ -10,16 +10,24 @@ from typing import Any
 
 import httpx
 
-from adapters import codec
-from adapters.system import LocalSignal
-from domain import errors
-from domain.ids import ulid_datetime
-from domain.pagination import Position, encode_cursor
-from domain.ports.engine import RunWorld
-from domain.ports.streams import Subscription
-from domain.reducer import structured_error
-from domain.validation import parse_date
-from domain.world import Event, EventRequest, EventResult, EventType, Run, Step, run_topic
+from compute_worker.adapters import codec
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain import errors
+from compute_worker.domain.ids import ulid_datetime
+from compute_worker.domain.pagination import Position, encode_cursor
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.ports.streams import Subscription
+from compute_worker.domain.reducer import structured_error
+from compute_worker.domain.validation import parse_date
+from compute_worker.domain.world import (
+    Event,
+    EventRequest,
+    EventResult,
+    EventType,
+    Run,
+    Step,
+    run_topic,
+)
 
 PAGE = 1000
 _ERRORS: dict[str, type[errors.DomainError]] = {

@@ -19,10 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters import codec
-from adapters.worldcompute.runtime.failures import RunCancelled, error_data, user_traceback
-from domain import errors
-from domain.authoring import (
+from compute_worker.adapters import codec
+from compute_worker.adapters.worldcompute.runtime.failures import (
+    RunCancelled,
+    error_data,
+    user_traceback,
+)
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import (
     FatalError,
     HookConflictError,
     RetryableError,
@@ -30,9 +34,9 @@ from domain.authoring import (
     StepSpec,
     current_dispatcher,
 )
-from domain.ports.engine import RunWorld
-from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
-from domain.world import (
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
+from compute_worker.domain.world import (
     RUNTIME_ERROR,
     USER_ERROR,
     Event,

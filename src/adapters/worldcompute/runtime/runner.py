@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from adapters.worldcompute.runtime.context import WorkflowContext
-from domain.deployments import Deployment
-from domain.world import Event, Run
+from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.world import Event, Run
 
 CHECK_INTERVAL = 0.2
 
