@@ -34,7 +34,7 @@ test: lint
 
 # rewrite README.md's Configuration table from the settings definition (src/app/settings.py)
 settings-doc: $(STAMP)
-	$(BIN)/python -m app.settings_doc --write README.md
+	$(BIN)/python -m compute_worker.app.settings_doc --write README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/world_events.py

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from app.runtime import Runtime
-from app.settings import Settings
-from domain.audit import RequestContext
-from domain.use_cases.deployments import NewDeployment
-from domain.use_cases.proxy_world_event import run_topic
-from domain.use_cases.trigger_run import Trigger
+from compute_worker.app.runtime import Runtime
+from compute_worker.app.settings import Settings
+from compute_worker.domain.audit import RequestContext
+from compute_worker.domain.use_cases.deployments import NewDeployment
+from compute_worker.domain.use_cases.trigger_run import Trigger
+from compute_worker.domain.world import run_topic
 from world_events import raw_sqlite
 
 BUNDLE = b"""

@@ -22,11 +22,12 @@ from pathlib import Path
 import aiosqlite
 import asyncpg
 
-from adapters.sql.database import Database, DatabaseConfig
-from adapters.system import LocalSignal, SystemClock
-from domain.ids import IdFactory
-from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.world import EventRequest, EventType
+from compute_worker.adapters.sql.database import Database, DatabaseConfig
+from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.world import EventRequest, EventType
+from compute_worker.domain.world_writes import WorldWrites
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -70,7 +71,9 @@ async def raw_postgres(url: str, seconds: float, connections: int) -> float:
 async def world_rate(config: DatabaseConfig, writers: int, seconds: float) -> float:
     database = Database(config)
     await database.migrate()
-    use_case = ProxyWorldEvent(database.writer, IdFactory(), SystemClock(), LocalSignal())
+    ids, clock = IdFactory(), SystemClock()
+    writes = WorldWrites(ids, clock, LocalSignal())
+    use_case = ProxyWorldEvent(database.writer, ids, clock, writes)
     count = 0
     deadline = time.perf_counter() + seconds
 

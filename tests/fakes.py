@@ -17,23 +17,23 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from domain import errors
-from domain.audit import AuditEntry
-from domain.deployments import Deployment, DeploymentKind, WorkflowInfo
-from domain.execution import ExecutionRecord
-from domain.idempotency import IdempotencyRecord
-from domain.pagination import Page, PageRequest, Position, encode_cursor
-from domain.ports.audit import AuditLog, AuditQuery
-from domain.ports.bundles import ArtifactStore, BundleLoader
-from domain.ports.clock import Clock
-from domain.ports.deployments import DeploymentReader
-from domain.ports.queue import QueueConsumer
-from domain.ports.security import ApiKey, ApiKeyStore
-from domain.ports.streams import StoredChunk, StreamReader, StreamSummary
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.ports.webhooks import SignatureVerifier
-from domain.ports.world import RunQuery, WorldReader
-from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
+from compute_worker.domain import errors
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.deployments import Deployment, DeploymentKind, WorkflowInfo
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.idempotency import IdempotencyRecord
+from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
+from compute_worker.domain.ports.audit import AuditLog, AuditQuery
+from compute_worker.domain.ports.bundles import ArtifactStore, BundleLoader
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
+from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.ports.webhooks import SignatureVerifier
+from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -22,8 +22,8 @@ import zlib
 from collections.abc import Mapping
 from typing import IO, Any, Protocol
 
-from domain import deployments, errors
-from domain.deployments import KINDS, clean_bundle_path
+from compute_worker.domain import deployments, errors
+from compute_worker.domain.deployments import KINDS, clean_bundle_path
 
 MANIFEST = "workflow.toml"
 _CHUNK = 64 * 1024

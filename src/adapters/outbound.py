@@ -17,7 +17,7 @@ import anyio
 import httpcore
 import httpx
 
-from domain.outbound import OutboundPolicy, OutboundRefused, Target
+from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused, Target
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 

@@ -7,8 +7,8 @@ import contextlib
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from domain.ports.clock import Clock
-from domain.ports.streams import Signal, Subscription
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.streams import Signal, Subscription
 
 
 class SystemClock(Clock):

@@ -36,18 +36,18 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from app.errors import StartupError
-from app.guards import check_target_world
-from app.logs import configure_logging
-from app.runtime import Runtime
-from app.server import ComputeWorkerServer
-from app.settings import Settings, SettingSpec, describe_settings, package_version
-from app.settings_doc import markdown_table
-from app.startup import prepare_storage
-from domain.api_keys import ALL_SCOPES, new_secret
-from domain.errors import DomainError
-from domain.ports.audit import AuditQuery
-from domain.use_cases.authenticate import SeedKey
+from compute_worker.app.errors import StartupError
+from compute_worker.app.guards import check_target_world
+from compute_worker.app.logs import configure_logging
+from compute_worker.app.runtime import Runtime
+from compute_worker.app.server import ComputeWorkerServer
+from compute_worker.app.settings import Settings, SettingSpec, describe_settings, package_version
+from compute_worker.app.settings_doc import markdown_table
+from compute_worker.app.startup import prepare_storage
+from compute_worker.domain.api_keys import ALL_SCOPES, new_secret
+from compute_worker.domain.errors import DomainError
+from compute_worker.domain.ports.audit import AuditQuery
+from compute_worker.domain.use_cases.authenticate import SeedKey
 
 PROG = "compute-worker"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
@@ -184,7 +184,7 @@ async def _ensure_demo(url: str, key: str) -> str:
         active = await client.get("/v1/deployments/active")
         if active.status_code == 200:
             return f"active deployment: {active.json()['deploymentId']}"
-        source = (resources.files("app.demo") / "workflows.py").read_text()
+        source = (resources.files("compute_worker.app.demo") / "workflows.py").read_text()
         created = await client.post("/v1/deployments", json={
             "kind": "python", "files": {"workflows.py": source},
             "metadata": {"name": "demo"}})  # fmt: skip

@@ -11,48 +11,62 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
-from adapters.fs.artifact_store import FsArtifactStore
-from adapters.http.rate_limit import RateLimiter
-from adapters.security.run_keys import HkdfRunKeyDeriver
-from adapters.sql.api_keys import SqlApiKeyStore
-from adapters.sql.audit import SqlAuditLog
-from adapters.sql.database import Database, DatabaseConfig
-from adapters.sql.deployments import SqlDeployments
-from adapters.sql.housekeeping import SqlHousekeeping
-from adapters.sql.pg_signal import PostgresSignal
-from adapters.sql.queue import SqlQueue
-from adapters.sql.reads import SqlStreamReader, SqlWorldReader
-from adapters.sql.run_leases import SqlRunLeases
-from adapters.system import LocalSignal, SystemClock
-from adapters.webhooks.verifiers import VERIFIERS
-from adapters.worldcompute.code import BundleCode
-from adapters.worldcompute.engine import Engine, EngineSettings, RunExecutor
-from adapters.worldcompute.loader import SubprocessBundleLoader
-from adapters.worldcompute.local_backend import LocalExecutor
-from adapters.worldcompute.local_world import LocalRunWorld
-from adapters.worldcompute.process_backend import ChildPool, ProcessExecutor, ProcessLimits
-from app.settings import Settings
-from domain.execution import RetryPolicy
-from domain.ids import IdFactory
-from domain.ports.streams import Signal
-from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
-from domain.use_cases.authenticate import Authenticate, SeedApiKeys
-from domain.use_cases.cancel_run import CancelRun
-from domain.use_cases.check_health import CheckHealth
-from domain.use_cases.deployments import ActivateDeployment, CreateDeployment, GetDeployment
-from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
-from domain.use_cases.inspect_run import InspectRun
-from domain.use_cases.list_deployments import ListDeployments
-from domain.use_cases.list_runs import ListRuns
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.publish_message import PublishMessage
-from domain.use_cases.query_world import QueryWorld
-from domain.use_cases.receive_webhook import ReceiveWebhook
-from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.use_cases.resume_hook import ResumeHook
-from domain.use_cases.run_streams import RunStreams
-from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
-from domain.use_cases.trigger_run import TriggerRun
+from compute_worker.adapters.fs.artifact_store import FsArtifactStore
+from compute_worker.adapters.http.rate_limit import RateLimiter
+from compute_worker.adapters.http.services import HttpServices
+from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
+from compute_worker.adapters.sql.audit import SqlAuditLog
+from compute_worker.adapters.sql.database import Database, DatabaseConfig
+from compute_worker.adapters.sql.deployments import SqlDeployments
+from compute_worker.adapters.sql.housekeeping import SqlHousekeeping
+from compute_worker.adapters.sql.pg_signal import PostgresSignal
+from compute_worker.adapters.sql.queue import SqlQueue
+from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
+from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.webhooks.verifiers import VERIFIERS
+from compute_worker.adapters.worldcompute.bundles.code import BundleCode
+from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
+from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
+from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
+from compute_worker.adapters.worldcompute.local.world import LocalRunWorld
+from compute_worker.adapters.worldcompute.process.backend import (
+    ChildPool,
+    ProcessExecutor,
+    ProcessLimits,
+)
+from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
+from compute_worker.app.settings import Settings
+from compute_worker.domain.execution import RetryPolicy
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
+from compute_worker.domain.use_cases.authenticate import Authenticate, SeedApiKeys
+from compute_worker.domain.use_cases.cancel_run import CancelRun
+from compute_worker.domain.use_cases.check_health import CheckHealth
+from compute_worker.domain.use_cases.deployments import (
+    ActivateDeployment,
+    CreateDeployment,
+    GetDeployment,
+)
+from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from compute_worker.domain.use_cases.inspect_run import InspectRun
+from compute_worker.domain.use_cases.list_deployments import ListDeployments
+from compute_worker.domain.use_cases.list_runs import ListRuns
+from compute_worker.domain.use_cases.proxy_world_event import ProxyWorldEvent
+from compute_worker.domain.use_cases.publish_message import PublishMessage
+from compute_worker.domain.use_cases.query_world import QueryWorld
+from compute_worker.domain.use_cases.receive_webhook import ReceiveWebhook
+from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from compute_worker.domain.use_cases.record_refusal import RecordRefusal
+from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.resume_hook import ResumeHook
+from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.world_writes import WorldWrites
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:
@@ -79,9 +93,9 @@ def _executor(
     signal: Signal,
     world_url: Callable[[], str | None],
 ) -> RunExecutor:
-    engine = EngineSettings()
+    engine_settings = EngineSettings()
     if settings.worldcompute == "local":
-        return LocalExecutor(world, code, engine.poll_interval)
+        return LocalExecutor(world, code, engine_settings.poll_interval)
     limits = ProcessLimits(
         memory_bytes=settings.process_memory_mb * 1024 * 1024,
         step_timeout_seconds=settings.step_timeout_seconds,
@@ -101,17 +115,17 @@ class Container(containers.DeclarativeContainer):
     ids = providers.Singleton(IdFactory)
     signal = providers.Singleton(_signal, settings)
     database = providers.Singleton(Database, providers.Callable(_database_config, settings))
-    engine = providers.Callable(lambda db: db.engine, database)
+    db_engine = providers.Callable(lambda db: db.db_engine, database)  # SQLAlchemy's
     writer = providers.Callable(lambda db: db.writer, database)
     rate_limiter = providers.Singleton(_rate_limiter, settings)
 
     # ports → adapters
-    world_reader = providers.Singleton(SqlWorldReader, engine)
-    stream_reader = providers.Singleton(SqlStreamReader, engine)
+    world_reader = providers.Singleton(SqlWorldReader, db_engine)
+    stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
-    deployments = providers.Singleton(SqlDeployments, engine)
-    api_keys = providers.Singleton(SqlApiKeyStore, engine, writer)
-    audit_log = providers.Singleton(SqlAuditLog, engine, writer)
+    deployments = providers.Singleton(SqlDeployments, db_engine)
+    api_keys = providers.Singleton(SqlApiKeyStore, db_engine, writer)
+    audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
     housekeeping = providers.Singleton(SqlHousekeeping, writer)
     artifacts = providers.Singleton(
@@ -122,20 +136,25 @@ class Container(containers.DeclarativeContainer):
         lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
     )
 
-    # use cases: the World
-    authenticate = providers.Singleton(Authenticate, api_keys, clock)
-    seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
-    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, signal)
-    query_world = providers.Singleton(QueryWorld, world_reader)
-    write_stream = providers.Singleton(WriteStream, writer, ids, clock, signal)
-    read_stream = providers.Singleton(
-        ReadStream,
+    # domain services: the World's writes inside a transaction, the live read of a stream
+    world_writes = providers.Singleton(WorldWrites, ids, clock, signal)
+    stream_tail = providers.Singleton(
+        StreamTail,
         stream_reader,
         signal,
         providers.Callable(lambda s: s.stream_poll_interval, settings),
     )
+
+    # use cases: the World
+    authenticate = providers.Singleton(Authenticate, api_keys, clock)
+    seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
+    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, world_writes)
+    query_world = providers.Singleton(QueryWorld, world_reader)
+    write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
+    read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)
-    publish_message = providers.Singleton(PublishMessage, writer, ids, clock, signal)
+    record_run_events = providers.Singleton(RecordRunEvents, writer, clock, world_writes)
+    publish_message = providers.Singleton(PublishMessage, writer, clock, world_writes)
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
 
@@ -143,14 +162,12 @@ class Container(containers.DeclarativeContainer):
     trigger_run = providers.Singleton(
         TriggerRun,
         writer,
-        ids,
         clock,
-        proxy_world_event,
-        publish_message,
+        world_writes,
         providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
     )
-    cancel_run = providers.Singleton(CancelRun, writer, clock, proxy_world_event, write_stream)
-    resume_hook = providers.Singleton(ResumeHook, writer, clock, proxy_world_event, publish_message)
+    cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
+    resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
     create_deployment = providers.Singleton(
         CreateDeployment, writer, ids, clock, artifacts, bundle_loader
     )
@@ -159,15 +176,14 @@ class Container(containers.DeclarativeContainer):
     list_deployments = providers.Singleton(ListDeployments, deployments)
     list_runs = providers.Singleton(ListRuns, world_reader)
     inspect_run = providers.Singleton(InspectRun, world_reader)
-    run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, read_stream)
+    run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
         ReceiveWebhook,
         writer,
         clock,
         providers.Callable(lambda s: {p.name: p for p in s.webhook_providers}, settings),
         webhook_verifiers,
-        trigger_run,
-        resume_hook,
+        world_writes,
         providers.Callable(lambda s: s.on_webhook, settings),
     )
     manage_api_keys = providers.Singleton(ManageApiKeys, api_keys, ids, clock)
@@ -181,11 +197,12 @@ class Container(containers.DeclarativeContainer):
         deployments,
     )
     query_audit = providers.Singleton(QueryAudit, audit_log)
+    record_refusal = providers.Singleton(RecordRefusal, audit_log, clock)
 
-    # the engine (worldcompute)
-    run_leases = providers.Singleton(SqlRunLeases, engine, writer)
+    # the workflow engine (worldcompute)
+    run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
     run_world = providers.Singleton(
-        LocalRunWorld, writer, proxy_world_event, world_reader, write_stream, signal, clock
+        LocalRunWorld, record_run_events, world_reader, write_stream, signal
     )
     deployment_code = providers.Singleton(
         BundleCode,
@@ -203,13 +220,13 @@ class Container(containers.DeclarativeContainer):
         settings,
     )
     record_execution_trouble = providers.Singleton(
-        RecordExecutionTrouble, writer, clock, proxy_world_event, retry_policy
+        RecordExecutionTrouble, writer, clock, world_writes, retry_policy
     )
     executor = providers.Singleton(
         _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
     )
     workflow_engine = providers.Singleton(
-        Engine,
+        WorkflowEngine,
         queue,
         run_leases,
         run_world,
@@ -218,4 +235,37 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+    )
+
+    # what the HTTP adapter serves (adapters/http/services.py): exactly these
+    http_services = providers.Singleton(
+        HttpServices,
+        authenticate=authenticate,
+        record_refusal=record_refusal,
+        rate_limiter=rate_limiter,
+        proxy_world_event=proxy_world_event,
+        record_run_events=record_run_events,
+        query_world=query_world,
+        write_stream=write_stream,
+        read_stream=read_stream,
+        inspect_stream=inspect_stream,
+        publish_message=publish_message,
+        get_deployment_id=get_deployment_id,
+        get_encryption_key=get_encryption_key,
+        check_health=check_health,
+        trigger_run=trigger_run,
+        cancel_run=cancel_run,
+        resume_hook=resume_hook,
+        list_runs=list_runs,
+        inspect_run=inspect_run,
+        run_streams=run_streams,
+        create_deployment=create_deployment,
+        activate_deployment=activate_deployment,
+        get_deployment=get_deployment,
+        list_deployments=list_deployments,
+        receive_webhook=receive_webhook,
+        max_body_bytes=providers.Callable(lambda s: s.max_body_bytes, settings),
+        retry_policy=retry_policy,
+        version=providers.Callable(lambda s: s.version, settings),
+        world=providers.Callable(lambda s: s.target_world, settings),
     )

@@ -7,8 +7,8 @@ import logging
 import os
 from collections.abc import Mapping
 
-from app.errors import StartupError
-from app.settings import Settings
+from compute_worker.app.errors import StartupError
+from compute_worker.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from adapters.http.context import correlation_id
+from compute_worker.adapters.http.context import correlation_id
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

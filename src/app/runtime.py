@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from adapters.security.run_keys import load_or_create_secret
-from adapters.sql.database import Database
-from adapters.sql.pg_signal import PostgresSignal
-from app.container import Container
-from app.errors import StartupError
-from app.settings import Settings
-from app.startup import check_database, guard_os, prepare_storage
+from compute_worker.adapters.security.run_keys import load_or_create_secret
+from compute_worker.adapters.sql.database import Database
+from compute_worker.adapters.sql.pg_signal import PostgresSignal
+from compute_worker.app.container import Container
+from compute_worker.app.errors import StartupError
+from compute_worker.app.settings import Settings
+from compute_worker.app.startup import check_database, guard_os, prepare_storage
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 600

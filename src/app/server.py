@@ -13,7 +13,8 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +23,14 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 from starlette.applications import Starlette
 
-from adapters.http import public_routes, world_routes
-from adapters.http.app import build_app
-from app.errors import StartupError
-from app.guards import check_target_world
-from app.runtime import Runtime
-from app.settings import Settings
-from app.startup import listen_error, where_to_set
+from compute_worker.adapters.http import public_routes, world_routes
+from compute_worker.adapters.http.app import build_app
+from compute_worker.adapters.http.services import HttpServices
+from compute_worker.app.errors import StartupError
+from compute_worker.app.guards import check_target_world
+from compute_worker.app.runtime import Runtime
+from compute_worker.app.settings import Settings
+from compute_worker.app.startup import listen_error, where_to_set
 
 KEEP_ALIVE_MAX_REQUESTS = 1_000_000
 START_TIMEOUT = 30.0
@@ -44,14 +46,21 @@ def create_app(
     ``world_url`` tells the process backend's children where the world lane is
     (default: the ``internal_url`` option); ``listening_url`` is logged at start."""
     check_target_world(settings)
-    routes = [*public_routes.ROUTES, *world_routes.ROUTES]
-    return build_app(
-        routes,
-        lambda: Runtime(settings, execute=True, world_url=world_url, listening_url=listening_url),
-        settings,
+
+    @asynccontextmanager
+    async def services() -> AsyncIterator[HttpServices]:
+        runtime = Runtime(settings, execute=True, world_url=world_url, listening_url=listening_url)
+        app.state.runtime = runtime  # the server stops its engine before closing connections
+        async with runtime as container:
+            yield container.http_services()
+
+    app = build_app(
+        [*public_routes.ROUTES, *world_routes.ROUTES],
+        services,
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,
     )
+    return app
 
 
 def hypercorn_config(settings: Settings) -> Config:

@@ -3,8 +3,8 @@
 Each field below is one setting: its type, default, bounds and a one-line
 description. From it come the keyword options of the Python factories, the
 ``COMPUTE_WORKER_<NAME>`` environment variables, the ``--<name>`` flags of the CLI
-and the README's Configuration table (``python -m app.settings_doc``). Adding a
-setting is one line: ``name: type = setting(default, "what it does", ...)``.
+and the README's Configuration table (``python -m compute_worker.app.settings_doc``).
+Adding a setting is one line: ``name: type = setting(default, "what it does", ...)``.
 
 Precedence: option (or CLI flag) > environment variable > default. Paths are made
 absolute once, when the settings are built, against the current directory of that
@@ -35,10 +35,11 @@ from pydantic_settings.sources.utils import parse_env_vars
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.errors import SettingsError
-from domain import errors
-from domain.use_cases.authenticate import SeedKey, check_scopes
-from domain.webhooks import SCHEMES, WebhookProvider
+from compute_worker.app.errors import SettingsError
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import check_scopes
+from compute_worker.domain.use_cases.authenticate import SeedKey
+from compute_worker.domain.webhooks import SCHEMES, WebhookProvider
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "describe_settings", "package_version"]
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from adapters.sql.database import Database, DatabaseUnavailable
-from app.errors import StartupError
-from app.settings import Settings, describe_settings
+from compute_worker.adapters.sql.database import Database, DatabaseUnavailable
+from compute_worker.app.errors import StartupError
+from compute_worker.app.settings import Settings, describe_settings
 
 T = TypeVar("T")
 PROBE_TIMEOUT = 5.0  # seconds for the database to answer at start

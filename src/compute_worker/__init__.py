@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from adapters.worldcompute.authoring import (
+from compute_worker.domain.authoring import (
     FatalError,
     HookConflictError,
     RetryableError,
@@ -39,8 +39,8 @@ from adapters.worldcompute.authoring import (
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from app.errors import SettingsError, StartupError
-    from app.server import ComputeWorkerServer, ServerHandle
+    from compute_worker.app.errors import SettingsError, StartupError
+    from compute_worker.app.server import ComputeWorkerServer, ServerHandle
 
 __all__ = [
     "FatalError",
@@ -62,11 +62,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``StartupError`` and ``SettingsError`` on first use: a bundle imports this module
-    with its own folder first on ``sys.path``, where a package of its own may be
-    called ``app``, so nothing of the server half is imported eagerly."""
+    """``StartupError`` and ``SettingsError`` on first use: a workflow bundle imports this
+    module for the authoring API, so nothing of the server half is imported eagerly."""
     if name in ("StartupError", "SettingsError"):
-        from app import errors
+        from compute_worker.app import errors
 
         return getattr(errors, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -75,16 +74,16 @@ def __getattr__(name: str) -> Any:
 def create_compute_worker(**options: Any) -> Starlette:
     """The ASGI application; the database opens and the engine starts in its lifespan
     (which raises ``StartupError`` when it cannot). Bad options: ``SettingsError``."""
-    from app.server import create_app
-    from app.settings import Settings
+    from compute_worker.app.server import create_app
+    from compute_worker.app.settings import Settings
 
     return create_app(Settings.load(options))
 
 
 def create_compute_worker_server(**options: Any) -> ComputeWorkerServer:
     """A hypercorn-backed server object; ``await server.serve()`` or ``await server.start()``."""
-    from app.server import ComputeWorkerServer
-    from app.settings import Settings
+    from compute_worker.app.server import ComputeWorkerServer
+    from compute_worker.app.settings import Settings
 
     return ComputeWorkerServer(Settings.load(options))
 

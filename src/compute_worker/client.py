@@ -13,10 +13,10 @@ are the subclasses of ``ComputeClientError`` below. See the README's "Python cli
 
 from __future__ import annotations
 
-from adapters.client.aio import AsyncChunkStream, AsyncClient
-from adapters.client.bundle import Bundle, bundle_from
-from adapters.client.config import DEFAULT_URL, KEY_ENV, URL_ENV
-from adapters.client.errors import (
+from compute_worker.adapters.client.aio import AsyncChunkStream, AsyncClient
+from compute_worker.adapters.client.bundle import Bundle, bundle_from
+from compute_worker.adapters.client.config import DEFAULT_URL, KEY_ENV, URL_ENV
+from compute_worker.adapters.client.errors import (
     AuthenticationError,
     ComputeClientError,
     ComputeConnectionError,
@@ -40,7 +40,7 @@ from adapters.client.errors import (
     ValidationError,
     WorkflowNotFoundError,
 )
-from adapters.client.models import (
+from compute_worker.adapters.client.models import (
     Deployment,
     Event,
     Health,
@@ -56,9 +56,9 @@ from adapters.client.models import (
     WebhookDelivery,
     WorkflowInfo,
 )
-from adapters.client.protocol import RetryPolicy
-from adapters.client.sync import ChunkStream, Client
-from adapters.client.webhooks import signed_headers, webhook_body
+from compute_worker.adapters.client.protocol import RetryPolicy
+from compute_worker.adapters.client.sync import ChunkStream, Client
+from compute_worker.adapters.client.webhooks import signed_headers, webhook_body
 
 __all__ = [
     "DEFAULT_URL",

@@ -1,4 +1,5 @@
-"""API key secrets: generated with 256 bits of entropy, stored as SHA-256 hashes.
+"""API keys: secrets generated with 256 bits of entropy, stored as SHA-256 hashes; the
+scopes a key may hold and the check that it holds a route's.
 
 A fast hash is enough here: the secrets are random, not passwords, so there is
 nothing to brute-force. Keys are looked up by that hash, so the secret itself is
@@ -10,6 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
+
+from compute_worker.domain import errors
+from compute_worker.domain.ports.security import ApiKey
 
 SECRET_PREFIX = "cwk_"
 
@@ -28,3 +33,25 @@ PUBLIC_SCOPES = frozenset(
 WORLD_SCOPE = "world:proxy"
 ADMIN_SCOPE = "admin"
 ALL_SCOPES = PUBLIC_SCOPES | {WORLD_SCOPE, ADMIN_SCOPE}
+
+
+def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """Known scopes, at least one; ``InvalidRequest`` otherwise."""
+    wanted = frozenset(scopes)
+    unknown = sorted(wanted - ALL_SCOPES)
+    if unknown or not wanted:
+        raise errors.InvalidRequest(
+            f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; "
+            f"known: {', '.join(sorted(ALL_SCOPES))}",
+            {"field": "scopes"},
+        )
+    return wanted
+
+
+def authorize(key: ApiKey, required_scope: str) -> None:
+    """``Forbidden`` unless ``key`` holds ``required_scope``."""
+    if required_scope not in key.scopes:
+        raise errors.Forbidden(
+            f"This API key lacks the scope {required_scope}",
+            {"requiredScope": required_scope},
+        )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from domain import errors
+from compute_worker.domain import errors
 
 DeploymentKind = Literal["python", "graph"]
 KINDS: tuple[str, ...] = ("python", "graph")
@@ -72,3 +72,19 @@ def check_bundle(files: Mapping[str, bytes], entrypoint: str) -> None:
             f"the entrypoint {entrypoint!r} is not in the bundle",
             {"entrypoint": entrypoint, "files": sorted(files)[:50]},
         )
+
+
+def check_workflows(found: tuple[WorkflowInfo, ...], none_message: str) -> tuple[WorkflowInfo, ...]:
+    """What a bundle defines must be at least one workflow, each with a name of its own;
+    ``InvalidDeployment`` (``none_message`` when there is none) otherwise."""
+    if not found:
+        raise errors.InvalidDeployment(none_message)
+    names = [workflow.name for workflow in found]
+    if not all(name.strip() for name in names):
+        raise errors.InvalidDeployment("a workflow name is empty")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise errors.InvalidDeployment(
+            f"duplicate workflow name(s): {', '.join(duplicates)}", {"duplicates": duplicates}
+        )
+    return found

@@ -11,7 +11,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from domain import errors
+from compute_worker.domain import errors
 
 T = TypeVar("T")
 SortOrder = Literal["asc", "desc"]

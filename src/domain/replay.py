@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain import ids
-from domain.reducer import parse_date, structured_error
-from domain.world import Event, EventType, StructuredError
+from compute_worker.domain import ids
+from compute_worker.domain.reducer import structured_error
+from compute_worker.domain.validation import parse_date
+from compute_worker.domain.world import Event, EventType, StructuredError
 
 NONDETERMINISTIC = "nondeterministic_workflow"
 KIND_PREFIX = {"step": ids.STEP, "wait": ids.WAIT, "hook": ids.HOOK}

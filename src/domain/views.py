@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from domain.world import Event, EventType
+from compute_worker.domain.world import Event, EventType
 
 EVENT_REF_FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.RUN_CREATED: ("input",),

@@ -1,4 +1,5 @@
-"""World entities (world.md §1): runs, steps, hooks, waits, events, stream chunks.
+"""World entities (world.md §1): runs, steps, hooks, waits, events, stream chunks —
+and the World's names: queues, the signal topics its writers notify, stream names.
 
 Plain frozen dataclasses; the persistence adapter maps rows to them explicitly.
 Payload fields (``input``, ``output``, ``metadata``, event payloads) are opaque:
@@ -7,6 +8,7 @@ bytes or JSON values that the world stores and returns exactly.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -173,17 +175,6 @@ class EventResult:
     events: tuple[Event, ...] | None = None
 
 
-def run_stream_name(run_id: str, name: str) -> str:
-    """Where a run's ``get_writable(name)`` stream is stored: ``strm_<run ULID>_<name>``."""
-    return f"strm_{run_id.removeprefix('wrun_')}_{name}"
-
-
-def short_stream_name(run_id: str, stored: str) -> str:
-    """The name a workflow gave a stream of ``run_id``; other names are kept whole."""
-    prefix = run_stream_name(run_id, "")
-    return stored[len(prefix) :] if stored.startswith(prefix) and stored != prefix else stored
-
-
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
     index: int
@@ -214,3 +205,42 @@ class QueueMessage:
     deployment_id: str | None = None
     idempotency_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+# -- the World's names ----------------------------------------------------------------------
+
+WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"  # the engine claims these; a message wakes a run
+QUEUE_NAME = re.compile(r"^__wkf_(workflow|step)_[A-Za-z0-9_\-./@]+$")
+QUEUE_TOPIC = "queue"  # the signal topic notified once a queue message is committed
+
+# Events that a run's executor must react to, usually written by someone else.
+WAKING_EVENTS = frozenset(
+    {EventType.RUN_CANCELLED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
+     EventType.HOOK_RECEIVED, EventType.HOOK_DISPOSED}
+)  # fmt: skip
+
+
+def workflow_queue(workflow_name: str) -> str:
+    """The queue whose messages wake the runs of ``workflow_name``."""
+    return WORKFLOW_QUEUE_PREFIX + workflow_name
+
+
+def run_topic(run_id: str) -> str:
+    """The signal topic notified after a run's waking events are committed."""
+    return f"run:{run_id}"
+
+
+def stream_topic(name: str) -> str:
+    """The signal topic notified after chunks of stream ``name`` are committed."""
+    return f"stream:{name}"
+
+
+def run_stream_name(run_id: str, name: str) -> str:
+    """Where a run's ``get_writable(name)`` stream is stored: ``strm_<run ULID>_<name>``."""
+    return f"strm_{run_id.removeprefix('wrun_')}_{name}"
+
+
+def short_stream_name(run_id: str, stored: str) -> str:
+    """The name a workflow gave a stream of ``run_id``; other names are kept whole."""
+    prefix = run_stream_name(run_id, "")
+    return stored[len(prefix) :] if stored.startswith(prefix) and stored != prefix else stored

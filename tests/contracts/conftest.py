@@ -19,26 +19,28 @@ import pytest
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Connection
 
-from adapters.security.run_keys import HkdfRunKeyDeriver
-from adapters.sql.database import Database, DatabaseConfig
-from adapters.sql.deployments import SqlDeployments
-from adapters.sql.queue import SqlQueue
-from adapters.sql.reads import SqlStreamReader, SqlWorldReader
-from adapters.sql.schema import active_deployment
-from adapters.system import LocalSignal, SystemClock
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.deployments import DeploymentReader
-from domain.ports.queue import QueueConsumer
-from domain.ports.streams import StreamReader
-from domain.ports.transactions import UnitOfWork
-from domain.ports.world import WorldReader
-from domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
-from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.use_cases.publish_message import PublishMessage
-from domain.use_cases.query_world import QueryWorld
-from domain.use_cases.streams import InspectStream, ReadStream, WriteStream
-from domain.world import EventRequest, EventResult, EventType, ResolveData
+from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.sql.database import Database, DatabaseConfig
+from compute_worker.adapters.sql.deployments import SqlDeployments
+from compute_worker.adapters.sql.queue import SqlQueue
+from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
+from compute_worker.adapters.sql.schema import active_deployment
+from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.ports.streams import StreamReader
+from compute_worker.domain.ports.transactions import UnitOfWork
+from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.use_cases.publish_message import PublishMessage
+from compute_worker.domain.use_cases.query_world import QueryWorld
+from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.world import EventRequest, EventResult, EventType, ResolveData
+from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import (
     FakeDeployments,
     FakeQueue,
@@ -68,6 +70,7 @@ class World:
     events: ProxyWorldEvent
     query: QueryWorld
     write_stream: WriteStream
+    stream_tail: StreamTail
     read_stream: ReadStream
     inspect_stream: InspectStream
     publish: PublishMessage
@@ -108,6 +111,7 @@ def _build(
     reopen: Callable[[], contextlib.AbstractAsyncContextManager[World]],
 ) -> World:
     signal = LocalSignal()
+    writes = WorldWrites(ids, clock, signal)
     return World(
         backend=backend,
         clock=clock,
@@ -117,12 +121,13 @@ def _build(
         stream_reader=stream_reader,
         deployments=deployments,
         queue=queue,
-        events=ProxyWorldEvent(uow, ids, clock, signal),
+        events=ProxyWorldEvent(uow, ids, clock, writes),
         query=QueryWorld(reader),
-        write_stream=WriteStream(uow, ids, clock, signal),
-        read_stream=ReadStream(stream_reader, signal, poll_interval=POLL_INTERVAL),
+        write_stream=WriteStream(uow, clock, writes),
+        stream_tail=(tail := StreamTail(stream_reader, signal, poll_interval=POLL_INTERVAL)),
+        read_stream=ReadStream(tail),
         inspect_stream=InspectStream(stream_reader),
-        publish=PublishMessage(uow, ids, clock, signal),
+        publish=PublishMessage(uow, clock, writes),
         encryption_key=GetEncryptionKey(reader, HkdfRunKeyDeriver(RUN_KEY_SECRET), deployments),
         deployment_id=GetDeploymentId(deployments),
         activate=activate,
@@ -182,9 +187,9 @@ async def _sql_world(backend: str, config: DatabaseConfig) -> AsyncIterator[Worl
             clock=SystemClock(),
             ids=IdFactory(),
             uow=db.writer,
-            reader=SqlWorldReader(db.engine),
-            stream_reader=SqlStreamReader(db.engine),
-            deployments=SqlDeployments(db.engine),
+            reader=SqlWorldReader(db.db_engine),
+            stream_reader=SqlStreamReader(db.db_engine),
+            deployments=SqlDeployments(db.db_engine),
             queue=SqlQueue(db.writer),
             activate=activate,
             pass_time=asyncio.sleep,

@@ -9,14 +9,14 @@ from datetime import timedelta
 
 import pytest
 
-from domain import errors, ids
-from domain.deployments import Deployment, WorkflowInfo
-from domain.ports.security import ApiKey
-from domain.use_cases.inspect_run import HistoryPage, InspectRun
-from domain.use_cases.list_deployments import ListDeployments
-from domain.use_cases.list_runs import ListRuns, RunFilter
-from domain.use_cases.run_streams import RunStreams
-from domain.world import EventType, run_stream_name
+from compute_worker.domain import errors, ids
+from compute_worker.domain.deployments import Deployment, WorkflowInfo
+from compute_worker.domain.ports.security import ApiKey
+from compute_worker.domain.use_cases.inspect_run import HistoryPage, InspectRun
+from compute_worker.domain.use_cases.list_deployments import ListDeployments
+from compute_worker.domain.use_cases.list_runs import ListRuns, RunFilter
+from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.world import EventType, run_stream_name
 from tests.contracts.conftest import World
 from tests.contracts.test_world_contract import new_hook, new_step, run_data
 
@@ -99,7 +99,7 @@ async def test_history_of_a_run_is_oldest_first_and_404_for_unknown_runs(world: 
 
 
 async def test_a_runs_streams_are_summarized_and_read_by_short_name(world: World) -> None:
-    streams = RunStreams(world.reader, world.stream_reader, world.read_stream)
+    streams = RunStreams(world.reader, world.stream_reader, world.stream_tail)
     run_id = await run_on(world, "dpl_a")
     log, other = run_stream_name(run_id, "log"), run_stream_name(run_id, "other")
     await world.write_stream.write(log, run_id, [b"a", b"", b"b"])
@@ -128,7 +128,7 @@ async def test_a_runs_streams_are_summarized_and_read_by_short_name(world: World
 
 
 async def test_a_read_of_an_open_stream_stops_once_its_run_ended(world: World) -> None:
-    streams = RunStreams(world.reader, world.stream_reader, world.read_stream)
+    streams = RunStreams(world.reader, world.stream_reader, world.stream_tail)
     run_id = await run_on(world, "dpl_a")
     await world.create(run_id, E.RUN_STARTED)
     name = run_stream_name(run_id, "log")

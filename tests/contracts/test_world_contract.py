@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from adapters.http.wire import hook_wire, run_wire, step_wire
-from adapters.security.run_keys import HkdfRunKeyDeriver
-from domain import errors, ids
-from domain.use_cases.get_encryption_key import GetEncryptionKey
-from domain.use_cases.publish_message import Publish
-from domain.use_cases.query_world import Paging
-from domain.world import EventType, StructuredError
+from compute_worker.adapters.http.wire import hook_wire, run_wire, step_wire
+from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.domain import errors, ids
+from compute_worker.domain.use_cases.get_encryption_key import GetEncryptionKey
+from compute_worker.domain.use_cases.publish_message import Publish
+from compute_worker.domain.use_cases.query_world import Paging
+from compute_worker.domain.world import EventType, StructuredError
 from tests.contracts.conftest import World
 
 PAYLOAD = b"devl\x00\x01\xfe\xff"

@@ -33,7 +33,7 @@ from compute_worker import start_compute_worker_server
 from ._helpers import assert_ok
 
 if TYPE_CHECKING:
-    from app.server import ServerHandle
+    from compute_worker.app.server import ServerHandle
 
     from .conftest import Backend
 

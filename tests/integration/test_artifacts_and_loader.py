@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from adapters.bundles import bundle_digest
-from adapters.fs.artifact_store import FsArtifactStore
-from adapters.worldcompute.loader import SubprocessBundleLoader
-from domain import errors
-from domain.deployments import WorkflowInfo
+from compute_worker.adapters.bundles import bundle_digest
+from compute_worker.adapters.fs.artifact_store import FsArtifactStore
+from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import WorkflowInfo
 
 BUNDLE = {"workflows.py": b"x = 1\n", "pkg/util.py": b"", "data/big.bin": bytes(range(256)) * 64}
-AUTHORING = "from adapters.worldcompute.authoring import step, workflow\n"
+AUTHORING = "from compute_worker import step, workflow\n"
 
 
 def leftovers(folder: Path) -> list[Path]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Connection
 
-from adapters.sql.database import Database, DatabaseConfig, DatabaseUnavailable
-from domain import errors
+from compute_worker.adapters.sql.database import Database, DatabaseConfig, DatabaseUnavailable
+from compute_worker.domain import errors
 
 CLOSED_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/db"  # nothing listens on port 1
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.outbound import guarded_client, read_limited
-from domain.outbound import OutboundPolicy, OutboundRefused
+from compute_worker.adapters.outbound import guarded_client, read_limited
+from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 
 
 @pytest.fixture

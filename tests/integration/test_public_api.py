@@ -20,9 +20,11 @@ import pytest
 from ._helpers import CORRELATION_HEADER, assert_error, assert_ok, is_uuid4
 from .public_fixtures import (
     ADMIN_KEY,
+    ONLY_KEYS,
     OTHER_WORKFLOWS,
     SCHEMES,
     SECOND_KEY,
+    WITHOUT_KEYS,
     WORKFLOW_NAMES,
     WORKFLOWS,
     PublicServer,
@@ -104,6 +106,7 @@ WORLD_ROUTES = {
     ("GET", "/v1/world/deployment-id"),
     ("POST", "/v1/world/encryption-key"),
     ("POST", "/v1/world/events/create"),
+    ("POST", "/v1/world/events/create-batch"),
     ("POST", "/v1/world/events/list"),
     ("POST", "/v1/world/events/list-by-correlation"),
     ("POST", "/v1/world/runs/list"),
@@ -130,6 +133,8 @@ async def test_openapi_is_public_and_describes_every_route(api_server: PublicSer
     operations = _operations(document)
     missing = (PUBLIC_ROUTES | WORLD_ROUTES) - operations.keys()
     assert not missing, f"routes missing from the OpenAPI document: {sorted(missing)}"
+    unknown = operations.keys() - (PUBLIC_ROUTES | WORLD_ROUTES)
+    assert not unknown, f"the OpenAPI document lists routes not served: {sorted(unknown)}"
     for route in sorted(PUBLIC_ROUTES | WORLD_ROUTES):
         responses = operations[route]["responses"]
         success = [status for status in responses if str(status).startswith("2")]
@@ -145,6 +150,38 @@ async def test_openapi_is_public_and_describes_every_route(api_server: PublicSer
     active = document["paths"].get("/v1/deployments/active") or {}
     templated = operations[("GET", "/v1/deployments/{}")]
     assert "get" in active or "active" in str(templated), "GET /v1/deployments/active"
+
+
+async def test_the_document_names_the_scope_each_route_checks(api_server: PublicServer) -> None:
+    """Every operation's ``x-required-scope`` is the scope the route refuses a key
+    without (403 naming it) and lets a key holding only it through; an operation
+    without one answers without a key."""
+    async with api_server.client(key=None) as anon:
+        document = assert_ok(await anon.get("/v1/openapi.json"))
+    problems = []
+    for (method, path), operation in sorted(_operations(document).items()):
+        url = path.replace("{}", "x-doc-check")
+        scope = operation.get("x-required-scope")
+        if scope is None:
+            async with api_server.client(key=None) as anon:
+                status = (await anon.request(method, url, json={})).status_code
+            if status in (401, 403):
+                problems.append((method, path, "public but", status))
+            continue
+        assert operation["security"] == [{"bearer": []}], operation
+        async with api_server.client(WITHOUT_KEYS[scope]) as lacking:
+            refused = await lacking.request(method, url, json={})
+        if refused.status_code != 403 or refused.json()["details"] != {"requiredScope": scope}:
+            problems.append((method, path, scope, refused.status_code, refused.text))
+        async with (
+            api_server.client(ONLY_KEYS[scope]) as holding,
+            holding.stream(
+                method, url, json={}, headers={"Idempotency-Key": "doc-check"}
+            ) as granted,
+        ):
+            if granted.status_code in (401, 403):
+                problems.append((method, path, "only", scope, granted.status_code))
+    assert not problems, problems
 
 
 # -- triggering and reading runs -------------------------------------------------------------

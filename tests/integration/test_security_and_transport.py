@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.guards import StartupRefused
 from compute_worker import create_compute_worker_server
+from compute_worker.app.guards import StartupRefused
 
 from ._helpers import CORRELATION_HEADER, assert_error, assert_ok
 from .conftest import Backend
@@ -135,6 +135,7 @@ WORLD_ROUTES = [
     Route("GET", "/v1/world/deployment-id", WORLD),
     Route("POST", "/v1/world/encryption-key", WORLD, {"runId": "{run}"}),
     Route("POST", "/v1/world/events/create", WORLD, {}),
+    Route("POST", "/v1/world/events/create-batch", WORLD, {}),
     Route("POST", "/v1/world/events/list", WORLD, {"runId": "{run}"}),
     Route("POST", "/v1/world/events/list-by-correlation", WORLD, {}),
     Route("POST", "/v1/world/runs/list", WORLD, {}),

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.codec import MAX_DEPTH
+from compute_worker.adapters.codec import MAX_DEPTH
 
 RUN_CREATED = {
     "eventType": "run_created",

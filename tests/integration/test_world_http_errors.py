@@ -417,7 +417,7 @@ async def test_correlation_id_is_generated_when_absent(
 async def test_internal_error_keeps_the_envelope_and_the_correlation_id(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from domain.use_cases.query_world import QueryWorld
+    from compute_worker.domain.use_cases.query_world import QueryWorld
 
     async def broken(self: Any, run_id: str) -> Any:
         raise RuntimeError("secret internal detail")

@@ -11,14 +11,14 @@ import zipfile
 
 import pytest
 
-from adapters.bundles import (
+from compute_worker.adapters.bundles import (
     bundle_digest,
     files_from_json,
     files_from_targz,
     files_from_zip,
     read_manifest,
 )
-from domain import deployments, errors
+from compute_worker.domain import deployments, errors
 
 FILES = {"workflows.py": b"print('hi')\n", "pkg/flows.py": b"x = 1\n", "workflow.toml": b""}
 

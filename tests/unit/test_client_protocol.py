@@ -20,11 +20,11 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent
 
-from adapters.client import errors
-from adapters.client.bundle import bundle_from
-from adapters.client.models import Run
-from adapters.client.plans import Api
-from adapters.client.protocol import (
+from compute_worker.adapters.client import errors
+from compute_worker.adapters.client.bundle import bundle_from
+from compute_worker.adapters.client.models import Run
+from compute_worker.adapters.client.plans import Api
+from compute_worker.adapters.client.protocol import (
     Emit,
     Open,
     Reply,
@@ -37,8 +37,8 @@ from adapters.client.protocol import (
     loads,
     retry_after,
 )
-from adapters.client.webhooks import signed_headers, webhook_body
-from adapters.webhooks.verifiers import VERIFIERS
+from compute_worker.adapters.client.webhooks import signed_headers, webhook_body
+from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 
 RUN = {
     "runId": "wrun_1", "status": "pending", "deploymentId": "dpl_1", "workflowName": "w",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import codec
+from compute_worker.adapters import codec
 
 
 def test_bytes_round_trip_at_any_depth() -> None:

@@ -7,12 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.system import LocalSignal
-from domain.execution import ExecutionRecord, RetryPolicy, executor_lost, start_failed
-from domain.ids import IdFactory
-from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.world import EventRequest, EventType
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain.execution import (
+    ExecutionRecord,
+    RetryPolicy,
+    executor_lost,
+    start_failed,
+)
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from compute_worker.domain.world import EventRequest, EventType
+from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import FakeStore, FakeUnitOfWork, FixedClock
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -61,8 +67,9 @@ def test_lost_executors_are_counted_apart_from_failed_starts() -> None:
 def world() -> tuple[FakeStore, ProxyWorldEvent, RecordExecutionTrouble]:
     store, clock = FakeStore(), FixedClock(NOW)
     uow, ids = FakeUnitOfWork(store), IdFactory(clock_ms=clock.now_ms)
-    events = ProxyWorldEvent(uow, ids, clock, LocalSignal())
-    return store, events, RecordExecutionTrouble(uow, clock, events, POLICY)
+    writes = WorldWrites(ids, clock, LocalSignal())
+    events = ProxyWorldEvent(uow, ids, clock, writes)
+    return store, events, RecordExecutionTrouble(uow, clock, writes, POLICY)
 
 
 async def _new_run(events: ProxyWorldEvent) -> str:

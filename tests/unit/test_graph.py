@@ -12,21 +12,22 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.worldcompute import graph as graph_module
-from adapters.worldcompute.authoring import (
+from compute_worker.adapters.worldcompute.graph import interpreter as graph_module
+from compute_worker.adapters.worldcompute.graph.format import parse_graphs
+from compute_worker.adapters.worldcompute.graph.interpreter import (
+    compare,
+    execute_action,
+    graph_workflows,
+    render,
+)
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import (
+    WORKFLOW_ATTR,
     FatalError,
     RetryableError,
     StepSpec,
     current_dispatcher,
 )
-from adapters.worldcompute.graph import (
-    compare,
-    execute_action,
-    graph_workflow,
-    parse_graphs,
-    render,
-)
-from domain import errors
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class FakeRuntime:
 
 async def run_graph(document: dict[str, Any], *args: Any, runtime: FakeRuntime) -> Any:
     name = document["name"]
-    flow = graph_workflow(json.dumps(document).encode(), name)
+    flow = graph_workflows(json.dumps(document).encode())[name]
     token = current_dispatcher.set(runtime)
     try:
         return await flow(*args)
@@ -243,10 +244,11 @@ def test_invalid_graphs_are_refused(document: dict[str, Any]) -> None:
         parse_graphs(json.dumps(document).encode())
 
 
-def test_an_unknown_workflow_name_is_not_found() -> None:
-    document = {"name": "flow", "nodes": [TRIGGER], "edges": []}
-    with pytest.raises(errors.WorkflowNotFound):
-        graph_workflow(json.dumps(document).encode(), "other")
+def test_each_graph_is_a_workflow_of_its_own_name() -> None:
+    one = {"name": "flow", "nodes": [TRIGGER], "edges": []}
+    flows = graph_workflows(json.dumps({"workflows": [one, {**one, "name": "other"}]}).encode())
+    assert list(flows) == ["flow", "other"]
+    assert getattr(flows["other"], WORKFLOW_ATTR).name == "other"
 
 
 # -- walking the graph ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from domain import ids
+from compute_worker.domain import ids
 
 MAX_TIME = (1 << 48) - 1
 MAX_RANDOM = (1 << 80) - 1

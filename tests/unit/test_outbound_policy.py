@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.outbound import OutboundPolicy, OutboundRefused
+from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 
 
 def allowed(policy: OutboundPolicy, url: str, address: str) -> bool:

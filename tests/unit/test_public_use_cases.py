@@ -16,30 +16,29 @@ from typing import Any
 
 import pytest
 
-from adapters.system import LocalSignal
-from domain import errors, ids
-from domain.api_keys import hash_secret, new_secret
-from domain.audit import RequestContext
-from domain.deployments import Deployment, WorkflowInfo
-from domain.ids import IdFactory
-from domain.ports.audit import AuditQuery
-from domain.use_cases.api_keys import ManageApiKeys, QueryAudit
-from domain.use_cases.authenticate import Authenticate, SeedApiKeys, SeedKey
-from domain.use_cases.cancel_run import CancelRun
-from domain.use_cases.deployments import (
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain import errors, ids
+from compute_worker.domain.api_keys import hash_secret, new_secret
+from compute_worker.domain.audit import RequestContext
+from compute_worker.domain.deployments import Deployment, WorkflowInfo
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.audit import AuditQuery
+from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
+from compute_worker.domain.use_cases.authenticate import Authenticate, SeedApiKeys, SeedKey
+from compute_worker.domain.use_cases.cancel_run import CancelRun
+from compute_worker.domain.use_cases.deployments import (
     ActivateDeployment,
     CreateDeployment,
     GetDeployment,
     NewDeployment,
 )
-from domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
-from domain.use_cases.publish_message import PublishMessage
-from domain.use_cases.receive_webhook import ReceiveWebhook
-from domain.use_cases.resume_hook import Resumed, ResumeHook
-from domain.use_cases.streams import WriteStream
-from domain.use_cases.trigger_run import Trigger, Triggered, TriggerRun
-from domain.webhooks import WebhookProvider
-from domain.world import EventRequest, EventType
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.use_cases.receive_webhook import ReceiveWebhook
+from compute_worker.domain.use_cases.resume_hook import Resumed, ResumeHook
+from compute_worker.domain.use_cases.trigger_run import Trigger, Triggered, TriggerRun
+from compute_worker.domain.webhooks import WebhookProvider
+from compute_worker.domain.world import EventRequest, EventType
+from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import (
     FakeApiKeyStore,
     FakeArtifactStore,
@@ -64,6 +63,7 @@ class App:
     store: FakeStore
     clock: FixedClock
     ids: IdFactory
+    writes: WorldWrites
     events: ProxyWorldEvent
     trigger: TriggerRun
     cancel: CancelRun
@@ -84,7 +84,7 @@ class App:
     ) -> ReceiveWebhook:
         return ReceiveWebhook(
             FakeUnitOfWork(self.store), self.clock, {provider.name: provider},
-            {"fake": FakeVerifier()}, self.trigger, self.resume, on_webhook,
+            {"fake": FakeVerifier()}, self.writes, on_webhook,
         )  # fmt: skip
 
 
@@ -92,18 +92,19 @@ class App:
 def app() -> App:
     store, clock = FakeStore(), FixedClock(NOW)
     uow, id_factory, signal = FakeUnitOfWork(store), IdFactory(clock_ms=clock.now_ms), LocalSignal()
-    events = ProxyWorldEvent(uow, id_factory, clock, signal)
-    queue = PublishMessage(uow, id_factory, clock, signal)
-    trigger = TriggerRun(uow, id_factory, clock, events, queue)
-    resume = ResumeHook(uow, clock, events, queue)
+    writes = WorldWrites(id_factory, clock, signal)
+    events = ProxyWorldEvent(uow, id_factory, clock, writes)
+    trigger = TriggerRun(uow, clock, writes)
+    resume = ResumeHook(uow, clock, writes)
     artifacts, loader, keys = FakeArtifactStore(), FakeBundleLoader(), FakeApiKeyStore()
     return App(
         store=store,
         clock=clock,
         ids=id_factory,
+        writes=writes,
         events=events,
         trigger=trigger,
-        cancel=CancelRun(uow, clock, events, WriteStream(uow, id_factory, clock, signal)),
+        cancel=CancelRun(uow, clock, writes),
         resume=resume,
         artifacts=artifacts,
         loader=loader,

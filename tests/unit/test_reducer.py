@@ -8,19 +8,17 @@ from typing import Any
 
 import pytest
 
-from domain import errors, ids
-from domain.reducer import (
+from compute_worker.domain import errors, ids
+from compute_worker.domain.reducer import (
     EventDraft,
     Snapshot,
     Transition,
-    check_request_shape,
     decide,
     materialize,
-    parse_date,
     structured_error,
-    validate_client_run_id,
 )
-from domain.world import (
+from compute_worker.domain.validation import check_request_shape, parse_date, validate_client_run_id
+from compute_worker.domain.world import (
     Event,
     EventRequest,
     EventType,

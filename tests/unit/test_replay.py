@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from domain import ids
-from domain.replay import (
+from compute_worker.domain import ids
+from compute_worker.domain.replay import (
     KIND_PREFIX,
     NONDETERMINISTIC,
     NonDeterminism,
     RunHistory,
     correlation_id,
 )
-from domain.world import Event, EventType
+from compute_worker.domain.world import Event, EventType
 
 NOW = datetime(2025, 3, 1, 9, 30, 0, tzinfo=UTC)
 CREATED_MS = int(NOW.timestamp() * 1000)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.errors import SettingsError, StartupError
-from app.settings import ENV_PREFIX, Settings, describe_settings
-from domain.use_cases.authenticate import SeedKey
-from domain.webhooks import WebhookProvider
+from compute_worker.app.errors import SettingsError, StartupError
+from compute_worker.app.settings import ENV_PREFIX, Settings, describe_settings
+from compute_worker.domain.use_cases.authenticate import SeedKey
+from compute_worker.domain.webhooks import WebhookProvider
 
 SEED = {"key": "k" * 20, "scopes": ["runs:read"], "name": "reader"}
 SECRET = base64.b64encode(b"s" * 32).decode()

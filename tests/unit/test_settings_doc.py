@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import describe_settings
-from app.settings_doc import BEGIN, END, documented_table, main, markdown_table, replace_table
+from compute_worker.app.settings import describe_settings
+from compute_worker.app.settings_doc import (
+    BEGIN,
+    END,
+    documented_table,
+    main,
+    markdown_table,
+    replace_table,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-REGENERATE = "run `make settings-doc` (python -m app.settings_doc --write README.md)"
+REGENERATE = "run `make settings-doc` (python -m compute_worker.app.settings_doc --write README.md)"
 
 
 def _rows(table: str) -> dict[str, list[str]]:

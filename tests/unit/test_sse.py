@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.http.sse import sse_events
+from compute_worker.adapters.http.sse import sse_events
 
 
 async def _source(gate: asyncio.Event, fail: bool = False) -> AsyncIterator[tuple[int, bytes]]:

@@ -10,13 +10,13 @@ import json
 
 import pytest
 
-from adapters.webhooks.verifiers import (
+from compute_worker.adapters.webhooks.verifiers import (
     VERIFIERS,
     GithubVerifier,
     StandardWebhooksVerifier,
     StripeVerifier,
 )
-from domain.errors import InvalidSignature, StaleSignature
+from compute_worker.domain.errors import InvalidSignature, StaleSignature
 
 NOW = 1_736_942_400  # 2025-01-15T12:00:00Z
 TOLERANCE = 300

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
-from adapters.client.bundle import Source, bundle_from
-from adapters.client.config import ClientConfig, user_agent
-from adapters.client.models import (
+from compute_worker.adapters.client.bundle import Source, bundle_from
+from compute_worker.adapters.client.config import ClientConfig, user_agent
+from compute_worker.adapters.client.models import (
     Deployment,
     Event,
     Health,
@@ -30,8 +30,8 @@ from adapters.client.models import (
     TriggeredRun,
     WebhookDelivery,
 )
-from adapters.client.plans import Api
-from adapters.client.protocol import (
+from compute_worker.adapters.client.plans import Api
+from compute_worker.adapters.client.protocol import (
     Emit,
     NextEvent,
     Open,
@@ -42,8 +42,8 @@ from adapters.client.protocol import (
     Send,
     Sleep,
 )
-from adapters.client.sync import UPLOAD_PIECE
-from adapters.client.webhooks import signed_headers, webhook_body
+from compute_worker.adapters.client.sync import UPLOAD_PIECE
+from compute_worker.adapters.client.webhooks import signed_headers, webhook_body
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 
-from adapters.client.protocol import RetryPolicy
+from compute_worker.adapters.client.protocol import RetryPolicy
 
 URL_ENV = "COMPUTE_WORKER_URL"
 KEY_ENV = "COMPUTE_WORKER_API_KEY"

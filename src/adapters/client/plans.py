@@ -16,9 +16,9 @@ import httpx
 from httpx_sse import ServerSentEvent
 from pydantic import BaseModel
 
-from adapters.client.bundle import Bundle
-from adapters.client.errors import RunTimeoutError, StreamNotFoundError
-from adapters.client.models import (
+from compute_worker.adapters.client.bundle import Bundle
+from compute_worker.adapters.client.errors import RunTimeoutError, StreamNotFoundError
+from compute_worker.adapters.client.models import (
     Deployment,
     Event,
     Health,
@@ -31,7 +31,7 @@ from adapters.client.models import (
     TriggeredRun,
     WebhookDelivery,
 )
-from adapters.client.protocol import (
+from compute_worker.adapters.client.protocol import (
     CORRELATION_HEADER,
     Emit,
     NextEvent,

@@ -27,7 +27,7 @@ from httpx_sse import ServerSentEvent
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from adapters.client.errors import (
+from compute_worker.adapters.client.errors import (
     ComputeClientError,
     ComputeConnectionError,
     ResponseError,

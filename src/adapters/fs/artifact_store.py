@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from adapters.bundles import bundle_digest
-from domain import errors
-from domain.ports.bundles import ArtifactStore
+from compute_worker.adapters.bundles import bundle_digest
+from compute_worker.domain import errors
+from compute_worker.domain.ports.bundles import ArtifactStore
 
 MAGIC = b"CWBUNDLE1\n"
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")

@@ -1,40 +1,41 @@
 """The Starlette application: routes, middleware, error handlers, lifespan.
 
-The runtime context (``app.runtime``) is entered by the lifespan and its
-container is handed to handlers through lifespan state (``request.state``).
+The lifespan enters ``services`` (the caller's start-up: the runtime, then the
+``HttpServices`` built from its container) and hands what it yields to the routes
+through lifespan state (``request.state.services``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from adapters.http.errors import EXCEPTION_HANDLERS
-from adapters.http.guards import RateLimitHeadersMiddleware, RequireHttpsMiddleware
-from adapters.http.middleware import CorrelationIdMiddleware
+from compute_worker.adapters.http.errors import EXCEPTION_HANDLERS
+from compute_worker.adapters.http.middleware import (
+    CorrelationIdMiddleware,
+    RateLimitHeadersMiddleware,
+    RequireHttpsMiddleware,
+)
+from compute_worker.adapters.http.services import HttpServices
 
-RuntimeFactory = Callable[[], AbstractAsyncContextManager[Any]]
+ServicesFactory = Callable[[], AbstractAsyncContextManager[HttpServices]]
 
 
 def build_app(
     routes: Sequence[BaseRoute],
-    runtime: RuntimeFactory,
-    settings: Any,
+    services: ServicesFactory,
     *,
     require_https: bool = False,
     trust_forwarded_proto: bool = False,
 ) -> Starlette:
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        context = runtime()
-        app.state.runtime = context  # the server stops its engine before closing connections
-        async with context as container:
-            yield {"container": container, "settings": settings}
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, HttpServices]]:
+        async with services() as served:
+            yield {"services": served}
 
     return Starlette(
         routes=list(routes),

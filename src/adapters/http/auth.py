@@ -1,6 +1,6 @@
-"""Route guards: bearer authentication with one scope per route, per-key (or
-per-address) rate limits, and the audit rows for auth failures and for
-state-changing requests that fail."""
+"""Access to a route, as its ``Operation`` declares it (``routing.py``): bearer
+authentication and the declared scope, per-key (or per-address) rate limits, and the
+audit rows of auth failures and of state-changing requests that fail."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.http.errors import status_of
-from adapters.http.middleware import CORRELATION_HEADER
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.use_cases.authenticate import authorize
+from compute_worker.adapters.http.errors import status_of
+from compute_worker.adapters.http.middleware import CORRELATION_HEADER
+from compute_worker.adapters.http.services import services
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import authorize
+from compute_worker.domain.audit import RequestContext
 
 Handler = Callable[[Request], Awaitable[Response]]
 RUN_ID_HEADER = "x-workflow-run-id"
@@ -41,18 +42,16 @@ def request_context(request: Request) -> RequestContext:
 
 
 async def _audit_failure(request: Request, action: str, error: errors.DomainError) -> None:
-    container = request.state.container
-    entry = audit_entry(
-        request_context(request), action, status_of(error), container.clock().now(),
-        request.path_params.get("run_id"), code=error.code,
-    )  # fmt: skip
     # when the database is down, the original error is what the client must see
     with contextlib.suppress(errors.DomainError):
-        await container.audit_log().append(entry)
+        await services(request).record_refusal.execute(
+            request_context(request), action, status_of(error), error.code,
+            request.path_params.get("run_id"),
+        )  # fmt: skip
 
 
 def _limit(request: Request, identity: str) -> None:
-    limiter = request.state.container.rate_limiter()
+    limiter = services(request).rate_limiter
     if limiter is None:
         return
     try:
@@ -62,43 +61,37 @@ def _limit(request: Request, identity: str) -> None:
         raise
 
 
-def requires(scope: str, action: str | None = None) -> Callable[[Handler], Handler]:
-    """Authenticate, check ``scope``, apply the key's rate limit. With ``action`` the
-    route changes state: a failure after authentication is audited too."""
+def with_access(handler: Handler, scope: str | None, action: str | None) -> Handler:
+    """``handler`` behind its route's access. With a ``scope``: authenticate, check the
+    key holds it, apply the key's rate limit; with an ``action`` the route changes state
+    and a failure after authentication is audited too. Without one: a public route,
+    rate-limited per client address."""
+    if scope is None:
 
-    def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        async def guarded(request: Request) -> Response:
-            container = request.state.container
-            try:
-                key = await container.authenticate().identify(bearer_secret(request))
-                request.state.api_key = key  # audit rows name the key, even when refused
-                authorize(key, scope)
-            except (errors.Unauthorized, errors.Forbidden) as exc:
-                await _audit_failure(request, "auth.failure", exc)
-                raise
-            _limit(request, f"key:{key.key_id}")
-            if action is None:
-                return await handler(request)
-            try:
-                return await handler(request)
-            except errors.DomainError as exc:
-                await _audit_failure(request, action, exc)
-                raise
+        async def limited(request: Request) -> Response:
+            client = request.client.host if request.client else "unknown"
+            _limit(request, f"addr:{client}")
+            return await handler(request)
 
-        guarded.required_scope = scope  # type: ignore[attr-defined]
-        return guarded
-
-    return decorate
-
-
-def public(handler: Handler) -> Handler:
-    """A route without a key: rate-limited per client address."""
+        return limited
 
     @functools.wraps(handler)
-    async def limited(request: Request) -> Response:
-        client = request.client.host if request.client else "unknown"
-        _limit(request, f"addr:{client}")
-        return await handler(request)
+    async def guarded(request: Request) -> Response:
+        try:
+            key = await services(request).authenticate.identify(bearer_secret(request))
+            request.state.api_key = key  # audit rows name the key, even when refused
+            authorize(key, scope)
+        except (errors.Unauthorized, errors.Forbidden) as exc:
+            await _audit_failure(request, "auth.failure", exc)
+            raise
+        _limit(request, f"key:{key.key_id}")
+        if action is None:
+            return await handler(request)
+        try:
+            return await handler(request)
+        except errors.DomainError as exc:
+            await _audit_failure(request, action, exc)
+            raise
 
-    return limited
+    return guarded

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.http.wire import JSONResponse, PayloadTooLarge
-from domain import errors
+from compute_worker.adapters.http.wire import JSONResponse, PayloadTooLarge
+from compute_worker.domain import errors
 
 log = logging.getLogger(__name__)
 

@@ -10,20 +10,39 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from adapters import bundles
-from adapters.http import openapi, wire
-from adapters.http.auth import public, request_context, requires
-from adapters.http.sse import sse_events
-from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
-from domain import errors
-from domain.deployments import MAX_BUNDLE_BYTES, Deployment
-from domain.use_cases.deployments import NewDeployment
-from domain.use_cases.inspect_run import HistoryPage
-from domain.use_cases.list_deployments import DeploymentListing
-from domain.use_cases.list_runs import RunFilter
-from domain.use_cases.trigger_run import Trigger
+from compute_worker.adapters import bundles
+from compute_worker.adapters.http import openapi, wire
+from compute_worker.adapters.http import wire_schemas as schema
+from compute_worker.adapters.http.auth import request_context
+from compute_worker.adapters.http.routing import ApiRoute, answer, operation
+from compute_worker.adapters.http.services import services
+from compute_worker.adapters.http.sse import sse_events
+from compute_worker.adapters.http.wire import (
+    JSONResponse,
+    field,
+    int_param,
+    read_object,
+    resolve_data,
+)
+from compute_worker.adapters.http.wire_schemas import (
+    DATE,
+    INT,
+    RESOLVE,
+    RESOLVE_PARAM,
+    SORT,
+    listing,
+    page,
+    query,
+    ref,
+)
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment
+from compute_worker.domain.use_cases.deployments import NewDeployment
+from compute_worker.domain.use_cases.inspect_run import HistoryPage
+from compute_worker.domain.use_cases.list_deployments import DeploymentListing
+from compute_worker.domain.use_cases.list_runs import RunFilter
+from compute_worker.domain.use_cases.trigger_run import Trigger
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 # read as JSON like every other route: curl -d sends form-urlencoded unless told otherwise
@@ -31,14 +50,18 @@ JSON_TYPES = ("application/json", "", "application/x-www-form-urlencoded", "text
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip")
 
 
-@public
+@operation(
+    "Health",
+    scope=None,
+    responses={200: answer("ok", ref("Health")), 503: answer("degraded", ref("Health"))},
+)
 async def health(request: Request) -> Response:
-    found = await request.state.container.check_health().execute()
-    settings = request.state.settings
+    served = services(request)
+    found = await served.check_health.execute()
     body = {
         "status": "ok" if found.healthy else "degraded",
-        "version": settings.version,
-        "world": settings.target_world,
+        "version": served.version,
+        "world": served.world,
         "activeDeploymentId": found.active_deployment_id,
         "checks": found.checks,
     }
@@ -46,14 +69,21 @@ async def health(request: Request) -> Response:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    return await read_object(request, request.state.settings.max_body_bytes)
+    return await read_object(request, services(request).max_body_bytes)
 
 
 def _run_response(run: Any, status: int = 200, **headers: str) -> Response:
     return JSONResponse(wire.public_run_wire(run), status_code=status, headers=headers)
 
 
-@requires("trigger:write", action="runs.trigger")
+@operation(
+    "Trigger a run",
+    scope="trigger:write",
+    action="runs.trigger",
+    responses={202: answer("accepted", ref("Run"))},
+    body=schema.json_content(schema.TRIGGER),
+    params=(schema.IDEMPOTENCY_KEY,),
+)
 async def trigger_run(request: Request) -> Response:
     body = await _body(request)
     run_input = body.get("input", [])
@@ -67,36 +97,52 @@ async def trigger_run(request: Request) -> Response:
         deployment_id=field(body, "deploymentId", str),
         execution_context=field(body, "executionContext", dict),
     )
-    result = await request.state.container.trigger_run().execute(command, request_context(request))
+    result = await services(request).trigger_run.execute(command, request_context(request))
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
     return _run_response(result.run, 202, **headers)
 
 
-@requires("runs:read")
+@operation(
+    "Read a run",
+    scope="runs:read",
+    responses={200: answer("the run", ref("Run"))},
+    params=(query("resolveData", RESOLVE),),
+)
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    container = request.state.container
+    served = services(request)
     run_id = request.path_params["run_id"]
-    run = await container.query_world().get_run(run_id)
-    execution = None if run.is_terminal else await container.query_world().get_execution(run_id)
-    return JSONResponse(wire.public_run_wire(run, resolve, execution, container.retry_policy()))
+    run = await served.query_world.get_run(run_id)
+    execution = None if run.is_terminal else await served.query_world.get_execution(run_id)
+    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy))
 
 
-@requires("runs:write", action="runs.cancel")
+@operation(
+    "Cancel a run",
+    scope="runs:write",
+    action="runs.cancel",
+    responses={200: answer("cancelled", ref("Run"))},
+)
 async def cancel_run(request: Request) -> Response:
-    run = await request.state.container.cancel_run().execute(
+    run = await services(request).cancel_run.execute(
         request.path_params["run_id"], request_context(request)
     )
     return _run_response(run)
 
 
-@requires("runs:write", action="runs.resume")
+@operation(
+    "Resume a run through its hook token",
+    scope="runs:write",
+    action="runs.resume",
+    responses={202: answer("delivered", schema.RESUMED)},
+    body=schema.json_content(schema.RESUME),
+)
 async def resume_run(request: Request) -> Response:
     body = await _body(request)
     token = field(body, "token", str, required=True)
-    resumed = await request.state.container.resume_hook().execute(
+    resumed = await services(request).resume_hook.execute(
         token, body.get("payload"), request_context(request)
     )
     return JSONResponse(
@@ -126,7 +172,7 @@ async def _new_deployment(request: Request) -> NewDeployment:
             "Upload a bundle as application/json, application/zip or application/gzip",
             {"field": "content-type"},
         )
-    body = await read_object(request, max(request.state.settings.max_body_bytes, MAX_BUNDLE_BYTES))
+    body = await read_object(request, max(services(request).max_body_bytes, MAX_BUNDLE_BYTES))
     return NewDeployment(
         kind=field(body, "kind", str) or "python",
         files=bundles.files_from_json(field(body, "files", dict, required=True)),
@@ -153,26 +199,45 @@ def _deployment_response(deployment: Deployment, status: int = 200) -> Response:
     return JSONResponse(wire.deployment_wire(deployment), status_code=status)
 
 
-@requires("deploy:write", action="deployments.create")
+@operation(
+    "Create a deployment from a bundle",
+    scope="deploy:write",
+    action="deployments.create",
+    responses={
+        201: answer("created", ref("Deployment")),
+        422: answer("invalid bundle", ref("Error")),
+    },
+    body=schema.BUNDLE_UPLOAD,
+    params=(query("kind"), query("entrypoint"), query("metadata")),
+)
 async def create_deployment(request: Request) -> Response:
     command = await _new_deployment(request)
-    deployment = await request.state.container.create_deployment().execute(
+    deployment = await services(request).create_deployment.execute(
         command, request_context(request)
     )
     return _deployment_response(deployment, 201)
 
 
-@requires("deploy:write", action="deployments.activate")
+@operation(
+    "Activate a deployment",
+    scope="deploy:write",
+    action="deployments.activate",
+    responses={200: answer("active", ref("Deployment"))},
+)
 async def activate_deployment(request: Request) -> Response:
-    deployment = await request.state.container.activate_deployment().execute(
+    deployment = await services(request).activate_deployment.execute(
         request.path_params["deployment_id"], request_context(request)
     )
     return _deployment_response(deployment)
 
 
-@requires("deploy:read")
+@operation(
+    "Read a deployment (`active` names the active one)",
+    scope="deploy:read",
+    responses={200: answer("the deployment", ref("Deployment"))},
+)
 async def get_deployment(request: Request) -> Response:
-    deployment = await request.state.container.get_deployment().execute(
+    deployment = await services(request).get_deployment.execute(
         request.path_params["deployment_id"]
     )
     return _deployment_response(deployment)
@@ -228,7 +293,19 @@ RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "create
 PAGING = ("limit", "cursor")
 
 
-@requires("runs:read")
+@operation(
+    "List runs, newest first",
+    scope="runs:read",
+    responses={200: answer("page", page("Run"))},
+    params=(
+        query("status", {"type": "string", "description": "one or several, comma-separated"}),
+        query("workflowName"),
+        query("deploymentId"),
+        query("createdAfter", DATE),
+        query("createdBefore", DATE),
+        *listing(RESOLVE_PARAM),
+    ),
+)
 async def list_runs(request: Request) -> Response:
     _only(request, (*RUN_FILTERS, *PAGING, "resolveData"))
     params = request.query_params
@@ -242,34 +319,49 @@ async def list_runs(request: Request) -> Response:
         limit=int_param(request, "limit"),
         cursor=params.get("cursor") or None,
     )
-    page = await request.state.container.list_runs().execute(command)
+    page = await services(request).list_runs.execute(command)
     return JSONResponse(wire.page_wire(page, lambda run: wire.public_run_wire(run, resolve)))
 
 
-@requires("runs:read")
+@operation(
+    "A run's steps, oldest first",
+    scope="runs:read",
+    responses={200: answer("page", page("PublicStep"))},
+    params=listing(SORT, RESOLVE_PARAM),
+)
 async def list_run_steps(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
-    page = await request.state.container.inspect_run().steps(
+    page = await services(request).inspect_run.steps(
         request.path_params["run_id"], _history_page(request)
     )
     return JSONResponse(wire.page_wire(page, lambda step: wire.public_step_wire(step, resolve)))
 
 
-@requires("runs:read")
+@operation(
+    "A run's event log, oldest first",
+    scope="runs:read",
+    responses={200: answer("page", page("PublicEvent"))},
+    params=listing(SORT, RESOLVE_PARAM),
+)
 async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
-    page = await request.state.container.inspect_run().events(
+    page = await services(request).inspect_run.events(
         request.path_params["run_id"], _history_page(request), resolve
     )
     return JSONResponse(wire.page_wire(page, wire.public_event_wire))
 
 
-@requires("runs:read")
+@operation(
+    "A run's live hooks (tokens only for keys holding runs:write)",
+    scope="runs:read",
+    responses={200: answer("page", page("PublicHook"))},
+    params=listing(SORT),
+)
 async def list_run_hooks(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder"))
-    found = await request.state.container.inspect_run().hooks(
+    found = await services(request).inspect_run.hooks(
         request.path_params["run_id"], _history_page(request), request.state.api_key
     )
     return JSONResponse(
@@ -277,10 +369,14 @@ async def list_run_hooks(request: Request) -> Response:
     )
 
 
-@requires("runs:read")
+@operation(
+    "A run's streams",
+    scope="runs:read",
+    responses={200: answer("streams", schema.RUN_STREAMS)},
+)
 async def list_run_streams(request: Request) -> Response:
     _only(request, ())
-    streams = await request.state.container.run_streams().describe(request.path_params["run_id"])
+    streams = await services(request).run_streams.describe(request.path_params["run_id"])
     return JSONResponse(
         {"data": [{"name": s.name, "chunks": s.chunks, "done": s.done} for s in streams]}
     )
@@ -314,12 +410,20 @@ async def _data_only(chunks: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[
         yield data
 
 
-@requires("runs:read")
+@operation(
+    "Read one stream of the run live, until it closes or the run has ended",
+    scope="runs:read",
+    responses={200: ("the chunks, as they are written", schema.RUN_STREAM_CHUNKS)},
+    params=(
+        query("startIndex", INT),
+        query("format", {"type": "string", "enum": ["sse", "bytes"]}),
+    ),
+)
 async def read_run_stream(request: Request) -> Response:
     _only(request, ("startIndex", "format"))
     sse = _wants_sse(request)
     start = _start_index(request, sse)
-    chunks = await request.state.container.run_streams().open(
+    chunks = await services(request).run_streams.open(
         request.path_params["run_id"], request.path_params["name"], start
     )
     if sse:
@@ -332,20 +436,33 @@ def _listing_wire(listing: DeploymentListing) -> dict[str, Any]:
     return {**wire.deployment_wire(listing.deployment), "pinnedRuns": listing.pinned_runs}
 
 
-@requires("deploy:read")
+@operation(
+    "List deployments, newest first",
+    scope="deploy:read",
+    responses={200: answer("page", page("DeploymentListing"))},
+    params=listing(),
+)
 async def list_deployments(request: Request) -> Response:
     _only(request, PAGING)
-    page = await request.state.container.list_deployments().execute(
+    page = await services(request).list_deployments.execute(
         int_param(request, "limit"), request.query_params.get("cursor") or None
     )
     return JSONResponse(wire.page_wire(page, _listing_wire))
 
 
-@public
+@operation(
+    "Receive a signed third-party webhook",
+    scope=None,
+    responses={
+        202: answer("accepted", schema.WEBHOOK_ACCEPTED),
+        200: answer("duplicate delivery", schema.WEBHOOK_DUPLICATE),
+    },
+    body=schema.json_content({"type": "object"}),
+)
 async def receive_webhook(request: Request) -> Response:
-    body = await wire.read_bytes(request, request.state.settings.max_body_bytes)
+    body = await wire.read_bytes(request, services(request).max_body_bytes)
     headers = {key.lower(): value for key, value in request.headers.items()}
-    delivered = await request.state.container.receive_webhook().execute(
+    delivered = await services(request).receive_webhook.execute(
         request.path_params["provider"], headers, body, request_context(request)
     )
     if delivered.duplicate:
@@ -357,21 +474,21 @@ async def receive_webhook(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/health", health, methods=["GET"]),
-    Route("/v1/openapi.json", public(openapi.openapi), methods=["GET"]),
-    Route("/v1/runs", trigger_run, methods=["POST"]),
-    Route("/v1/runs", list_runs, methods=["GET"]),
-    Route("/v1/runs/resume", resume_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
-    Route("/v1/runs/{run_id}/steps", list_run_steps, methods=["GET"]),
-    Route("/v1/runs/{run_id}/events", list_run_events, methods=["GET"]),
-    Route("/v1/runs/{run_id}/hooks", list_run_hooks, methods=["GET"]),
-    Route("/v1/runs/{run_id}/streams", list_run_streams, methods=["GET"]),
-    Route("/v1/runs/{run_id}/streams/{name:path}", read_run_stream, methods=["GET"]),
-    Route("/v1/deployments", create_deployment, methods=["POST"]),
-    Route("/v1/deployments", list_deployments, methods=["GET"]),
-    Route("/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
-    Route("/v1/deployments/{deployment_id}/activate", activate_deployment, methods=["POST"]),
-    Route("/v1/webhooks/{provider}", receive_webhook, methods=["POST"]),
+    ApiRoute("GET", "/v1/health", health),
+    ApiRoute("GET", "/v1/openapi.json", openapi.openapi),
+    ApiRoute("POST", "/v1/runs", trigger_run),
+    ApiRoute("GET", "/v1/runs", list_runs),
+    ApiRoute("POST", "/v1/runs/resume", resume_run),
+    ApiRoute("GET", "/v1/runs/{run_id}", get_run),
+    ApiRoute("POST", "/v1/runs/{run_id}/cancel", cancel_run),
+    ApiRoute("GET", "/v1/runs/{run_id}/steps", list_run_steps),
+    ApiRoute("GET", "/v1/runs/{run_id}/events", list_run_events),
+    ApiRoute("GET", "/v1/runs/{run_id}/hooks", list_run_hooks),
+    ApiRoute("GET", "/v1/runs/{run_id}/streams", list_run_streams),
+    ApiRoute("GET", "/v1/runs/{run_id}/streams/{name:path}", read_run_stream),
+    ApiRoute("POST", "/v1/deployments", create_deployment),
+    ApiRoute("GET", "/v1/deployments", list_deployments),
+    ApiRoute("GET", "/v1/deployments/{deployment_id}", get_deployment),
+    ApiRoute("POST", "/v1/deployments/{deployment_id}/activate", activate_deployment),
+    ApiRoute("POST", "/v1/webhooks/{provider}", receive_webhook),
 ]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from domain import errors
+from compute_worker.domain import errors
 
 WINDOW_SECONDS = 60.0
 

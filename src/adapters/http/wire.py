@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters import codec
-from domain import errors
-from domain.deployments import Deployment
-from domain.execution import ExecutionRecord, RetryPolicy
-from domain.pagination import Page
-from domain.world import (
+from compute_worker.adapters import codec
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
+from compute_worker.domain.pagination import Page
+from compute_worker.domain.world import (
     Event,
     EventResult,
     Hook,

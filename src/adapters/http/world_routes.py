@@ -9,28 +9,54 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from adapters.http import wire
-from adapters.http.auth import Handler, request_context, requires
-from adapters.http.wire import JSONResponse, field, int_param, read_object, resolve_data
-from domain import errors
-from domain.api_keys import WORLD_SCOPE
-from domain.reducer import check_request_shape
-from domain.use_cases.proxy_world_event import CreateEvent
-from domain.use_cases.publish_message import Publish
-from domain.use_cases.query_world import Paging
-from domain.world import EventRequest, EventType
+from compute_worker.adapters.http import wire
+from compute_worker.adapters.http import wire_schemas as schema
+from compute_worker.adapters.http.auth import Handler, request_context
+from compute_worker.adapters.http.routing import Answers, ApiRoute, Endpoint, answer, operation
+from compute_worker.adapters.http.services import services
+from compute_worker.adapters.http.wire import (
+    JSONResponse,
+    field,
+    int_param,
+    read_object,
+    resolve_data,
+)
+from compute_worker.adapters.http.wire_schemas import (
+    BINARY,
+    INT,
+    RESOLVE_PARAM,
+    STR,
+    Content,
+    JsonSchema,
+    page,
+    query,
+    ref,
+)
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import WORLD_SCOPE
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
+from compute_worker.domain.use_cases.publish_message import Publish
+from compute_worker.domain.use_cases.query_world import Paging
+from compute_worker.domain.world import EventRequest, EventType
 
-world = requires(WORLD_SCOPE)
 
-
-def world_write(action: str) -> Callable[[Handler], Handler]:
-    return requires(WORLD_SCOPE, action=action)
+def world(
+    summary: str,
+    responses: Answers,
+    *,
+    action: str | None = None,
+    body: JsonSchema | None = None,
+    params: tuple[JsonSchema, ...] = (),
+) -> Callable[[Handler], Endpoint]:
+    """An operation of the lane: scope ``world:proxy``; ``action`` for a write."""
+    content: Content | None = None if body is None else schema.json_content(body)
+    return operation(summary, scope=WORLD_SCOPE, responses=responses, action=action,
+                     body=content, params=params)  # fmt: skip
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    return await read_object(request, request.state.settings.max_body_bytes)
+    return await read_object(request, services(request).max_body_bytes)
 
 
 def _paging(body: dict[str, Any]) -> Paging:
@@ -65,7 +91,12 @@ def _event_data(data: dict[str, Any], where: str) -> EventRequest:
 MAX_BATCH_EVENTS = 1000
 
 
-@world_write("world.events.create-batch")
+@world(
+    "events.create() for several events of one run, all or nothing",
+    {200: answer("the result of each event", schema.EVENT_RESULTS)},
+    action="world.events.create-batch",
+    body=schema.EVENT_BATCH,
+)
 async def create_events(request: Request) -> Response:
     """An extension of the lane: several events of one run in one transaction (all or
     nothing), as the engine's process backend writes them."""
@@ -82,21 +113,19 @@ async def create_events(request: Request) -> Response:
             raise errors.InvalidRequest(
                 f"events[{index}] must be an object", {"field": f"events[{index}]"}
             )
-        event = _event_data(item, f"events[{index}]")
-        check_request_shape(event)  # before the transaction, so no batch is half-decided
-        if event.event_type is EventType.RUN_CREATED:
-            raise errors.InvalidRequest(
-                "run_created cannot be batched; use /v1/world/events/create",
-                {"field": f"events[{index}].eventType"},
-            )
-        requests.append(event)
-    results = await request.state.container.run_world().record(
+        requests.append(_event_data(item, f"events[{index}]"))
+    results = await services(request).record_run_events.execute(
         run_id, requests, request_context(request)
     )
     return JSONResponse({"results": [wire.event_result_wire(result) for result in results]})
 
 
-@world_write("world.events.create")
+@world(
+    "events.create()",
+    {200: answer("result", ref("EventResult"))},
+    action="world.events.create",
+    body=schema.EVENT_REQUEST,
+)
 async def create_event(request: Request) -> Response:
     body = await _body(request)
     params = field(body, "params", dict) or {}
@@ -105,91 +134,87 @@ async def create_event(request: Request) -> Response:
         request=_event_request(body),
         resolve_data=resolve_data(params.get("resolveData"), "params.resolveData"),
     )
-    result = await request.state.container.proxy_world_event().execute(
-        command, request_context(request)
-    )
+    result = await services(request).proxy_world_event.execute(command, request_context(request))
     return JSONResponse(wire.event_result_wire(result))
 
 
-@world
+@world("events.list()", {200: answer("page", page("Event"))}, body=schema.LISTING_BODY)
 async def list_events(request: Request) -> Response:
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
-    page = await request.state.container.query_world().list_events(
+    page = await services(request).query_world.list_events(
         run_id, _paging(body), resolve_data(body.get("resolveData"))
     )
     return JSONResponse(wire.page_wire(page, wire.event_wire))
 
 
-@world
+@world(
+    "events.listByCorrelationId()",
+    {200: answer("page", page("Event"))},
+    body=schema.BY_CORRELATION,
+)
 async def list_events_by_correlation(request: Request) -> Response:
     body = await _body(request)
     correlation_id = field(body, "correlationId", str, required=True)
-    page = await request.state.container.query_world().list_events_by_correlation(
+    page = await services(request).query_world.list_events_by_correlation(
         correlation_id, _paging(body), resolve_data(body.get("resolveData"))
     )
     return JSONResponse(wire.page_wire(page, wire.event_wire))
 
 
-@world
+@world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,))
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    run = await request.state.container.query_world().get_run(request.path_params["run_id"])
+    run = await services(request).query_world.get_run(request.path_params["run_id"])
     return JSONResponse(wire.run_wire(run, resolve))
 
 
-@world
+@world("runs.list()", {200: answer("page", page("Run"))}, body=schema.RUNS_LISTING)
 async def list_runs(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
-    page = await request.state.container.query_world().list_runs(
+    page = await services(request).query_world.list_runs(
         _paging(body), field(body, "workflowName", str), field(body, "status", str)
     )
     return JSONResponse(wire.page_wire(page, lambda run: wire.run_wire(run, resolve)))
 
 
-@world
+@world("steps.get()", {200: answer("step", ref("Step"))}, params=(query("runId"), RESOLVE_PARAM))
 async def get_step(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     run_id = request.query_params.get("runId") or None
-    step = await request.state.container.query_world().get_step(
-        run_id, request.path_params["step_id"]
-    )
+    step = await services(request).query_world.get_step(run_id, request.path_params["step_id"])
     return JSONResponse(wire.step_wire(step, resolve))
 
 
-@world
+@world("steps.list()", {200: answer("page", page("Step"))}, body=schema.LISTING_BODY)
 async def list_steps(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
-    page = await request.state.container.query_world().list_steps(
+    page = await services(request).query_world.list_steps(
         field(body, "runId", str, required=True), _paging(body)
     )
     return JSONResponse(wire.page_wire(page, lambda step: wire.step_wire(step, resolve)))
 
 
-@world
+@world("hooks.get()", {200: answer("hook", ref("Hook"))}, params=(RESOLVE_PARAM,))
 async def get_hook(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    hook = await request.state.container.query_world().get_hook(request.path_params["hook_id"])
+    hook = await services(request).query_world.get_hook(request.path_params["hook_id"])
     return JSONResponse(wire.hook_wire(hook, resolve))
 
 
-@world
+@world("hooks.getByToken()", {200: answer("hook", ref("Hook"))})
 async def get_hook_by_token(request: Request) -> Response:
-    hook = await request.state.container.query_world().get_hook_by_token(
-        request.path_params["token"]
-    )
+    hook = await services(request).query_world.get_hook_by_token(request.path_params["token"])
     return JSONResponse(wire.hook_wire(hook))
 
 
-@world
+@world("hooks.list()", {200: answer("page", page("Hook"))}, body=schema.HOOKS_LISTING)
 async def list_hooks(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
-    page = await request.state.container.query_world().list_hooks(
-        field(body, "runId", str), _paging(body)
-    )
+    page = await services(request).query_world.list_hooks(field(body, "runId", str), _paging(body))
     return JSONResponse(wire.page_wire(page, lambda hook: wire.hook_wire(hook, resolve)))
 
 
@@ -203,7 +228,12 @@ def _chunk_bytes(value: Any, where: str) -> bytes:
     )
 
 
-@world_write("world.streams.write")
+@world(
+    "writeToStream() / writeToStreamMulti()",
+    {200: answer("written", schema.OK)},
+    action="world.streams.write",
+    body=schema.STREAM_WRITE,
+)
 async def write_stream(request: Request) -> Response:
     body = await _body(request)
     name = field(body, "name", str, required=True)
@@ -215,16 +245,19 @@ async def write_stream(request: Request) -> Response:
         chunks = [_chunk_bytes(body["chunk"], "chunk")]
     else:
         raise errors.InvalidRequest("chunk or chunks is required", {"field": "chunk"})
-    await request.state.container.write_stream().write(
-        name, run_id, chunks, request_context(request)
-    )
+    await services(request).write_stream.write(name, run_id, chunks, request_context(request))
     return JSONResponse({"ok": True})
 
 
-@world_write("world.streams.close")
+@world(
+    "closeStream()",
+    {200: answer("closed", schema.OK)},
+    action="world.streams.close",
+    body=schema.STREAM_CLOSE,
+)
 async def close_stream(request: Request) -> Response:
     body = await _body(request)
-    await request.state.container.write_stream().close(
+    await services(request).write_stream.close(
         field(body, "name", str, required=True),
         field(body, "runId", str, required=True),
         request_context(request),
@@ -239,23 +272,35 @@ def _query(request: Request, name: str) -> str:
     return value
 
 
-@world
+@world(
+    "readFromStream(): live bytes until the stream closes",
+    {200: ("raw bytes", BINARY)},
+    params=(query("name", STR, True), query("startIndex", INT)),
+)
 async def read_stream(request: Request) -> Response:
     name = _query(request, "name")
     start = int_param(request, "startIndex") or 0
-    chunks = request.state.container.read_stream().read(name, start)
+    chunks = services(request).read_stream.read(name, start)
     return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
-@world
+@world(
+    "listStreamsByRunId()",
+    {200: answer("names", schema.STREAM_NAMES)},
+    params=(query("runId", STR, True),),
+)
 async def list_streams(request: Request) -> Response:
-    names = await request.state.container.inspect_stream().names_for_run(_query(request, "runId"))
+    names = await services(request).inspect_stream.names_for_run(_query(request, "runId"))
     return JSONResponse({"streams": names})
 
 
-@world
+@world(
+    "getStreamChunks()",
+    {200: answer("page", schema.STREAM_CHUNKS)},
+    params=(query("name", STR, True), query("runId"), query("limit", INT), query("cursor")),
+)
 async def stream_chunks(request: Request) -> Response:
-    page = await request.state.container.inspect_stream().chunks(
+    page = await services(request).inspect_stream.chunks(
         _query(request, "name"), int_param(request, "limit"), request.query_params.get("cursor")
     )
     return JSONResponse(
@@ -268,13 +313,22 @@ async def stream_chunks(request: Request) -> Response:
     )
 
 
-@world
+@world(
+    "getStreamInfo()",
+    {200: answer("info", schema.STREAM_INFO)},
+    params=(query("name", STR, True), query("runId")),
+)
 async def stream_info(request: Request) -> Response:
-    info = await request.state.container.inspect_stream().info(_query(request, "name"))
+    info = await services(request).inspect_stream.info(_query(request, "name"))
     return JSONResponse({"tailIndex": info.tail_index, "done": info.done})
 
 
-@world_write("queue.publish")
+@world(
+    "queue()",
+    {200: answer("queued", schema.QUEUED)},
+    action="queue.publish",
+    body=schema.PUBLISH,
+)
 async def publish(request: Request) -> Response:
     body = await _body(request)
     if "message" not in body:
@@ -293,19 +347,17 @@ async def publish(request: Request) -> Response:
         delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
         headers=headers,
     )
-    message_id = await request.state.container.publish_message().execute(
-        command, request_context(request)
-    )
+    message_id = await services(request).publish_message.execute(command, request_context(request))
     return JSONResponse({"messageId": message_id})
 
 
-@world
+@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)})
 async def deployment_id(request: Request) -> Response:
-    found = await request.state.container.get_deployment_id().execute()
+    found = await services(request).get_deployment_id.execute()
     return JSONResponse({"deploymentId": found})
 
 
-@world
+@world("getEncryptionKeyForRun()", {200: answer("key", schema.KEY)}, body=schema.KEY_REQUEST)
 async def encryption_key(request: Request) -> Response:
     body = await _body(request)
     run = field(body, "run", dict) or {}
@@ -318,29 +370,29 @@ async def encryption_key(request: Request) -> Response:
     )
     if not run_id:
         raise errors.InvalidRequest("runId is required", {"field": "runId"})
-    key = await request.state.container.get_encryption_key().execute(run_id, deployment)
+    key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
 
 ROUTES = [
-    Route("/v1/queue/publish", publish, methods=["POST"]),
-    Route("/v1/world/deployment-id", deployment_id, methods=["GET"]),
-    Route("/v1/world/encryption-key", encryption_key, methods=["POST"]),
-    Route("/v1/world/events/create", create_event, methods=["POST"]),
-    Route("/v1/world/events/create-batch", create_events, methods=["POST"]),
-    Route("/v1/world/events/list", list_events, methods=["POST"]),
-    Route("/v1/world/events/list-by-correlation", list_events_by_correlation, methods=["POST"]),
-    Route("/v1/world/runs/list", list_runs, methods=["POST"]),
-    Route("/v1/world/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/v1/world/steps/list", list_steps, methods=["POST"]),
-    Route("/v1/world/steps/{step_id}", get_step, methods=["GET"]),
-    Route("/v1/world/hooks/list", list_hooks, methods=["POST"]),
-    Route("/v1/world/hooks/by-token/{token:path}", get_hook_by_token, methods=["GET"]),
-    Route("/v1/world/hooks/{hook_id}", get_hook, methods=["GET"]),
-    Route("/v1/world/streams/write", write_stream, methods=["POST"]),
-    Route("/v1/world/streams/close", close_stream, methods=["POST"]),
-    Route("/v1/world/streams/read", read_stream, methods=["GET"]),
-    Route("/v1/world/streams/list", list_streams, methods=["GET"]),
-    Route("/v1/world/streams/chunks", stream_chunks, methods=["GET"]),
-    Route("/v1/world/streams/info", stream_info, methods=["GET"]),
+    ApiRoute("POST", "/v1/queue/publish", publish),
+    ApiRoute("GET", "/v1/world/deployment-id", deployment_id),
+    ApiRoute("POST", "/v1/world/encryption-key", encryption_key),
+    ApiRoute("POST", "/v1/world/events/create", create_event),
+    ApiRoute("POST", "/v1/world/events/create-batch", create_events),
+    ApiRoute("POST", "/v1/world/events/list", list_events),
+    ApiRoute("POST", "/v1/world/events/list-by-correlation", list_events_by_correlation),
+    ApiRoute("POST", "/v1/world/runs/list", list_runs),
+    ApiRoute("GET", "/v1/world/runs/{run_id}", get_run),
+    ApiRoute("POST", "/v1/world/steps/list", list_steps),
+    ApiRoute("GET", "/v1/world/steps/{step_id}", get_step),
+    ApiRoute("POST", "/v1/world/hooks/list", list_hooks),
+    ApiRoute("GET", "/v1/world/hooks/by-token/{token:path}", get_hook_by_token),
+    ApiRoute("GET", "/v1/world/hooks/{hook_id}", get_hook),
+    ApiRoute("POST", "/v1/world/streams/write", write_stream),
+    ApiRoute("POST", "/v1/world/streams/close", close_stream),
+    ApiRoute("GET", "/v1/world/streams/read", read_stream),
+    ApiRoute("GET", "/v1/world/streams/list", list_streams),
+    ApiRoute("GET", "/v1/world/streams/chunks", stream_chunks),
+    ApiRoute("GET", "/v1/world/streams/info", stream_info),
 ]

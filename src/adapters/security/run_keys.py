@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from domain.ports.security import RunKeyDeriver
+from compute_worker.domain.ports.security import RunKeyDeriver
 
 SECRET_BYTES = 32
 

@@ -11,12 +11,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.dialect import insert_if_absent
-from adapters.sql.reads import run_read
-from adapters.sql.rows import at_ms, from_ms, to_ms
-from adapters.sql.schema import api_keys
-from adapters.sql.writer import GroupCommitWriter
-from domain.ports.security import ApiKey, ApiKeyStore
+from compute_worker.adapters.sql.dialect import insert_if_absent
+from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.rows import at_ms, from_ms, to_ms
+from compute_worker.adapters.sql.schema import api_keys
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 
 
 def _key_from(row: Any) -> ApiKey:
@@ -43,8 +43,8 @@ def _values(key: ApiKey, secret_hash: str) -> dict[str, Any]:
 
 
 class SqlApiKeyStore(ApiKeyStore):
-    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._db_engine = db_engine
         self._writer = writer
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
@@ -54,7 +54,7 @@ class SqlApiKeyStore(ApiKeyStore):
             row = conn.execute(query).first()
             return None if row is None else _key_from(row)
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)
 
     async def upsert_seed(self, key: ApiKey, secret_hash: str) -> None:
         def upsert(conn: Connection) -> None:
@@ -75,7 +75,7 @@ class SqlApiKeyStore(ApiKeyStore):
     async def list(self) -> Sequence[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_ms, api_keys.c.key_id)
         return await run_read(
-            self._engine, lambda conn: [_key_from(row) for row in conn.execute(query)]
+            self._db_engine, lambda conn: [_key_from(row) for row in conn.execute(query)]
         )
 
     async def revoke(self, key_id: str, at: datetime) -> bool:

@@ -6,17 +6,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import rows
-from adapters.sql.reads import run_read
-from adapters.sql.schema import audit_log
-from adapters.sql.writer import GroupCommitWriter
-from domain.audit import AuditEntry
-from domain.ports.audit import AuditLog, AuditQuery
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.schema import audit_log
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.ports.audit import AuditLog, AuditQuery
 
 
 class SqlAuditLog(AuditLog):
-    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._db_engine = db_engine
         self._writer = writer
 
     async def append(self, entry: AuditEntry) -> None:
@@ -35,4 +35,4 @@ class SqlAuditLog(AuditLog):
         def fetch(conn: Connection) -> list[AuditEntry]:
             return [rows.audit_from(row) for row in conn.execute(statement)]
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)

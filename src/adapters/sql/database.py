@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from adapters.sql.writer import (
+from compute_worker.adapters.sql.writer import (
     AsyncCommitter,
     Committer,
     GroupCommitWriter,
@@ -61,22 +61,23 @@ class DatabaseUnavailable(Exception):
 
 
 class Database:
-    """The async engine (reads) and the group-commit writer (writes) of one database."""
+    """The async engine (reads, ``db_engine``) and the group-commit writer (writes) of one
+    database."""
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
-        self.engine: AsyncEngine
+        self.db_engine: AsyncEngine
         committer: Committer
         if config.database_url is not None:
-            self.engine = create_async_engine(
+            self.db_engine = create_async_engine(
                 _postgres_url(config.database_url), pool_size=10, max_overflow=10,
                 pool_pre_ping=True,
             )  # fmt: skip
-            committer = AsyncCommitter(self.engine, POSTGRES_FLUSHERS)
+            committer = AsyncCommitter(self.db_engine, POSTGRES_FLUSHERS)
         else:
             _create_private_file(config.sqlite_path)
-            self.engine = create_async_engine(f"sqlite+aiosqlite:///{config.sqlite_path}")
-            _sqlite_pragmas(self.engine.sync_engine)
+            self.db_engine = create_async_engine(f"sqlite+aiosqlite:///{config.sqlite_path}")
+            _sqlite_pragmas(self.db_engine.sync_engine)
             writer_engine = create_engine(
                 f"sqlite+pysqlite:///{config.sqlite_path}",
                 poolclass=NullPool,
@@ -101,7 +102,7 @@ class Database:
         database file, ...)."""
         try:
             async with asyncio.timeout(within):
-                async with self.engine.connect() as conn:
+                async with self.db_engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
         except TimeoutError:
             raise DatabaseUnavailable(f"no answer within {within:g} s") from None
@@ -109,12 +110,12 @@ class Database:
             raise DatabaseUnavailable(_reason(error)) from error
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.db_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         await self.writer.close()
-        await self.engine.dispose()
+        await self.db_engine.dispose()
 
 
 def _postgres_url(url: str) -> str:
@@ -146,8 +147,8 @@ def _reason(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _sqlite_pragmas(engine: Any) -> None:
-    @event.listens_for(engine, "connect")
+def _sqlite_pragmas(db_engine: Any) -> None:
+    @event.listens_for(db_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")

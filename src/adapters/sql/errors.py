@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import exc
 
-from domain import errors
+from compute_worker.domain import errors
 
 
 def translate(error: Exception) -> Exception:

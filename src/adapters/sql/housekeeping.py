@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlalchemy.engine import Connection
 
-from adapters.sql.rows import to_ms
-from adapters.sql.schema import idempotency_records, queue_keys
-from adapters.sql.writer import GroupCommitWriter
+from compute_worker.adapters.sql.rows import to_ms
+from compute_worker.adapters.sql.schema import idempotency_records, queue_keys
+from compute_worker.adapters.sql.writer import GroupCommitWriter
 
 
 class SqlHousekeeping:

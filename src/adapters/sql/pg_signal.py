@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from adapters.system import LocalSignal
-from domain.ports.streams import Signal, Subscription
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain.ports.streams import Signal, Subscription
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import time
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
-from adapters import codec
-from adapters.sql.dialect import locked
-from adapters.sql.rows import at_ms
-from adapters.sql.schema import queue_messages
-from adapters.sql.writer import GroupCommitWriter
-from domain.ports.queue import QueueConsumer
-from domain.world import QueueMessage
+from compute_worker.adapters import codec
+from compute_worker.adapters.sql.dialect import locked
+from compute_worker.adapters.sql.rows import at_ms
+from compute_worker.adapters.sql.schema import queue_messages
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.world import QueueMessage
 
 
 def _now_ms() -> int:

@@ -1,4 +1,4 @@
-"""Read side: ``SqlWorldReader`` and ``SqlStreamReader`` on the async engine.
+"""Read side: ``SqlWorldReader`` and ``SqlStreamReader`` on the async SQLAlchemy engine.
 
 Queries are synchronous Core functions run through ``AsyncConnection.run_sync``,
 so every read is one pooled connection and no ORM.
@@ -13,9 +13,9 @@ from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, select,
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import rows
-from adapters.sql.errors import translate
-from adapters.sql.schema import (
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.errors import translate
+from compute_worker.adapters.sql.schema import (
     events,
     hooks,
     run_execution,
@@ -24,18 +24,18 @@ from adapters.sql.schema import (
     stream_chunks,
     stream_runs,
 )
-from domain.execution import ExecutionRecord
-from domain.pagination import Page, PageRequest, Position, encode_cursor
-from domain.ports.streams import StoredChunk, StreamReader, StreamSummary
-from domain.ports.world import RunQuery, WorldReader
-from domain.world import Event, Hook, Run, Step
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
+from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
+from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.world import Event, Hook, Run, Step
 
 T = TypeVar("T")
 
 
-async def run_read(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
+async def run_read(db_engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
     try:
-        async with engine.connect() as conn:
+        async with db_engine.connect() as conn:
             return await conn.run_sync(fn)
     except Exception as error:
         raise translate(error) from error
@@ -86,15 +86,15 @@ def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
 
 
 class SqlWorldReader(WorldReader):
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine) -> None:
+        self._db_engine = db_engine
 
     async def _one(self, query: Select[Any], mapper: Callable[[Any], T]) -> T | None:
         def fetch(conn: Connection) -> T | None:
             row = conn.execute(query).first()
             return None if row is None else mapper(row)
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)
 
     async def get_run(self, run_id: str) -> Run | None:
         return await self._one(select(runs).where(runs.c.run_id == run_id), rows.run_from)
@@ -102,7 +102,7 @@ class SqlWorldReader(WorldReader):
     async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]:
         where = _run_filters(query or RunQuery())
         return await run_read(
-            self._engine, lambda conn: paged(conn, runs, "run_id", where, page, rows.run_from)
+            self._db_engine, lambda conn: paged(conn, runs, "run_id", where, page, rows.run_from)
         )
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step | None:
@@ -114,7 +114,7 @@ class SqlWorldReader(WorldReader):
     async def list_steps(self, run_id: str, page: PageRequest) -> Page[Step]:
         where = [steps.c.run_id == run_id]
         return await run_read(
-            self._engine, lambda conn: paged(conn, steps, "step_id", where, page, rows.step_from)
+            self._db_engine, lambda conn: paged(conn, steps, "step_id", where, page, rows.step_from)
         )
 
     async def get_event(self, run_id: str, event_id: str) -> Event | None:
@@ -124,7 +124,7 @@ class SqlWorldReader(WorldReader):
     async def list_events(self, run_id: str, page: PageRequest) -> Page[Event]:
         where = [events.c.run_id == run_id]
         return await run_read(
-            self._engine,
+            self._db_engine,
             lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
         )
 
@@ -133,7 +133,7 @@ class SqlWorldReader(WorldReader):
     ) -> Page[Event]:
         where = [events.c.correlation_id == correlation_id]
         return await run_read(
-            self._engine,
+            self._db_engine,
             lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
         )
 
@@ -150,13 +150,13 @@ class SqlWorldReader(WorldReader):
     async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]:
         where = [] if run_id is None else [hooks.c.run_id == run_id]
         return await run_read(
-            self._engine, lambda conn: paged(conn, hooks, "hook_id", where, page, rows.hook_from)
+            self._db_engine, lambda conn: paged(conn, hooks, "hook_id", where, page, rows.hook_from)
         )
 
 
 class SqlStreamReader(StreamReader):
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine) -> None:
+        self._db_engine = db_engine
 
     async def chunks_after(self, name: str, after_seq: int, limit: int) -> list[StoredChunk]:
         query = (
@@ -169,7 +169,7 @@ class SqlStreamReader(StreamReader):
         def fetch(conn: Connection) -> list[StoredChunk]:
             return [StoredChunk(r.seq, bytes(r.data), bool(r.eof)) for r in conn.execute(query)]
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)
 
     async def data_chunk_count(self, name: str) -> tuple[int, bool]:
         is_data = and_(
@@ -184,7 +184,7 @@ class SqlStreamReader(StreamReader):
             count, done = conn.execute(query).one()
             return int(count), bool(done)
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)
 
     async def data_chunks(
         self, name: str, start_index: int, limit: int
@@ -205,7 +205,7 @@ class SqlStreamReader(StreamReader):
             found = [bytes(row.data) for row in conn.execute(query)]
             return found[:limit], len(found) > limit
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)
 
     async def names_for_run(self, run_id: str) -> list[str]:
         query = (
@@ -217,7 +217,7 @@ class SqlStreamReader(StreamReader):
         def fetch(conn: Connection) -> list[str]:
             return [row.name for row in conn.execute(query)]
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)
 
     async def run_streams(self, run_id: str) -> list[StreamSummary]:
         chunk = stream_chunks.alias("chunk")
@@ -243,4 +243,4 @@ class SqlStreamReader(StreamReader):
                 for name, count, done in conn.execute(query)
             ]
 
-        return await run_read(self._engine, fetch)
+        return await run_read(self._db_engine, fetch)

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from adapters import codec
-from domain.audit import AuditEntry
-from domain.deployments import Deployment, WorkflowInfo
-from domain.execution import ExecutionRecord
-from domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
+from compute_worker.adapters import codec
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.deployments import Deployment, WorkflowInfo
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
 
 
 def to_ms(moment: datetime | None) -> int | None:

@@ -10,12 +10,12 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.dialect import insert_if_absent
-from adapters.sql.reads import run_read
-from adapters.sql.rows import to_ms
-from adapters.sql.schema import deployments, run_execution, run_leases, runs
-from adapters.sql.writer import GroupCommitWriter
-from domain.ports.engine import LeaseGrant, RunLeases
+from compute_worker.adapters.sql.dialect import insert_if_absent
+from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.rows import to_ms
+from compute_worker.adapters.sql.schema import deployments, run_execution, run_leases, runs
+from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.ports.engine import LeaseGrant, RunLeases
 
 LIVE_STATUSES = ("pending", "running")
 PARKED = "parked"
@@ -27,8 +27,8 @@ def _now_ms() -> int:
 
 
 class SqlRunLeases(RunLeases):
-    def __init__(self, engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
+        self._db_engine = db_engine
         self._writer = writer
 
     async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> LeaseGrant | None:
@@ -100,4 +100,4 @@ class SqlRunLeases(RunLeases):
             .order_by(runs.c.created_ms)
             .limit(limit)
         )
-        return await run_read(self._engine, lambda conn: list(conn.execute(query).scalars()))
+        return await run_read(self._db_engine, lambda conn: list(conn.execute(query).scalars()))

@@ -19,12 +19,12 @@ from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from adapters import codec
-from adapters.sql import rows
-from adapters.sql.deployments import ACTIVE_SLOT
-from adapters.sql.dialect import insert_ignoring_conflicts, locked, upsert
-from adapters.sql.prepared import Cursor
-from adapters.sql.schema import (
+from compute_worker.adapters import codec
+from compute_worker.adapters.sql import rows
+from compute_worker.adapters.sql.deployments import ACTIVE_SLOT
+from compute_worker.adapters.sql.dialect import insert_ignoring_conflicts, locked, upsert
+from compute_worker.adapters.sql.prepared import Cursor
+from compute_worker.adapters.sql.schema import (
     active_deployment,
     audit_log,
     deployments,
@@ -41,13 +41,13 @@ from adapters.sql.schema import (
     waits,
     webhook_deliveries,
 )
-from domain import errors
-from domain.audit import AuditEntry
-from domain.deployments import Deployment
-from domain.execution import ExecutionRecord
-from domain.idempotency import IdempotencyRecord
-from domain.ports.transactions import Transaction
-from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
+from compute_worker.domain import errors
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.idempotency import IdempotencyRecord
+from compute_worker.domain.ports.transactions import Transaction
+from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +415,7 @@ class SqlTransaction(Transaction):
                 },
             )
 
-    # -- the engine's count of a run's troubles -----------------------------------------
+    # -- the workflow engine's count of a run's troubles --------------------------------
 
     def get_execution(self, run_id: str) -> ExecutionRecord | None:
         row = self._first(self.sql.get_execution, b_run_id=run_id)

@@ -35,11 +35,11 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.errors import translate
-from adapters.sql.prepared import Cursor
-from adapters.sql.transaction import SqlTransaction
-from domain import errors
-from domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.adapters.sql.errors import translate
+from compute_worker.adapters.sql.prepared import Cursor
+from compute_worker.adapters.sql.transaction import SqlTransaction
+from compute_worker.domain import errors
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -151,8 +151,8 @@ def _connection_of(tx: Transaction) -> Connection:
 class SqliteCommitter(Committer):
     """One thread, one synchronous SQLite connection, ``BEGIN IMMEDIATE`` per batch."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: Engine) -> None:
+        self._db_engine = db_engine
         self._memo: dict[str, Any] = {}
         self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
@@ -170,7 +170,7 @@ class SqliteCommitter(Committer):
             batch, stop = self._drain(first)
             try:
                 if conn is None:
-                    conn = self._engine.connect()
+                    conn = self._db_engine.connect()
                 self._commit(conn, batch)
             except Exception as error:  # no connection, or it broke: start afresh
                 log.warning("SQLite writer connection failed", exc_info=error)
@@ -186,7 +186,7 @@ class SqliteCommitter(Committer):
                 break
         if conn is not None:
             conn.close()
-        self._engine.dispose()
+        self._db_engine.dispose()
 
     def _drain(self, first: _Unit) -> tuple[list[_Unit], bool]:
         batch = [first]
@@ -231,8 +231,8 @@ class AsyncCommitter(Committer):
     """PostgreSQL: flusher tasks run batches through ``run_sync`` on pooled asyncpg
     connections (one batch per connection at a time)."""
 
-    def __init__(self, engine: AsyncEngine, flushers: int) -> None:
-        self._engine = engine
+    def __init__(self, db_engine: AsyncEngine, flushers: int) -> None:
+        self._db_engine = db_engine
         self._memo: dict[str, Any] = {}
         self._pending: deque[_Unit] = deque()
         self._wakeup = asyncio.Event()
@@ -267,7 +267,7 @@ class AsyncCommitter(Committer):
 
     async def _flush(self, batch: list[_Unit]) -> None:
         try:
-            async with self._engine.connect() as conn:
+            async with self._db_engine.connect() as conn:
                 await conn.run_sync(lambda sync: commit_batch(sync, batch, self._memo))
         except Exception as error:  # no connection: fail this batch, keep the flusher
             log.warning("PostgreSQL writer connection failed", exc_info=error)
@@ -287,13 +287,13 @@ class AsyncCommitter(Committer):
                 unit.future.set_exception(errors.StorageUnavailable("The worker is stopping"))
 
 
-def begin_immediate(engine: Engine) -> None:
+def begin_immediate(db_engine: Engine) -> None:
     """Make pysqlite leave transactions to us, and begin them as writers."""
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(db_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
 
-    @event.listens_for(engine, "begin")
+    @event.listens_for(db_engine, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -20,8 +20,8 @@ import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from domain.errors import InvalidSignature, StaleSignature
-from domain.ports.webhooks import SignatureVerifier
+from compute_worker.domain.errors import InvalidSignature, StaleSignature
+from compute_worker.domain.ports.webhooks import SignatureVerifier
 
 Clock = Callable[[], float]
 

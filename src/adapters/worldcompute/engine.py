@@ -1,4 +1,4 @@
-"""The engine: claims workflow messages, executes runs durably, recovers orphans.
+"""The workflow engine: claims workflow messages, executes runs durably, recovers orphans.
 
 A run is executed by at most one worker at a time (a run lease renewed by a
 heartbeat). Queue messages are wake-ups: the worker that owns the run pokes its
@@ -15,19 +15,27 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
-from adapters.worldcompute.context import RunCancelled, error_data
-from adapters.worldcompute.runner import Outcome, StartFailed
-from domain import errors
-from domain.deployments import Deployment
-from domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
-from domain.ports.queue import QueueConsumer
-from domain.ports.streams import Signal
-from domain.use_cases.proxy_world_event import run_topic
-from domain.use_cases.publish_message import QUEUE_TOPIC, WORKFLOW_QUEUE_PREFIX
-from domain.use_cases.record_execution_trouble import RecordExecutionTrouble
-from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, QueueMessage, Run
+from compute_worker.adapters.worldcompute.runtime.failures import (
+    RunCancelled,
+    StartFailed,
+    error_data,
+)
+from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
+from compute_worker.domain import errors
+from compute_worker.domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
+from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
+from compute_worker.domain.world import (
+    QUEUE_TOPIC,
+    RUNTIME_ERROR,
+    WORKFLOW_QUEUE_PREFIX,
+    EventRequest,
+    EventType,
+    QueueMessage,
+    run_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +57,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class RunExecutor(Protocol):
-    """Where a run's code executes: in this process (local) or in a child (process)."""
-
-    async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome: ...
-    async def close(self) -> None: ...
-
-
-class Engine:
+class WorkflowEngine:
     def __init__(
         self,
         queue: QueueConsumer,

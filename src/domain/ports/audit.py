@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from domain.audit import AuditEntry
+from compute_worker.domain.audit import AuditEntry
 
 
 @dataclass(frozen=True, slots=True)

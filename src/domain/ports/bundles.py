@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from domain.deployments import DeploymentKind, WorkflowInfo
+from compute_worker.domain.deployments import DeploymentKind, WorkflowInfo
 
 
 class ArtifactStore(Protocol):

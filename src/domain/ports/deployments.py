@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from domain.deployments import Deployment
-from domain.pagination import Page, PageRequest
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.pagination import Page, PageRequest
 
 
 class ActiveDeployment(Protocol):

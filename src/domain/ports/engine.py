@@ -7,22 +7,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from domain.audit import RequestContext
-from domain.deployments import Deployment
-from domain.ports.streams import Subscription
-from domain.world import Event, EventRequest, EventResult, Run
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.ports.streams import Subscription
+from compute_worker.domain.world import Event, EventRequest, EventResult, Run
 
 
 class RunWorld(Protocol):
     """The World as a running workflow sees it (in process, or over the world lane)."""
 
-    async def record(
-        self,
-        run_id: str,
-        requests: Sequence[EventRequest],
-        context: RequestContext | None = None,
-    ) -> list[EventResult]:
-        """Append events in order, in one transaction where the World allows it."""
+    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
+        """Append events in order, in one transaction (all or nothing)."""
         ...
 
     async def run(self, run_id: str) -> Run | None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from domain.world import QueueMessage
+from compute_worker.domain.world import QueueMessage
 
 
 class QueueConsumer(Protocol):

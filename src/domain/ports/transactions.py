@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from domain.audit import AuditEntry
-from domain.deployments import Deployment
-from domain.execution import ExecutionRecord
-from domain.idempotency import IdempotencyRecord
-from domain.world import Event, Hook, QueueMessage, Run, Step, Wait
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.idempotency import IdempotencyRecord
+from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 R = TypeVar("R")
 

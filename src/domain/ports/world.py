@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from domain.execution import ExecutionRecord
-from domain.pagination import Page, PageRequest
-from domain.world import Event, Hook, Run, Step
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.world import Event, Hook, Run, Step
 
 
 @dataclass(frozen=True, slots=True)

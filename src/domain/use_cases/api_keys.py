@@ -7,14 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from domain import errors, ids
-from domain.api_keys import hash_secret, new_secret
-from domain.audit import AuditEntry
-from domain.ids import IdFactory
-from domain.ports.audit import AuditLog, AuditQuery
-from domain.ports.clock import Clock
-from domain.ports.security import ApiKey, ApiKeyStore
-from domain.use_cases.authenticate import check_scopes
+from compute_worker.domain import errors, ids
+from compute_worker.domain.api_keys import check_scopes, hash_secret, new_secret
+from compute_worker.domain.audit import AuditEntry
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.audit import AuditLog, AuditQuery
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 
 MAX_AUDIT_ENTRIES = 100_000
 

@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain import errors, ids
-from domain.api_keys import ALL_SCOPES, hash_secret
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.security import ApiKey, ApiKeyStore
+from compute_worker.domain import errors, ids
+from compute_worker.domain.api_keys import authorize, check_scopes, hash_secret
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 
 
 class Authenticate:
@@ -36,31 +36,11 @@ class Authenticate:
         return key
 
 
-def authorize(key: ApiKey, required_scope: str) -> None:
-    if required_scope not in key.scopes:
-        raise errors.Forbidden(
-            f"This API key lacks the scope {required_scope}",
-            {"requiredScope": required_scope},
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class SeedKey:
     secret: str
     scopes: frozenset[str]
     name: str = "seed"
-
-
-def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
-    wanted = frozenset(scopes)
-    unknown = sorted(wanted - ALL_SCOPES)
-    if unknown or not wanted:
-        raise errors.InvalidRequest(
-            f"unknown or missing scopes: {', '.join(unknown) or '(none)'}; "
-            f"known: {', '.join(sorted(ALL_SCOPES))}",
-            {"field": "scopes"},
-        )
-    return wanted
 
 
 class SeedApiKeys:

@@ -4,23 +4,19 @@ the event and stops the code."""
 
 from __future__ import annotations
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.streams import WriteStream
-from domain.world import EventRequest, EventType, Run
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.world import EventRequest, EventType, Run
+from compute_worker.domain.world_writes import WorldWrites
 
 
 class CancelRun:
-    def __init__(
-        self, uow: UnitOfWork, clock: Clock, events: ProxyWorldEvent, streams: WriteStream
-    ) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, writes: WorldWrites) -> None:
         self._uow = uow
         self._clock = clock
-        self._events = events
-        self._streams = streams
+        self._writes = writes
 
     async def execute(self, run_id: str, context: RequestContext) -> Run:
         return await self._uow.run(lambda tx: self._cancel(tx, run_id, context))
@@ -35,8 +31,8 @@ class CancelRun:
             raise errors.RunAlreadyTerminal(
                 f"Run {run_id} is already {run.status}", {"runId": run_id, "status": run.status}
             )
-        result = self._events.record(tx, run_id, EventRequest(EventType.RUN_CANCELLED))
-        self._streams.close_run_streams(tx, run_id)
+        result = self._writes.append(tx, run_id, EventRequest(EventType.RUN_CANCELLED))
+        self._writes.close_run_streams(tx, run_id)
         tx.append_audit(audit_entry(context, "runs.cancel", 200, self._clock.now(), run_id))
         assert result.run is not None
         return result.run

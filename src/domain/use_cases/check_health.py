@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from domain.ports.deployments import ActiveDeployment
+from compute_worker.domain.ports.deployments import ActiveDeployment
 
 Probe = Callable[[], Awaitable[None]]
 CACHE_SECONDS = 1.0

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from domain import errors, ids
-from domain.audit import RequestContext, audit_entry
-from domain.deployments import (
+from compute_worker.domain import errors, ids
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.deployments import (
     ACTIVE,
     DEFAULT_ENTRYPOINTS,
     KINDS,
@@ -21,11 +21,11 @@ from domain.deployments import (
     check_bundle,
     clean_bundle_path,
 )
-from domain.ids import IdFactory
-from domain.ports.bundles import ArtifactStore, BundleLoader
-from domain.ports.clock import Clock
-from domain.ports.deployments import DeploymentReader
-from domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.ports.bundles import ArtifactStore, BundleLoader
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,10 @@ else the active deployment's — the same answer before and after the run exists
 
 from __future__ import annotations
 
-from domain import errors
-from domain.ports.deployments import ActiveDeployment
-from domain.ports.security import RunKeyDeriver
-from domain.ports.world import WorldReader
+from compute_worker.domain import errors
+from compute_worker.domain.ports.deployments import ActiveDeployment
+from compute_worker.domain.ports.security import RunKeyDeriver
+from compute_worker.domain.ports.world import WorldReader
 
 
 class GetEncryptionKey:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from domain import errors
-from domain.pagination import Page, PageRequest, SortOrder
-from domain.ports.security import ApiKey
-from domain.ports.world import WorldReader
-from domain.views import strip_event_refs
-from domain.world import Event, Hook, ResolveData, Run, Step
+from compute_worker.domain import errors
+from compute_worker.domain.pagination import Page, PageRequest, SortOrder
+from compute_worker.domain.ports.security import ApiKey
+from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.views import strip_event_refs
+from compute_worker.domain.world import Event, Hook, ResolveData, Run, Step
 
 RESUME_SCOPE = "runs:write"
 STEPS_PAGE = 100

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.deployments import Deployment
-from domain.pagination import Page, PageRequest
-from domain.ports.deployments import DeploymentReader
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.ports.deployments import DeploymentReader
 
 DEPLOYMENTS_PAGE = 20
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain import errors
-from domain.pagination import Page, PageRequest
-from domain.ports.world import RunQuery, WorldReader
-from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, RUN_STATUSES, Run
+from compute_worker.domain import errors
+from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, RUN_STATUSES, Run
 
 RUNS_PAGE = 20
 

@@ -6,23 +6,17 @@ message id and enqueues nothing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from domain import errors, ids
-from domain.audit import RequestContext, audit_entry
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.streams import Signal
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.reducer import check_length
-from domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QueueMessage
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, QUEUE_NAME
+from compute_worker.domain.world_writes import WorldWrites
 
-WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"
-QUEUE_TOPIC = "queue"
-_QUEUE_NAME = re.compile(r"^__wkf_(workflow|step)_[A-Za-z0-9_\-./@]+$")
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 
 
@@ -37,25 +31,20 @@ class Publish:
 
 
 class PublishMessage:
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        ids: IdFactory,
-        clock: Clock,
-        signal: Signal,
-        key_retention: timedelta = timedelta(hours=24),
-    ) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, writes: WorldWrites) -> None:
         self._uow = uow
-        self._ids = ids
         self._clock = clock
-        self._signal = signal
-        self._key_retention = key_retention
+        self._writes = writes
 
     async def execute(self, cmd: Publish, context: RequestContext | None = None) -> str:
         _validate(cmd)
 
         def work(tx: Transaction) -> str:
-            message_id = self.enqueue(tx, cmd)
+            message_id = self._writes.enqueue(
+                tx, cmd.queue_name, cmd.payload, deployment_id=cmd.deployment_id,
+                idempotency_key=cmd.idempotency_key, delay_seconds=cmd.delay_seconds,
+                headers=cmd.headers,
+            )  # fmt: skip
             if context is not None:
                 entry = audit_entry(context, "queue.publish", 200, self._clock.now(),
                                     messageId=message_id, queueName=cmd.queue_name)  # fmt: skip
@@ -64,35 +53,13 @@ class PublishMessage:
 
         return await self._uow.run(work)
 
-    def enqueue(self, tx: Transaction, cmd: Publish) -> str:
-        """Synchronous, so another use case can enqueue inside its own transaction."""
-        now = self._clock.now()
-        if cmd.idempotency_key:
-            existing = tx.find_queued_by_key(cmd.idempotency_key, now)
-            if existing is not None:
-                return existing
-        message = QueueMessage(
-            message_id=self._ids.new(ids.MESSAGE),
-            queue_name=cmd.queue_name,
-            payload=cmd.payload,
-            attempt=0,
-            created_at=now,
-            deployment_id=cmd.deployment_id,
-            idempotency_key=cmd.idempotency_key or None,
-            headers=dict(cmd.headers),
-        )
-        expires = now + self._key_retention if cmd.idempotency_key else None
-        tx.insert_message(message, now + timedelta(seconds=cmd.delay_seconds), expires)
-        tx.after_commit(lambda: self._signal.notify(QUEUE_TOPIC))
-        return message.message_id
-
 
 def _validate(cmd: Publish) -> None:
     check_length(cmd.queue_name, MAX_NAME, "queueName")
     check_length(cmd.idempotency_key, MAX_NAME, "opts.idempotencyKey")
     if cmd.deployment_id is not None:
         check_length(cmd.deployment_id, MAX_DEPLOYMENT_ID, "opts.deploymentId")
-    if not _QUEUE_NAME.match(cmd.queue_name):
+    if not QUEUE_NAME.match(cmd.queue_name):
         raise errors.InvalidRequest(
             "queueName must be __wkf_workflow_<name> or __wkf_step_<name> "
             "with letters, digits and _-./@ only",

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from domain import errors
-from domain.execution import ExecutionRecord
-from domain.pagination import Page, PageRequest
-from domain.ports.world import RunQuery, WorldReader
-from domain.views import strip_event_refs
-from domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
+from compute_worker.domain import errors
+from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.views import strip_event_refs
+from compute_worker.domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
 
 RUNS_PAGE = 20
 STEPS_PAGE = 20

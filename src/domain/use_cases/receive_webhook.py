@@ -10,14 +10,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.ports.webhooks import SignatureVerifier
-from domain.use_cases.resume_hook import ResumeHook
-from domain.use_cases.trigger_run import TriggerRun
-from domain.webhooks import WebhookProvider, field_at
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.ports.webhooks import SignatureVerifier
+from compute_worker.domain.webhooks import WebhookProvider, field_at
+from compute_worker.domain.world_writes import WorldWrites
 
 log = logging.getLogger(__name__)
 WebhookCallback = Callable[[dict[str, Any]], Awaitable[None]]
@@ -37,16 +36,14 @@ class ReceiveWebhook:
         clock: Clock,
         providers: Mapping[str, WebhookProvider],
         verifiers: Mapping[str, SignatureVerifier],
-        trigger: TriggerRun,
-        resume: ResumeHook,
+        writes: WorldWrites,
         on_webhook: WebhookCallback | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._providers = providers
         self._verifiers = verifiers
-        self._trigger = trigger
-        self._resume = resume
+        self._writes = writes
         self._on_webhook = on_webhook
 
     async def execute(
@@ -80,7 +77,7 @@ class ReceiveWebhook:
             return Delivered(delivery_id, duplicate=True)
         run_id = None
         if provider.trigger_workflow is not None:
-            run = self._trigger.start_run(
+            run = self._writes.start_run(
                 tx, provider.trigger_workflow, [delivery], provider.deployment_id, None
             )
             run_id = run.run_id
@@ -91,7 +88,7 @@ class ReceiveWebhook:
                     f"The delivery carries no hook token at {provider.resume_token_field}",
                     {"field": provider.resume_token_field},
                 )
-            run_id = self._resume.resume(tx, token, delivery, None).run_id
+            run_id = self._writes.resume_hook(tx, token, delivery).run_id
         tx.append_audit(
             audit_entry(context, "webhooks.receive", 202, now, run_id,
                         provider=provider.name, deliveryId=delivery_id)

@@ -6,14 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from domain import errors
-from domain.audit import RequestContext, audit_entry
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.publish_message import Publish, PublishMessage
-from domain.use_cases.trigger_run import workflow_queue
-from domain.world import EventRequest, EventType
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.world_writes import WorldWrites
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,39 +21,19 @@ class Resumed:
 
 
 class ResumeHook:
-    def __init__(
-        self, uow: UnitOfWork, clock: Clock, events: ProxyWorldEvent, queue: PublishMessage
-    ) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, writes: WorldWrites) -> None:
         self._uow = uow
         self._clock = clock
-        self._events = events
-        self._queue = queue
+        self._writes = writes
 
     async def execute(self, token: str, payload: Any, context: RequestContext) -> Resumed:
         if not token:
             raise errors.InvalidRequest("token must be a non-empty string", {"field": "token"})
-        return await self._uow.run(lambda tx: self.resume(tx, token, payload, context))
+        return await self._uow.run(lambda tx: self._resume(tx, token, payload, context))
 
-    def resume(
-        self, tx: Transaction, token: str, payload: Any, context: RequestContext | None
+    def _resume(
+        self, tx: Transaction, token: str, payload: Any, context: RequestContext
     ) -> Resumed:
-        """Inside ``tx``; shared with webhook deliveries that resume a hook."""
-        hook = tx.get_hook_by_token(token)
-        if hook is None:
-            raise errors.HookNotFound("No live hook holds this token")
-        run = tx.lock_run(hook.run_id)
-        if run is None or run.is_terminal:
-            status = run.status if run is not None else "missing"
-            raise errors.RunAlreadyTerminal(
-                f"Run {hook.run_id} is already {status}", {"runId": hook.run_id}
-            )
-        request = EventRequest(EventType.HOOK_RECEIVED, hook.hook_id, None, {"payload": payload})
-        self._events.record(tx, run.run_id, request)
-        self._queue.enqueue(
-            tx,
-            Publish(workflow_queue(run.workflow_name), {"runId": run.run_id},
-                    deployment_id=run.deployment_id),
-        )  # fmt: skip
-        if context is not None:
-            tx.append_audit(audit_entry(context, "runs.resume", 202, self._clock.now(), run.run_id))
-        return Resumed(run.run_id, hook.hook_id, hook.token)
+        hook = self._writes.resume_hook(tx, token, payload)
+        tx.append_audit(audit_entry(context, "runs.resume", 202, self._clock.now(), hook.run_id))
+        return Resumed(hook.run_id, hook.hook_id, hook.token)

@@ -1,7 +1,7 @@
 """RunStreams: a run's streams on the public lane (``GET /v1/runs/:id/streams[/:name]``).
 
 A stream is named as the workflow named it (``get_writable("log")``) or by its stored
-name (``strm_<run ULID>_log``). The live read is ``ReadStream``'s, which also stops
+name (``strm_<run ULID>_log``). The live read is ``StreamTail``'s, told to stop also
 once the run has ended and every chunk it wrote was read, so a reader never waits
 for ever on a stream its run left open.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from domain import errors
-from domain.ports.streams import StreamReader
-from domain.ports.world import WorldReader
-from domain.reducer import check_length
-from domain.use_cases.streams import ReadStream
-from domain.world import MAX_NAME, run_stream_name, short_stream_name
+from compute_worker.domain import errors
+from compute_worker.domain.ports.streams import StreamReader
+from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.world import MAX_NAME, run_stream_name, short_stream_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class RunStream:
 
 
 class RunStreams:
-    def __init__(self, runs: WorldReader, streams: StreamReader, live: ReadStream) -> None:
+    def __init__(self, runs: WorldReader, streams: StreamReader, live: StreamTail) -> None:
         self._runs = runs
         self._streams = streams
         self._live = live
@@ -53,7 +53,7 @@ class RunStreams:
             raise errors.StreamNotFound(
                 f'Run "{run_id}" has no stream "{name}"', {"runId": run_id, "name": name}
             )
-        return self._live.read_indexed(stored, start_index, ended=lambda: self._ended(run_id))
+        return self._live.read(stored, start_index, ended=lambda: self._ended(run_id))
 
     async def _check_run(self, run_id: str) -> None:
         if await self._runs.get_run(run_id) is None:

@@ -1,7 +1,8 @@
 """Stream use cases (world.md §5, decision D8): write, close, live read, snapshots.
 
 Chunks keep call order: each write enqueues its transaction before its first
-await, and the store numbers chunks in commit order.
+await, and the store numbers chunks in commit order. The live read is
+``domain.stream_tail``'s.
 """
 
 from __future__ import annotations
@@ -9,25 +10,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from domain import errors, ids
-from domain.audit import RequestContext, audit_entry
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.streams import Signal, StreamReader
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.reducer import check_length
-from domain.world import MAX_NAME, MAX_RUN_ID, StreamChunk, StreamChunkPage, StreamInfo
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.streams import StreamReader
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.stream_tail import StreamTail
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.world import (
+    MAX_NAME,
+    MAX_RUN_ID,
+    StreamChunk,
+    StreamChunkPage,
+    StreamInfo,
+)
+from compute_worker.domain.world_writes import WorldWrites
 
-READ_BATCH = 500
 DEFAULT_CHUNK_PAGE = 100
 MAX_CHUNK_PAGE = 1000
-ENDED_CHECK_SECONDS = 1.0
-
-
-def stream_topic(name: str) -> str:
-    return f"stream:{name}"
 
 
 def _check_name(name: str, run_id: str) -> None:
@@ -40,11 +42,10 @@ def _check_name(name: str, run_id: str) -> None:
 
 
 class WriteStream:
-    def __init__(self, uow: UnitOfWork, ids: IdFactory, clock: Clock, signal: Signal) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, writes: WorldWrites) -> None:
         self._uow = uow
-        self._ids = ids
         self._clock = clock
-        self._signal = signal
+        self._writes = writes
 
     async def write(
         self,
@@ -75,77 +76,24 @@ class WriteStream:
             action = "world.streams.close" if close else "world.streams.write"
             tx.append_audit(audit_entry(context, action, 200, self._clock.now(), run_id,
                                         stream=name))  # fmt: skip
-        if tx.stream_is_closed(name):
-            if close:
-                return
-            raise errors.StreamClosed(f'Stream "{name}" is closed', {"name": name})
-        rows = [(self._ids.new(ids.CHUNK), bytes(data)) for data in chunks if data]
-        eof_id = self._ids.new(ids.CHUNK) if close else None
-        tx.append_chunks(name, run_id, rows, eof_id)
-        tx.after_commit(lambda: self._signal.notify(stream_topic(name)))
-
-    def close_run_streams(self, tx: Transaction, run_id: str) -> None:
-        """Close every stream of the run still open, inside ``tx`` (the engine does it in
-        the transaction that ends the run, so readers never wait on a finished run)."""
-        for name in tx.open_streams(run_id):
-            self._append(tx, name, run_id, (), True, None)
+        self._writes.append_chunks(tx, name, run_id, chunks, close=close)
 
 
 class ReadStream:
-    """Live tail: the backlog from ``start_index``, then new chunks until EOF."""
+    """``readFromStream``: the backlog from ``start_index``, then new chunks until EOF."""
 
-    def __init__(self, reader: StreamReader, signal: Signal, poll_interval: float) -> None:
-        self._reader = reader
-        self._signal = signal
-        self._poll_interval = poll_interval
+    def __init__(self, tail: StreamTail) -> None:
+        self._tail = tail
 
-    async def read(self, name: str, start_index: int = 0) -> AsyncIterator[bytes]:
-        async for _, data in self.read_indexed(name, start_index):
-            yield data
-
-    async def read_indexed(
-        self,
-        name: str,
-        start_index: int = 0,
-        ended: Callable[[], Awaitable[bool]] | None = None,
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """``(index, chunk)`` pairs. With ``ended``, the tail also stops once ``ended()``
-        says no more chunks can come (it is asked about once a second while idle) and
-        the chunks committed until then are read."""
+    def read(self, name: str, start_index: int = 0) -> AsyncIterator[bytes]:
         if not name:
             raise errors.InvalidRequest("name must be a non-empty string", {"field": "name"})
-        subscription = self._signal.subscribe(stream_topic(name))  # before the backlog read
-        idle_checks = max(1, round(ENDED_CHECK_SECONDS / self._poll_interval))
-        try:
-            index = start_index
-            if start_index < 0:
-                count, _ = await self._reader.data_chunk_count(name)
-                index = max(0, count + start_index)
-            skip, after, quiet, finishing = index, 0, 0, False
-            while True:
-                batch = await self._reader.chunks_after(name, after, READ_BATCH)
-                for chunk in batch:
-                    after = chunk.seq
-                    if chunk.eof:
-                        return
-                    if not chunk.data:
-                        continue
-                    if skip > 0:
-                        skip -= 1
-                        continue
-                    yield index, chunk.data
-                    index += 1
-                if len(batch) == READ_BATCH:
-                    continue
-                if finishing:
-                    return
-                if await subscription.wait(self._poll_interval) or ended is None:
-                    continue
-                quiet += 1
-                if (quiet - 1) % idle_checks == 0:
-                    finishing = await ended()  # then one more read catches the last chunks
-        finally:
-            subscription.close()
+        return _data_of(self._tail.read(name, start_index))
+
+
+async def _data_of(chunks: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[bytes]:
+    async for _, data in chunks:
+        yield data
 
 
 class InspectStream:

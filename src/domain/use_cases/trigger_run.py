@@ -8,16 +8,18 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from domain import errors, ids
-from domain.audit import RequestContext, audit_entry
-from domain.deployments import Deployment
-from domain.idempotency import DEFAULT_RETENTION, IdempotencyRecord, check_key, request_hash
-from domain.ids import IdFactory
-from domain.ports.clock import Clock
-from domain.ports.transactions import Transaction, UnitOfWork
-from domain.use_cases.proxy_world_event import ProxyWorldEvent
-from domain.use_cases.publish_message import WORKFLOW_QUEUE_PREFIX, Publish, PublishMessage
-from domain.world import EventRequest, EventType, Run
+from compute_worker.domain import errors
+from compute_worker.domain.audit import RequestContext, audit_entry
+from compute_worker.domain.idempotency import (
+    DEFAULT_RETENTION,
+    IdempotencyRecord,
+    check_key,
+    request_hash,
+)
+from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.world import Run
+from compute_worker.domain.world_writes import WorldWrites
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,25 +46,17 @@ class Triggered:
     replayed: bool = False
 
 
-def workflow_queue(workflow_name: str) -> str:
-    return WORKFLOW_QUEUE_PREFIX + workflow_name
-
-
 class TriggerRun:
     def __init__(
         self,
         uow: UnitOfWork,
-        ids: IdFactory,
         clock: Clock,
-        events: ProxyWorldEvent,
-        queue: PublishMessage,
+        writes: WorldWrites,
         retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self._uow = uow
-        self._ids = ids
         self._clock = clock
-        self._events = events
-        self._queue = queue
+        self._writes = writes
         self._retention = retention
 
     async def execute(self, cmd: Trigger, context: RequestContext) -> Triggered:
@@ -83,58 +77,8 @@ class TriggerRun:
                     {"idempotencyKey": key},
                 )
             return Triggered(holder.run, replayed=True)
-        run = self.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
-                             cmd.execution_context)  # fmt: skip
+        run = self._writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
+                                     cmd.execution_context)  # fmt: skip
         tx.complete_idempotency(replace(claim, status=202, run=run))
         tx.append_audit(audit_entry(context, "runs.trigger", 202, now, run.run_id))
         return Triggered(run)
-
-    def start_run(
-        self,
-        tx: Transaction,
-        workflow_name: str,
-        run_input: list[Any],
-        deployment_id: str | None,
-        execution_context: dict[str, Any] | None,
-    ) -> Run:
-        """Create and enqueue a run inside ``tx`` (shared with webhook deliveries)."""
-        deployment = _deployment(tx, deployment_id)
-        if deployment.workflow(workflow_name) is None:
-            names = [w.name for w in deployment.workflows]
-            raise errors.WorkflowNotFound(
-                f'Workflow "{workflow_name}" is not in deployment {deployment.deployment_id}',
-                {"deploymentId": deployment.deployment_id, "workflows": names},
-            )
-        data: dict[str, Any] = {
-            "deploymentId": deployment.deployment_id,
-            "workflowName": workflow_name,
-            "input": run_input,
-        }
-        if execution_context is not None:
-            data["executionContext"] = execution_context
-        run_id = self._ids.new(ids.RUN)
-        result = self._events.record(
-            tx, run_id, EventRequest(EventType.RUN_CREATED, None, None, data)
-        )
-        assert result.run is not None
-        self._queue.enqueue(
-            tx,
-            Publish(workflow_queue(workflow_name), {"runId": run_id},
-                    deployment_id=deployment.deployment_id),
-        )  # fmt: skip
-        return result.run
-
-
-def _deployment(tx: Transaction, deployment_id: str | None) -> Deployment:
-    if deployment_id is None:
-        deployment_id = tx.active_deployment_id()
-        if deployment_id is None:
-            raise errors.NoActiveDeploymentToTrigger(
-                "No deployment is active; activate one or pass deploymentId"
-            )
-    deployment = tx.get_deployment(deployment_id)
-    if deployment is None:
-        raise errors.DeploymentNotFound(
-            f"Deployment {deployment_id} not found", {"deploymentId": deployment_id}
-        )
-    return deployment

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from adapters.sql.schema import metadata
+from compute_worker.adapters.sql.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

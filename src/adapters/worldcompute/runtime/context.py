@@ -19,8 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters import codec
-from adapters.worldcompute.authoring import (
+from compute_worker.adapters import codec
+from compute_worker.adapters.worldcompute.runtime.failures import (
+    RunCancelled,
+    error_data,
+    user_traceback,
+)
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import (
     FatalError,
     HookConflictError,
     RetryableError,
@@ -28,11 +34,18 @@ from adapters.worldcompute.authoring import (
     StepSpec,
     current_dispatcher,
 )
-from adapters.worldcompute.importer import user_traceback
-from domain import errors
-from domain.ports.engine import RunWorld
-from domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
-from domain.world import RUNTIME_ERROR, USER_ERROR, Event, EventRequest, EventResult, EventType, Run
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
+from compute_worker.domain.world import (
+    RUNTIME_ERROR,
+    USER_ERROR,
+    Event,
+    EventRequest,
+    EventResult,
+    EventType,
+    Run,
+    run_stream_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +59,6 @@ def iso(moment: datetime) -> str:
 
 def backoff(attempt: int) -> float:
     return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
-
-
-def error_data(
-    error: BaseException, code: str | None = None, code_root: Path | None = None
-) -> dict[str, Any]:
-    """A failure as the World records it; the stack holds only the frames of the bundle
-    under ``code_root`` (bundle-relative), never the server's."""
-    stack = user_traceback(error, code_root)
-    data: dict[str, Any] = {"error": {"message": str(error) or type(error).__name__,
-                                      "stack": stack}}  # fmt: skip
-    if code is not None:
-        data["errorCode"] = code
-    return data
-
-
-class RunCancelled(Exception):
-    """The run reached a terminal state elsewhere (cancelled); stop executing it."""
 
 
 class _Pending:
@@ -447,7 +443,7 @@ class RunWritable:
     def __init__(self, world: RunWorld, run_id: str, name: str) -> None:
         self._world = world
         self._run_id = run_id
-        self.name = stream_name(run_id, name)
+        self.name = run_stream_name(run_id, name)
 
     async def write(self, chunk: bytes | str) -> None:
         data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
@@ -455,10 +451,6 @@ class RunWritable:
 
     async def close(self) -> None:
         await self._world.close_stream(self.name, self._run_id)
-
-
-def stream_name(run_id: str, name: str) -> str:
-    return f"strm_{run_id.removeprefix('wrun_')}_{name}"
 
 
 def _jsonable(args: tuple[Any, ...]) -> list[Any]:

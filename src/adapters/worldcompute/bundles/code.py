@@ -1,8 +1,8 @@
 """``BundleCode``: a deployment's workflow functions, imported from its stored bundle.
 
 Each bundle is unpacked once per digest under ``<code_dir>/<digest>/`` and its
-entrypoint imported under a module name unique to the digest, so runs keep executing
-the code of the deployment they were started on.
+entrypoint imported in a package unique to the digest (``cw_bundle_<digest>``), so
+runs keep executing the code of the deployment they were started on.
 """
 
 from __future__ import annotations
@@ -11,23 +11,17 @@ import asyncio
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from adapters.worldcompute.graph import graph_workflow
-from adapters.worldcompute.importer import (
-    contents,
-    describe_error,
-    import_bundle,
-    user_traceback,
-)
-from adapters.worldcompute.runner import StartFailed
-from domain import errors
-from domain.deployments import Deployment
-from domain.ports.bundles import ArtifactStore
-from domain.ports.deployments import DeploymentReader
-from domain.ports.engine import DeploymentCode
+from compute_worker.adapters.worldcompute.bundles.importer import load_bundle, load_graphs
+from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
+from compute_worker.domain import errors
+from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
+from compute_worker.domain.ports.bundles import ArtifactStore
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.ports.engine import DeploymentCode
 
 
 class BundleCode(DeploymentCode):
@@ -37,7 +31,7 @@ class BundleCode(DeploymentCode):
         self._deployments = deployments
         self._artifacts = artifacts
         self._code_dir = code_dir.resolve()  # children never resolve a path of their own
-        self._modules: dict[str, ModuleType] = {}
+        self._workflows: dict[str, Mapping[str, Any]] = {}
         self._known: dict[str, Deployment] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
@@ -52,26 +46,26 @@ class BundleCode(DeploymentCode):
 
     async def workflow(self, deployment: Deployment, name: str) -> Any:
         """The workflow function; ``StartFailed`` when the bundle cannot be loaded."""
-        if deployment.kind == "graph":
-            files = await self._bundle(deployment)
-            try:
-                return graph_workflow(files[deployment.entrypoint or "workflow.json"], name)
-            except errors.InvalidDeployment as invalid:
-                raise StartFailed(f"the graph did not load: {invalid.message}") from invalid
-        try:
-            module = await self._module(deployment)
-        except (StartFailed, errors.StorageUnavailable):
-            raise
-        except (Exception, SystemExit) as error:  # the bundle's import ran user code
-            folder = self.folder_of(deployment)
-            raise StartFailed(
-                f"the bundle did not load: {describe_error(error, folder)}",
-                user_traceback(error, folder),
-            ) from error
-        found = contents(module).workflows.get(name)
+        found = (await self.workflows(deployment)).get(name)
         if found is None:
             raise errors.WorkflowNotFound(f"workflow {name!r} is not in {deployment.deployment_id}")
         return found
+
+    async def workflows(self, deployment: Deployment) -> Mapping[str, Any]:
+        """Every workflow of the deployment by name, loaded once per digest; ``StartFailed``
+        when the bundle cannot be loaded (an import failure is tried again next time)."""
+        digest = deployment.digest
+        if digest not in self._workflows:
+            entrypoint = deployment.entrypoint or DEFAULT_ENTRYPOINTS[deployment.kind]
+            if deployment.kind == "graph":
+                found = load_graphs((await self._bundle(deployment))[entrypoint])
+            else:
+                folder = await self.folder(deployment)
+                package = "cw_bundle_" + digest.split(":")[-1][:16]
+                loaded = await asyncio.to_thread(load_bundle, folder, entrypoint, package)
+                found = loaded.workflows
+            self._workflows.setdefault(digest, found)
+        return self._workflows[digest]
 
     def folder_of(self, deployment: Deployment) -> Path:
         return self._code_dir / deployment.digest.replace(":", "-")
@@ -94,17 +88,6 @@ class BundleCode(DeploymentCode):
                 f"the bundle of deployment {deployment.deployment_id} cannot be read from "
                 f"the artifact store: {missing.message}"
             ) from missing
-
-    async def _module(self, deployment: Deployment) -> ModuleType:
-        digest = deployment.digest
-        if digest not in self._modules:
-            folder = await self.folder(deployment)
-            name = "cw_bundle_" + digest.split(":")[-1][:16]
-            module = await asyncio.to_thread(
-                import_bundle, folder, deployment.entrypoint or "workflows.py", name
-            )
-            self._modules.setdefault(digest, module)
-        return self._modules[digest]
 
 
 def _unpack(folder: Path, files: dict[str, bytes]) -> None:

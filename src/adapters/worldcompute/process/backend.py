@@ -24,20 +24,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.worldcompute import child as child_module
-from adapters.worldcompute.code import BundleCode
-from adapters.worldcompute.context import backoff, iso
-from adapters.worldcompute.loader import child_environment
-from adapters.worldcompute.runner import Outcome, StartFailed
-from domain import errors
-from domain.api_keys import WORLD_SCOPE
-from domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
-from domain.ports.engine import RunWorld
-from domain.ports.streams import Signal
-from domain.reducer import parse_date
-from domain.use_cases.api_keys import ManageApiKeys
-from domain.use_cases.proxy_world_event import run_topic
-from domain.world import RUNTIME_ERROR, Event, EventRequest, EventType, Run
+from compute_worker.adapters.worldcompute.bundles.code import BundleCode
+from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
+from compute_worker.adapters.worldcompute.process import child as child_module
+from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
+from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
+from compute_worker.adapters.worldcompute.runtime.runner import Outcome
+from compute_worker.domain import errors
+from compute_worker.domain.api_keys import WORLD_SCOPE
+from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.use_cases.api_keys import ManageApiKeys
+from compute_worker.domain.validation import parse_date
+from compute_worker.domain.world import (
+    RUNTIME_ERROR,
+    Event,
+    EventRequest,
+    EventType,
+    Run,
+    run_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,6 @@ RECYCLE_AFTER = timedelta(minutes=45)  # well before the key expires
 START_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.1
 MAX_CRASHES = 3
-_SOURCE_ROOT = str(Path(child_module.__file__).resolve().parents[2])
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -171,8 +177,6 @@ class ChildPool:
         created = await self._keys.mint(f"child:{deployment.deployment_id}", [WORLD_SCOPE], KEY_TTL)
         env = {
             **child_environment(),
-            "PYTHONPATH": _SOURCE_ROOT,
-            "PYTHONDONTWRITEBYTECODE": "1",
             child_module.ENV_URL: url,
             child_module.ENV_KEY: created.secret,
             child_module.ENV_BUNDLE: str(folder),
@@ -184,7 +188,7 @@ class ChildPool:
             child_module.ENV_POLL: str(self.limits.poll_interval),
         }
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "adapters.worldcompute.child",
+            sys.executable, "-m", child_module.__name__,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, cwd=folder, start_new_session=True,
         )  # fmt: skip

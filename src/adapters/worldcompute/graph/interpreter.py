@@ -1,6 +1,6 @@
 """The graph interpreter: Workflow Studio graphs run as durable workflows.
 
-A graph (validated by the bundle loader) is walked from its trigger in topological
+A graph (read and checked by ``graph.format``) is walked from its trigger in topological
 order. Each action node is a durable step named after its node id (``wait`` and
 ``wait_for_hook`` use the workflow's own ``sleep`` and ``create_hook``); its result
 is the node's output, which later nodes read through ``{{@nodeId:Label.path}}``
@@ -13,12 +13,12 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from adapters.worldcompute.authoring import (
+from compute_worker.adapters.worldcompute.graph.format import Graph, Node, parse_graphs
+from compute_worker.domain.authoring import (
     DEFAULT_MAX_RETRIES,
     FatalError,
     RetryableError,
@@ -27,12 +27,9 @@ from adapters.worldcompute.authoring import (
     step,
     workflow,
 )
-from adapters.worldcompute.loader import describe_graphs
-from domain import errors
 
 log = logging.getLogger(__name__)
 
-_ENTRY = "workflow.json"
 DEFAULT_HTTP_TIMEOUT = 30.0
 
 
@@ -42,60 +39,6 @@ def _default_transport() -> httpx.AsyncBaseTransport | None:
 
 # Tests swap this to route HTTP actions through ``httpx.MockTransport``.
 transport_factory: Callable[[], httpx.AsyncBaseTransport | None] = _default_transport
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    id: str
-    type: str
-    data: dict[str, Any]
-
-    @property
-    def action(self) -> str:
-        return str(self.data.get("actionType", ""))
-
-
-@dataclass(frozen=True, slots=True)
-class Edge:
-    source: str
-    target: str
-    branch: bool | None = None  # a condition's outgoing edge: taken on this result only
-
-
-@dataclass(frozen=True, slots=True)
-class Graph:
-    name: str
-    trigger: str
-    nodes: dict[str, Node]
-    edges: tuple[Edge, ...]
-    order: tuple[str, ...]  # action node ids, topologically sorted
-
-
-def parse_graphs(raw: bytes) -> dict[str, Graph]:
-    """Graphs by name; raises ``InvalidDeployment`` like the upload check does."""
-    infos = describe_graphs({_ENTRY: raw}, _ENTRY)  # validation, shared with uploads
-    document = json.loads(raw)
-    items = (
-        document["workflows"]
-        if isinstance(document, dict) and "workflows" in document
-        else [document]
-    )
-    graphs: dict[str, Graph] = {}
-    for info, item in zip(infos, items, strict=True):
-        nodes = {n["id"]: Node(n["id"], n["type"], dict(n.get("data", {}))) for n in item["nodes"]}
-        trigger = next(node.id for node in nodes.values() if node.type == "trigger")
-        edges = tuple(Edge(e["source"], e["target"], _branch(e)) for e in item.get("edges", []))
-        graphs[info.name] = Graph(info.name, trigger, nodes, edges, info.steps)
-    return graphs
-
-
-def _branch(edge: dict[str, Any]) -> bool | None:
-    value = edge.get("condition", edge.get("sourceHandle"))
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return None
 
 
 # -- templates ---------------------------------------------------------------------------
@@ -242,14 +185,17 @@ async def _http_request(config: dict[str, Any]) -> dict[str, Any]:
 # -- the interpreter ---------------------------------------------------------------------
 
 
-def graph_workflow(raw: bytes, name: str) -> Callable[..., Awaitable[Any]]:
-    """The ``@workflow`` named ``name`` that interprets that graph of the bundle."""
-    graph = parse_graphs(raw).get(name)
-    if graph is None:
-        raise errors.WorkflowNotFound(f"workflow {name!r} is not in this graph bundle")
+def graph_workflows(raw: bytes) -> dict[str, Callable[..., Awaitable[Any]]]:
+    """A ``@workflow`` per graph of the bundle file ``raw``, by name; ``InvalidDeployment``
+    when the file is not one the upload check accepts."""
+    return {name: graph_workflow(graph) for name, graph in parse_graphs(raw).items()}
+
+
+def graph_workflow(graph: Graph) -> Callable[..., Awaitable[Any]]:
+    """The ``@workflow`` that interprets ``graph``."""
     steps = {node_id: _node_step(graph.nodes[node_id]) for node_id in graph.order}
 
-    @workflow(name=name)
+    @workflow(name=graph.name)
     async def run(*args: Any) -> Any:
         outputs: dict[str, Any] = {graph.trigger: {"input": list(args)}}
         for node_id in graph.order:

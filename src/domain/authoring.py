@@ -1,5 +1,10 @@
-"""The workflow authoring API: ``@workflow`` and ``@step`` (re-exported by ``compute_worker``).
+"""The workflow authoring API (re-exported by ``compute_worker``): ``@workflow``,
+``@step``, the errors a step raises or a workflow sees, and the durable primitives
+``sleep``, ``create_hook``, ``get_writable`` and ``run_metadata``.
 
+It is the contract between a bundle's code and the engine, in the standard library
+only: the public package re-exports it and the runtime (``adapters.worldcompute``)
+implements its ``StepDispatcher``/``WorkflowRuntime`` protocols, so it sits below both.
 The decorators record their metadata on the functions themselves (no registry):
 the deployment loader finds them by looking at a bundle's module attributes.
 A step called inside a running workflow goes through the engine (durable, recorded

@@ -3,12 +3,12 @@ trusted code and embedding). A suspended run keeps its coroutine in memory."""
 
 from __future__ import annotations
 
-from adapters.worldcompute.code import BundleCode
-from adapters.worldcompute.context import WorkflowContext
-from adapters.worldcompute.runner import Outcome, run_workflow
-from domain.deployments import Deployment
-from domain.ports.engine import RunWorld
-from domain.world import Event, Run
+from compute_worker.adapters.worldcompute.bundles.code import BundleCode
+from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext
+from compute_worker.adapters.worldcompute.runtime.runner import Outcome, run_workflow
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.world import Event, Run
 
 
 class LocalExecutor:

@@ -1,11 +1,13 @@
-"""A child of the ``process`` backend: ``python -m adapters.worldcompute.child``.
+"""A child of the ``process`` backend:
+``python -m compute_worker.adapters.worldcompute.process.child``.
 
 It imports one deployment's bundle, then executes the runs the parent assigns
 (one at a time), talking to the World over the world-proxy lane with a
 short-lived key. Protocol: JSON lines; the parent writes ``run``/``wake``/``stop``
-on stdin; the child answers ``ready``, ``step`` / ``step_done`` (for the parent's
-time and CPU watchdog) and ``done`` on the original stdout. Anything the bundle
-prints goes to stderr.
+on stdin; the child answers ``ready`` (with the names of the workflows it loaded) or
+``failed`` (the bundle did not load, in the words the upload check uses), then
+``step`` / ``step_done`` (for the parent's time and CPU watchdog) and ``done`` on the
+original stdout. Anything the bundle prints goes to stderr.
 """
 
 from __future__ import annotations
@@ -22,21 +24,20 @@ from typing import Any, TextIO
 
 import httpx
 
-from adapters.system import LocalSignal
-from adapters.worldcompute.authoring import StepSpec
-from adapters.worldcompute.context import (
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
+from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
+from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
+from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext, iso
+from compute_worker.adapters.worldcompute.runtime.failures import (
     RunCancelled,
-    WorkflowContext,
+    StartFailed,
     error_data,
-    iso,
 )
-from adapters.worldcompute.graph import graph_workflow, parse_graphs
-from adapters.worldcompute.http_world import HttpRunWorld
-from adapters.worldcompute.importer import contents, describe_error, import_bundle, user_traceback
-from adapters.worldcompute.runner import Outcome, run_workflow
-from domain import errors
-from domain.use_cases.proxy_world_event import run_topic
-from domain.world import RUNTIME_ERROR, EventRequest, EventType
+from compute_worker.adapters.worldcompute.runtime.runner import Outcome, run_workflow
+from compute_worker.domain import errors
+from compute_worker.domain.authoring import StepSpec
+from compute_worker.domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
 
 ENV_URL = "CW_WORLD_URL"
 ENV_KEY = "CW_WORLD_KEY"
@@ -94,19 +95,6 @@ def _take_config() -> dict[str, str]:
     return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("CW_")}
 
 
-def _limit_memory(config: dict[str, str]) -> None:
-    limit = int(config.get(ENV_MEMORY, "0"))
-    if limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _workflows(folder: Path, entrypoint: str, kind: str) -> dict[str, Any]:
-    if kind == "graph":  # the built-in interpreter; the bundle holds no code
-        raw = (folder / entrypoint).read_bytes()
-        return {name: graph_workflow(raw, name) for name in parse_graphs(raw)}
-    return contents(import_bundle(folder, entrypoint, "cw_bundle", keep_path=True)).workflows
-
-
 async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
                    out: TextIO, config: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     reporter = Reporter(out, run_id)
@@ -143,12 +131,11 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     folder = Path(config[ENV_BUNDLE])
     try:
-        workflows = _workflows(folder, config[ENV_ENTRYPOINT], config.get(ENV_KIND, "python"))
-    except BaseException as error:  # SystemExit too: the bundle did not load
-        message = f"the bundle did not load: {describe_error(error, folder)}"
-        Reporter(out, "").send(
-            {"op": "failed", "message": message, "stack": user_traceback(error, folder)}
-        )
+        kind = config.get(ENV_KIND, "python")
+        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True)
+    except StartFailed as failure:
+        Reporter(out, "").send({"op": "failed", "message": failure.message,
+                                "stack": failure.stack})  # fmt: skip
         return
     signal = LocalSignal()
     url = config[ENV_URL]
@@ -160,7 +147,7 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         loop = asyncio.get_running_loop()
         stdin = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-        Reporter(out, "").send({"op": "ready"})
+        Reporter(out, "").send({"op": "ready", "workflows": sorted(workflows)})
         running: asyncio.Task[None] | None = None
 
         async def execute(run_id: str) -> None:
@@ -182,7 +169,7 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
 
 def main() -> None:
     config = _take_config()
-    _limit_memory(config)
+    limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
     asyncio.run(serve(out, config))

@@ -1,5 +1,7 @@
 """``HttpRunWorld``: the World of a run over the world-proxy lane (``/v1/world/*``),
-as a child process of the ``process`` backend sees it."""
+as a child process of the ``process`` backend sees it. Its decoders read back every
+field ``adapters.http.wire`` writes of a run, step and event
+(``tests/integration/test_entity_shapes.py`` holds them to it)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,24 @@ from typing import Any
 
 import httpx
 
-from adapters import codec
-from adapters.system import LocalSignal
-from domain import errors
-from domain.ids import ulid_datetime
-from domain.pagination import Position, encode_cursor
-from domain.ports.engine import RunWorld
-from domain.ports.streams import Subscription
-from domain.reducer import parse_date, structured_error
-from domain.use_cases.proxy_world_event import run_topic
-from domain.world import Event, EventRequest, EventResult, EventType, Run, Step
+from compute_worker.adapters import codec
+from compute_worker.adapters.system import LocalSignal
+from compute_worker.domain import errors
+from compute_worker.domain.ids import ulid_datetime
+from compute_worker.domain.pagination import Position, encode_cursor
+from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.ports.streams import Subscription
+from compute_worker.domain.reducer import structured_error
+from compute_worker.domain.validation import parse_date
+from compute_worker.domain.world import (
+    Event,
+    EventRequest,
+    EventResult,
+    EventType,
+    Run,
+    Step,
+    run_topic,
+)
 
 PAGE = 1000
 _ERRORS: dict[str, type[errors.DomainError]] = {
@@ -39,9 +49,7 @@ class HttpRunWorld(RunWorld):
         response = await self._client.post(path, content=codec.dumps(body), headers=headers)
         return _answer(response)
 
-    async def record(
-        self, run_id: str, requests: Sequence[EventRequest], context: Any = None
-    ) -> list[EventResult]:
+    async def record(self, run_id: str, requests: Sequence[EventRequest]) -> list[EventResult]:
         body = {"runId": run_id, "events": [_request_wire(r) for r in requests]}
         answer = await self._post("/v1/world/events/create-batch", body)
         return [_result(item) for item in answer["results"]]
@@ -132,19 +140,27 @@ def _run(data: dict[str, Any]) -> Run:
         updated_at=parse_date(data["updatedAt"], "updatedAt"),
         started_at=_date(data.get("startedAt")),
         completed_at=_date(data.get("completedAt")),
+        expired_at=_date(data.get("expiredAt")),
     )
 
 
 def _step(data: dict[str, Any]) -> Step:
+    error = data.get("error")
     return Step(
         run_id=data["runId"],
         step_id=data["stepId"],
         step_name=data["stepName"],
         status=data["status"],
         input=data.get("input"),
+        output=data.get("output"),
+        error=None if error is None else structured_error(error),
         attempt=data.get("attempt", 0),
+        spec_version=data.get("specVersion"),
         created_at=parse_date(data["createdAt"], "createdAt"),
         updated_at=parse_date(data["updatedAt"], "updatedAt"),
+        started_at=_date(data.get("startedAt")),
+        completed_at=_date(data.get("completedAt")),
+        retry_after=_date(data.get("retryAfter")),
     )
 
 

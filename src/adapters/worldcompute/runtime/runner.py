@@ -1,4 +1,5 @@
-"""Driving one workflow execution: cancellation and parking.
+"""Driving one workflow execution: cancellation and parking; what a backend is to the
+engine (``RunExecutor``).
 
 Shared by the ``local`` backend (in the server) and the ``process`` backend's
 child processes. The run's code is stopped promptly when ``run_cancelled``
@@ -13,28 +14,26 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from adapters.worldcompute.context import WorkflowContext
+from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext
+from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.world import Event, Run
 
 CHECK_INTERVAL = 0.2
-
-
-class StartFailed(Exception):
-    """A run's code could not be started: its process did not come up, or its bundle did
-    not load. ``message`` names the file and error for the user; ``stack`` holds only the
-    bundle's own frames."""
-
-    def __init__(self, message: str, stack: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.stack = stack
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: Literal["finished", "parked", "cancelled"]
     wakes_at: datetime | None = None
+
+
+class RunExecutor(Protocol):
+    """Where a run's code executes: in this process (local) or in a child (process)."""
+
+    async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome: ...
+    async def close(self) -> None: ...
 
 
 async def run_workflow(

@@ -1,0 +1,79 @@
+"""What the HTTP adapter serves: the use cases its routes call and the few settings they
+read, in one frozen object built once at start-up (``app.container``) and handed to
+Starlette through lifespan state. Routes reach nothing else of the server — not the
+container, the clock, the database or the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from compute_worker.adapters.http.rate_limit import RateLimiter
+from compute_worker.domain.execution import RetryPolicy
+from compute_worker.domain.use_cases.authenticate import Authenticate
+from compute_worker.domain.use_cases.cancel_run import CancelRun
+from compute_worker.domain.use_cases.check_health import CheckHealth
+from compute_worker.domain.use_cases.deployments import (
+    ActivateDeployment,
+    CreateDeployment,
+    GetDeployment,
+)
+from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
+from compute_worker.domain.use_cases.inspect_run import InspectRun
+from compute_worker.domain.use_cases.list_deployments import ListDeployments
+from compute_worker.domain.use_cases.list_runs import ListRuns
+from compute_worker.domain.use_cases.proxy_world_event import ProxyWorldEvent
+from compute_worker.domain.use_cases.publish_message import PublishMessage
+from compute_worker.domain.use_cases.query_world import QueryWorld
+from compute_worker.domain.use_cases.receive_webhook import ReceiveWebhook
+from compute_worker.domain.use_cases.record_refusal import RecordRefusal
+from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.resume_hook import ResumeHook
+from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.use_cases.trigger_run import TriggerRun
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServices:
+    # every route: who calls, how often, and the audit row of a refusal
+    authenticate: Authenticate
+    record_refusal: RecordRefusal
+    rate_limiter: RateLimiter | None
+    # the world-proxy lane (/v1/world, /v1/queue)
+    proxy_world_event: ProxyWorldEvent
+    record_run_events: RecordRunEvents
+    query_world: QueryWorld
+    write_stream: WriteStream
+    read_stream: ReadStream
+    inspect_stream: InspectStream
+    publish_message: PublishMessage
+    get_deployment_id: GetDeploymentId
+    get_encryption_key: GetEncryptionKey
+    # the public lane
+    check_health: CheckHealth
+    trigger_run: TriggerRun
+    cancel_run: CancelRun
+    resume_hook: ResumeHook
+    list_runs: ListRuns
+    inspect_run: InspectRun
+    run_streams: RunStreams
+    create_deployment: CreateDeployment
+    activate_deployment: ActivateDeployment
+    get_deployment: GetDeployment
+    list_deployments: ListDeployments
+    receive_webhook: ReceiveWebhook
+    # settings the routes read
+    max_body_bytes: int
+    retry_policy: RetryPolicy  # shown beside a run's execution record
+    version: str
+    world: str  # the World this server is (WORKFLOW_TARGET_WORLD)
+
+
+def services(request: Request) -> HttpServices:
+    """The services of the app serving ``request`` (lifespan state)."""
+    found = request.state.services
+    if not isinstance(found, HttpServices):
+        raise RuntimeError("the app was not started with its HttpServices")
+    return found

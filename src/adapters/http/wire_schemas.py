@@ -1,0 +1,329 @@
+"""The JSON Schemas of the wire format (``wire.py``), kept by hand beside it: the
+entities (``SCHEMAS``, the OpenAPI document's components), request bodies and query
+parameters. Routes name them in their ``Operation``; ``openapi.py`` assembles the
+document from the routes. ``tests/integration/test_entity_shapes.py`` checks that what
+``wire.py`` writes fits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+JsonSchema = dict[str, Any]
+
+
+def ref(name: str) -> JsonSchema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str] | None = None, **props: JsonSchema) -> JsonSchema:
+    schema: JsonSchema = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+STR: JsonSchema = {"type": "string"}
+INT: JsonSchema = {"type": "integer"}
+BOOL: JsonSchema = {"type": "boolean"}
+ANY: JsonSchema = {}
+DATE: JsonSchema = {"type": "string", "format": "date-time"}
+RESOLVE: JsonSchema = {"type": "string", "enum": ["all", "none"]}
+STATUS: JsonSchema = {
+    "type": "string",
+    "enum": ["pending", "running", "completed", "failed", "cancelled"],
+}
+PAGINATION = obj(
+    limit={"type": "integer", "minimum": 1, "maximum": 1000},
+    cursor=STR,
+    sortOrder={"type": "string", "enum": ["asc", "desc"]},
+)
+
+
+def page(item: str) -> JsonSchema:
+    return obj(
+        ["data", "cursor", "hasMore"],
+        data={"type": "array", "items": ref(item)},
+        cursor={"type": ["string", "null"]},
+        hasMore=BOOL,
+    )
+
+
+SCHEMAS: dict[str, JsonSchema] = {
+    "Error": obj(
+        ["code", "message"], code=STR, message=STR, name=STR, details=obj(), retryAfter=INT
+    ),
+    "StructuredError": obj(["message"], message=STR, stack=STR, code=STR),
+    "Bytes": obj(
+        ["__type", "data"],
+        __type={"const": "Uint8Array"},
+        data={"type": "string", "contentEncoding": "base64"},
+    ),
+    "Run": obj(
+        ["runId", "status", "deploymentId", "workflowName", "createdAt", "updatedAt"],
+        runId=STR,
+        status=STATUS,
+        deploymentId=STR,
+        workflowName=STR,
+        specVersion=INT,
+        input=ANY,
+        output=ANY,
+        error=ref("StructuredError"),
+        executionContext=obj(),
+        createdAt=DATE,
+        updatedAt=DATE,
+        startedAt=DATE,
+        completedAt=DATE,
+        expiredAt=DATE,
+        execution=ref("Execution"),
+    ),
+    "Execution": obj(
+        startAttempts=INT,
+        maxStartAttempts=INT,
+        lostExecutors=INT,
+        maxLostExecutors=INT,
+        lastError=STR,
+        lastErrorAt=DATE,
+        nextAttemptAt=DATE,
+    ),
+    "Step": obj(
+        ["runId", "stepId", "stepName", "status", "attempt"],
+        runId=STR,
+        stepId=STR,
+        stepName=STR,
+        status=STATUS,
+        attempt=INT,
+        input=ANY,
+        output=ANY,
+        error=ref("StructuredError"),
+        startedAt=DATE,
+        completedAt=DATE,
+        retryAfter=DATE,
+        createdAt=DATE,
+        updatedAt=DATE,
+        specVersion=INT,
+    ),
+    "Hook": obj(
+        ["runId", "hookId", "token"],
+        runId=STR,
+        hookId=STR,
+        token=STR,
+        ownerId=STR,
+        projectId=STR,
+        environment=STR,
+        metadata=ANY,
+        isWebhook=BOOL,
+        createdAt=DATE,
+        specVersion=INT,
+    ),
+    "Wait": obj(
+        ["waitId", "runId", "status"],
+        waitId=STR,
+        runId=STR,
+        status={"type": "string", "enum": ["waiting", "completed"]},
+        resumeAt=DATE,
+        completedAt=DATE,
+        createdAt=DATE,
+        updatedAt=DATE,
+        specVersion=INT,
+    ),
+    "Event": obj(
+        ["eventId", "runId", "eventType", "createdAt"],
+        eventId=STR,
+        runId=STR,
+        eventType=STR,
+        correlationId=STR,
+        eventData=obj(),
+        createdAt=DATE,
+        specVersion=INT,
+    ),
+    "EventResult": obj(
+        event=ref("Event"),
+        run=ref("Run"),
+        step=ref("Step"),
+        hook=ref("Hook"),
+        wait=ref("Wait"),
+        events={"type": "array", "items": ref("Event")},
+    ),
+    "Deployment": obj(
+        ["deploymentId", "digest", "kind", "workflows", "createdAt", "active"],
+        deploymentId=STR,
+        digest=STR,
+        kind={"enum": ["python", "graph"]},
+        entrypoint=STR,
+        metadata=obj(),
+        createdAt=DATE,
+        active=BOOL,
+        workflows={
+            "type": "array",
+            "items": obj(["name", "steps"], name=STR, steps={"type": "array", "items": STR}),
+        },
+    ),
+    "PublicStep": obj(
+        ["runId", "stepId", "stepName", "status", "attempt", "createdAt", "updatedAt"],
+        runId=STR,
+        stepId=STR,
+        stepName=STR,
+        status=STATUS,
+        attempt=INT,
+        input=ANY,
+        output=ANY,
+        error=ref("StructuredError"),
+        createdAt=DATE,
+        updatedAt=DATE,
+        startedAt=DATE,
+        completedAt=DATE,
+        retryAfter=DATE,
+    ),
+    "PublicEvent": obj(
+        ["eventId", "runId", "eventType", "createdAt"],
+        eventId=STR,
+        runId=STR,
+        eventType=STR,
+        correlationId=STR,
+        eventData=obj(),
+        createdAt=DATE,
+    ),
+    "PublicHook": obj(
+        ["runId", "hookId", "isWebhook", "createdAt"],
+        runId=STR,
+        hookId=STR,
+        token={**STR, "description": "only for keys that also hold runs:write"},
+        metadata=ANY,
+        isWebhook=BOOL,
+        createdAt=DATE,
+    ),
+    "RunStream": obj(
+        ["name", "chunks", "done"],
+        name={**STR, "description": "the name given to get_writable(), else the stored name"},
+        chunks={**INT, "description": "data chunks written so far"},
+        done={**BOOL, "description": "closed"},
+    ),
+    "DeploymentListing": {
+        "allOf": [
+            ref("Deployment"),
+            obj(
+                ["pinnedRuns"],
+                pinnedRuns={**INT, "description": "runs bound to it not yet terminal"},
+            ),
+        ]
+    },
+    "Health": obj(
+        ["status", "version", "world", "activeDeploymentId", "checks"],
+        status={"enum": ["ok", "degraded"]},
+        version=STR,
+        world=STR,
+        activeDeploymentId={"type": ["string", "null"]},
+        checks=obj(database=STR, artifactStore=STR),
+    ),
+}
+
+
+Content = Mapping[str, JsonSchema]  # media type → schema
+
+
+def json_content(schema: JsonSchema) -> Content:
+    return {"application/json": schema}
+
+
+BINARY: Content = {"application/octet-stream": {"type": "string", "format": "binary"}}
+OK = obj(["ok"], ok=BOOL)
+ERROR = ref("Error")
+
+
+# -- parameters (the path's come from the route itself) --------------------------------------
+
+
+def query(name: str, schema: JsonSchema = STR, required: bool = False) -> JsonSchema:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def listing(*extra: JsonSchema) -> tuple[JsonSchema, ...]:
+    return (query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), query("cursor"),
+            *extra)  # fmt: skip
+
+
+SORT = query("sortOrder", {"type": "string", "enum": ["asc", "desc"]})
+RESOLVE_PARAM = query("resolveData", RESOLVE)
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True, "schema": STR}
+
+# -- the public lane's bodies and answers ------------------------------------------------------
+
+TRIGGER = obj(
+    ["workflowName"],
+    workflowName=STR,
+    input={"type": "array"},
+    deploymentId=STR,
+    executionContext=obj(),
+)
+RESUME = obj(["token"], token=STR, payload=ANY)
+RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
+BUNDLE_UPLOAD: Content = {
+    "application/json": obj(
+        ["files"],
+        kind={"enum": ["python", "graph"]},
+        files={"type": "object", "additionalProperties": STR},
+        entrypoint=STR,
+        metadata=obj(),
+    ),
+    "application/zip": {"type": "string", "format": "binary"},
+    "application/gzip": {"type": "string", "format": "binary"},
+}
+RUN_STREAMS = obj(["data"], data={"type": "array", "items": ref("RunStream")})
+RUN_STREAM_CHUNKS: Content = {
+    "text/event-stream": {
+        "type": "string",
+        "description": "one event per chunk: `id: <index>`, `data: <base64 of the "
+        'chunk>`; then `event: end` with data `{"nextIndex": n}`',
+    },
+    **BINARY,
+}
+WEBHOOK_ACCEPTED = obj(["deliveryId"], deliveryId=STR, runId=STR)
+WEBHOOK_DUPLICATE = obj(["duplicate"], duplicate=BOOL, deliveryId=STR)
+
+# -- the world-proxy lane's bodies and answers -------------------------------------------------
+
+LISTING_BODY = obj(["runId"], runId=STR, pagination=PAGINATION, resolveData=RESOLVE)
+EVENT_DATA = obj(["eventType"], eventType=STR, correlationId=STR, specVersion=INT, eventData=obj())
+EVENT_REQUEST = obj(
+    ["data"],
+    runId={"type": ["string", "null"]},
+    data=EVENT_DATA,
+    params=obj(resolveData=RESOLVE),
+)
+EVENT_BATCH = obj(
+    ["runId", "events"],
+    runId=STR,
+    events={"type": "array", "items": EVENT_DATA, "minItems": 1, "maxItems": 1000},
+)
+EVENT_RESULTS = obj(["results"], results={"type": "array", "items": ref("EventResult")})
+PUBLISH = obj(
+    ["queueName", "message"],
+    queueName=STR,
+    message=ANY,
+    opts=obj(deploymentId=STR, idempotencyKey=STR, delaySeconds={"type": "number"}, headers=obj()),
+)
+QUEUED = obj(["messageId"], messageId=STR)
+DEPLOYMENT_ID = obj(["deploymentId"], deploymentId=STR)
+KEY_REQUEST = obj(runId=STR, deploymentId=STR, run=ref("Run"), context=obj(deploymentId=STR))
+KEY = obj(["key"], key={"type": ["string", "null"]})
+BY_CORRELATION = obj(
+    ["correlationId"], correlationId=STR, pagination=PAGINATION, resolveData=RESOLVE
+)
+RUNS_LISTING = obj(workflowName=STR, status=STATUS, pagination=PAGINATION, resolveData=RESOLVE)
+HOOKS_LISTING = obj(runId=STR, pagination=PAGINATION, resolveData=RESOLVE)
+CHUNK: JsonSchema = {"oneOf": [STR, ref("Bytes")]}
+STREAM_WRITE = obj(
+    ["name", "runId"], name=STR, runId=STR, chunk=CHUNK, chunks={"type": "array", "items": CHUNK}
+)
+STREAM_CLOSE = obj(["name", "runId"], name=STR, runId=STR)
+STREAM_NAMES = obj(["streams"], streams={"type": "array", "items": STR})
+STREAM_CHUNKS = obj(
+    ["data", "cursor", "hasMore", "done"],
+    data={"type": "array", "items": obj(["index", "data"], index=INT, data=ref("Bytes"))},
+    cursor={"type": ["string", "null"]},
+    hasMore=BOOL,
+    done=BOOL,
+)
+STREAM_INFO = obj(["tailIndex", "done"], tailIndex=INT, done=BOOL)
