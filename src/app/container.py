@@ -14,6 +14,7 @@ from dependency_injector import containers, providers
 from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
+from compute_worker.adapters.observability.prometheus import PrometheusMetrics
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -24,6 +25,7 @@ from compute_worker.adapters.sql.pg_signal import PostgresSignal
 from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
@@ -137,7 +139,9 @@ class Container(containers.DeclarativeContainer):
     )
 
     # domain services: the World's writes inside a transaction, the live read of a stream
-    world_writes = providers.Singleton(WorldWrites, ids, clock, signal)
+    world_stats = providers.Singleton(SqlWorldStats, db_engine)
+    metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
+    world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
     stream_tail = providers.Singleton(
         StreamTail,
         stream_reader,
@@ -264,6 +268,8 @@ class Container(containers.DeclarativeContainer):
         get_deployment=get_deployment,
         list_deployments=list_deployments,
         receive_webhook=receive_webhook,
+        metrics=metrics,
+        metrics_access=providers.Callable(lambda s: s.metrics_access, settings),
         max_body_bytes=providers.Callable(lambda s: s.max_body_bytes, settings),
         retry_policy=retry_policy,
         version=providers.Callable(lambda s: s.version, settings),

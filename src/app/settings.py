@@ -271,6 +271,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = setting(
         0, "requests per API key per minute (0: no limit)", ge=0, le=1_000_000
     )
+    metrics_access: Annotated[Literal["loopback", "key", "open"], BeforeValidator(_lower)] = (
+        setting("loopback", "who may GET /metrics: loopback (no key from 127.0.0.1/::1, "
+                "a runs:read key from elsewhere), key (a runs:read key always) or open")
+    )  # fmt: skip
     max_body_bytes: int = setting(
         10 * 1024 * 1024, "largest request body in bytes; larger ones get 413 payload_too_large",
         ge=1, le=1024**3,
