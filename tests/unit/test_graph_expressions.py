@@ -139,7 +139,9 @@ def graph(*nodes: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": "expr",
         "nodes": [TRIGGER, *nodes],
-        "edges": [edge(source, target) for source, target in zip(["start", *ids], ids)],
+        "edges": [
+            edge(source, target) for source, target in zip(["start", *ids[:-1]], ids, strict=True)
+        ],
     }
 
 
