@@ -75,10 +75,9 @@ def test_trigger_count_and_cycles_are_problems_too() -> None:
     assert "cycle through a, b" in messages[2] and found[2]["nodes"] == ["a", "b"]
     assert messages[3] == "workflows[3] must be an object"
     assert messages[4] == "workflows[4].name must be a non-empty string"
-    assert "(and 5 more problems)" in str(
-        pytest.raises(errors.InvalidDeployment, parse_graphs, json.dumps(
-            {"workflows": [two, none, loop, "nope", {"nodes": []}]}).encode()).value
-    )  # fmt: skip
+    assert len(found) == 6  # the last graph also has no trigger
+    with pytest.raises(errors.InvalidDeployment, match=r"\(and 5 more problems\)$"):
+        parse_graphs(json.dumps({"workflows": [two, none, loop, "nope", {"nodes": []}]}).encode())
 
 
 def test_references_to_the_trigger_and_to_every_ancestor_are_accepted() -> None:
