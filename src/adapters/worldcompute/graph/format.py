@@ -5,17 +5,22 @@ A bundle's graph file holds one graph or ``{"workflows": [graph, …]}``. A grap
 ``data.actionType`` the interpreter runs) and ``edges`` between them, without cycles.
 ``parse_graphs`` turns the file into :class:`Graph` objects or refuses it with an
 ``InvalidDeployment`` naming the first problem; the upload check and the interpreter
-both call it, so what was accepted at upload is what runs.
+both call it, so what was accepted at upload is what runs. Every expression (a
+condition's or transform's ``data.expression``, every ``{{= … }}`` template in a node's
+data) is compiled here and its names checked against the graph's node ids; the refusal
+lists every bad expression in ``details.problems`` (node, field, message).
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from compute_worker.adapters.worldcompute.graph import expressions
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, WorkflowInfo, check_workflows
 
@@ -23,6 +28,10 @@ NODE_TYPES = ("trigger", "action")
 # what the interpreter executes; anything else is refused at upload
 ACTION_TYPES = ("http_request", "condition", "log", "transform", "wait", "wait_for_hook")
 DEFAULT_SOURCE = DEFAULT_ENTRYPOINTS["graph"]
+# ``{{= expression }}`` inside any string of a node's data (the expression holds no ``}}``)
+EXPRESSION_TEMPLATE = re.compile(r"\{\{=(?P<expr>.*?)\}\}", re.DOTALL)
+# the actions whose ``data.expression`` is evaluated
+EXPRESSION_ACTIONS = ("condition", "transform")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,7 @@ def _graph(item: Any, index: int) -> Graph:
     nodes = _nodes(item.get("nodes"), where)
     edges = _edges(item.get("edges", []), nodes, where)
     order = _topological(list(nodes), edges, where)
+    _check_expressions(nodes, where)
     trigger = next(node.id for node in nodes.values() if node.type == "trigger")
     actions = tuple(node_id for node_id in order if nodes[node_id].type == "action")
     return Graph(name, trigger, nodes, edges, actions)
@@ -120,6 +130,48 @@ def _nodes(nodes: Any, where: str) -> dict[str, Node]:
         raise errors.InvalidDeployment(
             f"{where}: needs exactly one trigger node, found {len(triggers)}"
         )
+    return found
+
+
+def _check_expressions(nodes: Mapping[str, Node], where: str) -> None:
+    """Refuse the graph if any expression does not compile or reads an unknown name."""
+    problems: list[dict[str, str]] = []
+    for node in nodes.values():
+        for field, source in _expressions(node):
+            try:
+                expressions.check(source, nodes)
+            except expressions.ExpressionError as exc:
+                problems.append({"node": node.id, "field": field, "message": str(exc)})
+    if problems:
+        first = problems[0]
+        raise errors.InvalidDeployment(
+            f"{where}: node {first['node']!r} {first['field']}: invalid expression: "
+            f"{first['message']}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            {"problems": problems},
+        )
+
+
+def _expressions(node: Node) -> list[tuple[str, str]]:
+    """(field path, source) of every expression in the node's data."""
+    found: list[tuple[str, str]] = []
+    source = node.data.get("expression")
+    if node.action in EXPRESSION_ACTIONS and "expression" in node.data:
+        found.append(("data.expression", source if isinstance(source, str) else ""))
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            found.extend((path, match["expr"]) for match in EXPRESSION_TEMPLATE.finditer(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    for key, value in node.data.items():
+        if key != "expression" or node.action not in EXPRESSION_ACTIONS:
+            walk(value, f"data.{key}")
     return found
 
 
