@@ -174,3 +174,81 @@ async def test_a_restarted_server_replays_a_waiting_graph_run(servers: Servers) 
         events = await api.events(run["runId"])
         assert count(events, "step_started") == 3  # health was not called again
         assert count(events, "hook_created") == 1
+
+
+EXPRESSIONS: dict[str, Any] = {
+    "name": "expressions",
+    "nodes": [
+        {"id": "start", "type": "trigger", "data": {}},
+        action("big", "condition", expression="input[0] > 10"),
+        action("shape", "transform", isResult=True,
+               expression="{'n': input[0], 'power': input[0] ** input[1], 'big': big.result}"),
+    ],
+    "edges": [{"source": "start", "target": "big"}, {"source": "big", "target": "shape"}],
+}  # fmt: skip
+
+
+async def test_expressions_run_and_an_escaping_one_fails_its_node(servers: Servers) -> None:
+    handle = await servers.start()
+    async with EngineApi(handle.url) as api:
+        await deploy_graph(api, EXPRESSIONS)
+        run = await api.trigger("expressions", 12, 2)
+        done = await api.finished(run["runId"])
+        assert done["status"] == "completed", done
+        assert done["output"] == {"n": 12, "power": 144, "big": True}
+
+        run = await api.trigger("expressions", 12, 10**6)  # a huge exponent
+        done = await api.finished(run["runId"])
+        assert done["status"] == "failed", done
+        steps = await api.steps_in_order(run["runId"])
+        assert [(s["stepName"], s["status"]) for s in steps] == [
+            ("big", "completed"),
+            ("shape", "failed"),
+        ]
+        assert "node shape" in json.dumps(steps[1]) and "too large" in json.dumps(steps[1])
+
+
+async def test_a_graph_with_bad_expressions_is_refused_at_upload(servers: Servers) -> None:
+    handle = await servers.start()
+    document = json.loads(json.dumps(EXPRESSIONS))
+    document["nodes"][1]["data"]["expression"] = "input.__class__"
+    document["nodes"][2]["data"]["expression"] = "ghost + 1"
+    async with EngineApi(handle.url) as api:
+        body = {"kind": "graph", "files": {"workflow.json": json.dumps(document)}}
+        response = await api.http.post("/v1/deployments", json=body)
+        assert response.status_code == 422, response.text
+        error = response.json()
+        assert error["code"] == "invalid_deployment"
+        assert [(p["node"], p["field"]) for p in error["details"]["problems"]] == [
+            ("big", "data.expression"),
+            ("shape", "data.expression"),
+        ]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "graphs"
+
+
+def example(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
+    return document
+
+
+async def test_the_example_graphs_deploy_and_run(servers: Servers) -> None:
+    handle = await servers.start()
+    health = f"{handle.url}/v1/health"
+    async with EngineApi(handle.url) as api:
+        await deploy_graph(api, {"workflows": [example("http-pipeline"), example("approval")]})
+        pipeline = await api.trigger("http-pipeline", health, health)
+        key = uuid.uuid4().hex[:8]
+        approval = await api.trigger("approval", key, 200)
+        await api.resume(f"approval:{key}", {"approved": True, "by": "ops"})
+
+        done = await api.finished(pipeline["runId"])
+        assert done["status"] == "completed", done
+        assert done["output"] == {"url": health, "status": 200, "healthy": True}
+        steps = await api.steps_in_order(pipeline["runId"])
+        assert [s["stepName"] for s in steps] == ["fetch", "healthy", "notify", "report"]
+
+        done = await api.finished(approval["runId"])
+        assert done["status"] == "completed", done
+        assert done["output"] == {"request": key, "decision": "granted", "by": "ops"}

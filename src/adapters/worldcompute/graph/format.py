@@ -3,19 +3,27 @@
 A bundle's graph file holds one graph or ``{"workflows": [graph, …]}``. A graph has a
 ``name``, ``nodes`` (exactly one ``trigger``; ``action`` nodes whose
 ``data.actionType`` the interpreter runs) and ``edges`` between them, without cycles.
-``parse_graphs`` turns the file into :class:`Graph` objects or refuses it with an
-``InvalidDeployment`` naming the first problem; the upload check and the interpreter
-both call it, so what was accepted at upload is what runs.
+``parse_graphs`` turns the file into :class:`Graph` objects or refuses it with one
+``InvalidDeployment`` listing **every** problem in ``details.problems`` (``workflow``,
+``node``, ``field``, ``message``; the message of the error is the first problem's);
+the upload check and the interpreter both call it, so what was accepted at upload is
+what runs. Checked: node and action types, each action's required config, one trigger,
+edges between existing nodes, no cycles, no node unreachable from the trigger,
+``{{@node…}}`` templates naming a node that runs before (an ancestor), and every
+expression (``data.expression`` of conditions and transforms, ``{{= … }}`` templates):
+syntax, bounds, and names of ancestor nodes only.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from compute_worker.adapters.worldcompute.graph import expressions
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, WorkflowInfo, check_workflows
 
@@ -23,6 +31,19 @@ NODE_TYPES = ("trigger", "action")
 # what the interpreter executes; anything else is refused at upload
 ACTION_TYPES = ("http_request", "condition", "log", "transform", "wait", "wait_for_hook")
 DEFAULT_SOURCE = DEFAULT_ENTRYPOINTS["graph"]
+# ``{{= expression }}`` inside any string of a node's data (the expression holds no ``}}``)
+EXPRESSION_TEMPLATE = re.compile(r"\{\{=(?P<expr>.*?)\}\}", re.DOTALL)
+# the actions whose ``data.expression`` is evaluated
+EXPRESSION_ACTIONS = ("condition", "transform")
+# an action's required config: each entry is a set of alternative fields, one is needed
+REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
+    "http_request": (("url",),),
+    "condition": (("expression", "left"),),
+    "transform": (("expression", "template"),),
+    "wait": (("duration", "seconds"),),
+}
+# ``{{@node…}}`` as the interpreter reads it
+LOOKUP_TEMPLATE = re.compile(r"\{\{\s*@(?P<node>[^:.}\s]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +78,29 @@ class Graph:
         return WorkflowInfo(self.name, self.order)
 
 
+class _Problems:
+    """What is wrong with a bundle's graphs, in the order found."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, message: str, *, workflow: str | None = None, node: str | None = None,
+            field: str | None = None, **extra: Any) -> None:  # fmt: skip
+        problem: dict[str, Any] = {"message": message}
+        for key, value in (("workflow", workflow), ("node", node), ("field", field)):
+            if value is not None:
+                problem[key] = value
+        self.items.append({**problem, **extra})
+
+    def raise_any(self) -> None:
+        if not self.items:
+            return
+        first = self.items[0]["message"]
+        more = len(self.items) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise errors.InvalidDeployment(first + suffix, {"problems": self.items})
+
+
 def parse_graphs(raw: bytes, source: str = DEFAULT_SOURCE) -> dict[str, Graph]:
     """The graphs of the file ``source`` by name, in file order."""
     try:
@@ -69,78 +113,193 @@ def parse_graphs(raw: bytes, source: str = DEFAULT_SOURCE) -> dict[str, Graph]:
             raise errors.InvalidDeployment(f"{source}: workflows must be a list of graphs")
     else:
         items = [document]
-    graphs = [_graph(item, index) for index, item in enumerate(items)]
-    check_workflows(tuple(graph.info for graph in graphs), "the bundle defines no workflow graph")
-    return {graph.name: graph for graph in graphs}
+    problems = _Problems()
+    graphs = [_graph(item, index, problems) for index, item in enumerate(items)]
+    problems.raise_any()
+    found = [graph for graph in graphs if graph is not None]
+    check_workflows(tuple(graph.info for graph in found), "the bundle defines no workflow graph")
+    return {graph.name: graph for graph in found}
 
 
-def _graph(item: Any, index: int) -> Graph:
+def _graph(item: Any, index: int, problems: _Problems) -> Graph | None:
     where = f"workflows[{index}]"
     if not isinstance(item, dict):
-        raise errors.InvalidDeployment(f"{where} must be an object")
+        problems.add(f"{where} must be an object", field=where)
+        return None
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise errors.InvalidDeployment(f"{where}.name must be a non-empty string")
-    where = f"workflow {name!r}"
-    nodes = _nodes(item.get("nodes"), where)
-    edges = _edges(item.get("edges", []), nodes, where)
-    order = _topological(list(nodes), edges, where)
-    trigger = next(node.id for node in nodes.values() if node.type == "trigger")
+        problems.add(f"{where}.name must be a non-empty string", field=f"{where}.name")
+        label = where
+    else:
+        label = name
+        where = f"workflow {name!r}"
+    before = len(problems.items)
+    nodes = _nodes(item.get("nodes"), where, label, problems)
+    edges = _edges(item.get("edges", []), nodes, where, label, problems)
+    if nodes is None or edges is None:
+        return None
+    order = _topological(list(nodes), edges, where, label, problems)
+    triggers = [node.id for node in nodes.values() if node.type == "trigger"]
+    if order is not None and len(triggers) == 1:
+        ancestors = _ancestors(order, edges)
+        _check_reachable(nodes, triggers[0], ancestors, where, label, problems)
+        _check_references(nodes, ancestors, where, label, problems)
+    if len(problems.items) > before or order is None:
+        return None
     actions = tuple(node_id for node_id in order if nodes[node_id].type == "action")
-    return Graph(name, trigger, nodes, edges, actions)
+    return Graph(str(name), triggers[0], nodes, edges, actions)
 
 
-def _nodes(nodes: Any, where: str) -> dict[str, Node]:
-    """Node id → node, in declaration order."""
+def _nodes(nodes: Any, where: str, label: str, problems: _Problems) -> dict[str, Node] | None:
+    """Node id → node, in declaration order (None when ``nodes`` is not a list)."""
     if not isinstance(nodes, list):
-        raise errors.InvalidDeployment(f"{where}: nodes must be a list")
+        problems.add(f"{where}: nodes must be a list", workflow=label, field="nodes")
+        return None
     found: dict[str, Node] = {}
     for position, node in enumerate(nodes):
         at = f"{where}: nodes[{position}]"
+        field = f"nodes[{position}]"
         if not isinstance(node, dict):
-            raise errors.InvalidDeployment(f"{at} must be an object")
+            problems.add(f"{at} must be an object", workflow=label, field=field)
+            continue
         node_id, node_type, data = node.get("id"), node.get("type"), node.get("data", {})
         if not isinstance(node_id, str) or not node_id:
-            raise errors.InvalidDeployment(f"{at}.id must be a non-empty string")
+            problems.add(f"{at}.id must be a non-empty string", workflow=label, field=f"{field}.id")
+            continue
         if node_id in found:
-            raise errors.InvalidDeployment(f"{where}: duplicate node id {node_id!r}")
+            problems.add(f"{where}: duplicate node id {node_id!r}", workflow=label,
+                         node=node_id, field="id")  # fmt: skip
+            continue
         if node_type not in NODE_TYPES:
-            raise errors.InvalidDeployment(f"{at} ({node_id!r}): type must be trigger or action")
+            problems.add(f"{at} ({node_id!r}): type must be trigger or action", workflow=label,
+                         node=node_id, field="type")  # fmt: skip
+            continue
         if not isinstance(data, dict):
-            raise errors.InvalidDeployment(f"{at} ({node_id!r}): data must be an object")
-        if node_type == "action" and data.get("actionType") not in ACTION_TYPES:
-            raise errors.InvalidDeployment(
-                f"{at} ({node_id!r}): data.actionType must be one of {', '.join(ACTION_TYPES)}, "
-                f"not {data.get('actionType')!r}",
-                {"node": node_id, "field": "data.actionType", "allowed": list(ACTION_TYPES)},
-            )
+            problems.add(f"{at} ({node_id!r}): data must be an object", workflow=label,
+                         node=node_id, field="data")  # fmt: skip
+            continue
         found[node_id] = Node(node_id, node_type, dict(data))
+        if node_type == "action":
+            _check_action(found[node_id], at, label, problems)
     triggers = [node.id for node in found.values() if node.type == "trigger"]
     if len(triggers) != 1:
-        raise errors.InvalidDeployment(
-            f"{where}: needs exactly one trigger node, found {len(triggers)}"
-        )
+        problems.add(f"{where}: needs exactly one trigger node, found {len(triggers)}",
+                     workflow=label, field="nodes", triggers=triggers)  # fmt: skip
     return found
 
 
-def _edges(edges: Any, nodes: Mapping[str, Node], where: str) -> tuple[Edge, ...]:
+def _check_action(node: Node, at: str, label: str, problems: _Problems) -> None:
+    action = node.data.get("actionType")
+    if action not in ACTION_TYPES:
+        problems.add(
+            f"{at} ({node.id!r}): data.actionType must be one of {', '.join(ACTION_TYPES)}, "
+            f"not {action!r}",
+            workflow=label, node=node.id, field="data.actionType", allowed=list(ACTION_TYPES),
+        )  # fmt: skip
+        return
+    for alternatives in REQUIRED.get(str(action), ()):
+        present = [key for key in alternatives if node.data.get(key) not in (None, "")]
+        if not present:
+            fields = " or ".join(f"data.{key}" for key in alternatives)
+            problems.add(f"{at} ({node.id!r}): {action} needs {fields}", workflow=label,
+                         node=node.id, field=f"data.{alternatives[0]}")  # fmt: skip
+
+
+def _edges(
+    edges: Any, nodes: Mapping[str, Node] | None, where: str, label: str, problems: _Problems
+) -> tuple[Edge, ...] | None:
     if not isinstance(edges, list):
-        raise errors.InvalidDeployment(f"{where}: edges must be a list")
+        problems.add(f"{where}: edges must be a list", workflow=label, field="edges")
+        return None
     found: list[Edge] = []
     for position, edge in enumerate(edges):
         at = f"{where}: edges[{position}]"
         if not isinstance(edge, dict):
-            raise errors.InvalidDeployment(f"{at} must be an object")
-        source, target = _end(edge, "source", nodes, at), _end(edge, "target", nodes, at)
-        found.append(Edge(source, target, _branch(edge)))
+            problems.add(f"{at} must be an object", workflow=label, field=f"edges[{position}]")
+            continue
+        ends: list[Any] = []
+        for end in ("source", "target"):
+            value = edge.get(end)
+            if nodes is not None and (not isinstance(value, str) or value not in nodes):
+                problems.add(f"{at}.{end} {value!r} is not a node of the graph",
+                             workflow=label, field=f"edges[{position}].{end}")  # fmt: skip
+            ends.append(value)
+        if nodes is not None and all(isinstance(e, str) and e in nodes for e in ends):
+            found.append(Edge(str(ends[0]), str(ends[1]), _branch(edge)))
     return tuple(found)
 
 
-def _end(edge: Mapping[str, Any], end: str, nodes: Mapping[str, Node], at: str) -> str:
-    value = edge.get(end)
-    if not isinstance(value, str) or value not in nodes:
-        raise errors.InvalidDeployment(f"{at}.{end} {value!r} is not a node of the graph")
-    return value
+def _ancestors(order: list[str], edges: tuple[Edge, ...]) -> dict[str, set[str]]:
+    """Each node's ancestors: the nodes that run before it whenever it runs."""
+    parents: dict[str, list[str]] = {node: [] for node in order}
+    for edge in edges:
+        parents[edge.target].append(edge.source)
+    found: dict[str, set[str]] = {}
+    for node in order:  # topological: every parent is done before its children
+        found[node] = set()
+        for parent in parents[node]:
+            found[node] |= found[parent] | {parent}
+    return found
+
+
+def _check_reachable(nodes: Mapping[str, Node], trigger: str, ancestors: dict[str, set[str]],
+                     where: str, label: str, problems: _Problems) -> None:  # fmt: skip
+    for node in nodes.values():
+        if node.id != trigger and trigger not in ancestors[node.id]:
+            problems.add(f"{where}: node {node.id!r} is not reachable from the trigger",
+                         workflow=label, node=node.id, field="edges")  # fmt: skip
+
+
+def _check_references(nodes: Mapping[str, Node], ancestors: dict[str, set[str]],
+                      where: str, label: str, problems: _Problems) -> None:  # fmt: skip
+    """Templates and expressions may name only the trigger and the node's ancestors."""
+    for node in nodes.values():
+        earlier = ancestors[node.id]
+        for field, text in _strings(node):
+            for match in LOOKUP_TEMPLATE.finditer(text):
+                ref = match["node"]
+                if ref == "trigger" or ref in earlier:
+                    continue
+                why = "a later node" if ref in nodes else "an unknown node"
+                problems.add(f"{where}: node {node.id!r} {field}: the template names {why} "
+                             f"{ref!r}", workflow=label, node=node.id, field=field)  # fmt: skip
+        for field, source in _expressions(node):
+            try:
+                expressions.check(source, earlier)
+            except expressions.ExpressionError as exc:
+                problems.add(f"{where}: node {node.id!r} {field}: invalid expression: {exc}",
+                             workflow=label, node=node.id, field=field)  # fmt: skip
+
+
+def _strings(node: Node) -> list[tuple[str, str]]:
+    """(field path, text) of every string in the node's data but a raw expression."""
+    found: list[tuple[str, str]] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            found.append((path, value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    for key, value in node.data.items():
+        if key != "expression" or node.action not in EXPRESSION_ACTIONS:
+            walk(value, f"data.{key}")
+    return found
+
+
+def _expressions(node: Node) -> list[tuple[str, str]]:
+    """(field path, source) of every expression in the node's data."""
+    found: list[tuple[str, str]] = []
+    source = node.data.get("expression")
+    if node.action in EXPRESSION_ACTIONS and "expression" in node.data:
+        found.append(("data.expression", source if isinstance(source, str) else ""))
+    for field, text in _strings(node):
+        found.extend((field, match["expr"]) for match in EXPRESSION_TEMPLATE.finditer(text))
+    return found
 
 
 def _branch(edge: Mapping[str, Any]) -> bool | None:
@@ -154,8 +313,10 @@ def _branch(edge: Mapping[str, Any]) -> bool | None:
     return None
 
 
-def _topological(nodes: list[str], edges: tuple[Edge, ...], where: str) -> list[str]:
-    """Kahn's algorithm, ties broken by declaration order so the result is stable."""
+def _topological(nodes: list[str], edges: tuple[Edge, ...], where: str, label: str,
+                 problems: _Problems) -> list[str] | None:  # fmt: skip
+    """Kahn's algorithm, ties broken by declaration order so the result is stable; None
+    (and a problem) when the graph has a cycle."""
     position = {node: index for index, node in enumerate(nodes)}
     successors: dict[str, list[str]] = {node: [] for node in nodes}
     incoming = dict.fromkeys(nodes, 0)
@@ -174,8 +335,7 @@ def _topological(nodes: list[str], edges: tuple[Edge, ...], where: str) -> list[
                 heapq.heappush(ready, position[target])
     if len(order) != len(nodes):
         stuck = sorted((node for node in nodes if incoming[node] > 0), key=position.__getitem__)
-        raise errors.InvalidDeployment(
-            f"{where}: the graph has a cycle through {', '.join(stuck[:10])}",
-            {"nodes": stuck[:50]},
-        )
+        problems.add(f"{where}: the graph has a cycle through {', '.join(stuck[:10])}",
+                     workflow=label, field="edges", nodes=stuck[:50])  # fmt: skip
+        return None
     return order

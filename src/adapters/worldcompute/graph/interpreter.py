@@ -4,7 +4,11 @@ A graph (read and checked by ``graph.format``) is walked from its trigger in top
 order. Each action node is a durable step named after its node id (``wait`` and
 ``wait_for_hook`` use the workflow's own ``sleep`` and ``create_hook``); its result
 is the node's output, which later nodes read through ``{{@nodeId:Label.path}}``
-templates. Templates are looked up, never evaluated.
+templates (looked up, never evaluated) or through sandboxed expressions (``{{= … }}``
+templates and the ``expression`` of conditions and transforms, see ``graph.expressions``).
+Expressions are evaluated in the workflow from recorded values within deterministic
+bounds, so a replay computes what the first run did; one that fails becomes the failure
+of its node's step (a ``FatalError`` naming the node), not a crash of the interpreter.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ from typing import Any
 
 import httpx
 
-from compute_worker.adapters.worldcompute.graph.format import Graph, Node, parse_graphs
+from compute_worker.adapters.worldcompute.graph import expressions
+from compute_worker.adapters.worldcompute.graph.format import (
+    EXPRESSION_TEMPLATE,
+    Graph,
+    Node,
+    parse_graphs,
+)
 from compute_worker.domain.authoring import (
     DEFAULT_MAX_RETRIES,
     FatalError,
@@ -46,21 +56,36 @@ transport_factory: Callable[[], httpx.AsyncBaseTransport | None] = _default_tran
 _TEMPLATE = re.compile(r"\{\{\s*@(?P<node>[^:.}\s]+)(?::[^.}]*)?(?P<path>\.[^}]*)?\}\}")
 
 
-def render(value: Any, outputs: dict[str, Any]) -> Any:
-    """Render every string in ``value``; a string that is one template keeps its type."""
+def render(value: Any, outputs: dict[str, Any], names: dict[str, Any] | None = None) -> Any:
+    """Render every string in ``value``; a string that is one template keeps its type.
+
+    ``{{@node.path}}`` looks ``outputs`` up; ``{{= expression }}`` is evaluated over
+    ``names`` (an ``expressions.ExpressionError`` when it fails)."""
+    if names is None:
+        names = expressions.scope(outputs.get("trigger", {}).get("input", []), outputs)
     if isinstance(value, str):
-        return _render_text(value, outputs)
+        return _render_text(value, outputs, names)
     if isinstance(value, dict):
-        return {key: render(item, outputs) for key, item in value.items()}
+        return {key: render(item, outputs, names) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, outputs) for item in value]
+        return [render(item, outputs, names) for item in value]
     return value
 
 
-def _render_text(text: str, outputs: dict[str, Any]) -> Any:
+def _render_text(text: str, outputs: dict[str, Any], names: dict[str, Any]) -> Any:
     whole = _TEMPLATE.fullmatch(text.strip())
     if whole is not None:
         return _lookup(whole, outputs)
+    whole = EXPRESSION_TEMPLATE.fullmatch(text.strip())
+    if whole is not None and "}}" not in whole["expr"]:
+        return expressions.evaluate(whole["expr"], names)
+    text = EXPRESSION_TEMPLATE.sub(
+        lambda match: _as_text(expressions.evaluate(match["expr"], names)), text
+    )
+    if len(text) > expressions.MAX_TEXT:
+        raise expressions.ExpressionError(
+            f"the rendered text is longer than {expressions.MAX_TEXT} characters"
+        )
     return _TEMPLATE.sub(lambda match: _as_text(_lookup(match, outputs)), text)
 
 
@@ -139,7 +164,11 @@ async def execute_action(node_id: str, config: dict[str, Any]) -> Any:
     action = config.get("actionType")
     if action == "http_request":
         return await _http_request(config)
+    if EXPRESSION_FAILURE in config:
+        raise FatalError(f"node {node_id}: {config[EXPRESSION_FAILURE]}")
     if action == "condition":
+        if "expression" in config:
+            return {"result": bool(config.get("value"))}
         operator = str(config.get("operator", "=="))
         return {"result": compare(config.get("left"), operator, config.get("right"))}
     if action == "log":
@@ -147,6 +176,8 @@ async def execute_action(node_id: str, config: dict[str, Any]) -> Any:
         log.info("graph node %s: %s", node_id, _as_text(message))
         return {"message": message}
     if action == "transform":
+        if "expression" in config:
+            return config.get("value")
         return config.get("template")
     raise FatalError(f"node {node_id}: unknown actionType {action!r}")
 
@@ -202,10 +233,34 @@ def graph_workflow(graph: Graph) -> Callable[..., Awaitable[Any]]:
             if _activated(graph, node_id, outputs):
                 scope = {"trigger": outputs[graph.trigger], **outputs}  # `@trigger` works too
                 node = graph.nodes[node_id]
-                outputs[node_id] = await _run_node(node, steps[node_id], render(node.data, scope))
+                names = expressions.scope(list(args), outputs)
+                try:
+                    config = _configure(node, scope, names)
+                except expressions.ExpressionError as error:
+                    # the node's step records the failure: a node error, never retried
+                    failure = {"actionType": node.action, EXPRESSION_FAILURE: str(error)}
+                    await steps[node_id](node.id, failure)
+                    raise FatalError(f"node {node.id}: {error}") from error
+                outputs[node_id] = await _run_node(node, steps[node_id], config)
         return _result(graph, outputs)
 
     return run
+
+
+# the key of the config that carries a failed expression into its node's step
+EXPRESSION_FAILURE = "$expressionError"
+
+
+def _configure(node: Node, scope: dict[str, Any], names: dict[str, Any]) -> dict[str, Any]:
+    """The node's data rendered; a condition's or transform's ``expression`` evaluated into
+    ``value`` (the source itself is never rendered: outputs cannot become code)."""
+    data = {key: value for key, value in node.data.items() if key != "expression"}
+    config: dict[str, Any] = render(data, scope, names)
+    source = node.data.get("expression")
+    if node.action in ("condition", "transform") and isinstance(source, str):
+        config["expression"] = source
+        config["value"] = expressions.evaluate(source, names)
+    return config
 
 
 def _node_step(node: Node) -> Callable[..., Awaitable[Any]]:
