@@ -101,6 +101,7 @@ def _executor(
         memory_bytes=settings.process_memory_mb * 1024 * 1024,
         step_timeout_seconds=settings.step_timeout_seconds,
         step_cpu_seconds=settings.step_timeout_seconds,
+        workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
     return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)

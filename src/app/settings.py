@@ -321,6 +321,11 @@ class Settings(BaseSettings):
         300.0, "process backend: wall-clock and CPU limit of a step attempt without a timeout",
         gt=0, le=7 * 24 * 3600,
     )  # fmt: skip
+    workflow_turn_seconds: float = setting(
+        60.0, "process backend: workflow code (outside steps) holding its process this long "
+        "without yielding is killed; the run is tried 3 times, then fails",
+        gt=0, le=3600,
+    )  # fmt: skip
     process_children: int = setting(
         4, "process backend: child processes (runs executing at once) per deployment",
         ge=1, le=256,

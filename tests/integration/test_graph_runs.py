@@ -223,3 +223,32 @@ async def test_a_graph_with_bad_expressions_is_refused_at_upload(servers: Server
             ("big", "data.expression"),
             ("shape", "data.expression"),
         ]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "graphs"
+
+
+def example(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
+    return document
+
+
+async def test_the_example_graphs_deploy_and_run(servers: Servers) -> None:
+    handle = await servers.start()
+    health = f"{handle.url}/v1/health"
+    async with EngineApi(handle.url) as api:
+        await deploy_graph(api, {"workflows": [example("http-pipeline"), example("approval")]})
+        pipeline = await api.trigger("http-pipeline", health, health)
+        key = uuid.uuid4().hex[:8]
+        approval = await api.trigger("approval", key, 200)
+        await api.resume(f"approval:{key}", {"approved": True, "by": "ops"})
+
+        done = await api.finished(pipeline["runId"])
+        assert done["status"] == "completed", done
+        assert done["output"] == {"url": health, "status": 200, "healthy": True}
+        steps = await api.steps_in_order(pipeline["runId"])
+        assert [s["stepName"] for s in steps] == ["fetch", "healthy", "notify", "report"]
+
+        done = await api.finished(approval["runId"])
+        assert done["status"] == "completed", done
+        assert done["output"] == {"request": key, "decision": "granted", "by": "ops"}
