@@ -15,6 +15,7 @@ from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
+from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -127,7 +128,12 @@ class Container(containers.DeclarativeContainer):
     stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
     deployments = providers.Singleton(SqlDeployments, db_engine)
-    api_keys = providers.Singleton(SqlApiKeyStore, db_engine, writer)
+    api_keys = providers.Singleton(
+        CachedApiKeyStore,
+        providers.Singleton(SqlApiKeyStore, db_engine, writer),
+        clock,
+        settings.provided.api_key_cache_seconds,
+    )
     audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
     housekeeping = providers.Singleton(SqlHousekeeping, writer)

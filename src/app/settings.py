@@ -290,6 +290,11 @@ class Settings(BaseSettings):
         0.1, "seconds between checks for stream chunks written by other processes",
         gt=0, le=60,
     )  # fmt: skip
+    api_key_cache_seconds: float = setting(
+        5.0, "seconds a found API key is served from memory (0: look it up on every request); "
+        "a key revoked by another process stops working here within this time",
+        ge=0, le=300,
+    )  # fmt: skip
     certfile: PathSetting | None = setting(
         None, "TLS certificate (PEM); enables HTTPS with h2 and http/1.1 via ALPN"
     )
