@@ -291,7 +291,8 @@ class Settings(BaseSettings):
         gt=0, le=60,
     )  # fmt: skip
     api_key_cache_seconds: float = setting(
-        5.0, "seconds a found API key is served from memory (0: look it up on every request); "
+        0.0, "seconds a found API key is served from memory (0, the default: look it up on every "
+        "request); "
         "a key revoked by another process stops working here within this time",
         ge=0, le=300,
     )  # fmt: skip
