@@ -14,6 +14,8 @@ from dependency_injector import containers, providers
 from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
+from compute_worker.adapters.observability.prometheus import PrometheusMetrics
+from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -24,6 +26,7 @@ from compute_worker.adapters.sql.pg_signal import PostgresSignal
 from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
@@ -100,6 +103,7 @@ def _executor(
         memory_bytes=settings.process_memory_mb * 1024 * 1024,
         step_timeout_seconds=settings.step_timeout_seconds,
         step_cpu_seconds=settings.step_timeout_seconds,
+        workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
     return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
@@ -124,7 +128,12 @@ class Container(containers.DeclarativeContainer):
     stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
     deployments = providers.Singleton(SqlDeployments, db_engine)
-    api_keys = providers.Singleton(SqlApiKeyStore, db_engine, writer)
+    api_keys = providers.Singleton(
+        CachedApiKeyStore,
+        providers.Singleton(SqlApiKeyStore, db_engine, writer),
+        clock,
+        settings.provided.api_key_cache_seconds,
+    )
     audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
     housekeeping = providers.Singleton(SqlHousekeeping, writer)
@@ -137,7 +146,9 @@ class Container(containers.DeclarativeContainer):
     )
 
     # domain services: the World's writes inside a transaction, the live read of a stream
-    world_writes = providers.Singleton(WorldWrites, ids, clock, signal)
+    world_stats = providers.Singleton(SqlWorldStats, db_engine)
+    metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
+    world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
     stream_tail = providers.Singleton(
         StreamTail,
         stream_reader,
@@ -264,6 +275,8 @@ class Container(containers.DeclarativeContainer):
         get_deployment=get_deployment,
         list_deployments=list_deployments,
         receive_webhook=receive_webhook,
+        metrics=metrics,
+        metrics_access=providers.Callable(lambda s: s.metrics_access, settings),
         max_body_bytes=providers.Callable(lambda s: s.max_body_bytes, settings),
         retry_policy=retry_policy,
         version=providers.Callable(lambda s: s.version, settings),

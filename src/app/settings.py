@@ -271,6 +271,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = setting(
         0, "requests per API key per minute (0: no limit)", ge=0, le=1_000_000
     )
+    metrics_access: Annotated[Literal["loopback", "key", "open"], BeforeValidator(_lower)] = (
+        setting("loopback", "who may GET /metrics: loopback (no key from 127.0.0.1/::1, "
+                "a runs:read key from elsewhere), key (a runs:read key always) or open")
+    )  # fmt: skip
     max_body_bytes: int = setting(
         10 * 1024 * 1024, "largest request body in bytes; larger ones get 413 payload_too_large",
         ge=1, le=1024**3,
@@ -285,6 +289,11 @@ class Settings(BaseSettings):
     stream_poll_interval: float = setting(
         0.1, "seconds between checks for stream chunks written by other processes",
         gt=0, le=60,
+    )  # fmt: skip
+    api_key_cache_seconds: float = setting(
+        5.0, "seconds a found API key is served from memory (0: look it up on every request); "
+        "a key revoked by another process stops working here within this time",
+        ge=0, le=300,
     )  # fmt: skip
     certfile: PathSetting | None = setting(
         None, "TLS certificate (PEM); enables HTTPS with h2 and http/1.1 via ALPN"
@@ -315,6 +324,11 @@ class Settings(BaseSettings):
     step_timeout_seconds: float = setting(
         300.0, "process backend: wall-clock and CPU limit of a step attempt without a timeout",
         gt=0, le=7 * 24 * 3600,
+    )  # fmt: skip
+    workflow_turn_seconds: float = setting(
+        60.0, "process backend: workflow code (outside steps) holding its process this long "
+        "without yielding is killed; the run is tried 3 times, then fails",
+        gt=0, le=3600,
     )  # fmt: skip
     process_children: int = setting(
         4, "process backend: child processes (runs executing at once) per deployment",

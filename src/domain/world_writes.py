@@ -21,6 +21,7 @@ from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, Verdict
 from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.reducer import Snapshot, Transition, decide, materialize
@@ -59,11 +60,13 @@ class WorldWrites:
         clock: Clock,
         signal: Signal,
         key_retention: timedelta = DEFAULT_KEY_RETENTION,
+        observer: RunObserver | None = None,
     ) -> None:
         self._ids = ids
         self._clock = clock
         self._signal = signal
         self._key_retention = key_retention
+        self._observer: RunObserver = observer or NoObserver()
 
     # -- events -------------------------------------------------------------------------
 
@@ -89,6 +92,9 @@ class WorldWrites:
         changed = transition.run
         if changed is not None and any(event.event_type in _LIFECYCLE for event in events):
             tx.after_commit(lambda: log_run(changed))
+        if events:
+            step = transition.step
+            tx.after_commit(lambda: self._observer.events_committed(changed, step, events))
         return EventResult(
             event=events[-1] if events and transition.answer_with_event else None,
             run=transition.answer_run,
@@ -220,15 +226,23 @@ class WorldWrites:
     # -- execution trouble --------------------------------------------------------------
 
     def count_trouble(
-        self, tx: Transaction, run_id: str, count: TroubleCount, stack: str | None = None
+        self,
+        tx: Transaction,
+        run_id: str,
+        count: TroubleCount,
+        stack: str | None = None,
+        kind: str = "start_failed",
     ) -> bool:
-        """Count a failed start or a lost executor on the run's record; fail the run with
-        ``RUNTIME_ERROR`` when the verdict gives up (True: failed for good, or gone)."""
+        """Count a failed start or a lost executor (``kind``) on the run's record; fail the
+        run with ``RUNTIME_ERROR`` when the verdict gives up (True: failed for good, or
+        gone)."""
         run = tx.lock_run(run_id)
         if run is None or run.is_terminal:
             return run is not None
         verdict = count(tx.get_execution(run_id), tx.last_event_id(run_id))
         tx.put_execution(verdict.record)
+        gave_up = verdict.give_up
+        tx.after_commit(lambda: self._observer.trouble_counted(kind, gave_up))
         if verdict.give_up:
             error = {"message": verdict.reason, "stack": stack} if stack else verdict.reason
             data = {"error": error, "errorCode": RUNTIME_ERROR}

@@ -166,6 +166,20 @@ class PublicServers:
 
 # -- HTTP helpers ----------------------------------------------------------------------------
 
+# A server with this option forgets a key another process revoked within 0.5 s
+# (the setting's default is 5 s); ``until_refused`` waits for that.
+SHORT_KEY_CACHE = {"api_key_cache_seconds": 0.5}
+
+
+async def until_refused(server: PublicServer, secret: str, within_s: float = 10.0) -> None:
+    """Until ``secret`` gets a 401 from ``server`` (a key revoked by another process
+    stops working once the server's key cache entry is over)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with server.client(secret) as client:
+        while (await client.get("/v1/runs/wrun_probe")).status_code != 401:
+            assert asyncio.get_running_loop().time() < deadline, "the revoked key still works"
+            await asyncio.sleep(0.05)
+
 
 async def deploy(
     client: httpx.AsyncClient, source: str = WORKFLOWS, *, activate: bool = True, **body: Any

@@ -16,11 +16,14 @@ from ._helpers import CORRELATION_HEADER, assert_error, assert_ok
 from .public_fixtures import (
     ADMIN_KEY,
     SEED_KEYS,
+    SHORT_KEY_CACHE,
     PublicServer,
+    PublicServers,
     deploy,
     row_counts,
     run_cli,
     trigger,
+    until_refused,
 )
 
 SECRET_MARK = "secret (shown once):"
@@ -70,11 +73,15 @@ async def test_keys_list_shows_every_key_and_never_a_secret(api_server: PublicSe
     assert all(seed["key"] not in shown for seed in SEED_KEYS)
 
 
-async def test_keys_revoke_stops_a_key(api_server: PublicServer) -> None:
+async def test_keys_revoke_stops_a_key(servers: PublicServers) -> None:
+    api_server = await servers.start(**SHORT_KEY_CACHE)
     key_id, secret = await _create_key(api_server, "temporary", "runs:read")
+    async with api_server.client(secret) as client:  # the server now holds it in its cache
+        assert_error(await client.get("/v1/runs/wrun_probe"), 404, "run_not_found")
     revoked = await run_cli("keys", "revoke", key_id, *api_server.cli_args)
     assert revoked.returncode == 0, revoked
     assert key_id in revoked.stdout
+    await until_refused(api_server, secret)  # another process: within the cache's 0.5 s
 
     async with api_server.client(secret) as client:
         assert_error(await client.get("/v1/runs/wrun_probe"), 401, "unauthorized")

@@ -1,6 +1,7 @@
 """The database adapter when its database cannot be had: ``probe`` says why in words,
 writes fail with ``StorageUnavailable`` instead of hanging (and work again once the
-database is back), and the SQLite file is created private."""
+database is back), failed writes make health ``degraded``, and the SQLite file is
+created private."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from compute_worker.adapters.sql.database import Database, DatabaseConfig, DatabaseUnavailable
 from compute_worker.domain import errors
+from compute_worker.domain.use_cases.check_health import CheckHealth
 
 CLOSED_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/db"  # nothing listens on port 1
 
@@ -92,3 +94,32 @@ def test_the_sqlite_file_and_its_folder_are_private(tmp_path: Path) -> None:
     Database(DatabaseConfig(path))
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def _write_to_a_missing_table(conn: Connection) -> None:
+    conn.exec_driver_sql("INSERT INTO no_such_table VALUES (1)")  # OperationalError
+
+
+async def test_failed_writes_make_the_database_unhealthy_until_one_succeeds(
+    tmp_path: Path,
+) -> None:
+    database = Database(DatabaseConfig(tmp_path / "world.db"))
+    health = CheckHealth({"database": database.ping}, NoDeployment())
+    try:
+        await database.ping()
+        with pytest.raises(errors.StorageUnavailable):
+            await database.writer.run_sql(_write_to_a_missing_table)
+        with pytest.raises(errors.StorageUnavailable, match="the last write"):
+            await database.ping()  # reads work, writes do not: not healthy
+        found = await health.execute()
+        assert found.checks == {"database": "unavailable"}
+        assert not found.healthy
+        assert await database.writer.run_sql(_select_one) == 1
+        await database.ping()
+    finally:
+        await database.close()
+
+
+class NoDeployment:
+    async def active_deployment_id(self) -> str | None:
+        return None

@@ -35,6 +35,7 @@ from .public_fixtures import (
     ONLY_KEYS,
     SCOPES,
     SECOND_KEY,
+    SHORT_KEY_CACHE,
     WITHOUT_KEYS,
     WORKFLOWS,
     PublicServer,
@@ -46,6 +47,7 @@ from .public_fixtures import (
     run_cli,
     started_run,
     trigger,
+    until_refused,
     wait_for_hook,
     wait_for_run,
 )
@@ -56,7 +58,8 @@ TARGET_WORLD = "compute-worker-remote"
 # -- 401: unknown, revoked, missing keys -----------------------------------------------------
 
 
-async def test_unknown_and_revoked_keys_get_the_same_401(api_server: PublicServer) -> None:
+async def test_unknown_and_revoked_keys_get_the_same_401(servers: PublicServers) -> None:
+    api_server = await servers.start(**SHORT_KEY_CACHE)
     created = await run_cli(
         "keys", "create", "--name", "short-lived", "--scope", "runs:read", *api_server.cli_args
     )
@@ -67,6 +70,7 @@ async def test_unknown_and_revoked_keys_get_the_same_401(api_server: PublicServe
         assert_error(await client.get("/v1/runs/wrun_probe"), 404, "run_not_found")  # valid
     revoked = await run_cli("keys", "revoke", key_id, *api_server.cli_args)
     assert revoked.returncode == 0, revoked
+    await until_refused(api_server, secret)  # another process: within the cache's 0.5 s
 
     correlation = f"auth-failures-{uuid.uuid4()}"
     attempts = {

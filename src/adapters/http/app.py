@@ -18,6 +18,7 @@ from compute_worker.adapters.http.errors import EXCEPTION_HANDLERS
 from compute_worker.adapters.http.middleware import (
     CorrelationIdMiddleware,
     RateLimitHeadersMiddleware,
+    RequestMetricsMiddleware,
     RequireHttpsMiddleware,
 )
 from compute_worker.adapters.http.services import HttpServices
@@ -47,6 +48,7 @@ def build_app(
                 trust_forwarded_proto=trust_forwarded_proto,
             ),
             Middleware(RateLimitHeadersMiddleware),
+            Middleware(RequestMetricsMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

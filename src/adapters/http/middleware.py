@@ -4,6 +4,7 @@ the correlation id, HTTPS enforcement and the rate-limit headers."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,3 +117,36 @@ class RateLimitHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+UNMATCHED_ROUTE = "unmatched"
+
+
+class RequestMetricsMiddleware:
+    """Counts each request and times it to the end of its response, by method, route
+    template (``/v1/runs/{run_id}``, never the raw path) and status, in the metrics of the
+    ``HttpServices`` serving it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        served = scope.get("state", {}).get("services") if scope["type"] == "http" else None
+        if served is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            elapsed = time.perf_counter() - started
+            served.metrics.observe_request(scope["method"], route, status, elapsed)

@@ -6,6 +6,7 @@ container, the clock, the database or the audit log."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from starlette.requests import Request
 
@@ -33,6 +34,16 @@ from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+
+MetricsAccess = Literal["loopback", "key", "open"]
+
+
+class Metrics(Protocol):
+    """What the HTTP adapter needs of the metrics (``adapters.observability``)."""
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None: ...
+
+    async def exposition(self) -> tuple[bytes, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,9 @@ class HttpServices:
     get_deployment: GetDeployment
     list_deployments: ListDeployments
     receive_webhook: ReceiveWebhook
+    # GET /metrics and the request counts it shows
+    metrics: Metrics
+    metrics_access: MetricsAccess
     # settings the routes read
     max_body_bytes: int
     retry_policy: RetryPolicy  # shown beside a run's execution record

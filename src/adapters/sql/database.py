@@ -110,8 +110,10 @@ class Database:
             raise DatabaseUnavailable(_reason(error)) from error
 
     async def ping(self) -> None:
+        """Raises unless the database answers and its recent writes succeeded."""
         async with self.db_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        self.writer.raise_if_failing()
 
     async def close(self) -> None:
         await self.writer.close()

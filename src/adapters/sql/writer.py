@@ -26,6 +26,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,16 +116,32 @@ class Committer(Protocol):
     async def close(self) -> None: ...
 
 
+WRITES_FAILING_FOR = 60.0  # seconds a failed write marks the database unhealthy
+
+
 class GroupCommitWriter(UnitOfWork):
     def __init__(self, committer: Committer) -> None:
         self._committer = committer
+        self._failed_at: float | None = None  # the last write, if it failed for storage
 
     async def run(self, work: Callable[[Transaction], R]) -> R:
         loop = asyncio.get_running_loop()
         unit = _Unit(work, loop.create_future(), loop)
         self._committer.submit(unit)  # before any await: submission order is call order
-        result: R = await unit.future
+        try:
+            result: R = await unit.future
+        except errors.StorageUnavailable:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
         return result
+
+    def raise_if_failing(self) -> None:
+        """``StorageUnavailable`` while the last write failed for want of storage (disk
+        full, database gone) in the last minute and none has succeeded since."""
+        failed = self._failed_at
+        if failed is not None and time.monotonic() - failed < WRITES_FAILING_FOR:
+            raise errors.StorageUnavailable("the last write to the database failed")
 
     async def run_sql(self, fn: Callable[[Connection], R]) -> R:
         """Batch a unit that works on the connection itself (adapter-internal writes)."""

@@ -27,6 +27,7 @@ class RecordExecutionTrouble:
                 run_id,
                 lambda record, mark: start_failed(record, run_id, mark, message, now, self.policy),
                 stack,
+                kind="start_failed",
             )
         )
 
@@ -38,5 +39,6 @@ class RecordExecutionTrouble:
                 tx,
                 run_id,
                 lambda record, mark: executor_lost(record, run_id, mark, now, self.policy),
+                kind="executor_lost",
             )
         )

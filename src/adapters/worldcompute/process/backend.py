@@ -2,7 +2,10 @@
 server. Each child holds one deployment's bundle, executes one run at a time, and
 reaches the World over the world-proxy lane with a key minted for it (scope
 ``world:proxy``, expiring). The parent enforces limits: address space
-(``RLIMIT_AS``), and per step wall-clock time and CPU time (it kills the child).
+(``RLIMIT_AS``), per step wall-clock time and CPU time, and the workflow-code
+watchdog: a child whose event loop stops answering (a loop or a blocking call in a
+``@workflow`` body) for ``workflow_turn_seconds`` outside a step is killed. A
+cancelled run's child is killed at once, which frees its slot.
 A child that crashes, hangs or runs out of memory costs the step in flight an
 attempt (retried, or failed once its retries are spent); the server lives on.
 Suspended runs park (no process held) and are replayed when woken.
@@ -53,6 +56,8 @@ RECYCLE_AFTER = timedelta(minutes=45)  # well before the key expires
 START_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.1
 MAX_CRASHES = 3
+CANCEL_CHECK_INTERVAL = 5.0  # besides every wake-up of the run
+CANCELLED = "the run was cancelled"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,6 +66,7 @@ class ProcessLimits:
     memory_bytes: int = 1024 * 1024 * 1024
     step_timeout_seconds: float = 300.0
     step_cpu_seconds: float = 300.0
+    workflow_turn_seconds: float = 60.0
     children_per_deployment: int = 4
     park_after_seconds: float = 1.0
     poll_interval: float = 1.0
@@ -91,11 +97,17 @@ class Child:
     process: asyncio.subprocess.Process
     key_id: str
     started: float = field(default_factory=time.monotonic)
-    step: StepInFlight | None = None
+    steps: dict[str, StepInFlight] = field(default_factory=dict)
+    heard: float = field(default_factory=time.monotonic)  # last message of any kind
     answer: asyncio.Future[dict[str, Any]] | None = None
     kill_reason: str | None = None
     reader: asyncio.Task[None] | None = None
     stderr: asyncio.Task[None] | None = None
+
+    @property
+    def step(self) -> StepInFlight | None:
+        """The step begun last of those in flight."""
+        return next(reversed(self.steps.values()), None)
 
     @property
     def alive(self) -> bool:
@@ -186,6 +198,7 @@ class ChildPool:
             child_module.ENV_MEMORY: str(self.limits.memory_bytes),
             child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
             child_module.ENV_POLL: str(self.limits.poll_interval),
+            child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", child_module.__name__,
@@ -238,14 +251,15 @@ async def _read_messages(child: Child) -> None:
             message = json.loads(line)
         except ValueError:
             continue
+        child.heard = time.monotonic()
         op = message.get("op")
         if op == "step":
-            child.step = StepInFlight(
+            child.steps[message["stepId"]] = StepInFlight(
                 message["stepId"], message["name"], message["attempt"], message["maxRetries"],
                 message.get("timeout"), time.monotonic(), child.cpu_seconds(),
             )  # fmt: skip
         elif op == "step_done":
-            child.step = None
+            child.steps.pop(message["stepId"], None)
         elif op == "log":
             _forward_log(child, message)
         elif op in ("ready", "done") and child.answer is not None and not child.answer.done():
@@ -280,6 +294,11 @@ async def _forward_stderr(child: Child) -> None:
                  extra={"deploymentId": child.deployment_id})  # fmt: skip
 
 
+def beat_interval(turn_seconds: float) -> float:
+    """How often a child tells the parent its event loop is free."""
+    return max(0.05, min(1.0, turn_seconds / 4))
+
+
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         name = signal.Signals(-code).name
@@ -305,7 +324,9 @@ class ProcessExecutor:
                 return result
             log.warning("run interrupted: %s", result.reason, extra={"runId": run.run_id})
             await self._charge_step(run.run_id, result)
-        error = {"message": f"the run's workflow process failed {MAX_CRASHES} times"}
+            reason = result.reason
+        error = {"message": f"the run's workflow process failed {MAX_CRASHES} times; "
+                            f"last: {reason}"}  # fmt: skip
         await self._world.record(
             run.run_id,
             [
@@ -318,13 +339,17 @@ class ProcessExecutor:
 
     async def _run_in(self, child: Child, run_id: str) -> Outcome | Crash:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        child.answer, child.step, child.kill_reason = answer, None, None
+        child.answer, child.kill_reason = answer, None
+        child.steps.clear()
+        child.heard = time.monotonic()
         child.send({"op": "run", "runId": run_id})
         subscription = self._signal.subscribe(run_topic(run_id))
         watch = asyncio.create_task(self._watch(child, run_id, subscription.wait))
         try:
             message = await answer
         except RuntimeError as error:
+            if child.kill_reason == CANCELLED:
+                return Outcome("cancelled")
             return Crash(str(error), child.step)
         finally:
             watch.cancel()
@@ -336,13 +361,30 @@ class ProcessExecutor:
         return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None)
 
     async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
-        """Forward wake-ups to the child; kill it when a step runs out of time or CPU."""
+        """Forward wake-ups to the child; kill it when a step runs out of time or CPU, when
+        workflow code keeps its event loop busy too long, or when the run is cancelled."""
         limits = self._pool.limits
+        checked = time.monotonic()
         while child.alive:
-            if await wait(WATCH_INTERVAL):
+            woken = await wait(WATCH_INTERVAL)
+            now = time.monotonic()
+            if woken or now - checked > CANCEL_CHECK_INTERVAL:
+                checked = now
+                run = await self._world.run(run_id)
+                if run is not None and run.status == "cancelled":
+                    child.kill(CANCELLED)  # it may be stuck; its slot is needed now
+                    return
+            if woken:
                 child.send({"op": "wake", "runId": run_id})
             step = child.step
             if step is None:
+                silent = now - child.heard
+                if silent > limits.workflow_turn_seconds:
+                    child.kill(
+                        f"the workflow code did not yield for {limits.workflow_turn_seconds:g} s "
+                        "(a loop or a blocking call in the @workflow body? blocking work "
+                        "belongs in a step)"
+                    )
                 continue
             timeout = step.timeout if step.timeout is not None else limits.step_timeout_seconds
             if time.monotonic() - step.began > timeout:

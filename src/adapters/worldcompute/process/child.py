@@ -6,8 +6,9 @@ It imports one deployment's bundle, then executes the runs the parent assigns
 short-lived key. Protocol: JSON lines; the parent writes ``run``/``wake``/``stop``
 on stdin; the child answers ``ready`` (with the names of the workflows it loaded) or
 ``failed`` (the bundle did not load, in the words the upload check uses), then
-``step`` / ``step_done`` (for the parent's time and CPU watchdog) and ``done`` on the
-original stdout. Anything the bundle prints goes to stderr.
+``step`` / ``step_done`` (for the parent's time and CPU watchdog), ``beat`` (every
+``CW_BEAT_INTERVAL`` s while the event loop is free: the workflow-code watchdog) and
+``done`` on the original stdout. Anything the bundle prints goes to stderr.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ENV_KIND = "CW_KIND"
 ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
+ENV_BEAT = "CW_BEAT_INTERVAL"
 
 
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
@@ -148,6 +150,7 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         stdin = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
         Reporter(out, "").send({"op": "ready", "workflows": sorted(workflows)})
+        beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
         running: asyncio.Task[None] | None = None
 
         async def execute(run_id: str) -> None:
@@ -163,8 +166,16 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
                 signal.notify(run_topic(message["runId"]))
             elif message["op"] == "stop":
                 break
+        beats.cancel()
         if running is not None and not running.done():
             running.cancel()
+
+
+async def _beat(reporter: Reporter, interval: float) -> None:
+    """Tell the parent, now and then, that workflow code is not hogging the event loop."""
+    while True:
+        await asyncio.sleep(interval)
+        reporter.send({"op": "beat"})
 
 
 def main() -> None:

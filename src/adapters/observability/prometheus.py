@@ -1,0 +1,173 @@
+"""``PrometheusMetrics``: the worker's metrics in the Prometheus text format.
+
+Counters and histograms are fed as things happen in this process — committed run and
+step events and execution trouble (``RunObserver``), HTTP requests (``observe_request``);
+gauges of the World's state (runs by status, the queue's backlog, hooks and sleeps
+pending) are read from the database at each scrape, so every server sharing a database
+reports the same totals. One registry per server (not the process-wide default), so
+several servers in one process keep their counts apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from compute_worker.domain.ports.metrics import RunObserver, WorldStats, WorldStatsReader
+from compute_worker.domain.world import Event, EventType, Run, Step
+
+PREFIX = "compute_worker"
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                     900, 3600, 6 * 3600, 24 * 3600)  # fmt: skip
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_RUN_ENDS = {
+    EventType.RUN_COMPLETED: "completed",
+    EventType.RUN_FAILED: "failed",
+    EventType.RUN_CANCELLED: "cancelled",
+}
+_STEP_ENDS = {EventType.STEP_COMPLETED: "completed", EventType.STEP_FAILED: "failed"}
+# the classic text format every Prometheus reads (our names need no escaping)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+class _WorldCollector(Collector):
+    """Yields the gauges of the last snapshot read (``PrometheusMetrics.exposition``)."""
+
+    def __init__(self) -> None:
+        self.stats: WorldStats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        if stats is None:
+            return
+        runs = GaugeMetricFamily(
+            f"{PREFIX}_runs", "Runs in the database, by workflow and status",
+            labels=["workflow", "status"],
+        )  # fmt: skip
+        for (workflow, status), count in sorted(stats.runs.items()):
+            runs.add_metric([workflow, status], count)
+        yield runs
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_queue_messages",
+            "Queue messages by queue and state (ready: due and unclaimed; delayed: due "
+            "later; leased: claimed by a worker)",
+            labels=["queue", "state"],
+        )
+        age = GaugeMetricFamily(
+            f"{PREFIX}_queue_oldest_ready_age_seconds",
+            "How long the oldest due, unclaimed message of the queue has waited",
+            labels=["queue"],
+        )
+        for name, backlog in sorted(stats.queues.items()):
+            depth.add_metric([name, "ready"], backlog.ready)
+            depth.add_metric([name, "delayed"], backlog.delayed)
+            depth.add_metric([name, "leased"], backlog.leased)
+            age.add_metric([name], backlog.oldest_ready_age_seconds)
+        yield depth
+        yield age
+        yield GaugeMetricFamily(
+            f"{PREFIX}_hooks_pending", "Hooks waiting to be resumed", value=stats.hooks_pending
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sleeps_pending", "Sleeps not yet over", value=stats.sleeps_pending
+        )
+
+
+class PrometheusMetrics(RunObserver):
+    def __init__(self, stats: WorldStatsReader) -> None:
+        self._stats = stats
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._world = _WorldCollector()
+        self.registry.register(self._world)
+        r = self.registry
+        self.runs_started = Counter(
+            f"{PREFIX}_runs_started", "Runs started, by workflow", ["workflow"], registry=r
+        )
+        self.runs_finished = Counter(
+            f"{PREFIX}_runs_finished",
+            "Runs that ended, by workflow and status (completed, failed, cancelled)",
+            ["workflow", "status"], registry=r,
+        )  # fmt: skip
+        self.run_duration = Histogram(
+            f"{PREFIX}_run_duration_seconds",
+            "Run duration from start (or creation, if never started) to its end",
+            ["workflow", "status"], buckets=_DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.step_attempts = Counter(
+            f"{PREFIX}_step_attempts", "Step attempts started, by step", ["step"], registry=r
+        )
+        self.step_retries = Counter(
+            f"{PREFIX}_step_retries", "Step attempts that failed and will be retried",
+            ["step"], registry=r,
+        )  # fmt: skip
+        self.step_duration = Histogram(
+            f"{PREFIX}_step_duration_seconds",
+            "Step duration from its first start to its end, by step and status",
+            ["step", "status"], buckets=_DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.execution_retries = Counter(
+            f"{PREFIX}_execution_retries",
+            "Run executions retried after a failed start or a lost executor, by kind",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.execution_give_ups = Counter(
+            f"{PREFIX}_execution_give_ups",
+            "Runs failed because the retry policy gave up on starting them, by kind",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"], registry=r,
+        )  # fmt: skip
+        self.http_latency = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "HTTP request latency (to the end of the response) by method and route template",
+            ["method", "route"], buckets=_HTTP_BUCKETS, registry=r,
+        )  # fmt: skip
+
+    # -- RunObserver ----------------------------------------------------------------------
+
+    def events_committed(self, run: Run | None, step: Step | None, events: Sequence[Event]) -> None:
+        for event in events:
+            kind = event.event_type
+            if kind is EventType.RUN_STARTED and run is not None:
+                self.runs_started.labels(run.workflow_name).inc()
+            elif kind in _RUN_ENDS and run is not None:
+                status = _RUN_ENDS[kind]
+                self.runs_finished.labels(run.workflow_name, status).inc()
+                took = _seconds(run.started_at or run.created_at, run.completed_at)
+                if took is not None:
+                    self.run_duration.labels(run.workflow_name, status).observe(took)
+            elif kind is EventType.STEP_STARTED and step is not None:
+                self.step_attempts.labels(step.step_name).inc()
+            elif kind is EventType.STEP_RETRYING and step is not None:
+                self.step_retries.labels(step.step_name).inc()
+            elif kind in _STEP_ENDS and step is not None:
+                took = _seconds(step.started_at or step.created_at, step.completed_at)
+                if took is not None:
+                    self.step_duration.labels(step.step_name, _STEP_ENDS[kind]).observe(took)
+
+    def trouble_counted(self, kind: str, gave_up: bool) -> None:
+        (self.execution_give_ups if gave_up else self.execution_retries).labels(kind).inc()
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_latency.labels(method, route).observe(seconds)
+
+    async def exposition(self) -> tuple[bytes, str]:
+        """The text exposition (after reading the World's state) and its content type."""
+        self._world.stats = await self._stats.world_stats()
+        return generate_latest(self.registry), CONTENT_TYPE
