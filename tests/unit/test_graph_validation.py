@@ -10,7 +10,7 @@ import pytest
 from compute_worker.adapters.worldcompute.graph.format import parse_graphs
 from compute_worker.domain import errors
 
-from .test_graph import TRIGGER, action, edge
+from .test_graph import TRIGGER, FakeRuntime, action, edge, run_graph
 
 
 def problems_of(document: Any) -> list[dict[str, Any]]:
@@ -92,3 +92,18 @@ def test_references_to_the_trigger_and_to_every_ancestor_are_accepted() -> None:
         "edges": [edge("start", "a"), edge("a", "b"), edge("b", "c", condition=True)],
     }
     assert list(parse_graphs(json.dumps(document).encode())) == ["fine"]
+
+
+async def test_a_graph_deployed_before_the_stricter_checks_still_runs() -> None:
+    document = {
+        "name": "old",
+        "nodes": [TRIGGER, action("a", "log", message="hi {{@b.x}}"), action("b", "log")],
+        "edges": [edge("start", "a")],  # b is unreachable, a names it
+    }
+    raw = json.dumps(document).encode()
+    assert len(problems_of(document)) == 2  # refused at upload today
+    runtime = FakeRuntime()
+    assert await run_graph(document, runtime=runtime) == {
+        "outputs": {"start": {"input": []}, "a": {"message": "hi "}}
+    }
+    assert list(parse_graphs(raw, strict=False)) == ["old"]

@@ -81,11 +81,14 @@ class Graph:
 class _Problems:
     """What is wrong with a bundle's graphs, in the order found."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool) -> None:
         self.items: list[dict[str, Any]] = []
+        self.strict = strict
 
     def add(self, message: str, *, workflow: str | None = None, node: str | None = None,
             field: str | None = None, **extra: Any) -> None:  # fmt: skip
+        if extra.pop("upload_only", False) and not self.strict:
+            return
         problem: dict[str, Any] = {"message": message}
         for key, value in (("workflow", workflow), ("node", node), ("field", field)):
             if value is not None:
@@ -101,8 +104,15 @@ class _Problems:
         raise errors.InvalidDeployment(first + suffix, {"problems": self.items})
 
 
-def parse_graphs(raw: bytes, source: str = DEFAULT_SOURCE) -> dict[str, Graph]:
-    """The graphs of the file ``source`` by name, in file order."""
+def parse_graphs(
+    raw: bytes, source: str = DEFAULT_SOURCE, *, strict: bool = True
+) -> dict[str, Graph]:
+    """The graphs of the file ``source`` by name, in file order.
+
+    ``strict=False`` (the interpreter, reading a deployment accepted earlier) skips the
+    checks added after the first release — required config, reachability, references
+    and expressions — so a graph deployed before them still runs; what it needs to be
+    walked at all (types, one trigger, edges, no cycle) is always checked."""
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -113,7 +123,7 @@ def parse_graphs(raw: bytes, source: str = DEFAULT_SOURCE) -> dict[str, Graph]:
             raise errors.InvalidDeployment(f"{source}: workflows must be a list of graphs")
     else:
         items = [document]
-    problems = _Problems()
+    problems = _Problems(strict)
     graphs = [_graph(item, index, problems) for index, item in enumerate(items)]
     problems.raise_any()
     found = [graph for graph in graphs if graph is not None]
@@ -201,8 +211,10 @@ def _check_action(node: Node, at: str, label: str, problems: _Problems) -> None:
         present = [key for key in alternatives if node.data.get(key) not in (None, "")]
         if not present:
             fields = " or ".join(f"data.{key}" for key in alternatives)
-            problems.add(f"{at} ({node.id!r}): {action} needs {fields}", workflow=label,
-                         node=node.id, field=f"data.{alternatives[0]}")  # fmt: skip
+            problems.add(
+                f"{at} ({node.id!r}): {action} needs {fields}",
+                workflow=label, node=node.id, field=f"data.{alternatives[0]}", upload_only=True,
+            )  # fmt: skip
 
 
 def _edges(
@@ -247,7 +259,7 @@ def _check_reachable(nodes: Mapping[str, Node], trigger: str, ancestors: dict[st
     for node in nodes.values():
         if node.id != trigger and trigger not in ancestors[node.id]:
             problems.add(f"{where}: node {node.id!r} is not reachable from the trigger",
-                         workflow=label, node=node.id, field="edges")  # fmt: skip
+                         workflow=label, node=node.id, field="edges", upload_only=True)  # fmt: skip
 
 
 def _check_references(nodes: Mapping[str, Node], ancestors: dict[str, set[str]],
@@ -262,13 +274,16 @@ def _check_references(nodes: Mapping[str, Node], ancestors: dict[str, set[str]],
                     continue
                 why = "a later node" if ref in nodes else "an unknown node"
                 problems.add(f"{where}: node {node.id!r} {field}: the template names {why} "
-                             f"{ref!r}", workflow=label, node=node.id, field=field)  # fmt: skip
+                             f"{ref!r}", workflow=label, node=node.id, field=field,
+                             upload_only=True)  # fmt: skip
         for field, source in _expressions(node):
             try:
                 expressions.check(source, earlier)
             except expressions.ExpressionError as exc:
-                problems.add(f"{where}: node {node.id!r} {field}: invalid expression: {exc}",
-                             workflow=label, node=node.id, field=field)  # fmt: skip
+                problems.add(
+                    f"{where}: node {node.id!r} {field}: invalid expression: {exc}",
+                    workflow=label, node=node.id, field=field, upload_only=True,
+                )  # fmt: skip
 
 
 def _strings(node: Node) -> list[tuple[str, str]]:
