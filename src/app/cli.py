@@ -6,6 +6,7 @@
     compute-worker keys create --name N --scope S [--scope S ...] | keys list | keys revoke ID
     compute-worker audit (--correlation-id ID | --run-id ID | --since TIME) [--json]
     compute-worker settings [--markdown] [setting flags]
+    compute-worker schedules list | pause NAME | resume NAME | trigger NAME  (cli_schedules.py)
 
 Exit codes (``EXIT_*``): 0 ok, 1 a failure, 2 usage or a bad setting, 3 the environment
 refused to start (database unreachable, port taken, data directory unwritable).
@@ -51,7 +52,7 @@ from compute_worker.domain.use_cases.authenticate import SeedKey
 
 PROG = "compute-worker"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
-DATABASE_SETTINGS = ("data_dir", "sqlite_path", "database_url")
+DATABASE_SETTINGS: tuple[str, ...] = ("data_dir", "sqlite_path", "database_url")
 """The settings of the commands that open the database without serving."""
 
 T = TypeVar("T")
@@ -335,6 +336,13 @@ def show_settings(settings: Settings, markdown: bool) -> None:
         click.echo(markdown_table(), nl=False)
     else:
         click.echo(json.dumps(settings.public(), indent=2))
+
+
+# -- commands kept in modules of their own (they build on the blocks above) ------------------
+
+from compute_worker.app.cli_schedules import schedules  # noqa: E402
+
+cli.add_command(schedules)
 
 
 # -- entry point -----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Runtime:
         self._listening_url = listening_url or (lambda: settings.internal_url)
         self._started_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._scheduler: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
             world_url=world_url or (lambda: settings.internal_url),
@@ -88,6 +89,8 @@ class Runtime:
             if self.execute:
                 await self.container.workflow_engine().start()
                 self._housekeeping = asyncio.create_task(self._keep_house())
+                if settings.schedule_poll_seconds > 0:
+                    self._scheduler = asyncio.create_task(self._schedule())
         except BaseException:
             await database.close()
             raise
@@ -124,14 +127,29 @@ class Runtime:
                 log.warning("housekeeping failed; will retry", exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
+    async def _schedule(self) -> None:
+        """Start the active deployment's scheduled runs as their slots come due (every
+        worker may: a slot's run starts once, see ``domain/schedules.py``)."""
+        run_schedules = self.container.run_schedules()
+        while True:
+            try:
+                for started in await run_schedules.execute():
+                    run = started.run
+                    extra = {"runId": run.run_id, "workflow": run.workflow_name}
+                    log.info("scheduled run started", extra=extra)
+            except Exception:
+                log.warning("the scheduler's pass failed; will retry", exc_info=True)
+            await asyncio.sleep(self.settings.schedule_poll_seconds)
+
     async def stop_executing(self) -> None:
         """Stop the engine (and its workflow processes); idempotent. The server calls it
         before it closes connections, so children do not hold them open."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
-            self._housekeeping = None
+        for task in (self._scheduler, self._housekeeping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._housekeeping = self._scheduler = None
         if self.execute:
             self.execute = False
             await self.container.workflow_engine().stop()
