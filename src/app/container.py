@@ -133,6 +133,7 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
         clock,
         settings.provided.api_key_cache_seconds,
+        signal,
     )
     audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)

@@ -291,9 +291,9 @@ class Settings(BaseSettings):
         gt=0, le=60,
     )  # fmt: skip
     api_key_cache_seconds: float = setting(
-        0.0, "seconds a found API key is served from memory (0, the default: look it up on every "
-        "request); "
-        "a key revoked by another process stops working here within this time",
+        5.0, "seconds a found API key is served from memory (0: look it up on every request); "
+        "a key revoked by another process stops working here at once on PostgreSQL (NOTIFY), "
+        "within this time on SQLite",
         ge=0, le=300,
     )  # fmt: skip
     certfile: PathSetting | None = setting(
