@@ -377,18 +377,21 @@ class FakeWorldReader(WorldReader):
         found = [s for s in self.store.steps.values() if s.run_id == run_id]
         return _page(found, lambda s: Position(to_ms(s.created_at), s.step_id), page)
 
-    async def get_event(self, run_id: str, event_id: str) -> Event | None:
+    async def get_event(self, run_id: str | None, event_id: str) -> Event | None:
         event = self.store.events.get(event_id)
-        return event if event is not None and event.run_id == run_id else None
+        return event if event is not None and run_id in (None, event.run_id) else None
 
     async def list_events(self, run_id: str, page: PageRequest) -> Page[Event]:
         found = [e for e in self.store.events.values() if e.run_id == run_id]
         return _page(found, _event_position, page)
 
     async def list_events_by_correlation(
-        self, correlation_id: str, page: PageRequest
+        self, correlation_id: str, page: PageRequest, run_id: str | None = None
     ) -> Page[Event]:
-        found = [e for e in self.store.events.values() if e.correlation_id == correlation_id]
+        found = [
+            e for e in self.store.events.values()
+            if e.correlation_id == correlation_id and run_id in (None, e.run_id)
+        ]  # fmt: skip
         return _page(found, _event_position, page)
 
     async def get_hook(self, hook_id: str) -> Hook | None:

@@ -319,7 +319,7 @@ DEPLOYMENT_ID = obj(["deploymentId"], deploymentId=STR)
 KEY_REQUEST = obj(runId=STR, deploymentId=STR, run=ref("Run"), context=obj(deploymentId=STR))
 KEY = obj(["key"], key={"type": ["string", "null"]})
 BY_CORRELATION = obj(
-    ["correlationId"], correlationId=STR, pagination=PAGINATION, resolveData=RESOLVE
+    ["correlationId"], correlationId=STR, runId=STR, pagination=PAGINATION, resolveData=RESOLVE
 )
 RUNS_LISTING = obj(workflowName=STR, status=STATUS, pagination=PAGINATION, resolveData=RESOLVE)
 HOOKS_LISTING = obj(runId=STR, pagination=PAGINATION, resolveData=RESOLVE)

@@ -140,8 +140,10 @@ class SqlWorldReader(WorldReader):
             self._db_engine, lambda conn: paged(conn, steps, "step_id", where, page, rows.step_from)
         )
 
-    async def get_event(self, run_id: str, event_id: str) -> Event | None:
-        query = select(events).where(events.c.run_id == run_id, events.c.event_id == event_id)
+    async def get_event(self, run_id: str | None, event_id: str) -> Event | None:
+        query = select(events).where(events.c.event_id == event_id)
+        if run_id is not None:
+            query = query.where(events.c.run_id == run_id)
         return await self._one(query, rows.event_from)
 
     async def list_events(self, run_id: str, page: PageRequest) -> Page[Event]:
@@ -152,9 +154,11 @@ class SqlWorldReader(WorldReader):
         )
 
     async def list_events_by_correlation(
-        self, correlation_id: str, page: PageRequest
+        self, correlation_id: str, page: PageRequest, run_id: str | None = None
     ) -> Page[Event]:
         where = [events.c.correlation_id == correlation_id]
+        if run_id is not None:
+            where.append(events.c.run_id == run_id)
         return await run_read(
             self._db_engine,
             lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
