@@ -342,6 +342,11 @@ class Settings(BaseSettings):
         2.0, "first delay before a failed start is tried again (doubles, up to 60 s)",
         gt=0, le=3600,
     )  # fmt: skip
+    stuck_after_seconds: float = setting(
+        600.0, "a live run not waiting on a sleep or hook and without progress this long is "
+        "reported stuck (GET /v1/runs?stuck=true, the runs_stuck metric, a warning log)",
+        gt=0, le=30 * 24 * 3600,
+    )  # fmt: skip
     max_executor_losses: int = setting(
         20, "lost executors in a row (worker died, lease ran out) before a run fails",
         ge=1, le=10_000,
