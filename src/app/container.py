@@ -27,6 +27,7 @@ from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
 from compute_worker.adapters.sql.stats import SqlWorldStats
+from compute_worker.adapters.sql.stuck import SqlStuckRuns
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
@@ -55,6 +56,7 @@ from compute_worker.domain.use_cases.deployments import (
     CreateDeployment,
     GetDeployment,
 )
+from compute_worker.domain.use_cases.detect_stuck_runs import DetectStuckRuns
 from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from compute_worker.domain.use_cases.inspect_run import InspectRun
 from compute_worker.domain.use_cases.list_deployments import ListDeployments
@@ -135,6 +137,7 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
         clock,
         settings.provided.api_key_cache_seconds,
+        signal,
     )
     audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
@@ -237,6 +240,13 @@ class Container(containers.DeclarativeContainer):
             first_delay_seconds=s.start_retry_seconds,
         ),
         settings,
+    )
+    stuck_runs = providers.Singleton(SqlStuckRuns, db_engine, writer)
+    detect_stuck_runs = providers.Singleton(
+        DetectStuckRuns,
+        stuck_runs,
+        clock,
+        providers.Callable(lambda s: timedelta(seconds=s.stuck_after_seconds), settings),
     )
     record_execution_trouble = providers.Singleton(
         RecordExecutionTrouble, writer, clock, world_writes, retry_policy

@@ -307,9 +307,9 @@ class Settings(BaseSettings):
         gt=0, le=60,
     )  # fmt: skip
     api_key_cache_seconds: float = setting(
-        0.0, "seconds a found API key is served from memory (0, the default: look it up on every "
-        "request); "
-        "a key revoked by another process stops working here within this time",
+        5.0, "seconds a found API key is served from memory (0: look it up on every request); "
+        "a key revoked by another process stops working here at once on PostgreSQL (NOTIFY), "
+        "within this time on SQLite",
         ge=0, le=300,
     )  # fmt: skip
     certfile: PathSetting | None = setting(
@@ -357,6 +357,11 @@ class Settings(BaseSettings):
     start_retry_seconds: float = setting(
         2.0, "first delay before a failed start is tried again (doubles, up to 60 s)",
         gt=0, le=3600,
+    )  # fmt: skip
+    stuck_after_seconds: float = setting(
+        600.0, "a live run not waiting on a sleep or hook and without progress this long is "
+        "reported stuck (GET /v1/runs?stuck=true, the runs_stuck metric, a warning log)",
+        gt=0, le=30 * 24 * 3600,
     )  # fmt: skip
     max_executor_losses: int = setting(
         20, "lost executors in a row (worker died, lease ran out) before a run fails",

@@ -115,8 +115,11 @@ async def get_run(request: Request) -> Response:
     served = services(request)
     run_id = request.path_params["run_id"]
     run = await served.query_world.get_run(run_id)
-    execution = None if run.is_terminal else await served.query_world.get_execution(run_id)
-    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy))
+    execution = stuck = None
+    if not run.is_terminal:
+        execution = await served.query_world.get_execution(run_id)
+        stuck = await served.query_world.get_stuck(run_id)
+    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck))
 
 
 @operation(
@@ -300,6 +303,15 @@ def _date_param(request: Request, name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in ("true", "false"):
+        raise errors.InvalidRequest(f"{name} must be true or false", {"field": name})
+    return raw.lower() == "true"
+
+
 def _statuses(request: Request) -> tuple[str, ...]:
     """``status=a,b`` and ``status=a&status=b`` alike."""
     return tuple(
@@ -318,7 +330,7 @@ def _history_page(request: Request) -> HistoryPage:
     )
 
 
-RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "createdBefore")
+RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "createdBefore", "stuck")
 PAGING = ("limit", "cursor")
 
 
@@ -332,6 +344,14 @@ PAGING = ("limit", "cursor")
         query("deploymentId"),
         query("createdAfter", DATE),
         query("createdBefore", DATE),
+        query(
+            "stuck",
+            {
+                "type": "boolean",
+                "description": "only runs the stuck-run detector "
+                "found stuck (true) or not stuck (false)",
+            },
+        ),
         *listing(RESOLVE_PARAM),
     ),
 )
@@ -345,11 +365,17 @@ async def list_runs(request: Request) -> Response:
         deployment_id=params.get("deploymentId") or None,
         created_after=_date_param(request, "createdAfter"),
         created_before=_date_param(request, "createdBefore"),
+        stuck=_bool_param(request, "stuck"),
         limit=int_param(request, "limit"),
         cursor=params.get("cursor") or None,
     )
-    page = await services(request).list_runs.execute(command)
-    return JSONResponse(wire.page_wire(page, lambda run: wire.public_run_wire(run, resolve)))
+    listing = await services(request).list_runs.execute(command)
+    return JSONResponse(
+        wire.page_wire(
+            listing.page,
+            lambda run: wire.public_run_wire(run, resolve, stuck=listing.stuck.get(run.run_id)),
+        )
+    )
 
 
 @operation(

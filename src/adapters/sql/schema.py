@@ -252,3 +252,13 @@ run_execution = Table(
     Column("next_attempt_ms", BigInteger),
     Column("progress_mark", String(64)),
 )
+
+run_stuck = Table(
+    "run_stuck",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("detected_ms", BigInteger, nullable=False),
+)
