@@ -218,8 +218,9 @@ async def test_a_message_goes_to_its_runs_deployment_else_the_callers() -> None:
     run = (await wdk.trigger.execute(Trigger(NAME, "k", "key_A", [], app.deployment_id), CTX)).run
     step = {"workflowRunId": run.run_id, "stepId": "step_1"}
     await wdk.publish.execute(Publish("__wkf_step_s", step, caller_deployment_id="elsewhere"))
+    orphan = {"runId": "wrun_none"}
     await wdk.publish.execute(
-        Publish("__wkf_workflow_w", {"runId": "wrun_none"}, caller_deployment_id=other.deployment_id)
+        Publish("__wkf_workflow_w", orphan, caller_deployment_id=other.deployment_id)
     )
     routed = {q.message.queue_name: q.message.deployment_id for q in wdk.store.messages.values()}
     assert routed["__wkf_step_s"] == app.deployment_id
