@@ -397,7 +397,8 @@ def _hook_created(
             return Transition(answer_hook=existing, answer_with_event=False)
         raise errors.EntityConflict(f'Hook "{hook_id}" already exists', {"hookId": hook_id})
     if state.token_holder is not None:
-        conflict = EventDraft(EventType.HOOK_CONFLICT, spec, hook_id, {"token": token})
+        conflict_data = {"token": token, "conflictingRunId": state.token_holder.run_id}
+        conflict = EventDraft(EventType.HOOK_CONFLICT, spec, hook_id, conflict_data)
         return Transition(events=(conflict,))
     hook = Hook(
         run_id=run.run_id,

@@ -498,7 +498,8 @@ async def test_taken_token_gives_a_hook_conflict_event(world: World) -> None:
     result = await world.create(run_id, E.HOOK_CREATED, hook_id, {"token": token})
     assert result.hook is None and result.event is not None
     assert result.event.event_type is E.HOOK_CONFLICT
-    assert (result.event.correlation_id, result.event.event_data) == (hook_id, {"token": token})
+    conflict = {"token": token, "conflictingRunId": holder_run}
+    assert (result.event.correlation_id, result.event.event_data) == (hook_id, conflict)
     assert E.HOOK_CONFLICT in await log_types(world, run_id)
     assert (await world.query.get_hook_by_token(token)).hook_id == holder
     with pytest.raises(errors.HookNotFound):
@@ -616,6 +617,38 @@ async def test_events_by_correlation_span_runs(world: World) -> None:
     assert [e.run_id for e in found.data] == runs
     unknown = await world.query.list_events_by_correlation("wait_unknown", Paging(), "all")
     assert unknown.data == ()
+
+
+async def test_events_by_correlation_within_one_run(world: World) -> None:
+    corr = world.ids.new(ids.WAIT)
+    runs = [await new_run(world, started=True) for _ in range(3)]
+    for run_id in runs:
+        await world.create(run_id, E.WAIT_CREATED, corr, {"resumeAt": iso(world.now())})
+    await world.create(runs[1], E.WAIT_COMPLETED, corr)
+    found = await world.query.list_events_by_correlation(corr, Paging(), "all", runs[1])
+    assert [(e.run_id, e.event_type) for e in found.data] == [
+        (runs[1], E.WAIT_CREATED),
+        (runs[1], E.WAIT_COMPLETED),
+    ]
+    other = await world.query.list_events_by_correlation(
+        corr, Paging(), "all", client_run_id(world)
+    )
+    assert other.data == () and other.has_more is False
+
+
+async def test_events_get_by_id_with_and_without_run_id(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    step_id = await new_step(world, run_id)
+    created = (await world.query.list_events(run_id, Paging(), "all")).data[-1]
+    assert created.event_type is E.STEP_CREATED
+    assert await world.query.get_event(run_id, created.event_id, "all") == created
+    assert await world.query.get_event(None, created.event_id, "all") == created
+    stripped = await world.query.get_event(run_id, created.event_id, "none")
+    assert (stripped.correlation_id, stripped.event_data) == (step_id, {"stepName": STEP_NAME})
+    with pytest.raises(errors.EventNotFound):
+        await world.query.get_event(await new_run(world), created.event_id, "all")
+    with pytest.raises(errors.EventNotFound):
+        await world.query.get_event(run_id, world.ids.new(ids.EVENT), "all")
 
 
 async def test_events_without_data_strip_only_the_payload(world: World) -> None:

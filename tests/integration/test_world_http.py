@@ -409,10 +409,13 @@ async def test_hook_created_lookup_and_conflict(client: httpx.AsyncClient) -> No
         await client.get(f"/v1/world/hooks/{hook_id}", params={"resolveData": "none"})
     )
     assert "metadata" not in stripped and stripped["token"] == token
+    by_token = await client.get(f"/v1/world/hooks/by-token/{token}?resolveData=none")
+    assert assert_ok(by_token) == stripped
 
     plain_id = new_id("hook_")
     plain = await ok_event(client, run_id, "hook_created", plain_id, {"token": f"t-{plain_id}"})
     assert plain["hook"]["isWebhook"] is False  # D6 default
+    assert "metadata" not in plain["hook"]  # unset optional fields are absent, not null
 
     other_run = (await new_run(client))["runId"]
     other_hook = new_id("hook_")
@@ -420,9 +423,11 @@ async def test_hook_created_lookup_and_conflict(client: httpx.AsyncClient) -> No
     assert "hook" not in conflict
     assert conflict["event"]["eventType"] == "hook_conflict"
     assert conflict["event"]["correlationId"] == other_hook
-    assert conflict["event"]["eventData"]["token"] == token
+    assert conflict["event"]["eventData"] == {"token": token, "conflictingRunId": run_id}
     assert _types(await run_events(client, other_run)) == ["run_created", "hook_conflict"]
     assert_error(await client.get(f"/v1/world/hooks/{other_hook}"), 404, "hook_not_found")
+    missing = await client.get("/v1/world/hooks/by-token/no-such-token")
+    assert assert_error(missing, 404, "hook_not_found")["details"] == {"token": "no-such-token"}
     owner = assert_ok(await client.get(f"/v1/world/hooks/by-token/{token}"))
     assert owner["hookId"] == hook_id
 
@@ -649,6 +654,39 @@ async def test_events_list_by_correlation_spans_runs(client: httpx.AsyncClient) 
         )
     )
     assert empty["data"] == [] and empty["hasMore"] is False
+    scoped = assert_ok(
+        await client.post(
+            "/v1/world/events/list-by-correlation", json={"correlationId": corr, "runId": second}
+        )
+    )
+    assert [(e["runId"], e["eventType"]) for e in scoped["data"]] == [(second, "wait_created")]
+    assert_error(
+        await client.post(
+            "/v1/world/events/list-by-correlation", json={"correlationId": corr, "runId": 7}
+        ),
+        400,
+        "invalid_request",
+    )
+
+
+async def test_events_get_by_id(client: httpx.AsyncClient) -> None:
+    run_id = (await new_run(client))["runId"]
+    step_id = new_id("step_")
+    created = await ok_event(
+        client, run_id, "step_created", step_id, {"stepName": "s", "input": env(b"\x00in")}
+    )
+    event = created["event"]
+    path = f"/v1/world/events/{event['eventId']}"
+    assert assert_ok(await client.get(path, params={"runId": run_id})) == event
+    assert assert_ok(await client.get(path)) == event
+    stripped = assert_ok(await client.get(path, params={"runId": run_id, "resolveData": "none"}))
+    assert stripped["eventData"] == {"stepName": "s"}
+    other = (await new_run(client))["runId"]
+    assert_error(await client.get(path, params={"runId": other}), 404, "event_not_found")
+    unknown = await client.get(f"/v1/world/events/{new_id('evnt_')}", params={"runId": run_id})
+    assert_error(unknown, 404, "event_not_found")
+    bad = await client.get(path, params={"resolveData": "some"})
+    assert_error(bad, 400, "invalid_request")
 
 
 # -- runs/list ------------------------------------------------------------------------------

@@ -342,7 +342,7 @@ async def test_oversize_body_is_413(start_server: StartServer) -> None:
     ("method", "path"),
     [
         ("GET", "/v1/world/nope"),
-        ("POST", "/v1/world/events/nope"),
+        ("POST", "/v1/world/events/nope/more"),
         ("GET", "/v1/nothing-here"),
         ("POST", "/v2/runs/null/events"),
     ],

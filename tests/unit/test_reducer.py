@@ -959,7 +959,7 @@ def test_hook_created_with_a_held_token_records_hook_conflict(holder_run: str) -
     transition = run_decide(request, Snapshot(run=make_run(), token_holder=holder))
 
     assert only_event(transition) == EventDraft(
-        EventType.HOOK_CONFLICT, 3, HOOK_ID, {"token": "tok-1"}
+        EventType.HOOK_CONFLICT, 3, HOOK_ID, {"token": "tok-1", "conflictingRunId": holder_run}
     )
     assert transition.new_hook is None
     assert transition.answer_hook is None

@@ -15,6 +15,7 @@ from compute_worker.domain import errors
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
 from compute_worker.domain.pagination import Page
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import (
     Event,
     EventResult,
@@ -48,6 +49,13 @@ def _put_dates(out: dict[str, Any], **dates: datetime | None) -> None:
             out[name] = iso(value)
 
 
+def _put_spec_version(out: dict[str, Any], spec_version: int | None) -> None:
+    """Unset optional fields are left out: WDK's schemas use ``optional()``, which
+    refuses ``null``."""
+    if spec_version is not None:
+        out["specVersion"] = spec_version
+
+
 def error_wire(error: StructuredError | None) -> dict[str, Any] | None:
     if error is None:
         return None
@@ -65,8 +73,8 @@ def run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
         "status": run.status,
         "deploymentId": run.deployment_id,
         "workflowName": run.workflow_name,
-        "specVersion": run.spec_version,
     }
+    _put_spec_version(out, run.spec_version)
     if run.execution_context is not None:
         out["executionContext"] = run.execution_context
     if resolve == "all":
@@ -88,13 +96,22 @@ def public_run_wire(
     resolve: ResolveData = "all",
     execution: ExecutionRecord | None = None,
     policy: RetryPolicy | None = None,
+    stuck: StuckRun | None = None,
 ) -> dict[str, Any]:
-    """The public Run shape (http-api.md): the World's run without its spec version, and
-    ``execution`` while the engine is retrying a run that does not get anywhere."""
+    """The public Run shape (http-api.md): the World's run without its spec version,
+    ``execution`` while the engine is retrying a run that does not get anywhere, and
+    ``stuck`` while the stuck-run detector finds it stuck."""
     out = run_wire(run, resolve)
-    del out["specVersion"]
+    out.pop("specVersion", None)
     if execution is not None and not run.is_terminal:
         out["execution"] = execution_wire(execution, policy or RetryPolicy())
+    if stuck is not None and not run.is_terminal:
+        out["stuck"] = {
+            "reason": stuck.reason,
+            "message": stuck.message,
+            "since": iso(stuck.since),
+            "detectedAt": iso(stuck.detected_at),
+        }
     return out
 
 
@@ -117,13 +134,13 @@ def execution_wire(record: ExecutionRecord, policy: RetryPolicy) -> dict[str, An
 
 def public_step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
     out = step_wire(step, resolve)
-    del out["specVersion"]
+    out.pop("specVersion", None)
     return out
 
 
 def public_event_wire(event: Event) -> dict[str, Any]:
     out = event_wire(event)
-    del out["specVersion"]
+    out.pop("specVersion", None)
     return out
 
 
@@ -137,7 +154,7 @@ def public_hook_wire(hook: Hook, with_token: bool) -> dict[str, Any]:
 
 
 def deployment_wire(deployment: Deployment) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "deploymentId": deployment.deployment_id,
         "digest": deployment.digest,
         "kind": deployment.kind,
@@ -147,6 +164,14 @@ def deployment_wire(deployment: Deployment) -> dict[str, Any]:
         "createdAt": iso(deployment.created_at),
         "active": deployment.active,
     }
+    endpoint = deployment.endpoint
+    if endpoint is not None:  # the delivery secret is never shown, only whether there is one
+        out["endpoint"] = {
+            "url": endpoint.url,
+            "headers": endpoint.headers,
+            "signed": endpoint.delivery_secret is not None,
+        }
+    return out
 
 
 def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
@@ -156,8 +181,8 @@ def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
         "stepName": step.step_name,
         "status": step.status,
         "attempt": step.attempt,
-        "specVersion": step.spec_version,
     }
+    _put_spec_version(out, step.spec_version)
     if resolve == "all":
         out["input"] = step.input
         if step.status == "completed":
@@ -184,10 +209,10 @@ def hook_wire(hook: Hook, resolve: ResolveData = "all") -> dict[str, Any]:
         "projectId": hook.project_id,
         "environment": hook.environment,
         "isWebhook": hook.is_webhook,
-        "specVersion": hook.spec_version,
         "createdAt": iso(hook.created_at),
     }
-    if resolve == "all":
+    _put_spec_version(out, hook.spec_version)
+    if resolve == "all" and hook.metadata is not None:
         out["metadata"] = hook.metadata
     return out
 
@@ -197,10 +222,10 @@ def wait_wire(wait: Wait) -> dict[str, Any]:
         "waitId": wait.wait_id,
         "runId": wait.run_id,
         "status": wait.status,
-        "specVersion": wait.spec_version,
         "createdAt": iso(wait.created_at),
         "updatedAt": iso(wait.updated_at),
     }
+    _put_spec_version(out, wait.spec_version)
     _put_dates(out, resumeAt=wait.resume_at, completedAt=wait.completed_at)
     return out
 
@@ -211,8 +236,8 @@ def event_wire(event: Event) -> dict[str, Any]:
         "runId": event.run_id,
         "eventType": event.event_type.value,
         "createdAt": iso(event.created_at),
-        "specVersion": event.spec_version,
     }
+    _put_spec_version(out, event.spec_version)
     if event.correlation_id is not None:
         out["correlationId"] = event.correlation_id
     if event.event_data is not None:

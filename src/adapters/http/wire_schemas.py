@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from compute_worker.domain.stuck import STUCK_REASONS
+
 JsonSchema = dict[str, Any]
 
 
@@ -77,6 +79,14 @@ SCHEMAS: dict[str, JsonSchema] = {
         completedAt=DATE,
         expiredAt=DATE,
         execution=ref("Execution"),
+        stuck=ref("Stuck"),
+    ),
+    "Stuck": obj(
+        ["reason", "message", "since", "detectedAt"],
+        reason={"enum": list(STUCK_REASONS)},
+        message=STR,
+        since=DATE,
+        detectedAt=DATE,
     ),
     "Execution": obj(
         startAttempts=INT,
@@ -309,7 +319,7 @@ DEPLOYMENT_ID = obj(["deploymentId"], deploymentId=STR)
 KEY_REQUEST = obj(runId=STR, deploymentId=STR, run=ref("Run"), context=obj(deploymentId=STR))
 KEY = obj(["key"], key={"type": ["string", "null"]})
 BY_CORRELATION = obj(
-    ["correlationId"], correlationId=STR, pagination=PAGINATION, resolveData=RESOLVE
+    ["correlationId"], correlationId=STR, runId=STR, pagination=PAGINATION, resolveData=RESOLVE
 )
 RUNS_LISTING = obj(workflowName=STR, status=STATUS, pagination=PAGINATION, resolveData=RESOLVE)
 HOOKS_LISTING = obj(runId=STR, pagination=PAGINATION, resolveData=RESOLVE)

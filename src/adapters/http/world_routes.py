@@ -7,6 +7,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -33,7 +34,7 @@ from compute_worker.adapters.http.wire_schemas import (
     query,
     ref,
 )
-from compute_worker.domain import errors
+from compute_worker.domain import errors, ids
 from compute_worker.domain.api_keys import WORLD_SCOPE
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
@@ -89,6 +90,22 @@ def _event_data(data: dict[str, Any], where: str) -> EventRequest:
 
 
 MAX_BATCH_EVENTS = 1000
+
+
+class EventIdConvertor(Convertor[str]):
+    """An event id in a path: ``evnt_…``, so ``GET /v1/world/events/create`` stays a 405
+    of the POST route rather than a lookup of an event called "create"."""
+
+    regex = ids.EVENT + "[0-9A-Za-z]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("event_id", EventIdConvertor())
 
 
 @world(
@@ -157,9 +174,22 @@ async def list_events_by_correlation(request: Request) -> Response:
     body = await _body(request)
     correlation_id = field(body, "correlationId", str, required=True)
     page = await services(request).query_world.list_events_by_correlation(
-        correlation_id, _paging(body), resolve_data(body.get("resolveData"))
+        correlation_id,
+        _paging(body),
+        resolve_data(body.get("resolveData")),
+        field(body, "runId", str),
     )
     return JSONResponse(wire.page_wire(page, wire.event_wire))
+
+
+@world("events.get()", {200: answer("event", ref("Event"))}, params=(query("runId"), RESOLVE_PARAM))
+async def get_event(request: Request) -> Response:
+    resolve = resolve_data(request.query_params.get("resolveData"))
+    run_id = request.query_params.get("runId") or None
+    event = await services(request).query_world.get_event(
+        run_id, request.path_params["event_id"], resolve
+    )
+    return JSONResponse(wire.event_wire(event))
 
 
 @world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,))
@@ -204,10 +234,11 @@ async def get_hook(request: Request) -> Response:
     return JSONResponse(wire.hook_wire(hook, resolve))
 
 
-@world("hooks.getByToken()", {200: answer("hook", ref("Hook"))})
+@world("hooks.getByToken()", {200: answer("hook", ref("Hook"))}, params=(RESOLVE_PARAM,))
 async def get_hook_by_token(request: Request) -> Response:
+    resolve = resolve_data(request.query_params.get("resolveData"))
     hook = await services(request).query_world.get_hook_by_token(request.path_params["token"])
-    return JSONResponse(wire.hook_wire(hook))
+    return JSONResponse(wire.hook_wire(hook, resolve))
 
 
 @world("hooks.list()", {200: answer("page", page("Hook"))}, body=schema.HOOKS_LISTING)
@@ -346,6 +377,8 @@ async def publish(request: Request) -> Response:
         idempotency_key=field(opts, "idempotencyKey", str, path="opts.idempotencyKey"),
         delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
         headers=headers,
+        caller_deployment_id=request.headers.get(DEPLOYMENT_HEADER) or None,
+        app_url=request.headers.get(APP_URL_HEADER) or None,
     )
     message_id = await services(request).publish_message.execute(command, request_context(request))
     return JSONResponse({"messageId": message_id})
@@ -353,7 +386,10 @@ async def publish(request: Request) -> Response:
 
 @world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)})
 async def deployment_id(request: Request) -> Response:
-    found = await services(request).get_deployment_id.execute()
+    found = await services(request).get_deployment_id.execute(
+        request.headers.get(DEPLOYMENT_HEADER) or None,
+        request.headers.get(APP_URL_HEADER) or None,
+    )
     return JSONResponse({"deploymentId": found})
 
 
@@ -374,6 +410,9 @@ async def encryption_key(request: Request) -> Response:
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
 
+DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
+APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
+
 ROUTES = [
     ApiRoute("POST", "/v1/queue/publish", publish),
     ApiRoute("GET", "/v1/world/deployment-id", deployment_id),
@@ -382,6 +421,7 @@ ROUTES = [
     ApiRoute("POST", "/v1/world/events/create-batch", create_events),
     ApiRoute("POST", "/v1/world/events/list", list_events),
     ApiRoute("POST", "/v1/world/events/list-by-correlation", list_events_by_correlation),
+    ApiRoute("GET", "/v1/world/events/{event_id:event_id}", get_event),
     ApiRoute("POST", "/v1/world/runs/list", list_runs),
     ApiRoute("GET", "/v1/world/runs/{run_id}", get_run),
     ApiRoute("POST", "/v1/world/steps/list", list_steps),

@@ -10,6 +10,7 @@ from compute_worker.domain import errors
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest
 from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.views import strip_event_refs
 from compute_worker.domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
 
@@ -40,6 +41,10 @@ class QueryWorld:
         """The engine's count of the run's failed starts and lost executors, if any."""
         return await self._reader.get_execution(run_id)
 
+    async def get_stuck(self, run_id: str) -> StuckRun | None:
+        """Why the stuck-run detector found the run stuck, if it did."""
+        return (await self._reader.stuck_runs([run_id])).get(run_id)
+
     async def list_runs(
         self, paging: Paging, workflow_name: str | None = None, status: str | None = None
     ) -> Page[Run]:
@@ -67,7 +72,7 @@ class QueryWorld:
         )  # fmt: skip
         return await self._reader.list_steps(run_id, page)
 
-    async def get_event(self, run_id: str, event_id: str, resolve: ResolveData) -> Event:
+    async def get_event(self, run_id: str | None, event_id: str, resolve: ResolveData) -> Event:
         event = await self._reader.get_event(run_id, event_id)
         if event is None:
             raise errors.EventNotFound(f'Event "{event_id}" not found', {"eventId": event_id})
@@ -81,13 +86,18 @@ class QueryWorld:
         return _resolved(await self._reader.list_events(run_id, page), resolve)
 
     async def list_events_by_correlation(
-        self, correlation_id: str, paging: Paging, resolve: ResolveData
+        self,
+        correlation_id: str,
+        paging: Paging,
+        resolve: ResolveData,
+        run_id: str | None = None,
     ) -> Page[Event]:
+        """The events of one correlation id, across runs or (``run_id``) in one run."""
         page = PageRequest.of(
             paging.limit, paging.cursor, paging.sort_order,
             default_limit=EVENTS_PAGE, default_order="asc",
         )  # fmt: skip
-        found = await self._reader.list_events_by_correlation(correlation_id, page)
+        found = await self._reader.list_events_by_correlation(correlation_id, page, run_id)
         return _resolved(found, resolve)
 
     async def get_hook(self, hook_id: str) -> Hook:
@@ -99,7 +109,7 @@ class QueryWorld:
     async def get_hook_by_token(self, token: str) -> Hook:
         hook = await self._reader.get_hook_by_token(token)
         if hook is None:
-            raise errors.HookNotFound("Hook not found")
+            raise errors.HookNotFound("Hook not found", {"token": token})
         return hook
 
     async def list_hooks(self, run_id: str | None, paging: Paging) -> Page[Hook]:
