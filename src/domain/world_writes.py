@@ -173,6 +173,7 @@ class WorldWrites:
         if execution_context is not None:
             data["executionContext"] = execution_context
         run_id = self._ids.new(ids.RUN)
+        tx.note_new_run(run_id)
         result = self.append(tx, run_id, EventRequest(EventType.RUN_CREATED, None, None, data))
         assert result.run is not None
         self.wake(tx, result.run)
