@@ -47,7 +47,8 @@ from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.ports.transactions import Transaction
-from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait, message_run_id
+from compute_worker.domain.wdk import serial_run_id
+from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +408,7 @@ class SqlTransaction(Transaction):
                 "available_ms": rows.to_ms(available_at),
                 "lease_owner": None,
                 "created_ms": rows.to_ms(message.created_at),
-                "run_id": message_run_id(message.payload),
+                "run_id": serial_run_id(message.queue_name, message.payload),
                 "failures": 0,
             },
         )
