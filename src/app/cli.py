@@ -145,12 +145,16 @@ async def _serve(settings: Settings, dev: bool) -> None:
     if dev:
         await asyncio.to_thread(prepare_storage, settings)
         dev_key = await asyncio.to_thread(_dev_key, settings)
-        settings = settings.model_copy(update={"seed_api_keys": (*settings.seed_api_keys, dev_key)})
+        keys = (*settings.seed_api_keys, dev_key)
+        ui = True if settings.ui is None else settings.ui  # the dashboard: on unless turned off
+        settings = settings.model_copy(update={"seed_api_keys": keys, "ui": ui})
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     try:
         print(f"{PROG} listening on {handle.url}", flush=True)
         print(f"data directory: {settings.data_dir}", flush=True)
+        if settings.ui:
+            print(f"dashboard: {handle.url}/ui/", flush=True)
         if dev:
             key = settings.seed_api_keys[-1].secret
             print(f"dev API key (all scopes): {key}", flush=True)
