@@ -287,6 +287,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = setting(
         0, "requests per API key per minute (0: no limit)", ge=0, le=1_000_000
     )
+    ui: bool | None = setting(
+        None, "serve the dashboard at /ui (it asks for an API key and calls the API with it)",
+        shown="on with serve --dev, off otherwise",
+    )  # fmt: skip
     metrics_access: Annotated[Literal["loopback", "key", "open"], BeforeValidator(_lower)] = (
         setting("loopback", "who may GET /metrics: loopback (no key from 127.0.0.1/::1, "
                 "a runs:read key from elsewhere), key (a runs:read key always) or open")
