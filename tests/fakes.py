@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from compute_worker.domain import errors
 from compute_worker.domain.audit import AuditEntry
-from compute_worker.domain.deployments import Deployment, DeploymentKind, WorkflowInfo
+from compute_worker.domain.deployments import Deployment, DeploymentKind, Endpoint, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
@@ -278,6 +278,10 @@ class FakeTransaction(Transaction):
             raise errors.EntityConflict("The write conflicts with existing data")
         self.state.deployments[deployment.deployment_id] = replace(deployment, active=False)
 
+    def set_endpoint(self, deployment_id: str, endpoint: Endpoint) -> None:
+        found = self.state.deployments[deployment_id]
+        self.state.deployments[deployment_id] = replace(found, endpoint=endpoint)
+
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
         self.state.active_deployment = deployment_id
 
@@ -527,7 +531,9 @@ class FakeQueue(QueueConsumer):
             (
                 queued
                 for queued in self.store.messages.values()
-                if queued.available_at <= now and queued.message.queue_name.startswith(queue_prefix)
+                if queued.available_at <= now
+                and queued.message.queue_name.startswith(queue_prefix)
+                and not self._for_an_app(queued.message)
             ),
             key=lambda q: (q.available_at, q.message.message_id),
         )[:limit]
@@ -538,6 +544,11 @@ class FakeQueue(QueueConsumer):
             self.store.messages[message.message_id] = _Queued(message, lease_end, worker_id)
             claimed.append(copy.deepcopy(message))
         return claimed
+
+    def _for_an_app(self, message: QueueMessage) -> bool:
+        """Messages of wdk deployments are the dispatcher's, never the engine's."""
+        found = self.store.deployments.get(message.deployment_id or "")
+        return found is not None and found.external
 
     async def ack(self, message_id: str, worker_id: str) -> bool:
         queued = self.store.messages.get(message_id)

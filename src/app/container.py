@@ -15,9 +15,11 @@ from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
+from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
+from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
 from compute_worker.adapters.sql.database import Database, DatabaseConfig
 from compute_worker.adapters.sql.deployments import SqlDeployments
@@ -44,6 +46,7 @@ from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
 from compute_worker.app.settings import Settings
 from compute_worker.domain.execution import RetryPolicy
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.stream_tail import StreamTail
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
@@ -71,6 +74,7 @@ from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -109,6 +113,15 @@ def _executor(
         children_per_deployment=settings.process_children,
     )
     return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
+
+
+def _dispatch_settings(settings: Settings) -> DispatchSettings:
+    return DispatchSettings(
+        concurrency=settings.delivery_concurrency,
+        timeout_seconds=settings.delivery_timeout_seconds,
+        lease_seconds=settings.delivery_lease_seconds,
+        policy=DeliveryPolicy(max_failures=settings.delivery_max_failures),
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -152,6 +165,10 @@ class Container(containers.DeclarativeContainer):
     world_stats = providers.Singleton(SqlWorldStats, db_engine)
     metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
     world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
+    delivery_policy = providers.Singleton(
+        lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
+    )
+    app_announcements = providers.Singleton(AppAnnouncements, delivery_policy)
     stream_tail = providers.Singleton(
         StreamTail,
         stream_reader,
@@ -168,9 +185,11 @@ class Container(containers.DeclarativeContainer):
     read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)
     record_run_events = providers.Singleton(RecordRunEvents, writer, clock, world_writes)
-    publish_message = providers.Singleton(PublishMessage, writer, clock, world_writes)
+    publish_message = providers.Singleton(
+        PublishMessage, writer, clock, world_writes, app_announcements
+    )
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
-    get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
+    get_deployment_id = providers.Singleton(GetDeploymentId, deployments, writer, app_announcements)
 
     # use cases: the public lane
     trigger_run = providers.Singleton(
@@ -183,7 +202,7 @@ class Container(containers.DeclarativeContainer):
     cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
     create_deployment = providers.Singleton(
-        CreateDeployment, writer, ids, clock, artifacts, bundle_loader
+        CreateDeployment, writer, ids, clock, artifacts, bundle_loader, delivery_policy
     )
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
@@ -256,6 +275,17 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+    )
+
+    # deliveries to WDK apps (kind wdk)
+    app_queue = providers.Singleton(SqlAppQueue, db_engine, writer)
+    app_dispatcher = providers.Singleton(
+        AppDispatcher,
+        app_queue,
+        delivery_policy,
+        signal,
+        providers.Callable(lambda engine: engine.worker_id, workflow_engine),
+        providers.Callable(_dispatch_settings, settings),
     )
 
     # what the HTTP adapter serves (adapters/http/services.py): exactly these

@@ -28,6 +28,7 @@ from compute_worker.adapters.sql.schema import active_deployment
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.queue import QueueConsumer
@@ -41,6 +42,7 @@ from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, Proxy
 from compute_worker.domain.use_cases.publish_message import PublishMessage
 from compute_worker.domain.use_cases.query_world import QueryWorld
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.wdk import AppAnnouncements
 from compute_worker.domain.world import EventRequest, EventResult, EventType, ResolveData
 from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import (
@@ -56,6 +58,7 @@ from tests.fakes import (
 
 RUN_KEY_SECRET = bytes(range(32))
 POLL_INTERVAL = 0.05
+LOOPBACK = OutboundPolicy(("localhost",), what="queue delivery")
 
 
 @dataclass
@@ -133,9 +136,9 @@ def _build(
         stream_tail=(tail := StreamTail(stream_reader, signal, poll_interval=POLL_INTERVAL)),
         read_stream=ReadStream(tail),
         inspect_stream=InspectStream(stream_reader),
-        publish=PublishMessage(uow, clock, writes),
+        publish=PublishMessage(uow, clock, writes, apps := AppAnnouncements(LOOPBACK)),
         encryption_key=GetEncryptionKey(reader, HkdfRunKeyDeriver(RUN_KEY_SECRET), deployments),
-        deployment_id=GetDeploymentId(deployments),
+        deployment_id=GetDeploymentId(deployments, uow, apps),
         activate=activate,
         pass_time=pass_time,
         reopen=reopen,

@@ -37,7 +37,7 @@ from compute_worker.adapters.http.wire_schemas import (
     ref,
 )
 from compute_worker.domain import errors
-from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment
+from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment, Endpoint
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.inspect_run import HistoryPage
 from compute_worker.domain.use_cases.list_deployments import DeploymentListing
@@ -176,11 +176,40 @@ async def _new_deployment(request: Request) -> NewDeployment:
             {"field": "content-type"},
         )
     body = await read_object(request, max(services(request).max_body_bytes, MAX_BUNDLE_BYTES))
+    kind = field(body, "kind", str) or "python"
+    endpoint = field(body, "endpoint", dict)
+    if kind == "wdk" or endpoint is not None:
+        files = field(body, "files", dict) or {}
+        return NewDeployment(
+            kind=kind,
+            files=bundles.files_from_json(files) if files else {},
+            metadata=field(body, "metadata", dict),
+            endpoint=None if endpoint is None else _endpoint(endpoint),
+        )
     return NewDeployment(
-        kind=field(body, "kind", str) or "python",
+        kind=kind,
         files=bundles.files_from_json(field(body, "files", dict, required=True)),
         entrypoint=field(body, "entrypoint", str),
         metadata=field(body, "metadata", dict),
+    )
+
+
+def _endpoint(body: dict[str, Any]) -> Endpoint:
+    """``{"url", "headers"?: {name: value}, "deliverySecret"?}`` of a wdk deployment."""
+    headers = field(body, "headers", dict, path="endpoint.headers") or {}
+    if not all(isinstance(value, str) for value in headers.values()):
+        raise errors.InvalidRequest(
+            "endpoint.headers values must be strings", {"field": "endpoint.headers"}
+        )
+    unknown = sorted(set(body) - {"url", "headers", "deliverySecret"})
+    if unknown:
+        raise errors.InvalidRequest(
+            f"endpoint has unknown field(s): {', '.join(unknown)}", {"field": "endpoint"}
+        )
+    return Endpoint(
+        url=field(body, "url", str, required=True, path="endpoint.url"),
+        headers=headers,
+        delivery_secret=field(body, "deliverySecret", str, path="endpoint.deliverySecret"),
     )
 
 

@@ -154,7 +154,7 @@ def public_hook_wire(hook: Hook, with_token: bool) -> dict[str, Any]:
 
 
 def deployment_wire(deployment: Deployment) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "deploymentId": deployment.deployment_id,
         "digest": deployment.digest,
         "kind": deployment.kind,
@@ -164,6 +164,14 @@ def deployment_wire(deployment: Deployment) -> dict[str, Any]:
         "createdAt": iso(deployment.created_at),
         "active": deployment.active,
     }
+    endpoint = deployment.endpoint
+    if endpoint is not None:  # the delivery secret is never shown, only whether there is one
+        out["endpoint"] = {
+            "url": endpoint.url,
+            "headers": endpoint.headers,
+            "signed": endpoint.delivery_secret is not None,
+        }
+    return out
 
 
 def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from compute_worker.adapters import codec
 from compute_worker.domain.audit import AuditEntry
-from compute_worker.domain.deployments import Deployment, WorkflowInfo
+from compute_worker.domain.deployments import Deployment, Endpoint, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
@@ -223,7 +223,21 @@ def deployment_values(deployment: Deployment) -> dict[str, Any]:
         ),
         "metadata": None if deployment.metadata is None else encode(deployment.metadata),
         "created_ms": to_ms(deployment.created_at),
+        "endpoint": None if deployment.endpoint is None else encode_endpoint(deployment.endpoint),
     }
+
+
+def encode_endpoint(endpoint: Endpoint) -> str:
+    return encode(
+        {"url": endpoint.url, "headers": endpoint.headers, "secret": endpoint.delivery_secret}
+    )
+
+
+def decode_endpoint(text: str | None) -> Endpoint | None:
+    found = decode(text)
+    if found is None:
+        return None
+    return Endpoint(found["url"], dict(found.get("headers") or {}), found.get("secret"))
 
 
 def deployment_from(row: Any, active_id: str | None) -> Deployment:
@@ -236,6 +250,7 @@ def deployment_from(row: Any, active_id: str | None) -> Deployment:
         metadata=decode(row.metadata),
         created_at=at_ms(row.created_ms),
         active=row.deployment_id == active_id,
+        endpoint=decode_endpoint(row.endpoint),
     )
 
 
