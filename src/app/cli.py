@@ -169,12 +169,16 @@ async def _serve(settings: Settings, dev: bool) -> None:
         update: dict[str, object] = {"seed_api_keys": (*settings.seed_api_keys, dev_key)}
         if not settings.delivery_allow:  # WDK apps on this machine, unless told otherwise
             update["delivery_allow"] = DEV_DELIVERY_ALLOW
+        if settings.ui is None:  # the dashboard: on in dev mode unless turned off
+            update["ui"] = True
         settings = settings.model_copy(update=update)
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     try:
         print(f"{PROG} listening on {handle.url}", flush=True)
         print(f"data directory: {settings.data_dir}", flush=True)
+        if settings.ui:
+            print(f"dashboard: {handle.url}/ui/", flush=True)
         if dev:
             key = settings.seed_api_keys[-1].secret
             print(f"dev API key (all scopes): {key}", flush=True)
