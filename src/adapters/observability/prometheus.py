@@ -13,17 +13,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from compute_worker.domain.ports.metrics import RunObserver, WorldStats, WorldStatsReader
+from compute_worker.domain.ports.metrics import (
+    ProcessObserver,
+    RunObserver,
+    WorldStats,
+    WorldStatsReader,
+    WriterObserver,
+)
 from compute_worker.domain.stuck import STUCK_REASONS
 from compute_worker.domain.world import Event, EventType, Run, Step
 
 PREFIX = "compute_worker"
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
                      900, 3600, 6 * 3600, 24 * 3600)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RUN_ENDS = {
     EventType.RUN_COMPLETED: "completed",
@@ -92,58 +99,91 @@ class _WorldCollector(Collector):
         yield stuck
 
 
-class PrometheusMetrics(RunObserver):
+class PrometheusMetrics(RunObserver, WriterObserver, ProcessObserver):
     def __init__(self, stats: WorldStatsReader) -> None:
         self._stats = stats
         self.registry = CollectorRegistry(auto_describe=True)
         self._world = _WorldCollector()
         self.registry.register(self._world)
-        r = self.registry
-        self.runs_started = Counter(
-            f"{PREFIX}_runs_started", "Runs started, by workflow", ["workflow"], registry=r
+        count, time = self._counter, self._histogram
+        self.runs_started = count("runs_started", "Runs started, by workflow", "workflow")
+        self.runs_finished = count(
+            "runs_finished", "Runs that ended, by workflow and status (completed, failed, "
+            "cancelled)", "workflow", "status",
+        )  # fmt: skip
+        self.run_duration = time(
+            "run_duration_seconds", "Run duration from start (or creation, if never started) "
+            "to its end", _DURATION_BUCKETS, "workflow", "status",
+        )  # fmt: skip
+        self.step_attempts = count("step_attempts", "Step attempts started, by step", "step")
+        self.step_retries = count(
+            "step_retries", "Step attempts that failed and will be retried", "step"
         )
-        self.runs_finished = Counter(
-            f"{PREFIX}_runs_finished",
-            "Runs that ended, by workflow and status (completed, failed, cancelled)",
-            ["workflow", "status"], registry=r,
+        self.step_duration = time(
+            "step_duration_seconds", "Step duration from its first start to its end, by step "
+            "and status", _DURATION_BUCKETS, "step", "status",
         )  # fmt: skip
-        self.run_duration = Histogram(
-            f"{PREFIX}_run_duration_seconds",
-            "Run duration from start (or creation, if never started) to its end",
-            ["workflow", "status"], buckets=_DURATION_BUCKETS, registry=r,
+        self.execution_retries = count(
+            "execution_retries", "Run executions retried after a failed start or a lost "
+            "executor, by kind", "kind",
         )  # fmt: skip
-        self.step_attempts = Counter(
-            f"{PREFIX}_step_attempts", "Step attempts started, by step", ["step"], registry=r
-        )
-        self.step_retries = Counter(
-            f"{PREFIX}_step_retries", "Step attempts that failed and will be retried",
-            ["step"], registry=r,
+        self.execution_give_ups = count(
+            "execution_give_ups", "Runs failed because the retry policy gave up on starting "
+            "them, by kind", "kind",
         )  # fmt: skip
-        self.step_duration = Histogram(
-            f"{PREFIX}_step_duration_seconds",
-            "Step duration from its first start to its end, by step and status",
-            ["step", "status"], buckets=_DURATION_BUCKETS, registry=r,
+        self.http_requests = count(
+            "http_requests", "HTTP requests by method, route template and status",
+            "method", "route", "status",
         )  # fmt: skip
-        self.execution_retries = Counter(
-            f"{PREFIX}_execution_retries",
-            "Run executions retried after a failed start or a lost executor, by kind",
-            ["kind"], registry=r,
+        self.http_latency = time(
+            "http_request_duration_seconds", "HTTP request latency (to the end of the "
+            "response) by method and route template", _HTTP_BUCKETS, "method", "route",
         )  # fmt: skip
-        self.execution_give_ups = Counter(
-            f"{PREFIX}_execution_give_ups",
-            "Runs failed because the retry policy gave up on starting them, by kind",
-            ["kind"], registry=r,
+        self.commit_batch_size = time(
+            "db_commit_batch_units", "Units of work committed together in one database "
+            "transaction (group commit)", _BATCH_BUCKETS,
         )  # fmt: skip
-        self.http_requests = Counter(
-            f"{PREFIX}_http_requests",
-            "HTTP requests by method, route template and status",
-            ["method", "route", "status"], registry=r,
+        self.commit_latency = time(
+            "db_commit_duration_seconds", "Time to run and commit one batch of units of work",
+            _HTTP_BUCKETS,
         )  # fmt: skip
-        self.http_latency = Histogram(
-            f"{PREFIX}_http_request_duration_seconds",
-            "HTTP request latency (to the end of the response) by method and route template",
-            ["method", "route"], buckets=_HTTP_BUCKETS, registry=r,
+        self.children_alive = Gauge(
+            f"{PREFIX}_child_processes", "Workflow child processes alive (process backend)",
+            registry=self.registry,
         )  # fmt: skip
+        self.children_started = count(
+            "child_processes_started", "Workflow child processes started, by why: new (a "
+            "free slot) or restart (replacing one that died or was killed)", "why",
+        )  # fmt: skip
+        self.children_killed = count(
+            "child_processes_killed", "Workflow child processes killed, by why (step_timeout, "
+            "step_cpu, workflow_turn, cancelled, start_timeout, stop)", "why",
+        )  # fmt: skip
+
+    def _counter(self, name: str, about: str, *labels: str) -> Counter:
+        return Counter(f"{PREFIX}_{name}", about, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, about: str, buckets: Sequence[float], *labels: str
+    ) -> Histogram:
+        return Histogram(f"{PREFIX}_{name}", about, labels, buckets=buckets,
+                         registry=self.registry)  # fmt: skip
+
+    # -- WriterObserver, ProcessObserver --------------------------------------------------
+
+    def batch_committed(self, units: int, seconds: float) -> None:
+        self.commit_batch_size.observe(units)
+        self.commit_latency.observe(seconds)
+
+    def child_started(self, restart: bool) -> None:
+        self.children_alive.inc()
+        self.children_started.labels("restart" if restart else "new").inc()
+
+    def child_killed(self, why: str) -> None:
+        self.children_killed.labels(why).inc()
+
+    def child_exited(self) -> None:
+        self.children_alive.dec()
 
     # -- RunObserver ----------------------------------------------------------------------
 
