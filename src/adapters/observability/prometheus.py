@@ -38,6 +38,40 @@ _RUN_ENDS = {
     EventType.RUN_CANCELLED: "cancelled",
 }
 _STEP_ENDS = {EventType.STEP_COMPLETED: "completed", EventType.STEP_FAILED: "failed"}
+# the series this process counts: name -> (help, labels)
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "runs_started": ("Runs started, by workflow", ("workflow",)),
+    "runs_finished": ("Runs that ended, by workflow and status (completed, failed, "
+                      "cancelled)", ("workflow", "status")),
+    "step_attempts": ("Step attempts started, by step", ("step",)),
+    "step_retries": ("Step attempts that failed and will be retried", ("step",)),
+    "execution_retries": ("Run executions retried after a failed start or a lost "
+                          "executor, by kind", ("kind",)),
+    "execution_give_ups": ("Runs failed because the retry policy gave up on starting "
+                           "them, by kind", ("kind",)),
+    "http_requests": ("HTTP requests by method, route template and status",
+                      ("method", "route", "status")),
+    "child_processes_started": ("Workflow child processes started, by why: new (a free "
+                                "slot) or restart (replacing one that died or was killed)",
+                                ("why",)),
+    "child_processes_killed": ("Workflow child processes killed, by why (step_timeout, "
+                               "step_cpu, workflow_turn, cancelled, start_timeout, stop)",
+                               ("why",)),
+}  # fmt: skip
+# name -> (help, labels, buckets)
+_HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    "run_duration_seconds": ("Run duration from start (or creation, if never started) to "
+                             "its end", ("workflow", "status"), _DURATION_BUCKETS),
+    "step_duration_seconds": ("Step duration from its first start to its end, by step and "
+                              "status", ("step", "status"), _DURATION_BUCKETS),
+    "http_request_duration_seconds": ("HTTP request latency (to the end of the response) by "
+                                      "method and route template", ("method", "route"),
+                                      _HTTP_BUCKETS),
+    "db_commit_batch_units": ("Units of work committed together in one database "
+                              "transaction (group commit)", (), _BATCH_BUCKETS),
+    "db_commit_duration_seconds": ("Time to run and commit one batch of units of work", (),
+                                   _HTTP_BUCKETS),
+}  # fmt: skip
 # the classic text format every Prometheus reads (our names need no escaping)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -105,82 +139,40 @@ class PrometheusMetrics(RunObserver, WriterObserver, ProcessObserver):
         self.registry = CollectorRegistry(auto_describe=True)
         self._world = _WorldCollector()
         self.registry.register(self._world)
-        count, time = self._counter, self._histogram
-        self.runs_started = count("runs_started", "Runs started, by workflow", "workflow")
-        self.runs_finished = count(
-            "runs_finished", "Runs that ended, by workflow and status (completed, failed, "
-            "cancelled)", "workflow", "status",
-        )  # fmt: skip
-        self.run_duration = time(
-            "run_duration_seconds", "Run duration from start (or creation, if never started) "
-            "to its end", _DURATION_BUCKETS, "workflow", "status",
-        )  # fmt: skip
-        self.step_attempts = count("step_attempts", "Step attempts started, by step", "step")
-        self.step_retries = count(
-            "step_retries", "Step attempts that failed and will be retried", "step"
-        )
-        self.step_duration = time(
-            "step_duration_seconds", "Step duration from its first start to its end, by step "
-            "and status", _DURATION_BUCKETS, "step", "status",
-        )  # fmt: skip
-        self.execution_retries = count(
-            "execution_retries", "Run executions retried after a failed start or a lost "
-            "executor, by kind", "kind",
-        )  # fmt: skip
-        self.execution_give_ups = count(
-            "execution_give_ups", "Runs failed because the retry policy gave up on starting "
-            "them, by kind", "kind",
-        )  # fmt: skip
-        self.http_requests = count(
-            "http_requests", "HTTP requests by method, route template and status",
-            "method", "route", "status",
-        )  # fmt: skip
-        self.http_latency = time(
-            "http_request_duration_seconds", "HTTP request latency (to the end of the "
-            "response) by method and route template", _HTTP_BUCKETS, "method", "route",
-        )  # fmt: skip
-        self.commit_batch_size = time(
-            "db_commit_batch_units", "Units of work committed together in one database "
-            "transaction (group commit)", _BATCH_BUCKETS,
-        )  # fmt: skip
-        self.commit_latency = time(
-            "db_commit_duration_seconds", "Time to run and commit one batch of units of work",
-            _HTTP_BUCKETS,
-        )  # fmt: skip
         self.children_alive = Gauge(
             f"{PREFIX}_child_processes", "Workflow child processes alive (process backend)",
             registry=self.registry,
         )  # fmt: skip
-        self.children_started = count(
-            "child_processes_started", "Workflow child processes started, by why: new (a "
-            "free slot) or restart (replacing one that died or was killed)", "why",
-        )  # fmt: skip
-        self.children_killed = count(
-            "child_processes_killed", "Workflow child processes killed, by why (step_timeout, "
-            "step_cpu, workflow_turn, cancelled, start_timeout, stop)", "why",
-        )  # fmt: skip
+        self._counters = {
+            name: Counter(f"{PREFIX}_{name}", about, labels, registry=self.registry)
+            for name, (about, labels) in _COUNTERS.items()
+        }
+        self._histograms = {
+            name: Histogram(
+                f"{PREFIX}_{name}", about, labels, buckets=buckets, registry=self.registry
+            )
+            for name, (about, labels, buckets) in _HISTOGRAMS.items()
+        }
 
-    def _counter(self, name: str, about: str, *labels: str) -> Counter:
-        return Counter(f"{PREFIX}_{name}", about, labels, registry=self.registry)
+    def _count(self, name: str, *labels: str) -> None:
+        self._counters[name].labels(*labels).inc()
 
-    def _histogram(
-        self, name: str, about: str, buckets: Sequence[float], *labels: str
-    ) -> Histogram:
-        return Histogram(f"{PREFIX}_{name}", about, labels, buckets=buckets,
-                         registry=self.registry)  # fmt: skip
+    def _observe(self, name: str, value: float, *labels: str) -> None:
+        series = self._histograms[name]
+        (series.labels(*labels) if labels else series).observe(value)
 
     # -- WriterObserver, ProcessObserver --------------------------------------------------
 
     def batch_committed(self, units: int, seconds: float) -> None:
-        self.commit_batch_size.observe(units)
-        self.commit_latency.observe(seconds)
+        self._observe("db_commit_batch_units", units)
+        self._observe("db_commit_duration_seconds", seconds)
 
     def child_started(self, restart: bool) -> None:
         self.children_alive.inc()
-        self.children_started.labels("restart" if restart else "new").inc()
+        self._count("child_processes_started", "restart" if restart else "new")
 
     def child_killed(self, why: str) -> None:
-        self.children_killed.labels(why).inc()
+        self._count("child_processes_killed", why)
 
     def child_exited(self) -> None:
         self.children_alive.dec()
@@ -191,30 +183,30 @@ class PrometheusMetrics(RunObserver, WriterObserver, ProcessObserver):
         for event in events:
             kind = event.event_type
             if kind is EventType.RUN_STARTED and run is not None:
-                self.runs_started.labels(run.workflow_name).inc()
+                self._count("runs_started", run.workflow_name)
             elif kind in _RUN_ENDS and run is not None:
                 status = _RUN_ENDS[kind]
-                self.runs_finished.labels(run.workflow_name, status).inc()
+                self._count("runs_finished", run.workflow_name, status)
                 took = _seconds(run.started_at or run.created_at, run.completed_at)
                 if took is not None:
-                    self.run_duration.labels(run.workflow_name, status).observe(took)
+                    self._observe("run_duration_seconds", took, run.workflow_name, status)
             elif kind is EventType.STEP_STARTED and step is not None:
-                self.step_attempts.labels(step.step_name).inc()
+                self._count("step_attempts", step.step_name)
             elif kind is EventType.STEP_RETRYING and step is not None:
-                self.step_retries.labels(step.step_name).inc()
+                self._count("step_retries", step.step_name)
             elif kind in _STEP_ENDS and step is not None:
                 took = _seconds(step.started_at or step.created_at, step.completed_at)
                 if took is not None:
-                    self.step_duration.labels(step.step_name, _STEP_ENDS[kind]).observe(took)
+                    self._observe("step_duration_seconds", took, step.step_name, _STEP_ENDS[kind])
 
     def trouble_counted(self, kind: str, gave_up: bool) -> None:
-        (self.execution_give_ups if gave_up else self.execution_retries).labels(kind).inc()
+        self._count("execution_give_ups" if gave_up else "execution_retries", kind)
 
     # -- HTTP -----------------------------------------------------------------------------
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        self._count("http_requests", method, route, str(status))
+        self._observe("http_request_duration_seconds", seconds, method, route)
 
     async def exposition(self) -> tuple[bytes, str]:
         """The text exposition (after reading the World's state) and its content type."""
