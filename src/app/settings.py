@@ -384,6 +384,10 @@ class Settings(BaseSettings):
     delivery_concurrency: int = setting(
         16, "deliveries in flight at once per WDK deployment, per worker process", ge=1, le=1024
     )
+    delivery_lease_seconds: float = setting(
+        30.0, "lease on a message being delivered, renewed while in flight: how soon another "
+        "worker delivers the messages of a worker that died", ge=1, le=3600,
+    )  # fmt: skip
     delivery_max_failures: int = setting(
         48, "failed deliveries in a row (backoff 1 s doubling to 60 s) before a message is "
         "dropped with an error log", ge=1, le=100_000,
