@@ -16,9 +16,11 @@ from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
+from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
+from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
 from compute_worker.adapters.sql.database import Database, DatabaseConfig
 from compute_worker.adapters.sql.deployments import SqlDeployments
@@ -29,6 +31,7 @@ from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
 from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
+from compute_worker.adapters.sql.stuck import SqlStuckRuns
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
@@ -45,6 +48,7 @@ from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
 from compute_worker.app.settings import Settings
 from compute_worker.domain.execution import RetryPolicy
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.stream_tail import StreamTail
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
@@ -56,6 +60,7 @@ from compute_worker.domain.use_cases.deployments import (
     CreateDeployment,
     GetDeployment,
 )
+from compute_worker.domain.use_cases.detect_stuck_runs import DetectStuckRuns
 from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from compute_worker.domain.use_cases.inspect_run import InspectRun
 from compute_worker.domain.use_cases.list_deployments import ListDeployments
@@ -77,6 +82,7 @@ from compute_worker.domain.use_cases.schedules import (
 )
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -103,6 +109,7 @@ def _executor(
     keys: ManageApiKeys,
     signal: Signal,
     world_url: Callable[[], str | None],
+    metrics: PrometheusMetrics,
 ) -> RunExecutor:
     engine_settings = EngineSettings()
     if settings.worldcompute == "local":
@@ -114,7 +121,23 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
+    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics), world, signal)
+
+
+def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:
+    """The metrics, also told of every batch the database's writer commits."""
+    metrics = PrometheusMetrics(stats)
+    database.writer.observe(metrics)
+    return metrics
+
+
+def _dispatch_settings(settings: Settings) -> DispatchSettings:
+    return DispatchSettings(
+        concurrency=settings.delivery_concurrency,
+        timeout_seconds=settings.delivery_timeout_seconds,
+        lease_seconds=settings.delivery_lease_seconds,
+        policy=DeliveryPolicy(max_failures=settings.delivery_max_failures),
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -143,6 +166,7 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
         clock,
         settings.provided.api_key_cache_seconds,
+        signal,
     )
     audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
@@ -157,8 +181,12 @@ class Container(containers.DeclarativeContainer):
 
     # domain services: the World's writes inside a transaction, the live read of a stream
     world_stats = providers.Singleton(SqlWorldStats, db_engine)
-    metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
+    metrics = providers.Singleton(_metrics, world_stats, database)  # also the observers
     world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
+    delivery_policy = providers.Singleton(
+        lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
+    )
+    app_announcements = providers.Singleton(AppAnnouncements, delivery_policy)
     stream_tail = providers.Singleton(
         StreamTail,
         stream_reader,
@@ -175,9 +203,11 @@ class Container(containers.DeclarativeContainer):
     read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)
     record_run_events = providers.Singleton(RecordRunEvents, writer, clock, world_writes)
-    publish_message = providers.Singleton(PublishMessage, writer, clock, world_writes)
+    publish_message = providers.Singleton(
+        PublishMessage, writer, clock, world_writes, app_announcements
+    )
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
-    get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
+    get_deployment_id = providers.Singleton(GetDeploymentId, deployments, writer, app_announcements)
 
     # use cases: the public lane
     idempotency_retention = providers.Callable(
@@ -189,7 +219,7 @@ class Container(containers.DeclarativeContainer):
     cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
     create_deployment = providers.Singleton(
-        CreateDeployment, writer, ids, clock, artifacts, bundle_loader
+        CreateDeployment, writer, ids, clock, artifacts, bundle_loader, delivery_policy
     )
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
@@ -257,12 +287,20 @@ class Container(containers.DeclarativeContainer):
         ),
         settings,
     )
+    stuck_runs = providers.Singleton(SqlStuckRuns, db_engine, writer)
+    detect_stuck_runs = providers.Singleton(
+        DetectStuckRuns,
+        stuck_runs,
+        clock,
+        providers.Callable(lambda s: timedelta(seconds=s.stuck_after_seconds), settings),
+    )
     record_execution_trouble = providers.Singleton(
         RecordExecutionTrouble, writer, clock, world_writes, retry_policy
     )
     executor = providers.Singleton(
-        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
-    )
+        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url,
+        metrics,
+    )  # fmt: skip
     workflow_engine = providers.Singleton(
         WorkflowEngine,
         queue,
@@ -273,6 +311,17 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+    )
+
+    # deliveries to WDK apps (kind wdk)
+    app_queue = providers.Singleton(SqlAppQueue, db_engine, writer)
+    app_dispatcher = providers.Singleton(
+        AppDispatcher,
+        app_queue,
+        delivery_policy,
+        signal,
+        providers.Callable(lambda engine: engine.worker_id, workflow_engine),
+        providers.Callable(_dispatch_settings, settings),
     )
 
     # what the HTTP adapter serves (adapters/http/services.py): exactly these

@@ -28,6 +28,7 @@ from compute_worker.app.startup import check_database, guard_os, prepare_storage
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 600
+STUCK_SCAN_MAX_SECONDS = 30.0
 
 
 class Runtime:
@@ -50,6 +51,7 @@ class Runtime:
         self._started_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._scheduler: asyncio.Task[None] | None = None
+        self._detector: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
             world_url=world_url or (lambda: settings.internal_url),
@@ -88,7 +90,9 @@ class Runtime:
             await self.container.seed_api_keys().execute(settings.seed_api_keys)
             if self.execute:
                 await self.container.workflow_engine().start()
+                await self.container.app_dispatcher().start()
                 self._housekeeping = asyncio.create_task(self._keep_house())
+                self._detector = asyncio.create_task(self._detect_stuck_runs())
                 if settings.schedule_poll_seconds > 0:
                     self._scheduler = asyncio.create_task(self._schedule())
         except BaseException:
@@ -127,6 +131,23 @@ class Runtime:
                 log.warning("housekeeping failed; will retry", exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
+    async def _detect_stuck_runs(self) -> None:
+        """Look for stuck runs a batch at a time (``DetectStuckRuns``), several times per
+        threshold; say so once per run and reason."""
+        detector = self.container.detect_stuck_runs()
+        interval = min(STUCK_SCAN_MAX_SECONDS, max(0.2, detector.threshold.total_seconds() / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for stuck in await detector.tick():
+                    log.warning(
+                        "run is stuck (%s): %s", stuck.reason, stuck.message,
+                        extra={"runId": stuck.run_id, "reason": stuck.reason,
+                               "since": stuck.since.isoformat()},
+                    )  # fmt: skip
+            except Exception:
+                log.warning("stuck-run detection failed; will retry", exc_info=True)
+
     async def _schedule(self) -> None:
         """Start the active deployment's scheduled runs as their slots come due (every
         worker may: a slot's run starts once, see ``domain/schedules.py``)."""
@@ -144,14 +165,15 @@ class Runtime:
     async def stop_executing(self) -> None:
         """Stop the engine (and its workflow processes); idempotent. The server calls it
         before it closes connections, so children do not hold them open."""
-        for task in (self._scheduler, self._housekeeping):
+        for task in (self._scheduler, self._housekeeping, self._detector):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._housekeeping = self._scheduler = None
+        self._housekeeping = self._scheduler = self._detector = None
         if self.execute:
             self.execute = False
+            await self.container.app_dispatcher().stop()
             await self.container.workflow_engine().stop()
 
     async def __aexit__(

@@ -1,12 +1,11 @@
-"""Starting a run once per idempotency key: what ``POST /v1/runs`` and a schedule's slot
-share. Inside the caller's transaction it claims the key (per scope), writes the run with
-its ``run_created`` event and queue message, completes the key with the run and appends
-the audit entry; a key already completed answers its run (``replayed``), a key held for a
-different request is an ``IdempotencyConflict``."""
+"""Starting a run once per idempotency key: the command ``POST /v1/runs`` and a schedule's
+slot share (``Trigger``), and ``start_once`` for a unit of work that starts a run among
+other writes (a schedule's slot and its watermark). A key already held answers its run
+(``replayed``); one held for a different request is an ``IdempotencyConflict``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,23 +48,28 @@ def start_once(
     context: RequestContext,
     now: datetime,
     retention: timedelta,
-    action: str = "runs.trigger",
+    action: str,
     request: Any = None,
 ) -> Triggered:
-    """``request`` is what a repeat must equal to be the same request (default: ``cmd``)."""
+    """Start ``cmd``'s run unless a live record holds its key (then answer that record's
+    run, ``replayed``), inside a unit that also does other work: the holder is looked up
+    first, so a taken key rolls nothing back (``TriggerRun``, alone in its unit, writes
+    first and rolls back instead). ``request`` is what a repeat must equal to be the same
+    request (default: ``cmd``)."""
     key = check_key(cmd.idempotency_key)
     digest = request_hash(cmd.payload() if request is None else request)
-    claim = IdempotencyRecord(cmd.scope, key, digest, now + retention)
-    holder = tx.claim_idempotency(claim, now)
-    if holder is not None:
-        if holder.request_hash != digest or holder.run is None:
-            raise errors.IdempotencyConflict(
-                "This Idempotency-Key was used with a different request",
-                {"idempotencyKey": key},
-            )
-        return Triggered(holder.run, replayed=True)
-    run = writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
-                           cmd.execution_context)  # fmt: skip
-    tx.complete_idempotency(replace(claim, status=202, run=run))
-    tx.append_audit(audit_entry(context, action, 202, now, run.run_id))
-    return Triggered(run)
+    holder = tx.idempotency_holder(cmd.scope, key, now)
+    if holder is None:
+        run = writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
+                               cmd.execution_context)  # fmt: skip
+        holder = tx.record_idempotency(
+            IdempotencyRecord(cmd.scope, key, digest, now + retention, 202, run), now
+        )
+        if holder is None:
+            tx.append_audit(audit_entry(context, action, 202, now, run.run_id))
+            return Triggered(run)
+    if holder.request_hash != digest or holder.run is None:
+        raise errors.IdempotencyConflict(
+            "This Idempotency-Key was used with a different request", {"idempotencyKey": key}
+        )
+    return Triggered(holder.run, replayed=True)

@@ -25,7 +25,9 @@ from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.reducer import Snapshot, Transition, decide, materialize
+from compute_worker.domain.wdk import WDK_SPEC_VERSION, payload_bytes
 from compute_worker.domain.world import (
+    QUEUE_NAME,
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WAKING_EVENTS,
@@ -159,7 +161,19 @@ class WorldWrites:
         """Create a run of ``workflow_name`` on the deployment (default: the active one)
         and enqueue it."""
         deployment = _deployment(tx, deployment_id)
-        if deployment.workflow(workflow_name) is None:
+        spec_version = None
+        stored_input: Any = run_input
+        if deployment.external:
+            # the app knows its workflows; the name only has to make a queue name, and
+            # the input is written as the WDK runtime reads it (LANE.md §7, §8)
+            if not QUEUE_NAME.match(workflow_queue(workflow_name)):
+                raise errors.InvalidRequest(
+                    "workflowName of a WDK app is its machine name, printable ASCII "
+                    '(e.g. "workflow//./workflows/order//placeOrder")',
+                    {"field": "workflowName"},
+                )
+            spec_version, stored_input = WDK_SPEC_VERSION, payload_bytes(run_input)
+        elif deployment.workflow(workflow_name) is None:
             names = [w.name for w in deployment.workflows]
             raise errors.WorkflowNotFound(
                 f'Workflow "{workflow_name}" is not in deployment {deployment.deployment_id}',
@@ -168,19 +182,22 @@ class WorldWrites:
         data: dict[str, Any] = {
             "deploymentId": deployment.deployment_id,
             "workflowName": workflow_name,
-            "input": run_input,
+            "input": stored_input,
         }
         if execution_context is not None:
             data["executionContext"] = execution_context
         run_id = self._ids.new(ids.RUN)
-        result = self.append(tx, run_id, EventRequest(EventType.RUN_CREATED, None, None, data))
+        tx.note_new_run(run_id)
+        request = EventRequest(EventType.RUN_CREATED, None, spec_version, data)
+        result = self.append(tx, run_id, request)
         assert result.run is not None
         self.wake(tx, result.run)
         return result.run
 
     def resume_hook(self, tx: Transaction, token: str, payload: Any) -> Hook:
         """Deliver ``payload`` to the live hook holding ``token`` (``hook_received``) and
-        wake its run; the hook is returned."""
+        wake its run; the hook is returned. For a WDK app's run the payload is written
+        as ``devl`` + devalue, and the wake-up is delivered to the app."""
         hook = tx.get_hook_by_token(token)
         if hook is None:
             raise errors.HookNotFound("No live hook holds this token")
@@ -190,6 +207,9 @@ class WorldWrites:
             raise errors.RunAlreadyTerminal(
                 f"Run {hook.run_id} is already {status}", {"runId": hook.run_id}
             )
+        deployment = tx.get_deployment(run.deployment_id) if run.deployment_id else None
+        if deployment is not None and deployment.external:
+            payload = payload_bytes(payload)  # as the WDK runtime reads it (LANE.md §8)
         request = EventRequest(EventType.HOOK_RECEIVED, hook.hook_id, None, {"payload": payload})
         self.append(tx, run.run_id, request)
         self.wake(tx, run)

@@ -22,6 +22,7 @@ from compute_worker.domain.api_keys import hash_secret, new_secret
 from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.deployments import Deployment, WorkflowInfo
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.audit import AuditQuery
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from compute_worker.domain.use_cases.authenticate import Authenticate, SeedApiKeys, SeedKey
@@ -108,7 +109,9 @@ def app() -> App:
         resume=resume,
         artifacts=artifacts,
         loader=loader,
-        create_deployment=CreateDeployment(uow, id_factory, clock, artifacts, loader),
+        create_deployment=CreateDeployment(
+            uow, id_factory, clock, artifacts, loader, OutboundPolicy(("localhost",))
+        ),
         activate=ActivateDeployment(uow, clock),
         get_deployment=GetDeployment(FakeDeployments(store)),
         keys=keys,
@@ -270,6 +273,17 @@ async def test_same_key_and_equivalent_payload_replays_the_run(app: App) -> None
     again = await trigger(app, input=[{"b": [1, 2], "a": 1}], execution_context={"y": 2, "x": 1})
     assert (again.run, again.replayed) == (first.run, True)
     assert (len(app.store.runs), len(app.store.messages)) == (1, 1)
+
+
+async def test_a_replay_answers_after_its_workflow_left_the_active_deployment(app: App) -> None:
+    add_deployment(app, "greet", active=True)
+    first = await trigger(app)
+    add_deployment(app, "other", active=True)  # has no "greet"
+    again = await trigger(app)
+    assert (again.run, again.replayed) == (first.run, True)
+    with pytest.raises(errors.WorkflowNotFound):
+        await trigger(app, key="key-2")
+    assert (len(app.store.runs), len(app.store.messages), len(audit(app))) == (1, 1, 1)
 
 
 async def test_same_key_with_another_payload_conflicts(app: App) -> None:

@@ -41,6 +41,9 @@ from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
 from compute_worker.domain.world import EventRequest, EventType
 
+DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
+APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
+
 
 def world(
     summary: str,
@@ -359,6 +362,7 @@ async def stream_info(request: Request) -> Response:
     {200: answer("queued", schema.QUEUED)},
     action="queue.publish",
     body=schema.PUBLISH,
+    params=schema.APP_HEADERS,
 )
 async def publish(request: Request) -> Response:
     body = await _body(request)
@@ -377,14 +381,20 @@ async def publish(request: Request) -> Response:
         idempotency_key=field(opts, "idempotencyKey", str, path="opts.idempotencyKey"),
         delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
         headers=headers,
+        caller_deployment_id=request.headers.get(DEPLOYMENT_HEADER) or None,
+        app_url=request.headers.get(APP_URL_HEADER) or None,
     )
     message_id = await services(request).publish_message.execute(command, request_context(request))
     return JSONResponse({"messageId": message_id})
 
 
-@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)})
+@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)},
+       params=schema.APP_HEADERS)  # fmt: skip
 async def deployment_id(request: Request) -> Response:
-    found = await services(request).get_deployment_id.execute()
+    found = await services(request).get_deployment_id.execute(
+        request.headers.get(DEPLOYMENT_HEADER) or None,
+        request.headers.get(APP_URL_HEADER) or None,
+    )
     return JSONResponse({"deploymentId": found})
 
 

@@ -144,7 +144,12 @@ queue_messages = Table(
     Column("available_ms", BigInteger, nullable=False),
     Column("lease_owner", String(128)),
     Column("created_ms", BigInteger, nullable=False),
+    # app deliveries (kind wdk): the run a workflow message wakes (deliveries of one run's
+    # workflow messages never overlap), failed deliveries in a row
+    Column("run_id", String(64)),
+    Column("failures", Integer, nullable=False, server_default="0"),
     Index("ix_queue_available", "available_ms", "message_id"),
+    Index("ix_queue_run", "run_id"),
 )
 
 queue_keys = Table(
@@ -165,6 +170,7 @@ deployments = Table(
     Column("workflows", Text, nullable=False),
     Column("metadata", Text),
     Column("created_ms", BigInteger, nullable=False),
+    Column("endpoint", Text),  # kind wdk: the app's URL, headers and delivery secret
     Index("ix_deployments_created", "created_ms", "deployment_id"),
 )
 
@@ -260,4 +266,14 @@ schedules = Table(
     Column("last_slot_ms", BigInteger, nullable=False),
     Column("paused", Boolean, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+run_stuck = Table(
+    "run_stuck",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("detected_ms", BigInteger, nullable=False),
 )
