@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/engine.py [--seconds 5] [--backend local|process]
 
+The server listens on a free port (the process backend's children reach the World
+through it); the workflows are triggered and watched in process.
+
 Prints workflows/s, steps/s and the per-step overhead at concurrency 1 and 20,
 the latency of a 0-step run (trigger → completed), and the raw commit rate of the
 same SQLite file measured in the same run. Targets (shared/PERFORMANCE.md):
@@ -22,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compute_worker.app.runtime import Runtime
+from bundle import BUNDLE
+from compute_worker.app.server import ComputeWorkerServer
 from compute_worker.app.settings import Settings
 from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.use_cases.deployments import NewDeployment
@@ -30,27 +34,6 @@ from compute_worker.domain.use_cases.trigger_run import Trigger
 from compute_worker.domain.world import run_topic
 from world_events import raw_sqlite
 
-BUNDLE = b"""
-from compute_worker import create_hook, step, workflow
-
-@step
-async def inc(x):
-    return x + 1
-
-@workflow
-async def ten(x):
-    for _ in range(10):
-        x = await inc(x)
-    return x
-
-@workflow
-async def zero():
-    return 0
-
-@workflow
-async def hooked(token):
-    return await create_hook(token=token)
-"""
 CONTEXT = RequestContext("BENCH", "/bench", "bench")
 
 
@@ -131,10 +114,12 @@ async def main() -> None:
     try:
         raw = await raw_sqlite(folder / "raw.db", 2.0)
         settings = Settings.load({"data_dir": folder, "worldcompute": args.backend,
-                                  "internal_url": None}, env={})  # fmt: skip
-        async with Runtime(settings, execute=True) as container:
+                                  "port": 0, "log_level": "warning"}, env={})  # fmt: skip
+        server = ComputeWorkerServer(settings)  # the process backend's children call it
+        async with await server.start():
+            container = server.app.state.runtime.container
             created = await container.create_deployment().execute(
-                NewDeployment("python", {"workflows.py": BUNDLE}), CONTEXT
+                NewDeployment("python", {"workflows.py": BUNDLE.encode()}), CONTEXT
             )
             await container.activate_deployment().execute(created.deployment_id, CONTEXT)
             bench = Bench(container)

@@ -26,23 +26,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bundle import BUNDLE
+
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEY = "bench-" + uuid.uuid4().hex
 SCOPES = ["trigger:write", "runs:read", "deploy:read", "deploy:write", "world:proxy"]
 CLI = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "compute-worker")
-BUNDLE = """
-from compute_worker import step, workflow
-
-@step
-async def inc(x):
-    return x + 1
-
-@workflow
-async def ten(x):
-    for _ in range(10):
-        x = await inc(x)
-    return x
-"""
 
 
 def _spawn(url: str, folder: Path, index: int) -> subprocess.Popen[str]:

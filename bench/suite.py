@@ -36,7 +36,6 @@ import json
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,57 +47,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from trigger import SCOPES, SERVER, RawConnection, Send, load, wait_idle
+from bundle import BUNDLE
+from trigger import RawConnection, Send, Server, load, wait_idle
 
-BUNDLE = """
-from compute_worker import step, workflow
-
-@step
-async def inc(x):
-    return x + 1
-
-@workflow
-async def ten(x):
-    for _ in range(10):
-        x = await inc(x)
-    return x
-
-@workflow
-async def zero():
-    return 0
-"""
 TEN = json.dumps({"workflowName": "ten", "input": [0]}).encode()
 ZERO = json.dumps({"workflowName": "zero"}).encode()
-
-
-class Server:
-    """``compute-worker serve --worldcompute BACKEND`` in a subprocess, on a free port."""
-
-    def __init__(self, data_dir: Path, key: str, backend: str) -> None:
-        seed = json.dumps([{"key": key, "scopes": SCOPES, "name": "bench"}])
-        self.backend = backend
-        self.process = subprocess.Popen(
-            [str(SERVER), "serve", "--data-dir", str(data_dir), "--port", "0",
-             "--worldcompute", backend, "--log-level", "warning", "--seed-api-keys", seed],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-
-    async def wait_listening(self) -> str:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(60):
-            line = await asyncio.to_thread(self.process.stdout.readline)
-        if "listening on " not in line:
-            raise RuntimeError(f"the {self.backend} server did not start: {line!r}")
-        return line.split("listening on ", 1)[1].split()[0]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 async def call(send: Send, method: str, path: str, body: bytes | None = None) -> dict[str, object]:

@@ -84,13 +84,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    """``compute-worker serve`` in a subprocess, on a free port."""
+    """``compute-worker serve --worldcompute BACKEND`` in a subprocess, on a free port."""
 
-    def __init__(self, data_dir: Path, key: str) -> None:
+    def __init__(self, data_dir: Path, key: str, backend: str = "local") -> None:
         seed = json.dumps([{"key": key, "scopes": SCOPES, "name": "bench"}])
+        self.backend = backend
         self.process = subprocess.Popen(
             [str(SERVER), "serve", "--data-dir", str(data_dir), "--port", "0",
-             "--worldcompute", "local", "--log-level", "warning", "--seed-api-keys", seed],
+             "--worldcompute", backend, "--log-level", "warning", "--seed-api-keys", seed],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
 
@@ -100,7 +101,7 @@ class Server:
             line = await asyncio.to_thread(self.process.stdout.readline)
         found = re.search(r"listening on (http://\S+)", line)
         if found is None:
-            raise RuntimeError(f"the server did not start: {line!r}")
+            raise RuntimeError(f"the {self.backend} server did not start: {line!r}")
         return found.group(1)
 
     def stop(self) -> None:

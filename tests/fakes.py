@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from compute_worker.domain import errors
 from compute_worker.domain.audit import AuditEntry
-from compute_worker.domain.deployments import Deployment, DeploymentKind, WorkflowInfo
+from compute_worker.domain.deployments import Deployment, DeploymentKind, Endpoint, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
@@ -30,10 +30,12 @@ from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.queue import QueueConsumer
 from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
+from compute_worker.domain.ports.stuck import ScanMark, StuckRunStore
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.ports.webhooks import SignatureVerifier
 from compute_worker.domain.ports.world import RunQuery, WorldReader
-from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
+from compute_worker.domain.stuck import FailingStep, RunProgress, StuckRun
+from compute_worker.domain.world import Event, EventType, Hook, QueueMessage, Run, Step, Wait
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -89,6 +91,7 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     deliveries: dict[tuple[str, str], Any] = field(default_factory=dict)
     executions: dict[str, ExecutionRecord] = field(default_factory=dict)
+    stuck: dict[str, StuckRun] = field(default_factory=dict)
     last_seq: int = 0
 
     def clone(self) -> FakeStore:
@@ -272,6 +275,10 @@ class FakeTransaction(Transaction):
             raise errors.EntityConflict("The write conflicts with existing data")
         self.state.deployments[deployment.deployment_id] = replace(deployment, active=False)
 
+    def set_endpoint(self, deployment_id: str, endpoint: Endpoint) -> None:
+        found = self.state.deployments[deployment_id]
+        self.state.deployments[deployment_id] = replace(found, endpoint=endpoint)
+
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
         self.state.active_deployment = deployment_id
 
@@ -340,10 +347,12 @@ def _page(items: Iterable[T], position: Callable[[T], Position], page: PageReque
     return Page(tuple(fetched), cursor, has_more)
 
 
-def _matches(run: Run, query: RunQuery) -> bool:
+def _matches(run: Run, query: RunQuery, stuck: Mapping[str, StuckRun]) -> bool:
     created = to_ms(run.created_at)
+    is_stuck = run.run_id in stuck and not run.is_terminal
     return (
-        (not query.statuses or run.status in query.statuses)
+        query.stuck in (None, is_stuck)
+        and (not query.statuses or run.status in query.statuses)
         and query.workflow_name in (None, run.workflow_name)
         and query.deployment_id in (None, run.deployment_id)
         and (query.created_after is None or created > to_ms(query.created_after))
@@ -360,7 +369,7 @@ class FakeWorldReader(WorldReader):
 
     async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]:
         query = query or RunQuery()
-        found = [run for run in self.store.runs.values() if _matches(run, query)]
+        found = [run for run in self.store.runs.values() if _matches(run, query, self.store.stuck)]
         return _page(found, lambda r: Position(to_ms(r.created_at), r.run_id), page)
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step | None:
@@ -401,6 +410,72 @@ class FakeWorldReader(WorldReader):
 
     async def get_execution(self, run_id: str) -> ExecutionRecord | None:
         return self.store.executions.get(run_id)
+
+    async def stuck_runs(self, run_ids: Sequence[str]) -> Mapping[str, StuckRun]:
+        live = {r for r in run_ids if r in self.store.runs and not self.store.runs[r].is_terminal}
+        return {r: self.store.stuck[r] for r in live if r in self.store.stuck}
+
+
+class FakeStuckRuns(StuckRunStore):
+    """Reads live runs off the store as ``SqlStuckRuns`` reads them off the tables."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def live_runs(self, after: ScanMark | None, limit: int) -> Sequence[RunProgress]:
+        live = sorted(
+            (r for r in self.store.runs.values() if not r.is_terminal),
+            key=lambda r: (to_ms(r.created_at), r.run_id),
+        )
+        if after is not None:
+            mark = (to_ms(after[0]), after[1])
+            live = [r for r in live if (to_ms(r.created_at), r.run_id) > mark]
+        return [self._progress(run) for run in live[:limit]]
+
+    def _progress(self, run: Run) -> RunProgress:
+        store = self.store
+        events = sorted((e for e in store.events.values() if e.run_id == run.run_id),
+                        key=lambda e: (to_ms(e.created_at), e.event_id))  # fmt: skip
+        moves = [e.created_at for e in events if e.event_type not in _ATTEMPT_EVENTS]
+        sleeps = [w.resume_at or datetime.max.replace(tzinfo=UTC) for w in store.waits.values()
+                  if w.run_id == run.run_id and w.status == "waiting"]  # fmt: skip
+        failing = sorted(
+            (s for s in store.steps.values() if s.run_id == run.run_id and not s.is_terminal
+             and (s.error is not None or s.attempt > 1)),
+            key=lambda s: -s.attempt,
+        )  # fmt: skip
+        return RunProgress(
+            run_id=run.run_id,
+            status=run.status,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            last_progress_at=max([run.created_at, *moves]),
+            last_event_id=events[-1].event_id if events else None,
+            execution=store.executions.get(run.run_id),
+            hook_pending=any(h.run_id == run.run_id for h in store.hooks.values()),
+            sleep_until=min(sleeps, default=None),
+            failing_step=FailingStep(
+                failing[0].step_name,
+                failing[0].attempt,
+                failing[0].error.message if failing[0].error else None,
+            )
+            if failing
+            else None,
+            recorded=store.stuck.get(run.run_id),
+        )
+
+    async def save(self, stuck: Sequence[StuckRun], cleared: Sequence[str]) -> None:
+        for found in stuck:
+            self.store.stuck[found.run_id] = found
+        for run_id in cleared:
+            self.store.stuck.pop(run_id, None)
+        for run_id in list(self.store.stuck):
+            run = self.store.runs.get(run_id)
+            if run is not None and run.is_terminal:
+                del self.store.stuck[run_id]
+
+
+_ATTEMPT_EVENTS = frozenset({EventType.STEP_STARTED, EventType.STEP_RETRYING})
 
 
 def _event_position(event: Event) -> Position:
@@ -454,7 +529,9 @@ class FakeQueue(QueueConsumer):
             (
                 queued
                 for queued in self.store.messages.values()
-                if queued.available_at <= now and queued.message.queue_name.startswith(queue_prefix)
+                if queued.available_at <= now
+                and queued.message.queue_name.startswith(queue_prefix)
+                and not self._for_an_app(queued.message)
             ),
             key=lambda q: (q.available_at, q.message.message_id),
         )[:limit]
@@ -465,6 +542,11 @@ class FakeQueue(QueueConsumer):
             self.store.messages[message.message_id] = _Queued(message, lease_end, worker_id)
             claimed.append(copy.deepcopy(message))
         return claimed
+
+    def _for_an_app(self, message: QueueMessage) -> bool:
+        """Messages of wdk deployments are the dispatcher's, never the engine's."""
+        found = self.store.deployments.get(message.deployment_id or "")
+        return found is not None and found.external
 
     async def ack(self, message_id: str, worker_id: str) -> bool:
         queued = self.store.messages.get(message_id)

@@ -25,6 +25,9 @@ class _Subscription(Subscription):
     async def wait(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.event.wait(), seconds)
+        return self.notified()
+
+    def notified(self) -> bool:
         notified = self.event.is_set()
         self.event.clear()
         return notified

@@ -126,10 +126,14 @@ def cli() -> None:
 # -- serve -----------------------------------------------------------------------------------
 
 
+DEV_DELIVERY_ALLOW = ("localhost",)  # loopback names and addresses
+
+
 @cli.command()
 @settings_options()
 @click.option("--dev", is_flag=True, help="Create (once) and print a development key with "
-              "every scope, and activate the demo deployment.")  # fmt: skip
+              "every scope, activate the demo deployment, and allow deliveries to WDK apps on "
+              "loopback unless --delivery-allow says otherwise.")  # fmt: skip
 def serve(settings: Settings, dev: bool) -> None:
     """Run the HTTP server until SIGINT or SIGTERM."""
     check_target_world(settings)
@@ -145,7 +149,10 @@ async def _serve(settings: Settings, dev: bool) -> None:
     if dev:
         await asyncio.to_thread(prepare_storage, settings)
         dev_key = await asyncio.to_thread(_dev_key, settings)
-        settings = settings.model_copy(update={"seed_api_keys": (*settings.seed_api_keys, dev_key)})
+        update: dict[str, object] = {"seed_api_keys": (*settings.seed_api_keys, dev_key)}
+        if not settings.delivery_allow:  # WDK apps on this machine, unless told otherwise
+            update["delivery_allow"] = DEV_DELIVERY_ALLOW
+        settings = settings.model_copy(update=update)
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     try:

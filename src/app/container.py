@@ -27,6 +27,7 @@ from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
 from compute_worker.adapters.sql.stats import SqlWorldStats
+from compute_worker.adapters.sql.stuck import SqlStuckRuns
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
@@ -43,6 +44,7 @@ from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
 from compute_worker.app.settings import Settings
 from compute_worker.domain.execution import RetryPolicy
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.stream_tail import StreamTail
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
@@ -54,6 +56,7 @@ from compute_worker.domain.use_cases.deployments import (
     CreateDeployment,
     GetDeployment,
 )
+from compute_worker.domain.use_cases.detect_stuck_runs import DetectStuckRuns
 from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from compute_worker.domain.use_cases.inspect_run import InspectRun
 from compute_worker.domain.use_cases.list_deployments import ListDeployments
@@ -69,6 +72,7 @@ from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.wdk import AppAnnouncements
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -133,6 +137,7 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
         clock,
         settings.provided.api_key_cache_seconds,
+        signal,
     )
     audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
@@ -149,6 +154,10 @@ class Container(containers.DeclarativeContainer):
     world_stats = providers.Singleton(SqlWorldStats, db_engine)
     metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
     world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
+    delivery_policy = providers.Singleton(
+        lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
+    )
+    app_announcements = providers.Singleton(AppAnnouncements, delivery_policy)
     stream_tail = providers.Singleton(
         StreamTail,
         stream_reader,
@@ -167,9 +176,11 @@ class Container(containers.DeclarativeContainer):
     read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)
     record_run_events = providers.Singleton(RecordRunEvents, writer, clock, world_writes)
-    publish_message = providers.Singleton(PublishMessage, writer, clock, world_writes)
+    publish_message = providers.Singleton(
+        PublishMessage, writer, clock, world_writes, app_announcements
+    )
     get_encryption_key = providers.Singleton(GetEncryptionKey, world_reader, run_keys, deployments)
-    get_deployment_id = providers.Singleton(GetDeploymentId, deployments)
+    get_deployment_id = providers.Singleton(GetDeploymentId, deployments, writer, app_announcements)
 
     # use cases: the public lane
     trigger_run = providers.Singleton(
@@ -182,7 +193,7 @@ class Container(containers.DeclarativeContainer):
     cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
     create_deployment = providers.Singleton(
-        CreateDeployment, writer, ids, clock, artifacts, bundle_loader
+        CreateDeployment, writer, ids, clock, artifacts, bundle_loader, delivery_policy
     )
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
@@ -231,6 +242,13 @@ class Container(containers.DeclarativeContainer):
             first_delay_seconds=s.start_retry_seconds,
         ),
         settings,
+    )
+    stuck_runs = providers.Singleton(SqlStuckRuns, db_engine, writer)
+    detect_stuck_runs = providers.Singleton(
+        DetectStuckRuns,
+        stuck_runs,
+        clock,
+        providers.Callable(lambda s: timedelta(seconds=s.stuck_after_seconds), settings),
     )
     record_execution_trouble = providers.Singleton(
         RecordExecutionTrouble, writer, clock, world_writes, retry_policy

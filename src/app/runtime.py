@@ -28,6 +28,7 @@ from compute_worker.app.startup import check_database, guard_os, prepare_storage
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 600
+STUCK_SCAN_MAX_SECONDS = 30.0
 
 
 class Runtime:
@@ -49,6 +50,7 @@ class Runtime:
         self._listening_url = listening_url or (lambda: settings.internal_url)
         self._started_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._detector: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
             world_url=world_url or (lambda: settings.internal_url),
@@ -88,6 +90,7 @@ class Runtime:
             if self.execute:
                 await self.container.workflow_engine().start()
                 self._housekeeping = asyncio.create_task(self._keep_house())
+                self._detector = asyncio.create_task(self._detect_stuck_runs())
         except BaseException:
             await database.close()
             raise
@@ -124,14 +127,32 @@ class Runtime:
                 log.warning("housekeeping failed; will retry", exc_info=True)
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
+    async def _detect_stuck_runs(self) -> None:
+        """Look for stuck runs a batch at a time (``DetectStuckRuns``), several times per
+        threshold; say so once per run and reason."""
+        detector = self.container.detect_stuck_runs()
+        interval = min(STUCK_SCAN_MAX_SECONDS, max(0.2, detector.threshold.total_seconds() / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for stuck in await detector.tick():
+                    log.warning(
+                        "run is stuck (%s): %s", stuck.reason, stuck.message,
+                        extra={"runId": stuck.run_id, "reason": stuck.reason,
+                               "since": stuck.since.isoformat()},
+                    )  # fmt: skip
+            except Exception:
+                log.warning("stuck-run detection failed; will retry", exc_info=True)
+
     async def stop_executing(self) -> None:
         """Stop the engine (and its workflow processes); idempotent. The server calls it
         before it closes connections, so children do not hold them open."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
-            self._housekeeping = None
+        for task in (self._housekeeping, self._detector):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._housekeeping = self._detector = None
         if self.execute:
             self.execute = False
             await self.container.workflow_engine().stop()

@@ -38,6 +38,7 @@ from sqlalchemy.exc import ArgumentError
 from compute_worker.app.errors import SettingsError
 from compute_worker.domain import errors
 from compute_worker.domain.api_keys import check_scopes
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.use_cases.authenticate import SeedKey
 from compute_worker.domain.webhooks import SCHEMES, WebhookProvider
 
@@ -202,6 +203,20 @@ def _http_url(value: Any) -> Any:
     return value.strip().rstrip("/")
 
 
+def _patterns(value: Any) -> Any:
+    """Outbound host patterns: a JSON list or a comma- or space-separated string."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = _json(text) if text.startswith("[") else text.replace(",", " ").split()
+    if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
+        raise ValueError("must be host patterns, comma-separated or a JSON list of strings")
+    try:
+        OutboundPolicy(tuple(value))
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return tuple(value)
+
+
 def _absolute(path: Path) -> Path:
     """Absolute against the current directory now, ``~`` expanded, symlinks kept."""
     return Path(os.path.abspath(path.expanduser()))
@@ -210,6 +225,7 @@ def _absolute(path: Path) -> Path:
 Text = Annotated[str, BeforeValidator(_text)]
 PathSetting = Annotated[Path, BeforeValidator(_text)]
 JsonSeeds = Annotated[tuple[SeedKey, ...], NoDecode, BeforeValidator(_seeds)]
+HostPatterns = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_patterns)]
 JsonProviders = Annotated[tuple[WebhookProvider, ...], NoDecode, BeforeValidator(_providers)]
 
 
@@ -296,9 +312,9 @@ class Settings(BaseSettings):
         gt=0, le=60,
     )  # fmt: skip
     api_key_cache_seconds: float = setting(
-        0.0, "seconds a found API key is served from memory (0, the default: look it up on every "
-        "request); "
-        "a key revoked by another process stops working here within this time",
+        5.0, "seconds a found API key is served from memory (0: look it up on every request); "
+        "a key revoked by another process stops working here at once on PostgreSQL (NOTIFY), "
+        "within this time on SQLite",
         ge=0, le=300,
     )  # fmt: skip
     certfile: PathSetting | None = setting(
@@ -347,9 +363,31 @@ class Settings(BaseSettings):
         2.0, "first delay before a failed start is tried again (doubles, up to 60 s)",
         gt=0, le=3600,
     )  # fmt: skip
+    stuck_after_seconds: float = setting(
+        600.0, "a live run not waiting on a sleep or hook and without progress this long is "
+        "reported stuck (GET /v1/runs?stuck=true, the runs_stuck metric, a warning log)",
+        gt=0, le=30 * 24 * 3600,
+    )  # fmt: skip
     max_executor_losses: int = setting(
         20, "lost executors in a row (worker died, lease ran out) before a run fails",
         ge=1, le=10_000,
+    )  # fmt: skip
+
+    delivery_allow: HostPatterns = setting(
+        (), "hosts that queue deliveries to WDK apps (kind wdk) may reach: comma-separated "
+        "patterns (api.example.com, *.example.com, host:port, IP, CIDR, localhost, *)",
+        shown="none (--dev: localhost)", metavar="PATTERNS",
+    )  # fmt: skip
+    delivery_timeout_seconds: float = setting(
+        300.0, "seconds one delivery to a WDK app may take before it counts as failed",
+        gt=0, le=3600,
+    )  # fmt: skip
+    delivery_concurrency: int = setting(
+        16, "deliveries in flight at once per WDK deployment, per worker process", ge=1, le=1024
+    )
+    delivery_max_failures: int = setting(
+        48, "failed deliveries in a row (backoff 1 s doubling to 60 s) before a message is "
+        "dropped with an error log", ge=1, le=100_000,
     )  # fmt: skip
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ PUBLIC_SCOPES = frozenset(
 WORLD_SCOPE = "world:proxy"
 ADMIN_SCOPE = "admin"
 ALL_SCOPES = PUBLIC_SCOPES | {WORLD_SCOPE, ADMIN_SCOPE}
+KEYS_TOPIC = "api-keys"  # notified when a stored key changes (revoked, deleted, re-seeded)
 
 
 def check_scopes(scopes: Iterable[str]) -> frozenset[str]:

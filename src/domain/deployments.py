@@ -1,17 +1,20 @@
-"""Deployments: immutable, content-addressed bundles of workflow code or Studio graphs."""
+"""Deployments: immutable, content-addressed bundles of workflow code or Studio graphs,
+or (kind ``wdk``) the endpoint of a Workflow DevKit app the worker delivers queue
+messages to (``domain.wdk``)."""
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from compute_worker.domain import errors
 
-DeploymentKind = Literal["python", "graph"]
-KINDS: tuple[str, ...] = ("python", "graph")
+DeploymentKind = Literal["python", "graph", "wdk"]
+KINDS: tuple[str, ...] = ("python", "graph", "wdk")
+EXTERNAL_KINDS: tuple[str, ...] = ("wdk",)  # runs executed by an app, not by this worker
 DEFAULT_ENTRYPOINTS: dict[str, str] = {"python": "workflows.py", "graph": "workflow.json"}
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 MAX_BUNDLE_FILES = 2000
@@ -26,6 +29,16 @@ class WorkflowInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a ``wdk`` deployment's app listens: its base URL, headers added to every
+    delivery and the secret deliveries are signed with (never shown)."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    delivery_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     deployment_id: str
     kind: DeploymentKind
@@ -35,6 +48,12 @@ class Deployment:
     entrypoint: str | None = None
     metadata: dict[str, Any] | None = None
     active: bool = False
+    endpoint: Endpoint | None = None
+
+    @property
+    def external(self) -> bool:
+        """Executed by an app the worker delivers to, not by this worker's engine."""
+        return self.kind in EXTERNAL_KINDS
 
     def workflow(self, name: str) -> WorkflowInfo | None:
         return next((w for w in self.workflows if w.name == name), None)

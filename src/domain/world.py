@@ -229,7 +229,9 @@ class QueueMessage:
 # -- the World's names ----------------------------------------------------------------------
 
 WORKFLOW_QUEUE_PREFIX = "__wkf_workflow_"  # the engine claims these; a message wakes a run
-QUEUE_NAME = re.compile(r"^__wkf_(workflow|step)_[A-Za-z0-9_\-./@]+$")
+# @workflow/world's ValidQueueName: an optional namespace (WORKFLOW_QUEUE_NAMESPACE), then the
+# kind and the workflow or step name (printable ASCII: it travels in a header)
+QUEUE_NAME = re.compile(r"^__(?:[a-z][a-z0-9]*_)?wkf_(workflow|step)_[\x21-\x7e]+$")
 QUEUE_TOPIC = "queue"  # the signal topic notified once a queue message is committed
 
 # Events that a run's executor must react to, usually written by someone else.
@@ -242,6 +244,15 @@ WAKING_EVENTS = frozenset(
 def workflow_queue(workflow_name: str) -> str:
     """The queue whose messages wake the runs of ``workflow_name``."""
     return WORKFLOW_QUEUE_PREFIX + workflow_name
+
+
+def message_run_id(payload: Any) -> str | None:
+    """The run a queue message is about: ``runId`` (workflow messages) or
+    ``workflowRunId`` (step messages), when the payload names one."""
+    if not isinstance(payload, dict):
+        return None
+    found = payload.get("runId") or payload.get("workflowRunId")
+    return found if isinstance(found, str) and 0 < len(found) <= 64 else None
 
 
 def run_topic(run_id: str) -> str:

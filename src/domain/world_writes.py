@@ -26,7 +26,9 @@ from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.reducer import NO_PARAMS, Snapshot, Transition, decide, materialize
+from compute_worker.domain.wdk import WDK_SPEC_VERSION, payload_bytes
 from compute_worker.domain.world import (
+    QUEUE_NAME,
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WAKING_EVENTS,
@@ -171,7 +173,19 @@ class WorldWrites:
         """Create a run of ``workflow_name`` on the deployment (default: the active one)
         and enqueue it."""
         deployment = _deployment(tx, deployment_id)
-        if deployment.workflow(workflow_name) is None:
+        spec_version = None
+        stored_input: Any = run_input
+        if deployment.external:
+            # the app knows its workflows; the name only has to make a queue name, and
+            # the input is written as the WDK runtime reads it (LANE.md §7, §8)
+            if not QUEUE_NAME.match(workflow_queue(workflow_name)):
+                raise errors.InvalidRequest(
+                    "workflowName of a WDK app is its machine name, printable ASCII "
+                    '(e.g. "workflow//./workflows/order//placeOrder")',
+                    {"field": "workflowName"},
+                )
+            spec_version, stored_input = WDK_SPEC_VERSION, payload_bytes(run_input)
+        elif deployment.workflow(workflow_name) is None:
             names = [w.name for w in deployment.workflows]
             raise errors.WorkflowNotFound(
                 f'Workflow "{workflow_name}" is not in deployment {deployment.deployment_id}',
@@ -180,12 +194,13 @@ class WorldWrites:
         data: dict[str, Any] = {
             "deploymentId": deployment.deployment_id,
             "workflowName": workflow_name,
-            "input": run_input,
+            "input": stored_input,
         }
         if execution_context is not None:
             data["executionContext"] = execution_context
         run_id = self._ids.new(ids.RUN)
-        result = self.append(tx, run_id, EventRequest(EventType.RUN_CREATED, None, None, data))
+        request = EventRequest(EventType.RUN_CREATED, None, spec_version, data)
+        result = self.append(tx, run_id, request)
         assert result.run is not None
         self.wake(tx, result.run)
         return result.run

@@ -25,12 +25,15 @@ from compute_worker.adapters.sql.deployments import SqlDeployments
 from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.schema import active_deployment
+from compute_worker.adapters.sql.stuck import SqlStuckRuns
 from compute_worker.adapters.system import LocalSignal, SystemClock
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.queue import QueueConsumer
 from compute_worker.domain.ports.streams import StreamReader
+from compute_worker.domain.ports.stuck import StuckRunStore
 from compute_worker.domain.ports.transactions import UnitOfWork
 from compute_worker.domain.ports.world import WorldReader
 from compute_worker.domain.reducer import NO_PARAMS
@@ -40,6 +43,7 @@ from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, Proxy
 from compute_worker.domain.use_cases.publish_message import PublishMessage
 from compute_worker.domain.use_cases.query_world import QueryWorld
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
+from compute_worker.domain.wdk import AppAnnouncements
 from compute_worker.domain.world import (
     CreateParams,
     EventRequest,
@@ -53,6 +57,7 @@ from tests.fakes import (
     FakeQueue,
     FakeStore,
     FakeStreamReader,
+    FakeStuckRuns,
     FakeUnitOfWork,
     FakeWorldReader,
     FixedClock,
@@ -60,6 +65,7 @@ from tests.fakes import (
 
 RUN_KEY_SECRET = bytes(range(32))
 POLL_INTERVAL = 0.05
+LOOPBACK = OutboundPolicy(("localhost",), what="queue delivery")
 
 
 @dataclass
@@ -74,6 +80,7 @@ class World:
     stream_reader: StreamReader
     deployments: DeploymentReader
     queue: QueueConsumer
+    stuck: StuckRunStore
     events: ProxyWorldEvent
     query: QueryWorld
     write_stream: WriteStream
@@ -114,6 +121,7 @@ def _build(
     stream_reader: StreamReader,
     deployments: DeploymentReader,
     queue: QueueConsumer,
+    stuck: StuckRunStore,
     activate: Callable[[str], Awaitable[None]],
     pass_time: Callable[[float], Awaitable[None]],
     reopen: Callable[[], contextlib.AbstractAsyncContextManager[World]],
@@ -129,15 +137,16 @@ def _build(
         stream_reader=stream_reader,
         deployments=deployments,
         queue=queue,
+        stuck=stuck,
         events=ProxyWorldEvent(uow, ids, clock, writes),
         query=QueryWorld(reader),
         write_stream=WriteStream(uow, clock, writes),
         stream_tail=(tail := StreamTail(stream_reader, signal, poll_interval=POLL_INTERVAL)),
         read_stream=ReadStream(tail),
         inspect_stream=InspectStream(stream_reader),
-        publish=PublishMessage(uow, clock, writes),
+        publish=PublishMessage(uow, clock, writes, apps := AppAnnouncements(LOOPBACK)),
         encryption_key=GetEncryptionKey(reader, HkdfRunKeyDeriver(RUN_KEY_SECRET), deployments),
-        deployment_id=GetDeploymentId(deployments),
+        deployment_id=GetDeploymentId(deployments, uow, apps),
         activate=activate,
         pass_time=pass_time,
         reopen=reopen,
@@ -166,6 +175,7 @@ def _fake_world(store: FakeStore, clock: FixedClock) -> World:
         stream_reader=FakeStreamReader(store),
         deployments=deployments,
         queue=FakeQueue(store, clock),
+        stuck=FakeStuckRuns(store),
         activate=activate,
         pass_time=pass_time,
         reopen=reopen,
@@ -199,6 +209,7 @@ async def _sql_world(backend: str, config: DatabaseConfig) -> AsyncIterator[Worl
             stream_reader=SqlStreamReader(db.db_engine),
             deployments=SqlDeployments(db.db_engine),
             queue=SqlQueue(db.writer),
+            stuck=SqlStuckRuns(db.db_engine, db.writer),
             activate=activate,
             pass_time=asyncio.sleep,
             reopen=lambda: _sql_world(backend, config),

@@ -41,8 +41,8 @@ async def test_runs_filter_by_status_deployment_workflow_and_time(world: World) 
     await world.create(b1, E.RUN_COMPLETED, data={"output": 1})
 
     async def listed(**filters: object) -> list[str]:
-        page = await runs.execute(RunFilter(**filters))  # type: ignore[arg-type]
-        return [run.run_id for run in page.data]
+        listing = await runs.execute(RunFilter(**filters))  # type: ignore[arg-type]
+        return [run.run_id for run in listing.page.data]
 
     assert await listed() == [b1, a2, a1]
     assert await listed(statuses=("running",)) == [a2]
@@ -57,8 +57,8 @@ async def test_runs_filter_by_status_deployment_workflow_and_time(world: World) 
     assert await listed(created_after=middle - timedelta(milliseconds=1),
                         created_before=middle + timedelta(milliseconds=1)) == [a2]  # fmt: skip
 
-    first = await runs.execute(RunFilter(limit=2))
-    rest = await runs.execute(RunFilter(limit=2, cursor=first.cursor))
+    first = (await runs.execute(RunFilter(limit=2))).page
+    rest = (await runs.execute(RunFilter(limit=2, cursor=first.cursor))).page
     assert [r.run_id for r in first.data + rest.data] == [b1, a2, a1]
     assert (first.has_more, rest.has_more) == (True, False)
 

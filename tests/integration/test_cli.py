@@ -97,6 +97,22 @@ async def test_keys_revoke_stops_a_key(servers: PublicServers) -> None:
     assert await row_counts(api_server, ["api_keys"]) == before
 
 
+async def test_on_postgresql_a_cli_revoke_reaches_a_long_cache_at_once(
+    servers: PublicServers,
+) -> None:
+    """The revoke's transaction NOTIFYs every server sharing the database: a key cached
+    for 300 s stops working as soon as the CLI process has committed."""
+    if servers.backend.kind != "postgres":
+        pytest.skip("SQLite has no cross-process announcement: the TTL bounds it")
+    api_server = await servers.start(api_key_cache_seconds=300)
+    key_id, secret = await _create_key(api_server, "cached", "runs:read")
+    async with api_server.client(secret) as client:
+        assert_error(await client.get("/v1/runs/wrun_probe"), 404, "run_not_found")
+    revoked = await run_cli("keys", "revoke", key_id, *api_server.cli_args)
+    assert revoked.returncode == 0, revoked
+    await until_refused(api_server, secret, within_s=5.0)  # not the 300 s of the cache
+
+
 # -- audit -----------------------------------------------------------------------------------
 
 

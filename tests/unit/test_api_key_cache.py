@@ -1,5 +1,6 @@
 """CachedApiKeyStore: found keys served from memory; local changes seen at once,
-other processes' within the TTL; misses never cached."""
+other processes' at once when announced on the signal (PostgreSQL), else within the
+TTL; misses never cached."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
+from compute_worker.adapters.system import LocalSignal
 from compute_worker.domain import errors
-from compute_worker.domain.api_keys import hash_secret
+from compute_worker.domain.api_keys import KEYS_TOPIC, hash_secret
 from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys
@@ -83,9 +85,9 @@ def db() -> FakeKeyStore:
 
 
 def process(
-    db: FakeKeyStore, clock: FixedClock, ttl: float = 5.0
+    db: FakeKeyStore, clock: FixedClock, ttl: float = 5.0, signal: LocalSignal | None = None
 ) -> tuple[Authenticate, ManageApiKeys]:
-    store = CachedApiKeyStore(db, clock, ttl)
+    store = CachedApiKeyStore(db, clock, ttl, signal or LocalSignal())
     return Authenticate(store, clock), ManageApiKeys(store, IdFactory(), clock)
 
 
@@ -138,6 +140,27 @@ async def test_another_process_revoke_takes_effect_within_the_ttl(
         await auth.identify(created.secret)
 
 
+async def test_an_announced_change_of_another_process_takes_effect_at_once(
+    db: FakeKeyStore, clock: FixedClock
+) -> None:
+    signal = LocalSignal()  # what PostgreSQL's NOTIFY delivers to this process
+    auth, keys = process(db, clock, ttl=300, signal=signal)
+    _, cli = process(db, clock)
+    created = await keys.create("ci", ["runs:read"])
+    other = await keys.create("other", ["runs:read"])
+    await auth.identify(created.secret)
+    await auth.identify(other.secret)
+    await cli.revoke(created.key.key_id)
+    await auth.identify(created.secret)  # not announced yet: the cached entry serves
+    signal.notify(KEYS_TOPIC)
+    with pytest.raises(errors.Unauthorized):
+        await auth.identify(created.secret)
+    lookups = db.lookups
+    await auth.identify(other.secret)  # dropped too, found again, then cached
+    await auth.identify(other.secret)
+    assert db.lookups == lookups + 1
+
+
 async def test_expiry_is_checked_on_every_request(db: FakeKeyStore, clock: FixedClock) -> None:
     auth, keys = process(db, clock, ttl=300)
     minted = await keys.mint("child", ["world:proxy"], timedelta(seconds=2))
@@ -155,7 +178,7 @@ async def test_discard_purge_and_reseed_drop_the_entry(db: FakeKeyStore, clock: 
     await keys.discard(minted.key.key_id)
     with pytest.raises(errors.Unauthorized):
         await auth.identify(minted.secret)
-    store = CachedApiKeyStore(db, clock, 300)
+    store = CachedApiKeyStore(db, clock, 300, LocalSignal())
     seed = ApiKey("key_seed", "seed", frozenset({"runs:read"}), clock.now())
     await store.upsert_seed(seed, hash_secret("cwk_seed"))
     assert (await store.find_by_hash(hash_secret("cwk_seed"))) == seed
@@ -189,7 +212,7 @@ async def test_a_lookup_racing_a_revoke_does_not_cache_the_stale_key(
 
 
 async def test_bounded_and_switchable_off(db: FakeKeyStore, clock: FixedClock) -> None:
-    store = CachedApiKeyStore(db, clock, 300, max_entries=2)
+    store = CachedApiKeyStore(db, clock, 300, LocalSignal(), max_entries=2)
     for index in range(3):
         await db.create(ApiKey(f"key_{index}", "k", frozenset({"runs:read"}), clock.now()),
                         hash_secret(f"cwk_{index}"))  # fmt: skip
@@ -197,7 +220,7 @@ async def test_bounded_and_switchable_off(db: FakeKeyStore, clock: FixedClock) -
     await store.find_by_hash(hash_secret("cwk_2"))
     await store.find_by_hash(hash_secret("cwk_0"))  # evicted first, looked up again
     assert db.lookups == 4
-    off = CachedApiKeyStore(db, clock, 0)
+    off = CachedApiKeyStore(db, clock, 0, LocalSignal())
     await off.find_by_hash(hash_secret("cwk_1"))
     await off.find_by_hash(hash_secret("cwk_1"))
     assert db.lookups == 6

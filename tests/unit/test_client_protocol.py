@@ -190,7 +190,7 @@ def test_a_listing_follows_cursors_until_the_last_page() -> None:
     ]
     plan = API.list_runs(status=["running", "pending"], workflow="w", deployment_id=None,
                          created_after=datetime(2026, 1, 1, tzinfo=UTC), created_before=None,
-                         page_size=2, resolve_data="all", cid=None)  # fmt: skip
+                         stuck=None, page_size=2, resolve_data="all", cid=None)  # fmt: skip
     emitted, value = [], None
     answers = [reply(200, page) for page in pages]
     sent = []

@@ -22,6 +22,7 @@ from compute_worker.domain.api_keys import hash_secret, new_secret
 from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.deployments import Deployment, WorkflowInfo
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.audit import AuditQuery
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from compute_worker.domain.use_cases.authenticate import Authenticate, SeedApiKeys, SeedKey
@@ -108,7 +109,9 @@ def app() -> App:
         resume=resume,
         artifacts=artifacts,
         loader=loader,
-        create_deployment=CreateDeployment(uow, id_factory, clock, artifacts, loader),
+        create_deployment=CreateDeployment(
+            uow, id_factory, clock, artifacts, loader, OutboundPolicy(("localhost",))
+        ),
         activate=ActivateDeployment(uow, clock),
         get_deployment=GetDeployment(FakeDeployments(store)),
         keys=keys,

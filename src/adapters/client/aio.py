@@ -233,14 +233,15 @@ class AsyncRuns(_Part):
         deployment_id: str | None = None,
         created_after: datetime | str | None = None,
         created_before: datetime | str | None = None,
+        stuck: bool | None = None,
         page_size: int | None = None,
         resolve_data: str = "all",
         correlation_id: str | None = None,
     ) -> AsyncIterator[Run]:
         return self._driver.iterate(self._api.list_runs(
             status=status, workflow=workflow, deployment_id=deployment_id,
-            created_after=created_after, created_before=created_before, page_size=page_size,
-            resolve_data=resolve_data, cid=correlation_id,
+            created_after=created_after, created_before=created_before, stuck=stuck,
+            page_size=page_size, resolve_data=resolve_data, cid=correlation_id,
         ))  # fmt: skip
 
     async def steps(self, run_id: str, *, correlation_id: str | None = None) -> builtins.list[Step]:

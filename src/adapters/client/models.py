@@ -51,6 +51,15 @@ class RunExecution(Model):
     next_attempt_at: datetime | None = None
 
 
+class RunStuck(Model):
+    """Present while the worker's stuck-run detector finds the run stuck (README: Stuck runs)."""
+
+    reason: str
+    message: str
+    since: datetime
+    detected_at: datetime
+
+
 class Run(Result):
     run_id: str
     status: RunStatus
@@ -65,6 +74,7 @@ class Run(Result):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     execution: RunExecution | None = None
+    stuck: RunStuck | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -243,6 +243,7 @@ class Api:
         deployment_id: str | None,
         created_after: datetime | str | None,
         created_before: datetime | str | None,
+        stuck: bool | None,
         page_size: int | None,
         resolve_data: str,
         cid: str | None,
@@ -252,6 +253,7 @@ class Api:
             "/v1/runs", Run, cid,
             status=statuses or None, workflowName=workflow, deploymentId=deployment_id,
             createdAfter=_when(created_after), createdBefore=_when(created_before),
+            stuck=None if stuck is None else str(stuck).lower(),
             limit=None if page_size is None else str(page_size),
             resolveData=None if resolve_data == "all" else resolve_data,
         )  # fmt: skip

@@ -37,7 +37,7 @@ from compute_worker.adapters.http.wire_schemas import (
     ref,
 )
 from compute_worker.domain import errors
-from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment
+from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment, Endpoint
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.inspect_run import HistoryPage
 from compute_worker.domain.use_cases.list_deployments import DeploymentListing
@@ -115,8 +115,11 @@ async def get_run(request: Request) -> Response:
     served = services(request)
     run_id = request.path_params["run_id"]
     run = await served.query_world.get_run(run_id)
-    execution = None if run.is_terminal else await served.query_world.get_execution(run_id)
-    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy))
+    execution = stuck = None
+    if not run.is_terminal:
+        execution = await served.query_world.get_execution(run_id)
+        stuck = await served.query_world.get_stuck(run_id)
+    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck))
 
 
 @operation(
@@ -173,11 +176,40 @@ async def _new_deployment(request: Request) -> NewDeployment:
             {"field": "content-type"},
         )
     body = await read_object(request, max(services(request).max_body_bytes, MAX_BUNDLE_BYTES))
+    kind = field(body, "kind", str) or "python"
+    endpoint = field(body, "endpoint", dict)
+    if kind == "wdk" or endpoint is not None:
+        files = field(body, "files", dict) or {}
+        return NewDeployment(
+            kind=kind,
+            files=bundles.files_from_json(files) if files else {},
+            metadata=field(body, "metadata", dict),
+            endpoint=None if endpoint is None else _endpoint(endpoint),
+        )
     return NewDeployment(
-        kind=field(body, "kind", str) or "python",
+        kind=kind,
         files=bundles.files_from_json(field(body, "files", dict, required=True)),
         entrypoint=field(body, "entrypoint", str),
         metadata=field(body, "metadata", dict),
+    )
+
+
+def _endpoint(body: dict[str, Any]) -> Endpoint:
+    """``{"url", "headers"?: {name: value}, "deliverySecret"?}`` of a wdk deployment."""
+    headers = field(body, "headers", dict, path="endpoint.headers") or {}
+    if not all(isinstance(value, str) for value in headers.values()):
+        raise errors.InvalidRequest(
+            "endpoint.headers values must be strings", {"field": "endpoint.headers"}
+        )
+    unknown = sorted(set(body) - {"url", "headers", "deliverySecret"})
+    if unknown:
+        raise errors.InvalidRequest(
+            f"endpoint has unknown field(s): {', '.join(unknown)}", {"field": "endpoint"}
+        )
+    return Endpoint(
+        url=field(body, "url", str, required=True, path="endpoint.url"),
+        headers=headers,
+        delivery_secret=field(body, "deliverySecret", str, path="endpoint.deliverySecret"),
     )
 
 
@@ -271,6 +303,15 @@ def _date_param(request: Request, name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in ("true", "false"):
+        raise errors.InvalidRequest(f"{name} must be true or false", {"field": name})
+    return raw.lower() == "true"
+
+
 def _statuses(request: Request) -> tuple[str, ...]:
     """``status=a,b`` and ``status=a&status=b`` alike."""
     return tuple(
@@ -289,7 +330,7 @@ def _history_page(request: Request) -> HistoryPage:
     )
 
 
-RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "createdBefore")
+RUN_FILTERS = ("status", "workflowName", "deploymentId", "createdAfter", "createdBefore", "stuck")
 PAGING = ("limit", "cursor")
 
 
@@ -303,6 +344,14 @@ PAGING = ("limit", "cursor")
         query("deploymentId"),
         query("createdAfter", DATE),
         query("createdBefore", DATE),
+        query(
+            "stuck",
+            {
+                "type": "boolean",
+                "description": "only runs the stuck-run detector "
+                "found stuck (true) or not stuck (false)",
+            },
+        ),
         *listing(RESOLVE_PARAM),
     ),
 )
@@ -316,11 +365,17 @@ async def list_runs(request: Request) -> Response:
         deployment_id=params.get("deploymentId") or None,
         created_after=_date_param(request, "createdAfter"),
         created_before=_date_param(request, "createdBefore"),
+        stuck=_bool_param(request, "stuck"),
         limit=int_param(request, "limit"),
         cursor=params.get("cursor") or None,
     )
-    page = await services(request).list_runs.execute(command)
-    return JSONResponse(wire.page_wire(page, lambda run: wire.public_run_wire(run, resolve)))
+    listing = await services(request).list_runs.execute(command)
+    return JSONResponse(
+        wire.page_wire(
+            listing.page,
+            lambda run: wire.public_run_wire(run, resolve, stuck=listing.stuck.get(run.run_id)),
+        )
+    )
 
 
 @operation(

@@ -15,6 +15,7 @@ from compute_worker.domain import errors
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
 from compute_worker.domain.pagination import Page
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import (
     Event,
     EventResult,
@@ -95,13 +96,22 @@ def public_run_wire(
     resolve: ResolveData = "all",
     execution: ExecutionRecord | None = None,
     policy: RetryPolicy | None = None,
+    stuck: StuckRun | None = None,
 ) -> dict[str, Any]:
-    """The public Run shape (http-api.md): the World's run without its spec version, and
-    ``execution`` while the engine is retrying a run that does not get anywhere."""
+    """The public Run shape (http-api.md): the World's run without its spec version,
+    ``execution`` while the engine is retrying a run that does not get anywhere, and
+    ``stuck`` while the stuck-run detector finds it stuck."""
     out = run_wire(run, resolve)
     out.pop("specVersion", None)
     if execution is not None and not run.is_terminal:
         out["execution"] = execution_wire(execution, policy or RetryPolicy())
+    if stuck is not None and not run.is_terminal:
+        out["stuck"] = {
+            "reason": stuck.reason,
+            "message": stuck.message,
+            "since": iso(stuck.since),
+            "detectedAt": iso(stuck.detected_at),
+        }
     return out
 
 
@@ -144,7 +154,7 @@ def public_hook_wire(hook: Hook, with_token: bool) -> dict[str, Any]:
 
 
 def deployment_wire(deployment: Deployment) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "deploymentId": deployment.deployment_id,
         "digest": deployment.digest,
         "kind": deployment.kind,
@@ -154,6 +164,14 @@ def deployment_wire(deployment: Deployment) -> dict[str, Any]:
         "createdAt": iso(deployment.created_at),
         "active": deployment.active,
     }
+    endpoint = deployment.endpoint
+    if endpoint is not None:  # the delivery secret is never shown, only whether there is one
+        out["endpoint"] = {
+            "url": endpoint.url,
+            "headers": endpoint.headers,
+            "signed": endpoint.delivery_secret is not None,
+        }
+    return out
 
 
 def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:

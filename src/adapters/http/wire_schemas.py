@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from compute_worker.domain.stuck import STUCK_REASONS
+
 JsonSchema = dict[str, Any]
 
 
@@ -77,6 +79,14 @@ SCHEMAS: dict[str, JsonSchema] = {
         completedAt=DATE,
         expiredAt=DATE,
         execution=ref("Execution"),
+        stuck=ref("Stuck"),
+    ),
+    "Stuck": obj(
+        ["reason", "message", "since", "detectedAt"],
+        reason={"enum": list(STUCK_REASONS)},
+        message=STR,
+        since=DATE,
+        detectedAt=DATE,
     ),
     "Execution": obj(
         startAttempts=INT,

@@ -401,6 +401,8 @@ async def publish(request: Request) -> Response:
         idempotency_key=field(opts, "idempotencyKey", str, path="opts.idempotencyKey"),
         delay_seconds=field(opts, "delaySeconds", (int, float), path="opts.delaySeconds") or 0,
         headers=headers,
+        caller_deployment_id=request.headers.get(DEPLOYMENT_HEADER) or None,
+        app_url=request.headers.get(APP_URL_HEADER) or None,
     )
     message_id = await services(request).publish_message.execute(command, request_context(request))
     return JSONResponse({"messageId": message_id})
@@ -408,7 +410,10 @@ async def publish(request: Request) -> Response:
 
 @world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)})
 async def deployment_id(request: Request) -> Response:
-    found = await services(request).get_deployment_id.execute()
+    found = await services(request).get_deployment_id.execute(
+        request.headers.get(DEPLOYMENT_HEADER) or None,
+        request.headers.get(APP_URL_HEADER) or None,
+    )
     return JSONResponse({"deploymentId": found})
 
 
@@ -428,6 +433,9 @@ async def encryption_key(request: Request) -> Response:
     key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
+
+DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
+APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
 
 ROUTES = [
     ApiRoute("POST", "/v1/queue/publish", publish),

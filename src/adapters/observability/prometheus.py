@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from compute_worker.domain.ports.metrics import RunObserver, WorldStats, WorldStatsReader
+from compute_worker.domain.stuck import STUCK_REASONS
 from compute_worker.domain.world import Event, EventType, Run, Step
 
 PREFIX = "compute_worker"
@@ -81,6 +82,14 @@ class _WorldCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_sleeps_pending", "Sleeps not yet over", value=stats.sleeps_pending
         )
+        stuck = GaugeMetricFamily(
+            f"{PREFIX}_runs_stuck",
+            "Live runs the stuck-run detector found stuck, by reason",
+            labels=["reason"],
+        )
+        for reason in STUCK_REASONS:
+            stuck.add_metric([reason], stats.stuck.get(reason, 0))
+        yield stuck
 
 
 class PrometheusMetrics(RunObserver):

@@ -5,7 +5,10 @@ Wraps any ``ApiKeyStore``. A found key is kept for ``ttl_seconds`` (at most
 never cached, so a key created anywhere works at once. What this process changes
 (revoke, delete, purge, re-seed) drops the cached entry before the call returns,
 and a lookup that raced with such a change does not put its stale answer back.
-What another process changes (``compute-worker keys revoke``) takes effect here
+What another process changes (``compute-worker keys revoke``) is announced on
+``KEYS_TOPIC`` of the signal when the signal crosses processes (PostgreSQL:
+NOTIFY sent in the change's transaction): the whole cache is dropped on it. Without
+it (SQLite, or while the LISTEN connection is down) such a change takes effect here
 within ``ttl_seconds``. Expiry needs no invalidation: the cached key carries its
 ``expires_at`` and ``Authenticate`` checks it on every request.
 """
@@ -16,15 +19,23 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
+from compute_worker.domain.api_keys import KEYS_TOPIC
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
+from compute_worker.domain.ports.streams import Signal
 
 
 class CachedApiKeyStore(ApiKeyStore):
     def __init__(
-        self, inner: ApiKeyStore, clock: Clock, ttl_seconds: float, max_entries: int = 10_000
+        self,
+        inner: ApiKeyStore,
+        clock: Clock,
+        ttl_seconds: float,
+        signal: Signal,
+        max_entries: int = 10_000,
     ) -> None:
         self._inner = inner
+        self._changes = signal.subscribe(KEYS_TOPIC)
         self._clock = clock
         self._ttl = ttl_seconds
         self._max = max_entries
@@ -34,6 +45,9 @@ class CachedApiKeyStore(ApiKeyStore):
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
         if self._ttl <= 0:
             return await self._inner.find_by_hash(secret_hash)
+        if self._changes.notified():  # keys changed in another process
+            self._generation += 1
+            self._entries.clear()
         now = self._clock.now()
         cached = self._entries.get(secret_hash)
         if cached is not None:

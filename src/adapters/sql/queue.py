@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Connection
 
 from compute_worker.adapters import codec
 from compute_worker.adapters.sql.dialect import locked
 from compute_worker.adapters.sql.rows import at_ms
-from compute_worker.adapters.sql.schema import queue_messages
+from compute_worker.adapters.sql.schema import deployments, queue_messages
 from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.deployments import EXTERNAL_KINDS
 from compute_worker.domain.ports.queue import QueueConsumer
 from compute_worker.domain.world import QueueMessage
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+# Messages of deployments an app executes (kind wdk) are the dispatcher's, never the engine's.
+APP_DEPLOYMENTS = select(deployments.c.deployment_id).where(deployments.c.kind.in_(EXTERNAL_KINDS))
+NOT_FOR_APPS = or_(
+    queue_messages.c.deployment_id.is_(None),
+    queue_messages.c.deployment_id.not_in(APP_DEPLOYMENTS),
+)
 
 
 class SqlQueue(QueueConsumer):
@@ -34,7 +43,7 @@ class SqlQueue(QueueConsumer):
     ) -> list[QueueMessage]:
         def claim(conn: Connection) -> list[QueueMessage]:
             now = _now_ms()
-            query = select(queue_messages).where(queue_messages.c.available_ms <= now)
+            query = select(queue_messages).where(queue_messages.c.available_ms <= now, NOT_FOR_APPS)
             if queue_prefix:
                 query = query.where(queue_messages.c.queue_name.startswith(queue_prefix))
             query = query.order_by(queue_messages.c.available_ms, queue_messages.c.message_id)

@@ -6,7 +6,7 @@ so every read is one pooled connection and no ORM.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, select, tuple_
@@ -19,6 +19,7 @@ from compute_worker.adapters.sql.schema import (
     events,
     hooks,
     run_execution,
+    run_stuck,
     runs,
     steps,
     stream_chunks,
@@ -28,7 +29,8 @@ from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
 from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
 from compute_worker.domain.ports.world import RunQuery, WorldReader
-from compute_worker.domain.world import Event, Hook, Run, Step
+from compute_worker.domain.stuck import StuckRun
+from compute_worker.domain.world import TERMINAL_RUN_STATUSES, Event, Hook, Run, Step
 
 T = TypeVar("T")
 
@@ -70,6 +72,23 @@ def paged(
     return Page(tuple(mapper(row) for row in fetched), cursor, has_more)
 
 
+def stuck_records(
+    conn: Connection, run_ids: Sequence[str], live_only: bool = False
+) -> dict[str, StuckRun]:
+    """What the stuck-run detector recorded for those of ``run_ids`` it found stuck
+    (``live_only``: not the stale records of runs that ended since)."""
+    if not run_ids:
+        return {}
+    query = select(run_stuck).where(run_stuck.c.run_id.in_(list(run_ids)))
+    if live_only:
+        query = query.where(
+            exists().where(
+                runs.c.run_id == run_stuck.c.run_id, runs.c.status.not_in(TERMINAL_RUN_STATUSES)
+            )
+        )
+    return {row.run_id: rows.stuck_from(row) for row in conn.execute(query)}
+
+
 def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if query.statuses:
@@ -82,6 +101,10 @@ def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
         where.append(runs.c.created_ms > rows.to_ms(query.created_after))
     if query.created_before is not None:
         where.append(runs.c.created_ms < rows.to_ms(query.created_before))
+    if query.stuck is not None:
+        found = exists().where(run_stuck.c.run_id == runs.c.run_id)
+        live = runs.c.status.not_in(TERMINAL_RUN_STATUSES)
+        where.append(and_(found, live) if query.stuck else ~and_(found, live))
     return where
 
 
@@ -144,6 +167,9 @@ class SqlWorldReader(WorldReader):
     async def get_execution(self, run_id: str) -> ExecutionRecord | None:
         query = select(run_execution).where(run_execution.c.run_id == run_id)
         return await self._one(query, rows.execution_from)
+
+    async def stuck_runs(self, run_ids: Sequence[str]) -> Mapping[str, StuckRun]:
+        return await run_read(self._db_engine, lambda conn: stuck_records(conn, run_ids, True))
 
     async def get_hook(self, hook_id: str) -> Hook | None:
         return await self._one(select(hooks).where(hooks.c.hook_id == hook_id), rows.hook_from)

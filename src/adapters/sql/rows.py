@@ -8,8 +8,9 @@ from typing import Any
 
 from compute_worker.adapters import codec
 from compute_worker.domain.audit import AuditEntry
-from compute_worker.domain.deployments import Deployment, WorkflowInfo
+from compute_worker.domain.deployments import Deployment, Endpoint, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
 
 
@@ -39,7 +40,7 @@ def _error_text(error: StructuredError | None) -> str | None:
     return encode({"message": error.message, "stack": error.stack, "code": error.code})
 
 
-def _error(text: str | None) -> StructuredError | None:
+def error_from(text: str | None) -> StructuredError | None:
     data = decode(text)
     return None if data is None else StructuredError(data["message"], data["stack"], data["code"])
 
@@ -80,7 +81,7 @@ def run_from(row: Any) -> Run:
         execution_context=decode(row.execution_context),
         input=decode(row.input),
         output=decode(row.output),
-        error=_error(row.error),
+        error=error_from(row.error),
         created_at=at_ms(row.created_ms),
         updated_at=at_ms(row.updated_ms),
         started_at=from_ms(row.started_ms),
@@ -122,7 +123,7 @@ def step_from(row: Any) -> Step:
         status=row.status,
         input=decode(row.input),
         output=decode(row.output),
-        error=_error(row.error),
+        error=error_from(row.error),
         attempt=row.attempt,
         spec_version=row.spec_version,
         created_at=at_ms(row.created_ms),
@@ -226,7 +227,21 @@ def deployment_values(deployment: Deployment) -> dict[str, Any]:
         ),
         "metadata": None if deployment.metadata is None else encode(deployment.metadata),
         "created_ms": to_ms(deployment.created_at),
+        "endpoint": None if deployment.endpoint is None else encode_endpoint(deployment.endpoint),
     }
+
+
+def encode_endpoint(endpoint: Endpoint) -> str:
+    return encode(
+        {"url": endpoint.url, "headers": endpoint.headers, "secret": endpoint.delivery_secret}
+    )
+
+
+def decode_endpoint(text: str | None) -> Endpoint | None:
+    found = decode(text)
+    if found is None:
+        return None
+    return Endpoint(found["url"], dict(found.get("headers") or {}), found.get("secret"))
 
 
 def deployment_from(row: Any, active_id: str | None) -> Deployment:
@@ -239,6 +254,7 @@ def deployment_from(row: Any, active_id: str | None) -> Deployment:
         metadata=decode(row.metadata),
         created_at=at_ms(row.created_ms),
         active=row.deployment_id == active_id,
+        endpoint=decode_endpoint(row.endpoint),
     )
 
 
@@ -306,4 +322,24 @@ def execution_from(row: Any) -> ExecutionRecord:
         last_error_at=from_ms(row.last_error_ms),
         next_attempt_at=from_ms(row.next_attempt_ms),
         progress_mark=row.progress_mark,
+    )
+
+
+def stuck_values(stuck: StuckRun) -> dict[str, Any]:
+    return {
+        "run_id": stuck.run_id,
+        "reason": stuck.reason,
+        "message": stuck.message,
+        "since_ms": to_ms(stuck.since),
+        "detected_ms": to_ms(stuck.detected_at),
+    }
+
+
+def stuck_from(row: Any) -> StuckRun:
+    return StuckRun(
+        run_id=row.run_id,
+        reason=row.reason,
+        message=row.message,
+        since=at_ms(row.since_ms),
+        detected_at=at_ms(row.detected_ms),
     )

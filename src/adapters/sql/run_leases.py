@@ -15,6 +15,7 @@ from compute_worker.adapters.sql.reads import run_read
 from compute_worker.adapters.sql.rows import to_ms
 from compute_worker.adapters.sql.schema import deployments, run_execution, run_leases, runs
 from compute_worker.adapters.sql.writer import GroupCommitWriter
+from compute_worker.domain.deployments import EXTERNAL_KINDS
 from compute_worker.domain.ports.engine import LeaseGrant, RunLeases
 
 LIVE_STATUSES = ("pending", "running")
@@ -80,7 +81,7 @@ class SqlRunLeases(RunLeases):
 
     async def orphaned(self, limit: int) -> list[str]:
         """Only runs of this server's deployments: runs that external runtimes create
-        through the world lane are theirs to execute."""
+        through the world lane, and runs of apps (kind wdk), are theirs to execute."""
         now = _now_ms()
         query = (
             select(runs.c.run_id)
@@ -91,6 +92,7 @@ class SqlRunLeases(RunLeases):
             )
             .where(
                 runs.c.status.in_(LIVE_STATUSES),
+                deployments.c.kind.not_in(EXTERNAL_KINDS),
                 or_(run_leases.c.run_id.is_(None), and_(run_leases.c.expires_ms <= now)),
                 or_(
                     run_execution.c.next_attempt_ms.is_(None),

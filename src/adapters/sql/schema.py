@@ -146,7 +146,11 @@ queue_messages = Table(
     Column("available_ms", BigInteger, nullable=False),
     Column("lease_owner", String(128)),
     Column("created_ms", BigInteger, nullable=False),
+    # app deliveries (kind wdk): the run a message names, failed deliveries in a row
+    Column("run_id", String(64)),
+    Column("failures", Integer, nullable=False, server_default="0"),
     Index("ix_queue_available", "available_ms", "message_id"),
+    Index("ix_queue_run", "run_id"),
 )
 
 queue_keys = Table(
@@ -167,6 +171,7 @@ deployments = Table(
     Column("workflows", Text, nullable=False),
     Column("metadata", Text),
     Column("created_ms", BigInteger, nullable=False),
+    Column("endpoint", Text),  # kind wdk: the app's URL, headers and delivery secret
     Index("ix_deployments_created", "created_ms", "deployment_id"),
 )
 
@@ -248,4 +253,14 @@ run_execution = Table(
     Column("last_error_ms", BigInteger),
     Column("next_attempt_ms", BigInteger),
     Column("progress_mark", String(64)),
+)
+
+run_stuck = Table(
+    "run_stuck",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("detected_ms", BigInteger, nullable=False),
 )

@@ -10,8 +10,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql.reads import run_read
-from compute_worker.adapters.sql.schema import hooks, queue_messages, runs, waits
+from compute_worker.adapters.sql.schema import hooks, queue_messages, run_stuck, runs, waits
 from compute_worker.domain.ports.metrics import QueueBacklog, WorldStats, WorldStatsReader
+from compute_worker.domain.world import TERMINAL_RUN_STATUSES
 
 
 class SqlWorldStats(WorldStatsReader):
@@ -44,6 +45,12 @@ def _stats(conn: Connection) -> WorldStats:
     sleeps_pending = conn.execute(
         select(func.count()).select_from(waits).where(waits.c.status == "waiting")
     ).scalar_one()
+    stuck = conn.execute(
+        select(run_stuck.c.reason, func.count())
+        .select_from(run_stuck.join(runs, runs.c.run_id == run_stuck.c.run_id))
+        .where(runs.c.status.not_in(TERMINAL_RUN_STATUSES))
+        .group_by(run_stuck.c.reason)
+    ).all()
     return WorldStats(
         runs={(workflow, status): count for workflow, status, count in by_status},
         queues={
@@ -57,4 +64,5 @@ def _stats(conn: Connection) -> WorldStats:
         },
         hooks_pending=hooks_pending,
         sleeps_pending=sleeps_pending,
+        stuck=dict(stuck),
     )

@@ -43,11 +43,11 @@ from compute_worker.adapters.sql.schema import (
 )
 from compute_worker.domain import errors
 from compute_worker.domain.audit import AuditEntry
-from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.ports.transactions import Transaction
-from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
+from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait, message_run_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,7 @@ class _Statements:
     get_deployment: Select[Any]
     active_deployment: Select[Any]
     insert_deployment: Insert
+    set_endpoint: Update
     set_active: Insert
     delete_expired_claim: Delete
     claim_idempotency: Insert
@@ -162,6 +163,9 @@ def statements(dialect: str) -> _Statements:
             active_deployment.c.slot == ACTIVE_SLOT
         ),
         insert_deployment=deployments.insert(),
+        set_endpoint=update(deployments).where(
+            deployments.c.deployment_id == bindparam("b_deployment_id")
+        ),
         set_active=_upsert_active(dialect),
         delete_expired_claim=delete(idempotency_records).where(
             idempotency_records.c.scope == bindparam("b_scope"),
@@ -403,6 +407,8 @@ class SqlTransaction(Transaction):
                 "available_ms": rows.to_ms(available_at),
                 "lease_owner": None,
                 "created_ms": rows.to_ms(message.created_at),
+                "run_id": message_run_id(message.payload),
+                "failures": 0,
             },
         )
         if message.idempotency_key is not None and key_expires_at is not None:
@@ -441,6 +447,12 @@ class SqlTransaction(Transaction):
 
     def insert_deployment(self, deployment: Deployment) -> None:
         self.cursor.execute(self.sql.insert_deployment, rows.deployment_values(deployment))
+
+    def set_endpoint(self, deployment_id: str, endpoint: Endpoint) -> None:
+        self.cursor.execute(
+            self.sql.set_endpoint,
+            {"b_deployment_id": deployment_id, "endpoint": rows.encode_endpoint(endpoint)},
+        )
 
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
         values = {"slot": ACTIVE_SLOT, "deployment_id": deployment_id, "updated_ms": rows.to_ms(at)}

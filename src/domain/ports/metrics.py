@@ -51,6 +51,7 @@ class WorldStats:
     queues: Mapping[str, QueueBacklog] = field(default_factory=dict)  # by queue name
     hooks_pending: int = 0
     sleeps_pending: int = 0
+    stuck: Mapping[str, int] = field(default_factory=dict)  # live stuck runs by reason
 
 
 class WorldStatsReader(Protocol):

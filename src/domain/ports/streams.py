@@ -47,6 +47,10 @@ class Subscription(Protocol):
         """Wait until notified or ``seconds`` passed; True when notified."""
         ...
 
+    def notified(self) -> bool:
+        """True when notified since the last ``wait``/``notified``; never waits."""
+        ...
+
     def close(self) -> None: ...
 
 

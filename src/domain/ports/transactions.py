@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from compute_worker.domain.audit import AuditEntry
-from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
@@ -72,6 +72,7 @@ class Transaction(Protocol):
     def get_deployment(self, deployment_id: str) -> Deployment | None: ...
     def active_deployment_id(self) -> str | None: ...
     def insert_deployment(self, deployment: Deployment) -> None: ...
+    def set_endpoint(self, deployment_id: str, endpoint: Endpoint) -> None: ...
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None: ...
 
     # idempotency, audit, webhook deliveries

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import Event, Hook, Run, Step
 
 
@@ -21,6 +23,7 @@ class RunQuery:
     deployment_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    stuck: bool | None = None  # only runs the detector found stuck (True) or not (False)
 
 
 class WorldReader(Protocol):
@@ -38,4 +41,8 @@ class WorldReader(Protocol):
     async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]: ...
     async def get_execution(self, run_id: str) -> ExecutionRecord | None:
         """What the engine counted of the run's failed starts and lost executors."""
+        ...
+
+    async def stuck_runs(self, run_ids: Sequence[str]) -> Mapping[str, StuckRun]:
+        """What the stuck-run detector recorded for those of ``run_ids`` still live."""
         ...

@@ -18,14 +18,17 @@ from compute_worker.domain.deployments import (
     KINDS,
     Deployment,
     DeploymentKind,
+    Endpoint,
     check_bundle,
     clean_bundle_path,
 )
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.bundles import ArtifactStore, BundleLoader
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.wdk import check_endpoint, endpoint_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class NewDeployment:
     files: Mapping[str, bytes]
     entrypoint: str | None = None
     metadata: dict[str, Any] | None = None
+    endpoint: Endpoint | None = None  # kind "wdk": the app, instead of files
 
 
 class CreateDeployment:
@@ -44,15 +48,24 @@ class CreateDeployment:
         clock: Clock,
         artifacts: ArtifactStore,
         loader: BundleLoader,
+        delivery: OutboundPolicy,
     ) -> None:
         self._uow = uow
         self._ids = ids
         self._clock = clock
         self._artifacts = artifacts
         self._loader = loader
+        self._delivery = delivery  # where a wdk app's URL may point
 
     async def execute(self, cmd: NewDeployment, context: RequestContext) -> Deployment:
         kind = _kind(cmd.kind)
+        if kind == "wdk":
+            return await self._insert(self._app(cmd), context)
+        if cmd.endpoint is not None:
+            raise errors.InvalidRequest(
+                'endpoint is for kind "wdk" only; this deployment is a bundle',
+                {"field": "endpoint"},
+            )
         entrypoint = clean_bundle_path(cmd.entrypoint or DEFAULT_ENTRYPOINTS[kind])
         check_bundle(cmd.files, entrypoint)
         workflows = await self._loader.describe(kind, cmd.files, entrypoint)
@@ -67,6 +80,33 @@ class CreateDeployment:
             entrypoint=entrypoint,
             metadata=cmd.metadata,
         )
+        return await self._insert(deployment, context)
+
+    def _app(self, cmd: NewDeployment) -> Deployment:
+        """A ``wdk`` deployment: an app's endpoint, no bundle and no manifest (the app
+        knows its workflows; triggering checks nothing but the name's shape)."""
+        if cmd.endpoint is None:
+            raise errors.InvalidRequest(
+                'endpoint is required for kind "wdk": {"url": "http://host:port"}',
+                {"field": "endpoint"},
+            )
+        if cmd.files:
+            raise errors.InvalidRequest(
+                'a "wdk" deployment holds no files: the app runs elsewhere', {"field": "files"}
+            )
+        endpoint = check_endpoint(cmd.endpoint, self._delivery)
+        return Deployment(
+            deployment_id=self._ids.new(ids.DEPLOYMENT),
+            kind="wdk",
+            digest=endpoint_digest(endpoint),
+            workflows=(),
+            created_at=self._clock.now(),
+            metadata=cmd.metadata,
+            endpoint=endpoint,
+        )
+
+    async def _insert(self, deployment: Deployment, context: RequestContext) -> Deployment:
+        now = deployment.created_at
 
         def insert(tx: Transaction) -> Deployment:
             tx.insert_deployment(deployment)
@@ -121,6 +161,8 @@ def _kind(kind: str) -> DeploymentKind:
         return "python"
     if kind == "graph":
         return "graph"
+    if kind == "wdk":
+        return "wdk"
     raise errors.InvalidRequest(f"kind must be one of {', '.join(KINDS)}", {"field": "kind"})
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 from compute_worker.domain import errors
 from compute_worker.domain.ports.deployments import ActiveDeployment
 from compute_worker.domain.ports.security import RunKeyDeriver
+from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.validation import check_length
+from compute_worker.domain.wdk import AppAnnouncements
+from compute_worker.domain.world import MAX_DEPLOYMENT_ID
 
 
 class GetEncryptionKey:
@@ -37,13 +41,31 @@ class GetEncryptionKey:
 
 
 class GetDeploymentId:
-    """``getDeploymentId()``: the active deployment (world.md §7)."""
+    """``getDeploymentId()`` (world.md §7, LANE.md §3): the deployment the caller names
+    (``x-compute-deployment-id``: an app's own, whose announced URL is recorded), else
+    the active deployment."""
 
-    def __init__(self, deployments: ActiveDeployment) -> None:
+    def __init__(
+        self, deployments: ActiveDeployment, uow: UnitOfWork, apps: AppAnnouncements
+    ) -> None:
         self._deployments = deployments
+        self._uow = uow
+        self._apps = apps
 
-    async def execute(self) -> str:
+    async def execute(self, named: str | None = None, app_url: str | None = None) -> str:
+        if named is not None:
+            check_length(named, MAX_DEPLOYMENT_ID, "x-compute-deployment-id")
+            return await self._uow.run(lambda tx: self._named(tx, named, app_url))
         deployment_id = await self._deployments.active_deployment_id()
         if deployment_id is None:
             raise errors.NoActiveDeployment("No deployment is active")
+        return deployment_id
+
+    def _named(self, tx: Transaction, deployment_id: str, app_url: str | None) -> str:
+        if tx.get_deployment(deployment_id) is None:
+            raise errors.DeploymentNotFound(
+                f"Deployment {deployment_id} not found", {"deploymentId": deployment_id}
+            )
+        if app_url:
+            self._apps.announce(tx, deployment_id, app_url)
         return deployment_id

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from compute_worker.domain import errors
 from compute_worker.domain.pagination import Page, PageRequest
 from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import MAX_DEPLOYMENT_ID, MAX_NAME, RUN_STATUSES, Run
 
 RUNS_PAGE = 20
@@ -20,15 +22,22 @@ class RunFilter:
     deployment_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    stuck: bool | None = None
     limit: int | None = None
     cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunListing:
+    page: Page[Run]
+    stuck: Mapping[str, StuckRun]  # what the detector found of the page's runs
 
 
 class ListRuns:
     def __init__(self, reader: WorldReader) -> None:
         self._reader = reader
 
-    async def execute(self, cmd: RunFilter) -> Page[Run]:
+    async def execute(self, cmd: RunFilter) -> RunListing:
         unknown = [status for status in cmd.statuses if status not in RUN_STATUSES]
         if unknown:
             raise errors.InvalidRequest(
@@ -47,8 +56,10 @@ class ListRuns:
             field_prefix="",
         )  # fmt: skip
         query = RunQuery(tuple(dict.fromkeys(cmd.statuses)), cmd.workflow_name,
-                         cmd.deployment_id, after, before)  # fmt: skip
-        return await self._reader.list_runs(page, query)
+                         cmd.deployment_id, after, before, cmd.stuck)  # fmt: skip
+        found = await self._reader.list_runs(page, query)
+        stuck = await self._reader.stuck_runs([run.run_id for run in found.data])
+        return RunListing(found, stuck)
 
 
 def check_text(value: str | None, limit: int, field: str) -> None:

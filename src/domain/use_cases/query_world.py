@@ -10,6 +10,7 @@ from compute_worker.domain import errors
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest
 from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.views import strip_event_refs
 from compute_worker.domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
 
@@ -39,6 +40,10 @@ class QueryWorld:
     async def get_execution(self, run_id: str) -> ExecutionRecord | None:
         """The engine's count of the run's failed starts and lost executors, if any."""
         return await self._reader.get_execution(run_id)
+
+    async def get_stuck(self, run_id: str) -> StuckRun | None:
+        """Why the stuck-run detector found the run stuck, if it did."""
+        return (await self._reader.stuck_runs([run_id])).get(run_id)
 
     async def list_runs(
         self, paging: Paging, workflow_name: str | None = None, status: str | None = None

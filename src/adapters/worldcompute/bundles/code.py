@@ -36,13 +36,14 @@ class BundleCode(DeploymentCode):
         self._loading: dict[str, asyncio.Lock] = {}
 
     async def deployment(self, deployment_id: str) -> Deployment | None:
-        """Deployments are immutable, so each is read once."""
+        """Deployments are immutable, so each is read once. None for a deployment an app
+        executes (kind wdk): its runs are not this engine's."""
         found = self._known.get(deployment_id)
         if found is None:
             found = await self._deployments.get(deployment_id)
             if found is not None:
                 self._known[deployment_id] = found
-        return found
+        return None if found is None or found.external else found
 
     async def workflow(self, deployment: Deployment, name: str) -> Any:
         """The workflow function; ``StartFailed`` when the bundle cannot be loaded."""
