@@ -120,6 +120,9 @@ class FakeTransaction(Transaction):
     def lock_run(self, run_id: str) -> Run | None:
         return self.state.runs.get(run_id)
 
+    def note_new_run(self, run_id: str) -> None:
+        assert run_id not in self.state.runs, f"{run_id} is not new"
+
     def insert_run(self, run: Run) -> bool:
         if run.run_id in self.state.runs:
             return False
@@ -284,18 +287,17 @@ class FakeTransaction(Transaction):
 
     # -- idempotency, audit, webhook deliveries -------------------------------------------
 
-    def claim_idempotency(
+    def record_idempotency(
         self, record: IdempotencyRecord, now: datetime
     ) -> IdempotencyRecord | None:
-        key = (record.scope, record.key)
-        holder = self.state.idempotency.get(key)
-        if holder is not None and holder.expires_at > now:
-            return holder
-        self.state.idempotency[key] = record
-        return None
+        holder = self.idempotency_holder(record.scope, record.key, now)
+        if holder is None:
+            self.state.idempotency[(record.scope, record.key)] = record
+        return holder
 
-    def complete_idempotency(self, record: IdempotencyRecord) -> None:
-        self.state.idempotency[(record.scope, record.key)] = record
+    def idempotency_holder(self, scope: str, key: str, now: datetime) -> IdempotencyRecord | None:
+        holder = self.state.idempotency.get((scope, key))
+        return holder if holder is not None and holder.expires_at > now else None
 
     def append_audit(self, entry: AuditEntry) -> None:
         self.state.audit.append(replace(entry, entry_id=len(self.state.audit) + 1))

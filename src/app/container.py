@@ -15,9 +15,11 @@ from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
+from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
+from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
 from compute_worker.adapters.sql.database import Database, DatabaseConfig
 from compute_worker.adapters.sql.deployments import SqlDeployments
@@ -72,7 +74,7 @@ from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
-from compute_worker.domain.wdk import AppAnnouncements
+from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -111,6 +113,15 @@ def _executor(
         children_per_deployment=settings.process_children,
     )
     return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
+
+
+def _dispatch_settings(settings: Settings) -> DispatchSettings:
+    return DispatchSettings(
+        concurrency=settings.delivery_concurrency,
+        timeout_seconds=settings.delivery_timeout_seconds,
+        lease_seconds=settings.delivery_lease_seconds,
+        policy=DeliveryPolicy(max_failures=settings.delivery_max_failures),
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -266,6 +277,17 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+    )
+
+    # deliveries to WDK apps (kind wdk)
+    app_queue = providers.Singleton(SqlAppQueue, db_engine, writer)
+    app_dispatcher = providers.Singleton(
+        AppDispatcher,
+        app_queue,
+        delivery_policy,
+        signal,
+        providers.Callable(lambda engine: engine.worker_id, workflow_engine),
+        providers.Callable(_dispatch_settings, settings),
     )
 
     # what the HTTP adapter serves (adapters/http/services.py): exactly these

@@ -41,3 +41,6 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # alembic logs each of its plugins at info when it is first imported (the server
+    # imports it lazily, after this): noise, not an event of the server
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

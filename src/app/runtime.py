@@ -89,6 +89,7 @@ class Runtime:
             await self.container.seed_api_keys().execute(settings.seed_api_keys)
             if self.execute:
                 await self.container.workflow_engine().start()
+                await self.container.app_dispatcher().start()
                 self._housekeeping = asyncio.create_task(self._keep_house())
                 self._detector = asyncio.create_task(self._detect_stuck_runs())
         except BaseException:
@@ -155,6 +156,7 @@ class Runtime:
         self._housekeeping = self._detector = None
         if self.execute:
             self.execute = False
+            await self.container.app_dispatcher().stop()
             await self.container.workflow_engine().stop()
 
     async def __aexit__(

@@ -287,6 +287,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = setting(
         0, "requests per API key per minute (0: no limit)", ge=0, le=1_000_000
     )
+    ui: bool | None = setting(
+        None, "serve the dashboard at /ui (it asks for an API key and calls the API with it)",
+        shown="on with serve --dev, off otherwise",
+    )  # fmt: skip
     metrics_access: Annotated[Literal["loopback", "key", "open"], BeforeValidator(_lower)] = (
         setting("loopback", "who may GET /metrics: loopback (no key from 127.0.0.1/::1, "
                 "a runs:read key from elsewhere), key (a runs:read key always) or open")
@@ -385,6 +389,10 @@ class Settings(BaseSettings):
     delivery_concurrency: int = setting(
         16, "deliveries in flight at once per WDK deployment, per worker process", ge=1, le=1024
     )
+    delivery_lease_seconds: float = setting(
+        30.0, "lease on a message being delivered, renewed while in flight: how soon another "
+        "worker delivers the messages of a worker that died", ge=1, le=3600,
+    )  # fmt: skip
     delivery_max_failures: int = setting(
         48, "failed deliveries in a row (backoff 1 s doubling to 60 s) before a message is "
         "dropped with an error log", ge=1, le=100_000,

@@ -23,6 +23,7 @@ from compute_worker.domain import errors
 from compute_worker.domain.deployments import Endpoint
 from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 from compute_worker.domain.ports.transactions import Transaction
+from compute_worker.domain.world import message_run_id
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ def queue_kind(queue_name: str) -> Literal["workflow", "step"] | None:
     if match is None:
         return None
     return "workflow" if match.group(1) == "workflow" else "step"
+
+
+def serial_run_id(queue_name: str, payload: Any) -> str | None:
+    """The run whose workflow messages are delivered one at a time (world-postgres
+    serialises them per run too); None for step messages, which may run in parallel."""
+    return message_run_id(payload) if queue_kind(queue_name) == "workflow" else None
 
 
 def delivery_url(base_url: str, queue_name: str) -> str:
@@ -186,6 +193,20 @@ def signature(secret: str, timestamp: int, message_id: str, attempt: int, body: 
     mac = hmac.new(secret.encode(), f"{timestamp}.{message_id}.{attempt}.".encode(), hashlib.sha256)
     mac.update(body)
     return "v1=" + mac.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AppMessage:
+    """A queue message claimed for delivery to an app, with its lease."""
+
+    message_id: str
+    queue_name: str
+    body: bytes  # the message as published: JSON, bytes as Uint8Array envelopes
+    attempt: int  # this delivery's number (1-based), already counted durably
+    failures: int  # failed deliveries in a row before this one
+    deployment_id: str
+    headers: dict[str, str]  # opts.headers of the publish
+    run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

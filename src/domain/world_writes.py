@@ -199,6 +199,7 @@ class WorldWrites:
         if execution_context is not None:
             data["executionContext"] = execution_context
         run_id = self._ids.new(ids.RUN)
+        tx.note_new_run(run_id)
         request = EventRequest(EventType.RUN_CREATED, None, spec_version, data)
         result = self.append(tx, run_id, request)
         assert result.run is not None

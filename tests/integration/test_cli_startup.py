@@ -149,6 +149,7 @@ async def test_serve_dev_keeps_everything_under_data_of_the_working_directory(
     url = await served.line("compute-worker listening on ")
     data = home / "data"
     assert await served.line("data directory: ") == str(data)
+    assert await served.line("dashboard: ") == f"{url}/ui/"  # on in dev mode
     key = await served.line("dev API key (all scopes): ")
     assert await served.line("(kept in ") == f"{data / 'dev-api-key'})"
     await served.line("demo deployment ")
@@ -161,6 +162,7 @@ async def test_serve_dev_keeps_everything_under_data_of_the_working_directory(
 
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=20) as client:
+        assert (await client.get("/ui/")).headers["content-type"].startswith("text/html")
         trigger = await client.post(
             "/v1/runs",
             json={"workflowName": "hello", "input": ["you"]},
@@ -233,9 +235,12 @@ async def test_help_shows_each_flag_with_its_description_and_env_var(home: Path)
         assert flag in text and f"env: {env}" in text, flag
     assert "child processes (runs executing at once) per deployment" in text
     top = await cli(home, "--help")
-    assert "Exit codes: 0 ok, 1 failure, 2 usage or bad setting, 3 the environment" in " ".join(
-        top.stdout.split()
+    shown = " ".join(top.stdout.split())
+    assert (
+        "Exit codes: 0 ok, 1 failure (a failed or cancelled run, a refused request), "
+        "2 usage or bad setting, 3 the environment refused to start" in shown
     )
+    assert "or the server could not be reached" in shown
 
 
 async def test_a_formerly_env_only_setting_works_as_flag_and_as_env_var(home: Path) -> None:

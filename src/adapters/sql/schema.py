@@ -146,7 +146,8 @@ queue_messages = Table(
     Column("available_ms", BigInteger, nullable=False),
     Column("lease_owner", String(128)),
     Column("created_ms", BigInteger, nullable=False),
-    # app deliveries (kind wdk): the run a message names, failed deliveries in a row
+    # app deliveries (kind wdk): the run a workflow message wakes (deliveries of one run's
+    # workflow messages never overlap), failed deliveries in a row
     Column("run_id", String(64)),
     Column("failures", Integer, nullable=False, server_default="0"),
     Index("ix_queue_available", "available_ms", "message_id"),

@@ -2,7 +2,8 @@
 
 Callers submit synchronous units of work; the committer takes every unit waiting
 at that moment and runs them in one transaction, each inside a savepoint so that
-a unit that raises is rolled back alone. One commit (one fsync) then serves the
+a unit that raises is rolled back alone (a unit alone in its batch needs no
+savepoint: the transaction is rolled back instead). One commit (one fsync) then serves the
 whole batch, and each caller awaits its own outcome. Units run in submission
 order, so row locks (PostgreSQL) are taken in that order.
 
@@ -73,24 +74,34 @@ class _Unit:
                 log.exception("after-commit callback failed")
 
 
+class _Failed(Exception):
+    """The one unit of a batch raised (its ``error`` is set): roll the transaction back."""
+
+
 def run_units(conn: Connection, units: list[_Unit], memo: dict[str, Any]) -> None:
-    """Every unit in its own savepoint, inside the caller's transaction."""
+    """Every unit in its own savepoint, inside the caller's transaction; a batch of one
+    needs none (the transaction itself is rolled back when the unit raises)."""
     cursor = Cursor(conn)
+    single = len(units) == 1
     for unit in units:
         if unit.alone:
             unit.outcome = unit.work(conn)  # type: ignore[arg-type]
             continue
         tx = SqlTransaction(conn, cursor, memo)
-        cursor.raw("SAVEPOINT cw_unit")
+        if not single:
+            cursor.raw("SAVEPOINT cw_unit")
         try:
             unit.outcome = unit.work(tx)
             tx.flush()
         except Exception as error:
+            unit.error = translate(error)
+            if single:
+                raise _Failed from error
             cursor.raw("ROLLBACK TO SAVEPOINT cw_unit")
             cursor.raw("RELEASE SAVEPOINT cw_unit")
-            unit.error = translate(error)
             continue
-        cursor.raw("RELEASE SAVEPOINT cw_unit")
+        if not single:
+            cursor.raw("RELEASE SAVEPOINT cw_unit")
         unit.callbacks = tx.callbacks
 
 
@@ -101,6 +112,8 @@ def commit_batch(conn: Connection, batch: list[_Unit], memo: dict[str, Any]) -> 
         with conn.begin():
             run_units(conn, batch, memo)
         return
+    except _Failed:
+        return  # a batch of one whose unit raised: rolled back, its error set
     except Exception as error:
         if len(batch) == 1:
             log.warning("write transaction failed", exc_info=error)

@@ -1,0 +1,509 @@
+"""The user's side of the CLI (deploy, run, runs, deployments, hooks) run as a user runs
+it: the real ``compute-worker`` in a subprocess, against a real server on a socket, the
+URL and key given by flag, environment or profile file. Good paths and bad ones: bad
+JSON is exit 2, an unreachable server exit 3, a failed or cancelled run exit 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Backend
+from .public_fixtures import (
+    ADMIN_KEY,
+    ONLY_KEYS,
+    CliResult,
+    PublicServer,
+    PublicServers,
+    cli_env,
+    run_cli,
+)
+
+FLOWS = """\
+from compute_worker import RetryableError, create_hook, get_writable, run_metadata, sleep
+from compute_worker import step, workflow
+
+
+@step
+async def add(a, b):
+    return a + b
+
+
+@step(max_retries=3)
+async def flaky(x):
+    if run_metadata()["attempt"] < 2:
+        raise RetryableError("not yet", retry_after=0.3)
+    return x * 2
+
+
+@step
+async def say(text):
+    out = get_writable("log")
+    await out.write(f"{text}\\n".encode())
+    await out.write(b"done\\n")
+    return text
+
+
+@workflow
+async def adder(a, b):
+    return await add(a, b)
+
+
+@workflow
+async def boom(message):
+    raise ValueError(message)
+
+
+@workflow
+async def waits(token):
+    return await create_hook(token=token)
+
+
+@workflow
+async def journey(x):
+    doubled = await flaky(x)
+    await sleep("1s")
+    approval = await create_hook(token=f"go:{x}")
+    await say(f"approved {approval}")
+    return {"doubled": doubled, "approval": approval}
+"""
+
+BAD_GRAPH = {
+    "name": "broken",
+    "nodes": [
+        {"id": "t", "type": "trigger", "data": {}},
+        {"id": "a", "type": "action", "data": {"actionType": "http_request"}},
+        {"id": "b", "type": "action", "data": {"actionType": "no_such_action"}},
+    ],
+    "edges": [{"source": "t", "target": "a"}, {"source": "a", "target": "b"}],
+}
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Backend:
+    """One SQLite file: what is tested is the command line, not the storage."""
+    path = tmp_path / "world.db"
+    return Backend("sqlite", {"sqlite_path": path}, ["--sqlite-path", str(path)])
+
+
+@pytest.fixture
+async def api_server(servers: PublicServers) -> PublicServer:
+    return await servers.start(worldcompute="local")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty config folder, so that no real user's profile is read."""
+    folder = tmp_path / "xdg"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "workflows.py").write_text(FLOWS)
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "stale.pyc").write_bytes(b"\0not python")
+    return folder
+
+
+class Cli:
+    """``compute-worker`` with the server's URL and key in the environment."""
+
+    def __init__(self, server: PublicServer, home: Path, key: str = ADMIN_KEY) -> None:
+        self.env = cli_env(
+            COMPUTE_WORKER_URL=server.url, COMPUTE_WORKER_API_KEY=key, XDG_CONFIG_HOME=str(home),
+            COLUMNS="200",
+        )  # fmt: skip
+
+    async def __call__(self, *args: str, within: float = 60) -> CliResult:
+        return await run_cli(*args, env=self.env, within=within)
+
+    async def ok(self, *args: str) -> CliResult:
+        result = await self(*args)
+        assert result.returncode == 0, result
+        assert "Traceback" not in result.stderr, result
+        return result
+
+    async def json(self, *args: str) -> Any:
+        lines = (await self.ok(*args, "--json")).json_lines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    async def fails(self, code: int, *args: str) -> CliResult:
+        result = await self(*args)
+        assert result.returncode == code, result
+        assert result.stderr.startswith("compute-worker: "), result
+        assert 'File "/' not in result.stderr, result  # no traceback of the CLI itself
+        return result
+
+
+@pytest.fixture
+def cw(api_server: PublicServer, home: Path) -> Cli:
+    return Cli(api_server, home)
+
+
+@pytest.fixture
+async def deployed(cw: Cli, flows: Path) -> dict[str, Any]:
+    deployment: dict[str, Any] = await cw.json("deploy", str(flows), "--activate")
+    return deployment
+
+
+def _table(stdout: str) -> list[list[str]]:
+    return [line.split() for line in stdout.splitlines() if line.strip()]
+
+
+# -- deploy and deployments ------------------------------------------------------------------
+
+
+async def test_deploy_uploads_a_folder_and_activates_it(cw: Cli, flows: Path) -> None:
+    shown = await cw.ok("deploy", str(flows), "--activate", "--metadata", '{"team": "shop"}')
+    (deployment_id,) = re.findall(r"deployed (dpl_\w+) \(active\)", shown.stdout)
+    for name in ("adder", "boom", "waits", "journey"):
+        assert f"workflow {name}" in shown.stdout
+    assert "team" in shown.stdout
+
+    got = await cw.json("deployments", "get", deployment_id)
+    assert got["active"] is True and got["kind"] == "python"
+    assert got["metadata"] == {"team": "shop"}
+    assert (await cw.json("deployments", "get", "active"))["deploymentId"] == deployment_id
+
+
+async def test_deploy_without_activate_then_deployments_list_and_activate(
+    cw: Cli, deployed: dict[str, Any], flows: Path
+) -> None:
+    (flows / "more.py").write_text("# a second version\n")
+    second = await cw.json("deploy", str(flows))
+    assert second["active"] is False and second["deploymentId"] != deployed["deploymentId"]
+
+    listed = await cw.ok("deployments", "list")
+    rows = _table(listed.stdout)
+    assert rows[0][:3] == ["DEPLOYMENT", "KIND", "ACTIVE"]
+    assert [row[0] for row in rows[1:]] == [second["deploymentId"], deployed["deploymentId"]]
+    assert rows[2][2] == "yes" and rows[1][2] != "yes"
+
+    activated = await cw.ok("deployments", "activate", second["deploymentId"])
+    assert f"activated {second['deploymentId']} (active)" in activated.stdout
+    found = (await cw.ok("deployments", "list", "--json", "--limit", "1")).json_lines()
+    assert [(d["deploymentId"], d["active"]) for d in found] == [(second["deploymentId"], True)]
+
+
+async def test_deploy_lists_every_problem_of_a_refused_bundle(cw: Cli, tmp_path: Path) -> None:
+    graph = tmp_path / "graph"
+    graph.mkdir()
+    (graph / "workflow.json").write_text(json.dumps(BAD_GRAPH))
+    refused = await cw.fails(1, "deploy", str(graph), "--kind", "graph")
+    assert "the deployment was refused" in refused.stderr
+    problems = [line for line in refused.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) >= 2, refused.stderr
+    assert any("node a" in line and "url" in line for line in problems), problems
+    assert any("node b" in line for line in problems), problems
+
+    as_json = await cw("deploy", str(graph), "--kind", "graph", "--json")
+    assert as_json.returncode == 1
+    (error,) = as_json.json_lines()
+    assert error["error"]["code"] == "invalid_deployment" and error["error"]["status"] == 422
+    assert len(error["error"]["details"]["problems"]) == len(problems)
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "workflows.py").write_text("import not_installed_anywhere\n")
+    refused = await cw.fails(1, "deploy", str(broken))
+    assert "not_installed_anywhere" in refused.stderr
+
+
+async def test_deploy_bad_paths_are_usage_errors(cw: Cli, tmp_path: Path) -> None:
+    missing = await cw.fails(2, "deploy", str(tmp_path / "nowhere"))
+    assert "does not exist" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no files" in (await cw.fails(2, "deploy", str(empty))).stderr
+    (tmp_path / "notes.txt").write_text("hi")
+    assert ".zip" in (await cw.fails(2, "deploy", str(tmp_path / "notes.txt"))).stderr
+    bad = await cw.fails(2, "deploy", str(empty), "--metadata", "[1]")
+    assert "--metadata must be a JSON object" in bad.stderr
+    assert "--kind" in (await cw.fails(2, "deploy", str(empty), "--kind", "java")).stderr
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+async def test_run_wait_prints_the_output_and_runs_get_shows_the_run(
+    cw: Cli, deployed: dict[str, Any]
+) -> None:
+    waited = await cw.ok("run", "adder", "2", "3", "--wait")
+    (run_id,) = re.findall(r"started (wrun_\w+) adder", waited.stdout)
+    assert re.search(rf"run {run_id} completed in [\d.]+ s\n5\n", waited.stdout), waited.stdout
+
+    run = await cw.json("runs", "get", run_id)
+    assert (run["status"], run["output"], run["input"]) == ("completed", 5, [2, 3])
+    assert run["deploymentId"] == deployed["deploymentId"]
+    shown = await cw.ok("runs", "get", run_id)
+    assert re.search(r"status\s+completed", shown.stdout)
+    assert re.search(r"output\s+5", shown.stdout)
+
+    by_input = await cw.json("run", "adder", "--input", "[40, 2]", "--wait")
+    assert (by_input["status"], by_input["output"]) == ("completed", 42)
+    strings = await cw.json("run", "adder", '"ab"', "cd", "--wait")  # JSON, else a string
+    assert strings["output"] == "abcd"
+
+
+async def test_run_without_wait_prints_the_new_run_and_keys_replay(
+    cw: Cli, deployed: dict[str, Any]
+) -> None:
+    started = await cw.ok("run", "adder", "1", "1", "--idempotency-key", "k-1")
+    (run_id,) = re.findall(r"started (wrun_\w+)", started.stdout)
+    assert f"compute-worker runs watch {run_id}" in started.stdout
+    again = await cw.json("run", "adder", "1", "1", "--idempotency-key", "k-1")
+    assert again["runId"] == run_id
+    other = await cw.fails(1, "run", "adder", "1", "2", "--idempotency-key", "k-1")
+    assert "idempotency_conflict" in other.stderr
+
+
+async def test_a_failed_run_exits_1_with_its_error(cw: Cli, deployed: dict[str, Any]) -> None:
+    failed = await cw.fails(1, "run", "boom", "kaput", "--wait")
+    assert re.search(r"run wrun_\w+ failed: .*kaput", failed.stderr), failed.stderr
+    assert "error: " in failed.stdout and "kaput" in failed.stdout
+
+    as_json = await cw("run", "boom", "again", "--wait", "--json")
+    assert as_json.returncode == 1
+    (run,) = as_json.json_lines()
+    assert run["status"] == "failed" and "again" in run["error"]["message"]
+
+    unknown = await cw.fails(1, "run", "no_such_workflow")
+    assert "workflow_not_found" in unknown.stderr and "adder" in unknown.stderr
+
+
+async def test_run_timeout_exits_1_and_says_how_to_follow(
+    cw: Cli, deployed: dict[str, Any]
+) -> None:
+    late = await cw.fails(1, "run", "waits", "t-late", "--wait", "--timeout", "0.5")
+    assert re.search(r"run (wrun_\w+) is still (pending|running) after 0.5 s", late.stderr)
+    assert "compute-worker runs watch wrun_" in late.stderr
+
+
+async def test_bad_json_and_bad_flags_are_usage_errors(cw: Cli, deployed: dict[str, Any]) -> None:
+    bad = await cw.fails(2, "run", "adder", "--input", "[1")
+    assert (
+        "--input is not valid JSON" in bad.stderr
+        and "see 'compute-worker run --help'" in bad.stderr
+    )
+    assert "JSON list" in (await cw.fails(2, "run", "adder", "--input", '{"a": 1}')).stderr
+    assert "not both" in (await cw.fails(2, "run", "adder", "1", "--input", "[1]")).stderr
+    resume = await cw.fails(2, "hooks", "resume", "tok", "--payload", "{nope")
+    assert "--payload is not valid JSON" in resume.stderr
+    assert "--status" in (await cw.fails(2, "runs", "list", "--status", "done")).stderr
+    assert "--timeout" in (await cw.fails(2, "run", "adder", "--wait", "--timeout", "0")).stderr
+    listed = (await cw.ok("runs", "list", "--json")).json_lines()
+    assert listed == []  # nothing was triggered by any of them
+
+
+# -- the server out of reach, or refusing ------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_an_unreachable_server_exits_3(home: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    env = cli_env(XDG_CONFIG_HOME=str(home))
+    for args in (["runs", "list"], ["run", "adder", "1", "--wait"], ["deployments", "list"]):
+        result = await run_cli(*args, "--url", url, "--api-key", "whatever-key", env=env)
+        assert result.returncode == 3, result
+        assert f"compute-worker: cannot reach the server at {url}" in result.stderr
+        assert "Traceback" not in result.stderr
+    as_json = await run_cli("runs", "get", "wrun_x", "--url", url, "--json", env=env)
+    assert as_json.returncode == 3
+    assert as_json.json_lines()[0]["error"]["message"].startswith("GET /v1/runs/wrun_x failed")
+
+
+async def test_a_bad_key_or_a_missing_scope_exits_1_with_a_hint(
+    api_server: PublicServer, home: Path
+) -> None:
+    stranger = Cli(api_server, home, key="not-a-key-at-all-0000000000")
+    refused = await stranger.fails(1, "runs", "list")
+    assert "401 unauthorized" in refused.stderr and "--api-key" in refused.stderr
+    reader = Cli(api_server, home, key=ONLY_KEYS["runs:read"])
+    denied = await reader.fails(1, "run", "adder", "1", "2")
+    assert "403 forbidden" in denied.stderr and "lacks the scope trigger:write" in denied.stderr
+    missing = await Cli(api_server, home).fails(1, "runs", "get", "wrun_01M80000000000000000000000")
+    assert "run_not_found" in missing.stderr
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+async def test_runs_list_filters_and_shows_a_table(cw: Cli, deployed: dict[str, Any]) -> None:
+    done = await cw.json("run", "adder", "1", "2", "--wait")
+    failed = (await cw("run", "boom", "x", "--wait", "--json")).json_lines()[0]
+    later = await cw.json("run", "adder", "3", "4", "--wait")
+
+    table = _table((await cw.ok("runs", "list")).stdout)
+    assert table[0] == ["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION", "DEPLOYMENT"]
+    assert [row[0] for row in table[1:]] == [later["runId"], failed["runId"], done["runId"]]
+    assert [row[2] for row in table[1:]] == ["completed", "failed", "completed"]
+
+    only_failed = (await cw.ok("runs", "list", "--status", "failed", "--json")).json_lines()
+    assert [run["runId"] for run in only_failed] == [failed["runId"]]
+    adders = (await cw.ok("runs", "list", "--workflow", "adder", "--json")).json_lines()
+    assert [run["runId"] for run in adders] == [later["runId"], done["runId"]]
+    two = await cw.ok("runs", "list", "--status", "completed", "--status", "failed", "--limit", "2")
+    assert len(_table(two.stdout)) == 3
+    none = await cw.ok("runs", "list", "--workflow", "journey")
+    assert none.stdout.strip() == "no runs"
+    by_deployment = await cw.ok("runs", "list", "--deployment", deployed["deploymentId"], "--json")
+    assert len(by_deployment.json_lines()) == 3
+    since = await cw.ok("runs", "list", "--since", "2999-01-01T00:00:00Z", "--json")
+    assert since.json_lines() == []
+    bad = await cw.fails(2, "runs", "list", "--since", "yesterday")
+    assert "not an ISO-8601 time: 'yesterday'" in bad.stderr
+
+
+async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -> None:
+    run = await cw.json("run", "adder", "5", "6", "--wait")
+    steps = _table((await cw.ok("runs", "steps", run["runId"])).stdout)
+    assert steps[0][:3] == ["STEP", "STATUS", "ATTEMPTS"]
+    assert steps[1][:3] == ["add", "completed", "1"]
+    (step,) = (await cw.ok("runs", "steps", run["runId"], "--json")).json_lines()
+    assert step["output"] == 11
+
+    events = (await cw.ok("runs", "events", run["runId"], "--json")).json_lines()
+    kinds = [event["eventType"] for event in events]
+    assert kinds[0] == "run_created" and kinds[-1] == "run_completed"
+    assert "step_completed" in kinds
+    table = await cw.ok("runs", "events", run["runId"])
+    assert "run_completed" in table.stdout and "step_created" in table.stdout
+
+    waiting = await cw.json("run", "waits", "t-cancel")
+    cancelled = await cw.ok("runs", "cancel", waiting["runId"])
+    assert f"cancelled {waiting['runId']}" in cancelled.stdout
+    assert re.search(r"status\s+cancelled", cancelled.stdout)
+    watched = await cw.fails(1, "runs", "watch", waiting["runId"])
+    assert f"run {waiting['runId']} cancelled" in watched.stderr
+    again = await cw.fails(1, "runs", "cancel", run["runId"])
+    assert "run_already_terminal" in again.stderr
+
+
+async def test_run_follow_shows_attempts_sleeps_hooks_and_logs_stream_live(
+    cw: Cli, deployed: dict[str, Any], api_server: PublicServer
+) -> None:
+    follow = asyncio.create_task(cw("run", "journey", "21", "--follow", within=90))
+    run_id = await _first_run_waiting_on(api_server, "go:21")
+    logs = asyncio.create_task(cw("runs", "logs", run_id, "--stream", "log", "--follow"))
+    await asyncio.sleep(0.5)
+    assert not logs.done()  # it waits for the stream the run has not written yet
+    resumed = await cw.ok("hooks", "resume", "go:21", "--payload", '{"ok": true}')
+    assert f"resumed {run_id}" in resumed.stdout
+
+    followed = await follow
+    assert followed.returncode == 0, followed
+    out = followed.stdout
+    for expected in (
+        f"started {run_id} journey",
+        "step flaky attempt 1 started",
+        "step flaky attempt 1 failed: not yet, retry at ",
+        "step flaky attempt 2 started",
+        "step flaky completed",
+        "sleeping until ",
+        "woke up",
+        "token go:21",
+        "compute-worker hooks resume 'go:21' --payload JSON",
+        "received a payload",
+        "step say completed",
+        "run completed",
+        f"run {run_id} completed in",
+        '"doubled": 42',
+    ):
+        assert expected in out, (expected, out)
+    assert out.index("sleeping until") < out.index("token go:21") < out.index("step say")
+
+    logged = await logs
+    assert logged.returncode == 0, logged
+    assert logged.stdout == "approved {'ok': True}\ndone\n"
+    again = await cw.ok("runs", "logs", run_id)  # its only stream, without --stream
+    assert again.stdout == logged.stdout
+    chunks = (await cw.ok("runs", "logs", run_id, "--json")).json_lines()
+    assert chunks == [{"index": 0, "text": "approved {'ok': True}\n"},
+                      {"index": 1, "text": "done\n"}]  # fmt: skip
+    assert (
+        "no stream 'other'"
+        in (await cw.fails(2, "runs", "logs", run_id, "--stream", "other")).stderr
+    )
+
+    watched = await cw.ok("runs", "watch", run_id, "--json")
+    lines = watched.json_lines()
+    assert lines[-1]["runId"] == run_id and lines[-1]["status"] == "completed"
+    assert [line["eventType"] for line in lines[:-1]][-1] == "run_completed"
+
+
+async def _first_run_waiting_on(server: PublicServer, token: str, within: float = 30) -> str:
+    """The run holding a hook with ``token`` (seen through the public API)."""
+    deadline = time.monotonic() + within
+    async with server.client() as http:
+        while time.monotonic() < deadline:
+            for run in (await http.get("/v1/runs", params={"status": "running"})).json()["data"]:
+                hooks = (await http.get(f"/v1/runs/{run['runId']}/hooks")).json()["data"]
+                if any(hook.get("token") == token for hook in hooks):
+                    return str(run["runId"])
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no run waits on {token!r} after {within} s")
+
+
+async def test_hooks_resume_of_an_unknown_token_exits_1(cw: Cli, deployed: dict[str, Any]) -> None:
+    unknown = await cw.fails(1, "hooks", "resume", "nobody-holds-this", "--payload", "1")
+    assert "hook_not_found" in unknown.stderr
+
+
+# -- where the URL and key come from --------------------------------------------------------------
+
+
+async def test_flags_beat_the_environment_and_profiles_fill_in(
+    api_server: PublicServer, home: Path, tmp_path: Path
+) -> None:
+    env = cli_env(XDG_CONFIG_HOME=str(home))
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    by_flags = await run_cli(
+        "runs", "list", "--url", api_server.url, "--api-key", ADMIN_KEY, "--json",
+        env={**env, "COMPUTE_WORKER_URL": closed, "COMPUTE_WORKER_API_KEY": "wrong-key"},
+    )  # fmt: skip
+    assert by_flags.returncode == 0, by_flags
+
+    (home / "compute-worker").mkdir()
+    key_file = tmp_path / "key"
+    key_file.write_text(ADMIN_KEY + "\n")
+    (home / "compute-worker" / "config.toml").write_text(
+        f'[default]\nurl = "{api_server.url}"\napi_key = "{ADMIN_KEY}"\n\n'
+        f'[broken]\nurl = "{closed}"\napi_key_file = "{key_file}"\n'
+    )
+    by_profile = await run_cli("runs", "list", "--json", env=env)
+    assert by_profile.returncode == 0, by_profile
+    named = await run_cli("runs", "list", "--profile", "broken", env=env)
+    assert named.returncode == 3 and closed in named.stderr and "'broken'" in named.stderr
+    chosen = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_PROFILE": "broken"})
+    assert chosen.returncode == 3
+    overridden = await run_cli("runs", "list", "--profile", "broken", "--url", api_server.url,
+                               env=env)  # fmt: skip
+    assert overridden.returncode == 0, overridden  # the key from its api_key_file
+
+    absent = await run_cli("runs", "list", "--profile", "nope", env=env)
+    assert absent.returncode == 2 and "no profile 'nope'" in absent.stderr
+    assert "broken, default" in absent.stderr
+    other = tmp_path / "other.toml"
+    other.write_text("[default\nurl=")
+    unreadable = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_CONFIG": str(other)})
+    assert unreadable.returncode == 2 and "cannot read the config file" in unreadable.stderr
+    other.write_text('[default]\nurl = "x"\npassword = "y"\n')
+    wrong = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_CONFIG": str(other)})
+    assert wrong.returncode == 2 and "expected a table of the strings" in wrong.stderr
