@@ -222,8 +222,7 @@ async def _ensure_demo(url: str, key: str) -> str:
         await client.post(f"/v1/deployments/{deployment_id}/activate")
     return (
         f"demo deployment {deployment_id} is active; try:\n"
-        f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {key}' "
-        f'-H \'Idempotency-Key: demo-1\' -d \'{{"workflowName": "hello", "input": ["you"]}}\''
+        f"  COMPUTE_WORKER_URL={url} COMPUTE_WORKER_API_KEY={key} {PROG} run hello you --follow"
     )
 
 

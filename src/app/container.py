@@ -101,6 +101,7 @@ def _executor(
     keys: ManageApiKeys,
     signal: Signal,
     world_url: Callable[[], str | None],
+    metrics: PrometheusMetrics,
 ) -> RunExecutor:
     engine_settings = EngineSettings()
     if settings.worldcompute == "local":
@@ -112,7 +113,14 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
+    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics), world, signal)
+
+
+def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:
+    """The metrics, also told of every batch the database's writer commits."""
+    metrics = PrometheusMetrics(stats)
+    database.writer.observe(metrics)
+    return metrics
 
 
 def _dispatch_settings(settings: Settings) -> DispatchSettings:
@@ -163,7 +171,7 @@ class Container(containers.DeclarativeContainer):
 
     # domain services: the World's writes inside a transaction, the live read of a stream
     world_stats = providers.Singleton(SqlWorldStats, db_engine)
-    metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
+    metrics = providers.Singleton(_metrics, world_stats, database)  # also the observers
     world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
     delivery_policy = providers.Singleton(
         lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
@@ -265,8 +273,9 @@ class Container(containers.DeclarativeContainer):
         RecordExecutionTrouble, writer, clock, world_writes, retry_policy
     )
     executor = providers.Singleton(
-        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
-    )
+        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url,
+        metrics,
+    )  # fmt: skip
     workflow_engine = providers.Singleton(
         WorkflowEngine,
         queue,

@@ -208,7 +208,8 @@ class WorldWrites:
 
     def resume_hook(self, tx: Transaction, token: str, payload: Any) -> Hook:
         """Deliver ``payload`` to the live hook holding ``token`` (``hook_received``) and
-        wake its run; the hook is returned."""
+        wake its run; the hook is returned. For a WDK app's run the payload is written
+        as ``devl`` + devalue, and the wake-up is delivered to the app."""
         hook = tx.get_hook_by_token(token)
         if hook is None:
             raise errors.HookNotFound("No live hook holds this token")
@@ -218,6 +219,9 @@ class WorldWrites:
             raise errors.RunAlreadyTerminal(
                 f"Run {hook.run_id} is already {status}", {"runId": hook.run_id}
             )
+        deployment = tx.get_deployment(run.deployment_id) if run.deployment_id else None
+        if deployment is not None and deployment.external:
+            payload = payload_bytes(payload)  # as the WDK runtime reads it (LANE.md §8)
         request = EventRequest(EventType.HOOK_RECEIVED, hook.hook_id, None, {"payload": payload})
         self.append(tx, run.run_id, request)
         self.wake(tx, run)

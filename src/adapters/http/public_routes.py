@@ -232,7 +232,7 @@ def _deployment_response(deployment: Deployment, status: int = 200) -> Response:
 
 
 @operation(
-    "Create a deployment from a bundle",
+    "Create a deployment from a bundle, or register a WDK app (kind wdk)",
     scope="deploy:write",
     action="deployments.create",
     responses={

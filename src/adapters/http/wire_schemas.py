@@ -164,11 +164,17 @@ SCHEMAS: dict[str, JsonSchema] = {
         ["deploymentId", "digest", "kind", "workflows", "createdAt", "active"],
         deploymentId=STR,
         digest=STR,
-        kind={"enum": ["python", "graph"]},
+        kind={"enum": ["python", "graph", "wdk"]},
         entrypoint=STR,
         metadata=obj(),
         createdAt=DATE,
         active=BOOL,
+        endpoint=obj(
+            ["url", "headers", "signed"],
+            url=STR,
+            headers={"type": "object", "additionalProperties": STR},
+            signed={"type": "boolean", "description": "deliveries carry x-compute-signature"},
+        ),
         workflows={
             "type": "array",
             "items": obj(["name", "steps"], name=STR, steps={"type": "array", "items": STR}),
@@ -274,14 +280,27 @@ TRIGGER = obj(
 )
 RESUME = obj(["token"], token=STR, payload=ANY)
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
+APP_ENDPOINT = obj(
+    ["url"],
+    url={"type": "string", "description": "the app's base URL (allowed by delivery_allow)"},
+    headers={"type": "object", "additionalProperties": STR},
+    deliverySecret={"type": "string", "description": "signs deliveries; never shown"},
+)
 BUNDLE_UPLOAD: Content = {
-    "application/json": obj(
-        ["files"],
-        kind={"enum": ["python", "graph"]},
-        files={"type": "object", "additionalProperties": STR},
-        entrypoint=STR,
-        metadata=obj(),
-    ),
+    "application/json": {
+        "oneOf": [
+            obj(
+                ["files"],
+                kind={"enum": ["python", "graph"]},
+                files={"type": "object", "additionalProperties": STR},
+                entrypoint=STR,
+                metadata=obj(),
+            ),
+            obj(
+                ["kind", "endpoint"], kind={"enum": ["wdk"]}, endpoint=APP_ENDPOINT, metadata=obj()
+            ),
+        ]
+    },
     "application/zip": {"type": "string", "format": "binary"},
     "application/gzip": {"type": "string", "format": "binary"},
 }
@@ -333,6 +352,12 @@ PUBLISH = obj(
 )
 QUEUED = obj(["messageId"], messageId=STR)
 DEPLOYMENT_ID = obj(["deploymentId"], deploymentId=STR)
+APP_HEADERS = (
+    {"name": "x-compute-deployment-id", "in": "header", "schema": STR,
+     "description": "the calling app's own deployment (kind wdk)"},
+    {"name": "x-compute-app-url", "in": "header", "schema": STR,
+     "description": "where the app listens now: its deliveries go there"},
+)  # fmt: skip
 KEY_REQUEST = obj(runId=STR, deploymentId=STR, run=ref("Run"), context=obj(deploymentId=STR))
 KEY = obj(["key"], key={"type": ["string", "null"]})
 BY_CORRELATION = obj(

@@ -43,6 +43,9 @@ from compute_worker.domain.use_cases.query_world import Paging
 from compute_worker.domain.validation import check_length, parse_date
 from compute_worker.domain.world import CreateParams, EventRequest, EventType
 
+DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
+APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
+
 
 def world(
     summary: str,
@@ -383,6 +386,7 @@ async def stream_info(request: Request) -> Response:
     {200: answer("queued", schema.QUEUED)},
     action="queue.publish",
     body=schema.PUBLISH,
+    params=schema.APP_HEADERS,
 )
 async def publish(request: Request) -> Response:
     body = await _body(request)
@@ -408,7 +412,8 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"messageId": message_id})
 
 
-@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)})
+@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)},
+       params=schema.APP_HEADERS)  # fmt: skip
 async def deployment_id(request: Request) -> Response:
     found = await services(request).get_deployment_id.execute(
         request.headers.get(DEPLOYMENT_HEADER) or None,
@@ -433,9 +438,6 @@ async def encryption_key(request: Request) -> Response:
     key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
-
-DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
-APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
 
 ROUTES = [
     ApiRoute("POST", "/v1/queue/publish", publish),
