@@ -299,6 +299,11 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, "largest request body in bytes; larger ones get 413 payload_too_large",
         ge=1, le=1024**3,
     )  # fmt: skip
+    max_events_per_run: int = setting(
+        25_000, "most events a run may hold, announced to Workflow DevKit runtimes as maxEvents "
+        "on run lifecycle answers of events.create (the runtime fails a run that reaches it)",
+        ge=1, le=100_000_000,
+    )  # fmt: skip
     encryption: bool = setting(
         True, "derive per-run encryption keys (off: encryption-key answers null, plaintext)"
     )
@@ -370,6 +375,21 @@ class Settings(BaseSettings):
     max_executor_losses: int = setting(
         20, "lost executors in a row (worker died, lease ran out) before a run fails",
         ge=1, le=10_000,
+    )  # fmt: skip
+    schedule_catch_up: Annotated[Literal["skip", "one", "all"], BeforeValidator(_lower)] = (
+        setting("one", "schedules: what becomes of slots missed while no worker ran: skip "
+                "(none), one (the latest only) or all (each, oldest first); a schedule may "
+                "set its own")
+    )  # fmt: skip
+    schedule_late_seconds: float = setting(
+        60.0, "schedules: a slot not started within this many seconds of its time is missed "
+        "(and handled per schedule_catch_up)",
+        gt=0, le=86_400,
+    )  # fmt: skip
+    schedule_poll_seconds: float = setting(
+        1.0, "schedules: seconds between the scheduler's passes over the active deployment's "
+        "schedules (0 stops the scheduler of this worker)",
+        ge=0, le=3600,
     )  # fmt: skip
 
     delivery_allow: HostPatterns = setting(

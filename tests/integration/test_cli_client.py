@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import re
 import socket
 import time
@@ -18,6 +20,7 @@ import pytest
 from .conftest import Backend
 from .public_fixtures import (
     ADMIN_KEY,
+    CLI,
     ONLY_KEYS,
     CliResult,
     PublicServer,
@@ -507,3 +510,36 @@ async def test_flags_beat_the_environment_and_profiles_fill_in(
     other.write_text('[default]\nurl = "x"\npassword = "y"\n')
     wrong = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_CONFIG": str(other)})
     assert wrong.returncode == 2 and "expected a table of the strings" in wrong.stderr
+
+
+async def test_deploy_shows_a_progress_bar_on_a_terminal(cw: Cli, flows: Path) -> None:
+    """stderr a terminal (a pseudo-terminal here): the upload's progress bar is drawn."""
+    (flows / "data.bin").write_bytes(os.urandom(300_000))  # a few pieces of 64 KiB
+    leader, follower = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            CLI, "deploy", str(flows), env={**cw.env, "TERM": "xterm"},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=follower,
+        )  # fmt: skip
+        os.close(follower)
+        drawn = bytearray()
+        reading = asyncio.get_running_loop().run_in_executor(None, _read_all, leader, drawn)
+        stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+        await asyncio.wait_for(reading, 10)
+    finally:
+        os.close(leader)
+    assert process.returncode == 0, (stdout, drawn)
+    text = drawn.decode(errors="replace")
+    assert "uploading flows" in text and re.search(r"(\d+\.\d)/\1 kB", text), text  # all sent
+    assert re.search(rb"deployed dpl_\w+", stdout), stdout
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            piece = os.read(fd, 4096)
+        except OSError:  # the other side closed (EIO)
+            return
+        if not piece:
+            return
+        into.extend(piece)

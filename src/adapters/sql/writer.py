@@ -41,6 +41,7 @@ from compute_worker.adapters.sql.errors import translate
 from compute_worker.adapters.sql.prepared import Cursor
 from compute_worker.adapters.sql.transaction import SqlTransaction
 from compute_worker.domain import errors
+from compute_worker.domain.ports.metrics import WriterObserver
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 
 R = TypeVar("R")
@@ -124,7 +125,19 @@ def commit_batch(conn: Connection, batch: list[_Unit], memo: dict[str, Any]) -> 
         commit_batch(conn, [unit], memo)
 
 
+def observed_commit(
+    conn: Connection, batch: list[_Unit], memo: dict[str, Any], observer: WriterObserver | None
+) -> None:
+    """``commit_batch``, timed for the observer (the metrics: batch sizes and latency)."""
+    started = time.perf_counter()
+    commit_batch(conn, batch, memo)
+    if observer is not None:
+        observer.batch_committed(len(batch), time.perf_counter() - started)
+
+
 class Committer(Protocol):
+    observer: WriterObserver | None
+
     def submit(self, unit: _Unit) -> None: ...
     async def close(self) -> None: ...
 
@@ -168,6 +181,10 @@ class GroupCommitWriter(UnitOfWork):
         result: R = await unit.future
         return result
 
+    def observe(self, observer: WriterObserver) -> None:
+        """Report every committed batch to ``observer`` from now on."""
+        self._committer.observer = observer
+
     async def close(self) -> None:
         await self._committer.close()
 
@@ -183,6 +200,7 @@ class SqliteCommitter(Committer):
 
     def __init__(self, db_engine: Engine) -> None:
         self._db_engine = db_engine
+        self.observer: WriterObserver | None = None
         self._memo: dict[str, Any] = {}
         self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
@@ -238,7 +256,7 @@ class SqliteCommitter(Committer):
     def _commit(self, conn: Connection, batch: list[_Unit]) -> None:
         live = [unit for unit in batch if not unit.future.cancelled()]
         if live:
-            commit_batch(conn, live, self._memo)
+            observed_commit(conn, live, self._memo, self.observer)
 
     async def close(self) -> None:
         self._queue.put(None)
@@ -263,6 +281,7 @@ class AsyncCommitter(Committer):
 
     def __init__(self, db_engine: AsyncEngine, flushers: int) -> None:
         self._db_engine = db_engine
+        self.observer: WriterObserver | None = None
         self._memo: dict[str, Any] = {}
         self._pending: deque[_Unit] = deque()
         self._wakeup = asyncio.Event()
@@ -298,7 +317,9 @@ class AsyncCommitter(Committer):
     async def _flush(self, batch: list[_Unit]) -> None:
         try:
             async with self._db_engine.connect() as conn:
-                await conn.run_sync(lambda sync: commit_batch(sync, batch, self._memo))
+                await conn.run_sync(
+                    lambda sync: observed_commit(sync, batch, self._memo, self.observer)
+                )
         except Exception as error:  # no connection: fail this batch, keep the flusher
             log.warning("PostgreSQL writer connection failed", exc_info=error)
             for unit in batch:
