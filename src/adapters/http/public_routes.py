@@ -576,7 +576,7 @@ async def trigger_schedule(request: Request) -> Response:
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
-    return _run_response(result.run, 202, **headers)
+    return await _run_response(request, result.run, 202, **headers)
 
 
 @operation(
