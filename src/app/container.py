@@ -187,7 +187,9 @@ class Container(containers.DeclarativeContainer):
     # use cases: the World
     authenticate = providers.Singleton(Authenticate, api_keys, clock)
     seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
-    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, world_writes)
+    proxy_world_event = providers.Singleton(
+        ProxyWorldEvent, writer, ids, clock, world_writes, settings.provided.max_events_per_run
+    )
     query_world = providers.Singleton(QueryWorld, world_reader)
     write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
     read_stream = providers.Singleton(ReadStream, stream_tail)

@@ -299,6 +299,11 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, "largest request body in bytes; larger ones get 413 payload_too_large",
         ge=1, le=1024**3,
     )  # fmt: skip
+    max_events_per_run: int = setting(
+        25_000, "most events a run may hold, announced to Workflow DevKit runtimes as maxEvents "
+        "on run lifecycle answers of events.create (the runtime fails a run that reaches it)",
+        ge=1, le=100_000_000,
+    )  # fmt: skip
     encryption: bool = setting(
         True, "derive per-run encryption keys (off: encryption-key answers null, plaintext)"
     )

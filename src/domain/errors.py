@@ -94,6 +94,13 @@ class Throttled(DomainError):
         self.retry_after = retry_after
 
 
+class PreconditionFailed(DomainError):
+    """The caller's view of the run is stale (``stateUpdatedAt``): reload and retry."""
+
+    code = "precondition_failed"
+    kind = "PreconditionFailedError"
+
+
 class RunNotSupported(DomainError):
     code = "run_not_supported"
     kind = "RunNotSupportedError"

@@ -237,6 +237,7 @@ def event_wire(event: Event) -> dict[str, Any]:
         "eventType": event.event_type.value,
         "createdAt": iso(event.created_at),
     }
+    _put_dates(out, occurredAt=event.occurred_at)
     _put_spec_version(out, event.spec_version)
     if event.correlation_id is not None:
         out["correlationId"] = event.correlation_id
@@ -259,6 +260,11 @@ def event_result_wire(result: EventResult) -> dict[str, Any]:
         out["wait"] = wait_wire(result.wait)
     if result.events is not None:
         out["events"] = [event_wire(event) for event in result.events]
+        out["cursor"] = result.cursor
+    if result.has_more is not None:
+        out["hasMore"] = result.has_more
+    if result.max_events is not None:
+        out["maxEvents"] = result.max_events
     return out
 
 

@@ -146,6 +146,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         correlationId=STR,
         eventData=obj(),
         createdAt=DATE,
+        occurredAt=DATE,
         specVersion=INT,
     ),
     "EventResult": obj(
@@ -155,6 +156,9 @@ SCHEMAS: dict[str, JsonSchema] = {
         hook=ref("Hook"),
         wait=ref("Wait"),
         events={"type": "array", "items": ref("Event")},
+        cursor={"type": ["string", "null"], "description": "events.list cursor after `events`"},
+        hasMore=BOOL,
+        maxEvents={**INT, "description": "on run lifecycle answers: the most events a run holds"},
     ),
     "Deployment": obj(
         ["deploymentId", "digest", "kind", "workflows", "createdAt", "active"],
@@ -200,6 +204,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         correlationId=STR,
         eventData=obj(),
         createdAt=DATE,
+        occurredAt=DATE,
     ),
     "PublicHook": obj(
         ["runId", "hookId", "isWebhook", "createdAt"],
@@ -319,7 +324,19 @@ EVENT_REQUEST = obj(
     ["data"],
     runId={"type": ["string", "null"]},
     data=EVENT_DATA,
-    params=obj(resolveData=RESOLVE),
+    params=obj(
+        resolveData=RESOLVE,
+        stateUpdatedAt={
+            **INT,
+            "description": "epoch ms of the latest event the caller loaded: 412 "
+            "PreconditionFailedError when a hook_received or step_completed written without "
+            "it is newer",
+        },
+        occurredAt={**DATE, "description": "when it happened on the client; returned on the event"},
+        requestId={**STR, "description": "kept in the audit log", "maxLength": 255},
+        v1Compat=BOOL,
+        skipPreload=BOOL,
+    ),
 )
 EVENT_BATCH = obj(
     ["runId", "events"],

@@ -55,6 +55,7 @@ def run_values(run: Run, immutable: bool = True) -> dict[str, Any]:
         "started_ms": to_ms(run.started_at),
         "completed_ms": to_ms(run.completed_at),
         "expired_ms": to_ms(run.expired_at),
+        "state_marker_ms": run.state_marker_ms,
     }
     if immutable:
         context = run.execution_context
@@ -86,6 +87,7 @@ def run_from(row: Any) -> Run:
         started_at=from_ms(row.started_ms),
         completed_at=from_ms(row.completed_ms),
         expired_at=from_ms(row.expired_ms),
+        state_marker_ms=row.state_marker_ms,
     )
 
 
@@ -197,6 +199,7 @@ def event_values(event: Event) -> dict[str, Any]:
         "event_data": None if event.event_data is None else encode(event.event_data),
         "spec_version": event.spec_version,
         "created_ms": to_ms(event.created_at),
+        "occurred_ms": to_ms(event.occurred_at),
     }
 
 
@@ -209,6 +212,7 @@ def event_from(row: Any) -> Event:
         event_data=decode(row.event_data),
         spec_version=row.spec_version,
         created_at=at_ms(row.created_ms),
+        occurred_at=from_ms(row.occurred_ms),
     )
 
 
@@ -258,9 +262,12 @@ def encode_run_snapshot(run: Run) -> str:
     return encode(run_values(run))
 
 
+_LATER_RUN_COLUMNS = {"state_marker_ms": None}  # absent from snapshots stored before them
+
+
 def decode_run_snapshot(text: str) -> Run:
     """The run as it was when a response was first sent (columns as stored)."""
-    return run_from(SimpleNamespace(**decode(text)))
+    return run_from(SimpleNamespace(**{**_LATER_RUN_COLUMNS, **decode(text)}))
 
 
 def audit_values(entry: AuditEntry) -> dict[str, Any]:

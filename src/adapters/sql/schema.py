@@ -38,6 +38,7 @@ runs = Table(
     Column("started_ms", BigInteger),
     Column("completed_ms", BigInteger),
     Column("expired_ms", BigInteger),
+    Column("state_marker_ms", BigInteger),
     Index("ix_runs_created", "created_ms", "run_id"),
     Index("ix_runs_workflow", "workflow_name", "created_ms", "run_id"),
     Index("ix_runs_status", "status", "created_ms", "run_id"),
@@ -105,6 +106,7 @@ events = Table(
     Column("event_data", Text),
     Column("spec_version", Integer),
     Column("created_ms", BigInteger, nullable=False),
+    Column("occurred_ms", BigInteger),
     Index("ix_events_run", "run_id", "created_ms", "event_id"),
     Index("ix_events_correlation", "correlation_id", "created_ms", "event_id"),
 )
