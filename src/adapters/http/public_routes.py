@@ -394,7 +394,7 @@ async def list_run_steps(request: Request) -> Response:
 
 
 @operation(
-    "A run's event log, oldest first",
+    "A run's event log, oldest first (hook tokens only for keys holding runs:write)",
     scope="runs:read",
     responses={200: answer("page", page("PublicEvent"))},
     params=listing(SORT, RESOLVE_PARAM),
@@ -403,7 +403,7 @@ async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
     page = await services(request).inspect_run.events(
-        request.path_params["run_id"], _history_page(request), resolve
+        request.path_params["run_id"], _history_page(request), resolve, request.state.api_key
     )
     return JSONResponse(wire.page_wire(page, wire.public_event_wire))
 
