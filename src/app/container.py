@@ -32,7 +32,7 @@ from compute_worker.adapters.sql.run_leases import SqlRunLeases
 from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
-from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.system import LocalSignal, SystemClock, resolve_event_loop
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
@@ -121,7 +121,8 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics), world, signal)
+    loop = resolve_event_loop(settings.event_loop)
+    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics, loop), world, signal)
 
 
 def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:
