@@ -277,6 +277,10 @@ class Output:
             rows.append(("error", escape(_error_text(run.error))))
         if run.execution is not None:
             rows.append(("execution", escape(dumps(run.execution))))
+        if run.stuck is not None:
+            stuck = run.stuck
+            rows.append(("stuck", f"[red]{stuck.reason}[/] since {_when(stuck.since)}: "
+                                  f"{escape(stuck.message)}"))  # fmt: skip
         table = Table(box=None, show_header=False)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
@@ -287,7 +291,9 @@ class Output:
     def runs(self, found: Sequence[Run]) -> None:
         columns = ("RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION", "DEPLOYMENT")
         self._listing(found, "runs", columns, lambda r: (
-            r.run_id, escape(r.workflow_name), _status(r.status), _when(r.created_at),
+            r.run_id, escape(r.workflow_name),
+            _status(r.status) + (f" [red](stuck: {r.stuck.reason})[/]" if r.stuck else ""),
+            _when(r.created_at),
             _seconds(r.started_at or r.created_at, r.completed_at), r.deployment_id,
         ))  # fmt: skip
 

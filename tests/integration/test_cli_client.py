@@ -31,6 +31,8 @@ from .public_fixtures import (
 )
 
 FLOWS = """\
+import asyncio
+
 from compute_worker import RetryableError, create_hook, get_writable, run_metadata, sleep
 from compute_worker import step, workflow
 
@@ -68,6 +70,16 @@ async def boom(message):
 @workflow
 async def waits(token):
     return await create_hook(token=token)
+
+
+@step(max_retries=1000, timeout=0.2)
+async def hangs():
+    await asyncio.sleep(60)
+
+
+@workflow
+async def keeps_timing_out():
+    return await hangs()
 
 
 @workflow
@@ -394,6 +406,27 @@ async def test_runs_list_filters_and_shows_a_table(cw: Cli, deployed: dict[str, 
     assert since.json_lines() == []
     bad = await cw.fails(2, "runs", "list", "--since", "yesterday")
     assert "not an ISO-8601 time: 'yesterday'" in bad.stderr
+
+
+async def test_runs_list_stuck_shows_why(servers: PublicServers, home: Path, flows: Path) -> None:
+    server = await servers.start(worldcompute="local", stuck_after_seconds=1.0)
+    cw = Cli(server, home)
+    await cw.ok("deploy", str(flows), "--activate")
+    stuck = await cw.json("run", "keeps_timing_out")
+    fine = await cw.json("run", "waits", "t-fine")
+    deadline = time.monotonic() + 30
+    while not (await cw.ok("runs", "list", "--stuck", "--json")).json_lines():
+        assert time.monotonic() < deadline, "the run was never found stuck"
+        await asyncio.sleep(0.3)
+    listed = _table((await cw.ok("runs", "list", "--stuck")).stdout)
+    assert [row[:4] for row in listed[1:]] == [
+        [stuck["runId"], "keeps_timing_out", "running", "(stuck:"]
+    ]
+    assert listed[1][4] == "step_retrying)"
+    shown = await cw.ok("runs", "get", stuck["runId"])
+    assert re.search(r"stuck\s+step_retrying since .*hangs", shown.stdout), shown.stdout
+    others = (await cw.ok("runs", "list", "--not-stuck", "--json")).json_lines()
+    assert [run["runId"] for run in others] == [fine["runId"]]
 
 
 async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -> None:
