@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 HOST_FLAG = $(if $(filter command line,$(origin HOST)),--host '$(HOST)')
 PORT_FLAG = $(if $(filter command line,$(origin PORT)),--port '$(PORT)')
 
-.PHONY: run test lint bench clean settings-doc interop-setup interop
+.PHONY: run test lint bench clean settings-doc screenshots interop-setup interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# the dashboard tests drive Debian's chromium (installed here when missing)
 test: lint
+	interop/scripts/ensure-chromium.sh
 	$(BIN)/pytest
+
+# the README's dashboard screenshots (docs/img/), taken by the dashboard's browser test
+screenshots: $(STAMP)
+	interop/scripts/ensure-chromium.sh
+	COMPUTE_WORKER_SCREENSHOTS=1 $(BIN)/pytest tests/integration/test_dashboard.py -q
 
 # rewrite README.md's Configuration table from the settings definition (src/app/settings.py)
 settings-doc: $(STAMP)

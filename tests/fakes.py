@@ -28,12 +28,14 @@ from compute_worker.domain.ports.bundles import ArtifactStore, BundleLoader
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.ports.schedules import ScheduleReader
 from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
 from compute_worker.domain.ports.stuck import ScanMark, StuckRunStore
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.ports.webhooks import SignatureVerifier
 from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.schedules import ScheduleState
 from compute_worker.domain.stuck import FailingStep, RunProgress, StuckRun
 from compute_worker.domain.world import Event, EventType, Hook, QueueMessage, Run, Step, Wait
 
@@ -91,6 +93,7 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     deliveries: dict[tuple[str, str], Any] = field(default_factory=dict)
     executions: dict[str, ExecutionRecord] = field(default_factory=dict)
+    schedules: dict[str, ScheduleState] = field(default_factory=dict)
     stuck: dict[str, StuckRun] = field(default_factory=dict)
     last_seq: int = 0
 
@@ -119,6 +122,9 @@ class FakeTransaction(Transaction):
 
     def lock_run(self, run_id: str) -> Run | None:
         return self.state.runs.get(run_id)
+
+    def note_new_run(self, run_id: str) -> None:
+        assert run_id not in self.state.runs, f"{run_id} is not new"
 
     def insert_run(self, run: Run) -> bool:
         if run.run_id in self.state.runs:
@@ -282,20 +288,33 @@ class FakeTransaction(Transaction):
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
         self.state.active_deployment = deployment_id
 
+    # -- schedules ------------------------------------------------------------------------
+
+    def lock_schedule(self, name: str) -> ScheduleState | None:
+        return self.state.schedules.get(name)
+
+    def lock_schedules(self) -> list[ScheduleState]:
+        return [self.state.schedules[name] for name in sorted(self.state.schedules)]
+
+    def put_schedule(self, state: ScheduleState) -> None:
+        self.state.schedules[state.name] = state
+
+    def delete_schedule(self, name: str) -> None:
+        self.state.schedules.pop(name, None)
+
     # -- idempotency, audit, webhook deliveries -------------------------------------------
 
-    def claim_idempotency(
+    def record_idempotency(
         self, record: IdempotencyRecord, now: datetime
     ) -> IdempotencyRecord | None:
-        key = (record.scope, record.key)
-        holder = self.state.idempotency.get(key)
-        if holder is not None and holder.expires_at > now:
-            return holder
-        self.state.idempotency[key] = record
-        return None
+        holder = self.idempotency_holder(record.scope, record.key, now)
+        if holder is None:
+            self.state.idempotency[(record.scope, record.key)] = record
+        return holder
 
-    def complete_idempotency(self, record: IdempotencyRecord) -> None:
-        self.state.idempotency[(record.scope, record.key)] = record
+    def idempotency_holder(self, scope: str, key: str, now: datetime) -> IdempotencyRecord | None:
+        holder = self.state.idempotency.get((scope, key))
+        return holder if holder is not None and holder.expires_at > now else None
 
     def append_audit(self, entry: AuditEntry) -> None:
         self.state.audit.append(replace(entry, entry_id=len(self.state.audit) + 1))
@@ -562,6 +581,17 @@ class FakeQueue(QueueConsumer):
         due = self.clock.now() + timedelta(seconds=delay_seconds)
         self.store.messages[message_id] = _Queued(queued.message, due, None)
         return True
+
+
+class FakeSchedules(ScheduleReader):
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    async def list_schedules(self) -> list[ScheduleState]:
+        return [self._store.schedules[name] for name in sorted(self._store.schedules)]
+
+    async def get_schedule(self, name: str) -> ScheduleState | None:
+        return self._store.schedules.get(name)
 
 
 class FakeDeployments(DeploymentReader):

@@ -11,13 +11,16 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
+from compute_worker.adapters.cron import CronsimCalendar
 from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
+from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
-from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.security.run_keys import AesGcmPayloads, HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
+from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
 from compute_worker.adapters.sql.database import Database, DatabaseConfig
 from compute_worker.adapters.sql.deployments import SqlDeployments
@@ -26,9 +29,10 @@ from compute_worker.adapters.sql.pg_signal import PostgresSignal
 from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
-from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.system import LocalSignal, SystemClock, resolve_event_loop
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
@@ -70,9 +74,15 @@ from compute_worker.domain.use_cases.record_refusal import RecordRefusal
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.schedules import (
+    ListSchedules,
+    PauseSchedule,
+    RunSchedules,
+    TriggerSchedule,
+)
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
-from compute_worker.domain.wdk import AppAnnouncements
+from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -99,6 +109,7 @@ def _executor(
     keys: ManageApiKeys,
     signal: Signal,
     world_url: Callable[[], str | None],
+    metrics: PrometheusMetrics,
 ) -> RunExecutor:
     engine_settings = EngineSettings()
     if settings.worldcompute == "local":
@@ -110,7 +121,24 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits), world, signal)
+    loop = resolve_event_loop(settings.event_loop)
+    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics, loop), world, signal)
+
+
+def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:
+    """The metrics, also told of every batch the database's writer commits."""
+    metrics = PrometheusMetrics(stats)
+    database.writer.observe(metrics)
+    return metrics
+
+
+def _dispatch_settings(settings: Settings) -> DispatchSettings:
+    return DispatchSettings(
+        concurrency=settings.delivery_concurrency,
+        timeout_seconds=settings.delivery_timeout_seconds,
+        lease_seconds=settings.delivery_lease_seconds,
+        policy=DeliveryPolicy(max_failures=settings.delivery_max_failures),
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -132,6 +160,8 @@ class Container(containers.DeclarativeContainer):
     stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
     deployments = providers.Singleton(SqlDeployments, db_engine)
+    schedules = providers.Singleton(SqlSchedules, db_engine)
+    cron_calendar = providers.Singleton(CronsimCalendar)
     api_keys = providers.Singleton(
         CachedApiKeyStore,
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
@@ -152,7 +182,7 @@ class Container(containers.DeclarativeContainer):
 
     # domain services: the World's writes inside a transaction, the live read of a stream
     world_stats = providers.Singleton(SqlWorldStats, db_engine)
-    metrics = providers.Singleton(PrometheusMetrics, world_stats)  # also the RunObserver
+    metrics = providers.Singleton(_metrics, world_stats, database)  # also the observers
     world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
     delivery_policy = providers.Singleton(
         lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
@@ -168,7 +198,9 @@ class Container(containers.DeclarativeContainer):
     # use cases: the World
     authenticate = providers.Singleton(Authenticate, api_keys, clock)
     seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
-    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, world_writes)
+    proxy_world_event = providers.Singleton(
+        ProxyWorldEvent, writer, ids, clock, world_writes, settings.provided.max_events_per_run
+    )
     query_world = providers.Singleton(QueryWorld, world_reader)
     write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
     read_stream = providers.Singleton(ReadStream, stream_tail)
@@ -181,12 +213,11 @@ class Container(containers.DeclarativeContainer):
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments, writer, app_announcements)
 
     # use cases: the public lane
+    idempotency_retention = providers.Callable(
+        lambda s: timedelta(hours=s.idempotency_retention_hours), settings
+    )
     trigger_run = providers.Singleton(
-        TriggerRun,
-        writer,
-        clock,
-        world_writes,
-        providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
+        TriggerRun, writer, clock, world_writes, idempotency_retention
     )
     cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
@@ -196,7 +227,28 @@ class Container(containers.DeclarativeContainer):
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
     list_deployments = providers.Singleton(ListDeployments, deployments)
+    list_schedules = providers.Singleton(
+        ListSchedules, schedules, cron_calendar, clock, settings.provided.schedule_catch_up
+    )
+    pause_schedule = providers.Singleton(PauseSchedule, writer, clock)
+    trigger_schedule = providers.Singleton(
+        TriggerSchedule, writer, clock, ids, world_writes, idempotency_retention
+    )
+    run_schedules = providers.Singleton(
+        RunSchedules,
+        writer,
+        schedules,
+        cron_calendar,
+        clock,
+        world_writes,
+        settings.provided.schedule_catch_up,
+        providers.Callable(lambda s: timedelta(seconds=s.schedule_late_seconds), settings),
+        idempotency_retention,
+    )
     list_runs = providers.Singleton(ListRuns, world_reader)
+    app_values = providers.Singleton(
+        AppValues, deployments, run_keys, providers.Singleton(AesGcmPayloads)
+    )
     inspect_run = providers.Singleton(InspectRun, world_reader)
     run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
@@ -252,8 +304,9 @@ class Container(containers.DeclarativeContainer):
         RecordExecutionTrouble, writer, clock, world_writes, retry_policy
     )
     executor = providers.Singleton(
-        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url
-    )
+        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url,
+        metrics,
+    )  # fmt: skip
     workflow_engine = providers.Singleton(
         WorkflowEngine,
         queue,
@@ -264,6 +317,17 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+    )
+
+    # deliveries to WDK apps (kind wdk)
+    app_queue = providers.Singleton(SqlAppQueue, db_engine, writer)
+    app_dispatcher = providers.Singleton(
+        AppDispatcher,
+        app_queue,
+        delivery_policy,
+        signal,
+        providers.Callable(lambda engine: engine.worker_id, workflow_engine),
+        providers.Callable(_dispatch_settings, settings),
     )
 
     # what the HTTP adapter serves (adapters/http/services.py): exactly these
@@ -286,12 +350,16 @@ class Container(containers.DeclarativeContainer):
         cancel_run=cancel_run,
         resume_hook=resume_hook,
         list_runs=list_runs,
+        app_values=app_values,
         inspect_run=inspect_run,
         run_streams=run_streams,
         create_deployment=create_deployment,
         activate_deployment=activate_deployment,
         get_deployment=get_deployment,
         list_deployments=list_deployments,
+        list_schedules=list_schedules,
+        pause_schedule=pause_schedule,
+        trigger_schedule=trigger_schedule,
         receive_webhook=receive_webhook,
         metrics=metrics,
         metrics_access=providers.Callable(lambda s: s.metrics_access, settings),

@@ -23,7 +23,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 from starlette.applications import Starlette
 
-from compute_worker.adapters.http import metrics_routes, public_routes, world_routes
+from compute_worker.adapters.http import metrics_routes, public_routes, ui_routes, world_routes
 from compute_worker.adapters.http.app import build_app
 from compute_worker.adapters.http.services import HttpServices
 from compute_worker.app.errors import StartupError
@@ -54,8 +54,9 @@ def create_app(
         async with runtime as container:
             yield container.http_services()
 
+    ui = ui_routes.ROUTES if settings.ui else []
     app = build_app(
-        [*public_routes.ROUTES, *world_routes.ROUTES, *metrics_routes.ROUTES],
+        [*public_routes.ROUTES, *world_routes.ROUTES, *metrics_routes.ROUTES, *ui],
         services,
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,

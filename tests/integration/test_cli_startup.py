@@ -149,6 +149,7 @@ async def test_serve_dev_keeps_everything_under_data_of_the_working_directory(
     url = await served.line("compute-worker listening on ")
     data = home / "data"
     assert await served.line("data directory: ") == str(data)
+    assert await served.line("dashboard: ") == f"{url}/ui/"  # on in dev mode
     key = await served.line("dev API key (all scopes): ")
     assert await served.line("(kept in ") == f"{data / 'dev-api-key'})"
     await served.line("demo deployment ")
@@ -161,6 +162,7 @@ async def test_serve_dev_keeps_everything_under_data_of_the_working_directory(
 
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=20) as client:
+        assert (await client.get("/ui/")).headers["content-type"].startswith("text/html")
         trigger = await client.post(
             "/v1/runs",
             json={"workflowName": "hello", "input": ["you"]},

@@ -125,3 +125,50 @@ async def test_metrics_access_setting(servers: PublicServers, access: str) -> No
         async with server.client(key=key) as reader:
             samples = await scrape(reader)
         assert any(name == "compute_worker_hooks_pending" for name, _ in samples)
+
+
+SPINS = """
+from compute_worker import StepFailedError, step, workflow
+
+@step(max_retries=0, timeout=0.5)
+async def spin():
+    while True:
+        pass
+
+@workflow
+async def hangs():
+    try:
+        return await spin()
+    except StepFailedError:
+        return "killed"
+
+@workflow
+async def quick():
+    return 1
+"""
+
+
+async def test_child_processes_and_commit_batches(servers: PublicServers) -> None:
+    """The process backend's children (alive, started new or as a restart, killed by why)
+    and the group-commit writer's batch sizes and latency."""
+    server = await servers.start(worldcompute="process", process_children=1)
+    async with server.client() as api, server.client(key=None) as anon:
+        await deploy(api, SPINS)
+        await wait_for_run(api, await started_run(api, "quick"))
+        first = await scrape(anon)
+        killed = await started_run(api, "hangs")
+        assert (await wait_for_run(api, killed))["output"] == "killed"
+        await wait_for_run(api, await started_run(api, "quick"))
+        after = await scrape(anon)
+
+    assert value(first, "compute_worker_child_processes") == 1
+    assert value(first, "compute_worker_child_processes_started_total", why="new") == 1
+    assert value(after, "compute_worker_child_processes_killed_total", why="step_timeout") == 1
+    assert value(after, "compute_worker_child_processes_started_total", why="restart") == 1
+    assert value(after, "compute_worker_child_processes") == 1  # the killed one is gone
+    batches = value(after, "compute_worker_db_commit_batch_units_count")
+    units = value(after, "compute_worker_db_commit_batch_units_sum")
+    assert batches > value(first, "compute_worker_db_commit_batch_units_count") > 0
+    assert units >= batches
+    assert value(after, "compute_worker_db_commit_duration_seconds_count") == batches
+    assert value(after, "compute_worker_db_commit_duration_seconds_sum") > 0

@@ -74,6 +74,9 @@ def test_the_wheel_installs_one_import_root(wheel: zipfile.ZipFile) -> None:
         assert f"compute_worker/{package}/__init__.py" in names, package
     assert "compute_worker/adapters/sql/migrations/versions/0001_initial_schema.py" in names
     assert "compute_worker/app/demo/workflows.py" in names
+    for asset in ("index.html", "ui.css", "main.js", "api.js", "dom.js", "runs.js", "run.js",
+                  "deployments.js"):  # fmt: skip
+        assert f"compute_worker/adapters/http/ui/{asset}" in names, asset  # the dashboard
 
 
 def test_the_wheel_ships_the_licence_and_the_typed_marker(wheel: zipfile.ZipFile) -> None:

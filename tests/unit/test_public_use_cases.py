@@ -275,6 +275,17 @@ async def test_same_key_and_equivalent_payload_replays_the_run(app: App) -> None
     assert (len(app.store.runs), len(app.store.messages)) == (1, 1)
 
 
+async def test_a_replay_answers_after_its_workflow_left_the_active_deployment(app: App) -> None:
+    add_deployment(app, "greet", active=True)
+    first = await trigger(app)
+    add_deployment(app, "other", active=True)  # has no "greet"
+    again = await trigger(app)
+    assert (again.run, again.replayed) == (first.run, True)
+    with pytest.raises(errors.WorkflowNotFound):
+        await trigger(app, key="key-2")
+    assert (len(app.store.runs), len(app.store.messages), len(audit(app))) == (1, 1, 1)
+
+
 async def test_same_key_with_another_payload_conflicts(app: App) -> None:
     add_deployment(app, "greet", active=True)
     await trigger(app, input=[1])

@@ -19,7 +19,9 @@ from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 from compute_worker.domain.use_cases.deployments import CreateDeployment, NewDeployment
 from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId
+from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
 from compute_worker.domain.use_cases.publish_message import Publish, PublishMessage
+from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.trigger_run import Trigger, TriggerRun
 from compute_worker.domain.wdk import (
     AppAnnouncements,
@@ -29,8 +31,10 @@ from compute_worker.domain.wdk import (
     devalue,
     payload_bytes,
     queue_kind,
+    read_devalue,
     signature,
 )
+from compute_worker.domain.world import EventRequest, EventType
 from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import (
     FakeArtifactStore,
@@ -60,6 +64,8 @@ class Wdk:
         self.trigger = TriggerRun(uow, self.clock, writes)
         self.publish = PublishMessage(uow, self.clock, writes, apps)
         self.deployment_id = GetDeploymentId(FakeDeployments(self.store), uow, apps)
+        self.events = ProxyWorldEvent(uow, self.ids, self.clock, writes)
+        self.resume = ResumeHook(uow, self.clock, writes)
         self.queue = FakeQueue(self.store, self.clock)
 
     async def app(self, url: str = "http://127.0.0.1:3000", **endpoint: object) -> Deployment:
@@ -167,6 +173,26 @@ async def test_an_app_workflow_name_must_make_a_queue_name() -> None:
     assert wdk.store.runs == {}
 
 
+async def test_resuming_an_apps_hook_writes_devalue_and_wakes_the_app() -> None:
+    wdk = Wdk()
+    app = await wdk.app()
+    command = Trigger(NAME, "key-1", "key_A", [], app.deployment_id)
+    run = (await wdk.trigger.execute(command, CTX)).run
+    for request in (
+        EventRequest(EventType.RUN_STARTED),
+        EventRequest(EventType.HOOK_CREATED, "hook_1", None, {"token": "tok"}),
+    ):
+        await wdk.events.execute(CreateEvent(run.run_id, request))
+    wdk.store.messages.clear()
+    await wdk.resume.execute("tok", {"approved": True}, CTX)
+    [received] = [e for e in wdk.store.events.values() if e.event_type is EventType.HOOK_RECEIVED]
+    assert received.event_data == {"payload": b'devl[{"approved":1},true]'}
+    [queued] = wdk.store.messages.values()
+    assert (queued.message.queue_name, queued.message.deployment_id) == (
+        "__wkf_workflow_" + NAME, app.deployment_id,
+    )  # fmt: skip
+
+
 def test_devalue_matches_the_javascript_library() -> None:
     # outputs of devalue.stringify (devalue 5) for the same values
     assert devalue({"approved": True}) == '[{"approved":1},true]'
@@ -177,6 +203,22 @@ def test_devalue_matches_the_javascript_library() -> None:
     assert devalue([float("inf"), -0.0]) == "[[-4,-6]]"
     assert devalue({"a": {"b": [1]}}) == '[{"a":1},{"b":2},[3],1]'
     assert payload_bytes([1]) == b"devl[[1],1]"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"approved": True}, [], ["a", "a", None], "x", [1.5, -2, {"k": [[], {}]}], {"a": {"b": [1]}}],
+)
+def test_read_devalue_reads_what_devalue_writes(value: object) -> None:
+    assert read_devalue(devalue(value)) == value
+
+
+def test_read_devalue_reads_constants_and_refuses_other_types() -> None:
+    assert read_devalue("[[-1,-4,-6]]") == [None, float("inf"), -0.0]
+    assert read_devalue("-1") is None
+    for text in ('[["Date","2026-01-01T00:00:00.000Z"]]', "[[5]]", "[[0]]", "{}", "[]", "-9"):
+        with pytest.raises(ValueError):
+            read_devalue(text)
 
 
 # -- the Python engine's queue ----------------------------------------------------------------

@@ -37,10 +37,15 @@ from compute_worker.adapters.http.wire_schemas import (
 )
 from compute_worker.domain import errors, ids
 from compute_worker.domain.api_keys import WORLD_SCOPE, authorize_run
+from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
-from compute_worker.domain.world import EventRequest, EventType
+from compute_worker.domain.validation import check_length, parse_date
+from compute_worker.domain.world import CreateParams, EventRequest, EventType
+
+DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
+APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
 
 
 def world(
@@ -107,6 +112,27 @@ def _event_data(data: dict[str, Any], where: str) -> EventRequest:
 
 
 MAX_BATCH_EVENTS = 1000
+MAX_REQUEST_ID = 255
+
+
+def _create_params(params: dict[str, Any]) -> CreateParams:
+    """``params`` of ``events.create`` (``v1Compat`` and ``skipPreload`` are accepted and
+    change nothing)."""
+    seen = field(params, "stateUpdatedAt", (int, float), path="params.stateUpdatedAt")
+    if seen is not None and not 0 <= seen < MAX_STORED_INT:
+        raise errors.InvalidRequest(
+            "params.stateUpdatedAt must be epoch milliseconds", {"field": "params.stateUpdatedAt"}
+        )
+    occurred = params.get("occurredAt")
+    request_id = field(params, "requestId", str, path="params.requestId")
+    check_length(request_id, MAX_REQUEST_ID, "params.requestId")
+    return CreateParams(
+        state_updated_at=None if seen is None else int(seen),
+        occurred_at=None
+        if occurred is None
+        else parse_date(occurred, "occurredAt", "params.occurredAt"),
+        request_id=request_id,
+    )
 
 
 class EventIdConvertor(Convertor[str]):
@@ -171,6 +197,7 @@ async def create_event(request: Request) -> Response:
         run_id=field(body, "runId", str),
         request=_event_request(body),
         resolve_data=resolve_data(params.get("resolveData"), "params.resolveData"),
+        params=_create_params(params),
     )
     result = await services(request).proxy_world_event.execute(command, request_context(request))
     return JSONResponse(wire.event_result_wire(result))
@@ -393,6 +420,7 @@ async def stream_info(request: Request) -> Response:
     {200: answer("queued", schema.QUEUED)},
     action="queue.publish",
     body=schema.PUBLISH,
+    params=schema.APP_HEADERS,
 )
 async def publish(request: Request) -> Response:
     body = await _body(request)
@@ -418,7 +446,8 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"messageId": message_id})
 
 
-@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)})
+@world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)},
+       params=schema.APP_HEADERS)  # fmt: skip
 async def deployment_id(request: Request) -> Response:
     found = await services(request).get_deployment_id.execute(
         request.headers.get(DEPLOYMENT_HEADER) or None,
@@ -452,9 +481,6 @@ async def encryption_key(request: Request) -> Response:
     key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
-
-DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
-APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
 
 ROUTES = [
     ApiRoute("POST", "/v1/queue/publish", publish),

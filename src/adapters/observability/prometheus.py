@@ -13,17 +13,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from compute_worker.domain.ports.metrics import RunObserver, WorldStats, WorldStatsReader
+from compute_worker.domain.ports.metrics import (
+    ProcessObserver,
+    RunObserver,
+    WorldStats,
+    WorldStatsReader,
+    WriterObserver,
+)
 from compute_worker.domain.stuck import STUCK_REASONS
 from compute_worker.domain.world import Event, EventType, Run, Step
 
 PREFIX = "compute_worker"
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
                      900, 3600, 6 * 3600, 24 * 3600)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RUN_ENDS = {
     EventType.RUN_COMPLETED: "completed",
@@ -31,6 +38,40 @@ _RUN_ENDS = {
     EventType.RUN_CANCELLED: "cancelled",
 }
 _STEP_ENDS = {EventType.STEP_COMPLETED: "completed", EventType.STEP_FAILED: "failed"}
+# the series this process counts: name -> (help, labels)
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "runs_started": ("Runs started, by workflow", ("workflow",)),
+    "runs_finished": ("Runs that ended, by workflow and status (completed, failed, "
+                      "cancelled)", ("workflow", "status")),
+    "step_attempts": ("Step attempts started, by step", ("step",)),
+    "step_retries": ("Step attempts that failed and will be retried", ("step",)),
+    "execution_retries": ("Run executions retried after a failed start or a lost "
+                          "executor, by kind", ("kind",)),
+    "execution_give_ups": ("Runs failed because the retry policy gave up on starting "
+                           "them, by kind", ("kind",)),
+    "http_requests": ("HTTP requests by method, route template and status",
+                      ("method", "route", "status")),
+    "child_processes_started": ("Workflow child processes started, by why: new (a free "
+                                "slot) or restart (replacing one that died or was killed)",
+                                ("why",)),
+    "child_processes_killed": ("Workflow child processes killed, by why (step_timeout, "
+                               "step_cpu, workflow_turn, cancelled, start_timeout, stop)",
+                               ("why",)),
+}  # fmt: skip
+# name -> (help, labels, buckets)
+_HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    "run_duration_seconds": ("Run duration from start (or creation, if never started) to "
+                             "its end", ("workflow", "status"), _DURATION_BUCKETS),
+    "step_duration_seconds": ("Step duration from its first start to its end, by step and "
+                              "status", ("step", "status"), _DURATION_BUCKETS),
+    "http_request_duration_seconds": ("HTTP request latency (to the end of the response) by "
+                                      "method and route template", ("method", "route"),
+                                      _HTTP_BUCKETS),
+    "db_commit_batch_units": ("Units of work committed together in one database "
+                              "transaction (group commit)", (), _BATCH_BUCKETS),
+    "db_commit_duration_seconds": ("Time to run and commit one batch of units of work", (),
+                                   _HTTP_BUCKETS),
+}  # fmt: skip
 # the classic text format every Prometheus reads (our names need no escaping)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -92,58 +133,49 @@ class _WorldCollector(Collector):
         yield stuck
 
 
-class PrometheusMetrics(RunObserver):
+class PrometheusMetrics(RunObserver, WriterObserver, ProcessObserver):
     def __init__(self, stats: WorldStatsReader) -> None:
         self._stats = stats
         self.registry = CollectorRegistry(auto_describe=True)
         self._world = _WorldCollector()
         self.registry.register(self._world)
-        r = self.registry
-        self.runs_started = Counter(
-            f"{PREFIX}_runs_started", "Runs started, by workflow", ["workflow"], registry=r
-        )
-        self.runs_finished = Counter(
-            f"{PREFIX}_runs_finished",
-            "Runs that ended, by workflow and status (completed, failed, cancelled)",
-            ["workflow", "status"], registry=r,
+        self.children_alive = Gauge(
+            f"{PREFIX}_child_processes", "Workflow child processes alive (process backend)",
+            registry=self.registry,
         )  # fmt: skip
-        self.run_duration = Histogram(
-            f"{PREFIX}_run_duration_seconds",
-            "Run duration from start (or creation, if never started) to its end",
-            ["workflow", "status"], buckets=_DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.step_attempts = Counter(
-            f"{PREFIX}_step_attempts", "Step attempts started, by step", ["step"], registry=r
-        )
-        self.step_retries = Counter(
-            f"{PREFIX}_step_retries", "Step attempts that failed and will be retried",
-            ["step"], registry=r,
-        )  # fmt: skip
-        self.step_duration = Histogram(
-            f"{PREFIX}_step_duration_seconds",
-            "Step duration from its first start to its end, by step and status",
-            ["step", "status"], buckets=_DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.execution_retries = Counter(
-            f"{PREFIX}_execution_retries",
-            "Run executions retried after a failed start or a lost executor, by kind",
-            ["kind"], registry=r,
-        )  # fmt: skip
-        self.execution_give_ups = Counter(
-            f"{PREFIX}_execution_give_ups",
-            "Runs failed because the retry policy gave up on starting them, by kind",
-            ["kind"], registry=r,
-        )  # fmt: skip
-        self.http_requests = Counter(
-            f"{PREFIX}_http_requests",
-            "HTTP requests by method, route template and status",
-            ["method", "route", "status"], registry=r,
-        )  # fmt: skip
-        self.http_latency = Histogram(
-            f"{PREFIX}_http_request_duration_seconds",
-            "HTTP request latency (to the end of the response) by method and route template",
-            ["method", "route"], buckets=_HTTP_BUCKETS, registry=r,
-        )  # fmt: skip
+        self._counters = {
+            name: Counter(f"{PREFIX}_{name}", about, labels, registry=self.registry)
+            for name, (about, labels) in _COUNTERS.items()
+        }
+        self._histograms = {
+            name: Histogram(
+                f"{PREFIX}_{name}", about, labels, buckets=buckets, registry=self.registry
+            )
+            for name, (about, labels, buckets) in _HISTOGRAMS.items()
+        }
+
+    def _count(self, name: str, *labels: str) -> None:
+        self._counters[name].labels(*labels).inc()
+
+    def _observe(self, name: str, value: float, *labels: str) -> None:
+        series = self._histograms[name]
+        (series.labels(*labels) if labels else series).observe(value)
+
+    # -- WriterObserver, ProcessObserver --------------------------------------------------
+
+    def batch_committed(self, units: int, seconds: float) -> None:
+        self._observe("db_commit_batch_units", units)
+        self._observe("db_commit_duration_seconds", seconds)
+
+    def child_started(self, restart: bool) -> None:
+        self.children_alive.inc()
+        self._count("child_processes_started", "restart" if restart else "new")
+
+    def child_killed(self, why: str) -> None:
+        self._count("child_processes_killed", why)
+
+    def child_exited(self) -> None:
+        self.children_alive.dec()
 
     # -- RunObserver ----------------------------------------------------------------------
 
@@ -151,30 +183,30 @@ class PrometheusMetrics(RunObserver):
         for event in events:
             kind = event.event_type
             if kind is EventType.RUN_STARTED and run is not None:
-                self.runs_started.labels(run.workflow_name).inc()
+                self._count("runs_started", run.workflow_name)
             elif kind in _RUN_ENDS and run is not None:
                 status = _RUN_ENDS[kind]
-                self.runs_finished.labels(run.workflow_name, status).inc()
+                self._count("runs_finished", run.workflow_name, status)
                 took = _seconds(run.started_at or run.created_at, run.completed_at)
                 if took is not None:
-                    self.run_duration.labels(run.workflow_name, status).observe(took)
+                    self._observe("run_duration_seconds", took, run.workflow_name, status)
             elif kind is EventType.STEP_STARTED and step is not None:
-                self.step_attempts.labels(step.step_name).inc()
+                self._count("step_attempts", step.step_name)
             elif kind is EventType.STEP_RETRYING and step is not None:
-                self.step_retries.labels(step.step_name).inc()
+                self._count("step_retries", step.step_name)
             elif kind in _STEP_ENDS and step is not None:
                 took = _seconds(step.started_at or step.created_at, step.completed_at)
                 if took is not None:
-                    self.step_duration.labels(step.step_name, _STEP_ENDS[kind]).observe(took)
+                    self._observe("step_duration_seconds", took, step.step_name, _STEP_ENDS[kind])
 
     def trouble_counted(self, kind: str, gave_up: bool) -> None:
-        (self.execution_give_ups if gave_up else self.execution_retries).labels(kind).inc()
+        self._count("execution_give_ups" if gave_up else "execution_retries", kind)
 
     # -- HTTP -----------------------------------------------------------------------------
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        self._count("http_requests", method, route, str(status))
+        self._observe("http_request_duration_seconds", seconds, method, route)
 
     async def exposition(self) -> tuple[bytes, str]:
         """The text exposition (after reading the World's state) and its content type."""

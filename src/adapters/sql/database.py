@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -67,6 +67,7 @@ class Database:
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
         self.db_engine: AsyncEngine
+        self.writer_engine: Engine | None = None  # SQLite: the writer thread's own engine
         committer: Committer
         if config.database_url is not None:
             self.db_engine = create_async_engine(
@@ -86,6 +87,7 @@ class Database:
             _sqlite_pragmas(writer_engine)
             begin_immediate(writer_engine)
             committer = SqliteCommitter(writer_engine)
+            self.writer_engine = writer_engine
         self.writer = GroupCommitWriter(committer)
 
     @property

@@ -35,6 +35,7 @@ from compute_worker.adapters.sql.schema import (
     queue_messages,
     run_execution,
     runs,
+    schedules,
     steps,
     stream_chunks,
     stream_runs,
@@ -47,7 +48,9 @@ from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.ports.transactions import Transaction
-from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait, message_run_id
+from compute_worker.domain.schedules import ScheduleState
+from compute_worker.domain.wdk import serial_run_id
+from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,8 @@ class _Statements:
     insert_deployment: Insert
     set_endpoint: Update
     set_active: Insert
-    delete_expired_claim: Delete
-    claim_idempotency: Insert
+    record_idempotency: Insert
     get_idempotency: Select[Any]
-    complete_idempotency: Update
     insert_audit: Insert
     record_delivery: Insert
     delete_key: Delete
@@ -91,6 +92,10 @@ class _Statements:
     insert_key: Insert
     get_execution: Select[Any]
     put_execution: Insert
+    lock_schedule: Select[Any]
+    all_schedules: Select[Any]
+    put_schedule: Insert
+    delete_schedule: Delete
 
 
 @cache
@@ -167,25 +172,23 @@ def statements(dialect: str) -> _Statements:
             deployments.c.deployment_id == bindparam("b_deployment_id")
         ),
         set_active=_upsert_active(dialect),
-        delete_expired_claim=delete(idempotency_records).where(
-            idempotency_records.c.scope == bindparam("b_scope"),
-            idempotency_records.c.idem_key == bindparam("b_key"),
-            idempotency_records.c.expires_ms <= bindparam("b_now"),
-        ),
-        claim_idempotency=insert_ignoring_conflicts(dialect, idempotency_records),
+        record_idempotency=_upsert_unless_live(dialect),
         get_idempotency=select(idempotency_records).where(
             idempotency_records.c.scope == bindparam("b_scope"),
             idempotency_records.c.idem_key == bindparam("b_key"),
-        ),
-        complete_idempotency=update(idempotency_records).where(
-            idempotency_records.c.scope == bindparam("b_scope"),
-            idempotency_records.c.idem_key == bindparam("b_key"),
+            idempotency_records.c.expires_ms > bindparam("b_now"),
         ),
         insert_audit=audit_log.insert(),
         record_delivery=insert_ignoring_conflicts(dialect, webhook_deliveries),
         insert_key=queue_keys.insert(),
         get_execution=select(run_execution).where(run_execution.c.run_id == run_id),
         put_execution=upsert(dialect, run_execution),
+        lock_schedule=locked(
+            dialect, select(schedules).where(schedules.c.name == bindparam("b_name"))
+        ),
+        all_schedules=locked(dialect, select(schedules).order_by(schedules.c.name)),
+        put_schedule=upsert(dialect, schedules),
+        delete_schedule=delete(schedules).where(schedules.c.name == bindparam("b_name")),
     )
 
 
@@ -200,6 +203,24 @@ def _upsert_active(dialect: str) -> Insert:
         },
     )
     return upsert
+
+
+def _upsert_unless_live(dialect: str) -> Insert:
+    """The idempotency record, written in one statement: inserted, or replacing an
+    expired record of the same key; a live one is left alone (rowcount 0)."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(idempotency_records)
+    keys = ("scope", "idem_key")
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: statement.excluded[c.name] for c in idempotency_records.columns
+              if c.name not in keys},
+        where=idempotency_records.c.expires_ms <= bindparam("b_now"),
+    )  # fmt: skip
+    return upsert
+
+
+_UNREAD: Any = object()
 
 
 class SqlTransaction(Transaction):
@@ -220,6 +241,7 @@ class SqlTransaction(Transaction):
         # (SQLite: one writer; PostgreSQL: the run row is locked), so no need to re-read
         self._last_event_ids: dict[str, str | None] = {}
         self._runs: dict[str, Run | None] = {}
+        self._active: str | None = _UNREAD  # the active deployment's id, once read
         self._steps: dict[tuple[str, str], Step | None] = {}
         # written once, at the end of the unit (``flush``): a step's created, started and
         # completed states in one unit cost one row write, its events one statement
@@ -245,6 +267,10 @@ class SqlTransaction(Transaction):
         self._last_event_ids[run_id] = None if row is None else row.last_event_id
         run = self._runs[run_id] = None if row is None else rows.run_from(row)
         return run
+
+    def note_new_run(self, run_id: str) -> None:
+        self._runs[run_id] = None
+        self._last_event_ids[run_id] = None
 
     def insert_run(self, run: Run) -> bool:
         inserted = self._count(self.sql.insert_run, rows.run_values(run)) == 1
@@ -407,7 +433,7 @@ class SqlTransaction(Transaction):
                 "available_ms": rows.to_ms(available_at),
                 "lease_owner": None,
                 "created_ms": rows.to_ms(message.created_at),
-                "run_id": message_run_id(message.payload),
+                "run_id": serial_run_id(message.queue_name, message.payload),
                 "failures": 0,
             },
         )
@@ -442,8 +468,10 @@ class SqlTransaction(Transaction):
         return replace(known, active=self.active_deployment_id() == deployment_id)
 
     def active_deployment_id(self) -> str | None:
-        row = self._first(self.sql.active_deployment)
-        return None if row is None else row.deployment_id
+        if self._active is _UNREAD:
+            row = self._first(self.sql.active_deployment)
+            self._active = None if row is None else row.deployment_id
+        return self._active
 
     def insert_deployment(self, deployment: Deployment) -> None:
         self.cursor.execute(self.sql.insert_deployment, rows.deployment_values(deployment))
@@ -457,27 +485,47 @@ class SqlTransaction(Transaction):
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
         values = {"slot": ACTIVE_SLOT, "deployment_id": deployment_id, "updated_ms": rows.to_ms(at)}
         self.cursor.execute(self.sql.set_active, values)
+        self._active = deployment_id
+
+    # -- schedules ----------------------------------------------------------------------
+
+    def lock_schedule(self, name: str) -> ScheduleState | None:
+        row = self._first(self.sql.lock_schedule, b_name=name)
+        return None if row is None else rows.schedule_from(row)
+
+    def lock_schedules(self) -> list[ScheduleState]:
+        return [rows.schedule_from(row) for row in self.cursor.all(self.sql.all_schedules, {})]
+
+    def put_schedule(self, state: ScheduleState) -> None:
+        self.cursor.execute(self.sql.put_schedule, rows.schedule_values(state))
+
+    def delete_schedule(self, name: str) -> None:
+        self.cursor.execute(self.sql.delete_schedule, {"b_name": name})
 
     # -- idempotency, audit, webhook deliveries -----------------------------------------
 
-    def claim_idempotency(
+    def record_idempotency(
         self, record: IdempotencyRecord, now: datetime
     ) -> IdempotencyRecord | None:
-        keys = {"b_scope": record.scope, "b_key": record.key}
-        self.cursor.execute(self.sql.delete_expired_claim, {**keys, "b_now": rows.to_ms(now)})
-        claimed = self._count(
-            self.sql.claim_idempotency,
-            {
-                "scope": record.scope,
-                "idem_key": record.key,
-                "request_hash": record.request_hash,
-                "created_ms": rows.to_ms(now),
-                "expires_ms": rows.to_ms(record.expires_at),
-            },
-        )
-        if claimed == 1:
+        values = {
+            "scope": record.scope,
+            "idem_key": record.key,
+            "request_hash": record.request_hash,
+            "status": record.status,
+            "response": None if record.run is None else rows.encode_run_snapshot(record.run),
+            "created_ms": rows.to_ms(now),
+            "expires_ms": rows.to_ms(record.expires_at),
+            "b_now": rows.to_ms(now),
+        }
+        if self._count(self.sql.record_idempotency, values) == 1:
             return None
-        row = self._first(self.sql.get_idempotency, **keys)
+        return self.idempotency_holder(record.scope, record.key, now)
+
+    def idempotency_holder(self, scope: str, key: str, now: datetime) -> IdempotencyRecord | None:
+        params = {"b_scope": scope, "b_key": key, "b_now": rows.to_ms(now)}
+        row = self._first(self.sql.get_idempotency, **params)
+        if row is None:
+            return None
         return IdempotencyRecord(
             scope=row.scope,
             key=row.idem_key,
@@ -486,14 +534,6 @@ class SqlTransaction(Transaction):
             status=row.status,
             run=None if row.response is None else rows.decode_run_snapshot(row.response),
         )
-
-    def complete_idempotency(self, record: IdempotencyRecord) -> None:
-        response = None if record.run is None else rows.encode_run_snapshot(record.run)
-        self.cursor.execute(
-            self.sql.complete_idempotency,
-            {"b_scope": record.scope, "b_key": record.key, "status": record.status,
-             "response": response},
-        )  # fmt: skip
 
     def append_audit(self, entry: AuditEntry) -> None:
         self.cursor.execute(self.sql.insert_audit, rows.audit_values(entry))

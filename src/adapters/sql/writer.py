@@ -2,7 +2,8 @@
 
 Callers submit synchronous units of work; the committer takes every unit waiting
 at that moment and runs them in one transaction, each inside a savepoint so that
-a unit that raises is rolled back alone. One commit (one fsync) then serves the
+a unit that raises is rolled back alone (a unit alone in its batch needs no
+savepoint: the transaction is rolled back instead). One commit (one fsync) then serves the
 whole batch, and each caller awaits its own outcome. Units run in submission
 order, so row locks (PostgreSQL) are taken in that order.
 
@@ -40,6 +41,7 @@ from compute_worker.adapters.sql.errors import translate
 from compute_worker.adapters.sql.prepared import Cursor
 from compute_worker.adapters.sql.transaction import SqlTransaction
 from compute_worker.domain import errors
+from compute_worker.domain.ports.metrics import WriterObserver
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 
 R = TypeVar("R")
@@ -73,24 +75,34 @@ class _Unit:
                 log.exception("after-commit callback failed")
 
 
+class _Failed(Exception):
+    """The one unit of a batch raised (its ``error`` is set): roll the transaction back."""
+
+
 def run_units(conn: Connection, units: list[_Unit], memo: dict[str, Any]) -> None:
-    """Every unit in its own savepoint, inside the caller's transaction."""
+    """Every unit in its own savepoint, inside the caller's transaction; a batch of one
+    needs none (the transaction itself is rolled back when the unit raises)."""
     cursor = Cursor(conn)
+    single = len(units) == 1
     for unit in units:
         if unit.alone:
             unit.outcome = unit.work(conn)  # type: ignore[arg-type]
             continue
         tx = SqlTransaction(conn, cursor, memo)
-        cursor.raw("SAVEPOINT cw_unit")
+        if not single:
+            cursor.raw("SAVEPOINT cw_unit")
         try:
             unit.outcome = unit.work(tx)
             tx.flush()
         except Exception as error:
+            unit.error = translate(error)
+            if single:
+                raise _Failed from error
             cursor.raw("ROLLBACK TO SAVEPOINT cw_unit")
             cursor.raw("RELEASE SAVEPOINT cw_unit")
-            unit.error = translate(error)
             continue
-        cursor.raw("RELEASE SAVEPOINT cw_unit")
+        if not single:
+            cursor.raw("RELEASE SAVEPOINT cw_unit")
         unit.callbacks = tx.callbacks
 
 
@@ -101,6 +113,8 @@ def commit_batch(conn: Connection, batch: list[_Unit], memo: dict[str, Any]) -> 
         with conn.begin():
             run_units(conn, batch, memo)
         return
+    except _Failed:
+        return  # a batch of one whose unit raised: rolled back, its error set
     except Exception as error:
         if len(batch) == 1:
             log.warning("write transaction failed", exc_info=error)
@@ -111,7 +125,19 @@ def commit_batch(conn: Connection, batch: list[_Unit], memo: dict[str, Any]) -> 
         commit_batch(conn, [unit], memo)
 
 
+def observed_commit(
+    conn: Connection, batch: list[_Unit], memo: dict[str, Any], observer: WriterObserver | None
+) -> None:
+    """``commit_batch``, timed for the observer (the metrics: batch sizes and latency)."""
+    started = time.perf_counter()
+    commit_batch(conn, batch, memo)
+    if observer is not None:
+        observer.batch_committed(len(batch), time.perf_counter() - started)
+
+
 class Committer(Protocol):
+    observer: WriterObserver | None
+
     def submit(self, unit: _Unit) -> None: ...
     async def close(self) -> None: ...
 
@@ -155,6 +181,10 @@ class GroupCommitWriter(UnitOfWork):
         result: R = await unit.future
         return result
 
+    def observe(self, observer: WriterObserver) -> None:
+        """Report every committed batch to ``observer`` from now on."""
+        self._committer.observer = observer
+
     async def close(self) -> None:
         await self._committer.close()
 
@@ -170,6 +200,7 @@ class SqliteCommitter(Committer):
 
     def __init__(self, db_engine: Engine) -> None:
         self._db_engine = db_engine
+        self.observer: WriterObserver | None = None
         self._memo: dict[str, Any] = {}
         self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
@@ -225,7 +256,7 @@ class SqliteCommitter(Committer):
     def _commit(self, conn: Connection, batch: list[_Unit]) -> None:
         live = [unit for unit in batch if not unit.future.cancelled()]
         if live:
-            commit_batch(conn, live, self._memo)
+            observed_commit(conn, live, self._memo, self.observer)
 
     async def close(self) -> None:
         self._queue.put(None)
@@ -250,6 +281,7 @@ class AsyncCommitter(Committer):
 
     def __init__(self, db_engine: AsyncEngine, flushers: int) -> None:
         self._db_engine = db_engine
+        self.observer: WriterObserver | None = None
         self._memo: dict[str, Any] = {}
         self._pending: deque[_Unit] = deque()
         self._wakeup = asyncio.Event()
@@ -285,7 +317,9 @@ class AsyncCommitter(Committer):
     async def _flush(self, batch: list[_Unit]) -> None:
         try:
             async with self._db_engine.connect() as conn:
-                await conn.run_sync(lambda sync: commit_batch(sync, batch, self._memo))
+                await conn.run_sync(
+                    lambda sync: observed_commit(sync, batch, self._memo, self.observer)
+                )
         except Exception as error:  # no connection: fail this batch, keep the flusher
             log.warning("PostgreSQL writer connection failed", exc_info=error)
             for unit in batch:

@@ -27,6 +27,27 @@ class RunObserver(Protocol):
         ...
 
 
+class WriterObserver(Protocol):
+    def batch_committed(self, units: int, seconds: float) -> None:
+        """One transaction committed ``units`` units of work in ``seconds`` (any thread)."""
+        ...
+
+
+class ProcessObserver(Protocol):
+    """The process backend's workflow children: how many live, why they were killed."""
+
+    def child_started(self, restart: bool) -> None:
+        """A child started; ``restart``: it replaces one of its deployment that died."""
+        ...
+
+    def child_killed(self, why: str) -> None:
+        """A live child was killed (``why``: step_timeout, step_cpu, workflow_turn,
+        cancelled, start_timeout or stop)."""
+        ...
+
+    def child_exited(self) -> None: ...
+
+
 class NoObserver:
     """The observer that hears nothing (tests, tools)."""
 

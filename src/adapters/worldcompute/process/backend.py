@@ -37,6 +37,7 @@ from compute_worker.adapters.worldcompute.runtime.runner import Outcome
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
 from compute_worker.domain.ports.engine import RunWorld
+from compute_worker.domain.ports.metrics import ProcessObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys
 from compute_worker.domain.validation import parse_date
@@ -101,6 +102,7 @@ class Child:
     heard: float = field(default_factory=time.monotonic)  # last message of any kind
     answer: asyncio.Future[dict[str, Any]] | None = None
     kill_reason: str | None = None
+    observer: ProcessObserver | None = None
     reader: asyncio.Task[None] | None = None
     stderr: asyncio.Task[None] | None = None
 
@@ -117,11 +119,14 @@ class Child:
         assert self.process.stdin is not None
         self.process.stdin.write((json.dumps(message) + "\n").encode())
 
-    def kill(self, reason: str) -> None:
+    def kill(self, reason: str, why: str) -> None:
+        """``reason``: for the run's error; ``why``: the short kind the metrics count."""
         if self.alive:
             self.kill_reason = self.kill_reason or reason
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+            if self.observer is not None:
+                self.observer.child_killed(why)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the child so far (Linux /proc)."""
@@ -141,11 +146,16 @@ class ChildPool:
         keys: ManageApiKeys,
         world_url: Callable[[], str | None],
         limits: ProcessLimits,
+        observer: ProcessObserver | None = None,
+        event_loop: str = "asyncio",
     ) -> None:
+        self._event_loop = event_loop  # the children's: "asyncio" or "uvloop"
         self._code = code
         self._keys = keys
         self._world_url = world_url
         self.limits = limits
+        self._observer = observer
+        self._lost: dict[str, int] = {}  # children that died, by deployment, not yet replaced
         self._idle: dict[str, list[Child]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._all: set[Child] = set()
@@ -161,6 +171,8 @@ class ChildPool:
             age = time.monotonic() - candidate.started
             if candidate.alive and age < RECYCLE_AFTER.total_seconds():
                 return candidate
+            if not candidate.alive:
+                self._died(candidate)
             await self._stop(candidate)
         try:
             return await self._spawn(deployment)
@@ -173,7 +185,12 @@ class ChildPool:
         if child.alive:
             self._idle.setdefault(child.deployment_id, []).append(child)
         else:
+            self._died(child)
             await self._forget(child)
+
+    def _died(self, child: Child) -> None:
+        """The next child of its deployment is a restart."""
+        self._lost[child.deployment_id] = self._lost.get(child.deployment_id, 0) + 1
 
     async def close(self) -> None:
         for child in list(self._all):
@@ -199,14 +216,20 @@ class ChildPool:
             child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
+            child_module.ENV_LOOP: self._event_loop,
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", child_module.__name__,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, cwd=folder, start_new_session=True,
         )  # fmt: skip
-        child = Child(deployment.deployment_id, process, created.key.key_id)
+        child = Child(deployment.deployment_id, process, created.key.key_id,
+                      observer=self._observer)  # fmt: skip
         self._all.add(child)
+        if self._observer is not None:
+            lost = self._lost.get(deployment.deployment_id, 0)
+            self._lost[deployment.deployment_id] = max(0, lost - 1)
+            self._observer.child_started(restart=lost > 0)
         child.stderr = asyncio.create_task(_forward_stderr(child))
         ready = asyncio.get_running_loop().create_future()
         child.answer = ready
@@ -217,7 +240,7 @@ class ChildPool:
             await self._forget(child)
             raise
         except (TimeoutError, RuntimeError) as error:
-            child.kill("it did not start")
+            child.kill("it did not start", "start_timeout")
             await self._forget(child)
             reason = f"within {START_TIMEOUT:g} s" if isinstance(error, TimeoutError) else error
             raise StartFailed(f"the workflow process did not start: {reason}") from None
@@ -230,7 +253,7 @@ class ChildPool:
             try:
                 await asyncio.wait_for(child.process.wait(), 2.0)
             except TimeoutError:
-                child.kill("stopping")
+                child.kill("stopping", "stop")
         await self._forget(child)
 
     async def _forget(self, child: Child) -> None:
@@ -239,9 +262,11 @@ class ChildPool:
             with contextlib.suppress(errors.DomainError):
                 await self._keys.discard(child.key_id)
             if child.alive:
-                child.kill("forgotten")
+                child.kill("forgotten", "stop")
             with contextlib.suppress(Exception):
                 await child.process.wait()
+            if self._observer is not None:
+                self._observer.child_exited()
 
 
 async def _read_messages(child: Child) -> None:
@@ -372,7 +397,7 @@ class ProcessExecutor:
                 checked = now
                 run = await self._world.run(run_id)
                 if run is not None and run.status == "cancelled":
-                    child.kill(CANCELLED)  # it may be stuck; its slot is needed now
+                    child.kill(CANCELLED, "cancelled")  # it may be stuck; its slot is needed now
                     return
             if woken:
                 child.send({"op": "wake", "runId": run_id})
@@ -383,14 +408,17 @@ class ProcessExecutor:
                     child.kill(
                         f"the workflow code did not yield for {limits.workflow_turn_seconds:g} s "
                         "(a loop or a blocking call in the @workflow body? blocking work "
-                        "belongs in a step)"
+                        "belongs in a step)",
+                        "workflow_turn",
                     )
                 continue
             timeout = step.timeout if step.timeout is not None else limits.step_timeout_seconds
             if time.monotonic() - step.began > timeout:
-                child.kill(f"step {step.name} exceeded its timeout of {timeout:g} s")
+                child.kill(f"step {step.name} exceeded its timeout of {timeout:g} s",
+                           "step_timeout")  # fmt: skip
             elif child.cpu_seconds() - step.cpu_at_start > limits.step_cpu_seconds:
-                child.kill(f"step {step.name} exceeded {limits.step_cpu_seconds:g} s of CPU time")
+                child.kill(f"step {step.name} exceeded {limits.step_cpu_seconds:g} s of CPU time",
+                           "step_cpu")  # fmt: skip
 
     async def _charge_step(self, run_id: str, crash: Crash) -> None:
         step = crash.step
