@@ -25,6 +25,7 @@ from compute_worker.adapters.client.errors import ComputeClientError, RunTimeout
 from compute_worker.adapters.client.models import (
     Deployment,
     Event,
+    Hook,
     Resumed,
     Run,
     RunError,
@@ -310,6 +311,12 @@ class Output:
         self._listing(found, "events", ("TIME", "EVENT", "CORRELATION", "DATA"), lambda e: (
             _when(e.created_at), e.event_type, e.correlation_id or "",
             escape(dumps(e.event_data)) if e.event_data else "",
+        ))  # fmt: skip
+
+    def hooks(self, found: Sequence[Hook]) -> None:
+        self._listing(found, "hooks waiting", ("HOOK", "TOKEN", "CREATED", "METADATA"), lambda h: (
+            h.hook_id, escape(h.token) if h.token is not None else "(needs runs:write)",
+            _when(h.created_at), escape(dumps(h.metadata)) if h.metadata is not None else "",
         ))  # fmt: skip
 
     def chunk(self, index: int, chunk: bytes) -> None:
