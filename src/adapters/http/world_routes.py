@@ -448,14 +448,16 @@ async def publish(request: Request) -> Response:
 
 @world("Start a child run of a running workflow (compute-worker; once per token)",
        {201: answer("the child run", schema.CHILD_STARTED)}, body=schema.START_CHILD,
-       action="runs.start_child")  # fmt: skip
+       action="runs.start_child", child=True)  # fmt: skip
 async def start_child(request: Request) -> Response:
     body = await _body(request)
     run_input = body.get("input", [])
     if not isinstance(run_input, list):
         raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    parent_run_id = field(body, "parentRunId", str, required=True)
+    await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
     run = await services(request).start_child_run.execute(
-        field(body, "parentRunId", str, required=True),
+        parent_run_id,
         field(body, "workflowName", str, required=True),
         run_input,
         field(body, "token", str, required=True),
