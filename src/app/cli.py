@@ -8,6 +8,7 @@
     compute-worker settings [--markdown] [setting flags]
     compute-worker deploy | run | deployments … | runs … | hooks …   (cli_client.py: the
         user's side, through the Python client against a running server)
+    compute-worker schedules list | pause NAME | resume NAME | trigger NAME  (cli_schedules.py)
 
 Exit codes (``EXIT_*``): 0 ok, 1 a failure (for the client commands: a failed or
 cancelled run, or a request the server refused), 2 usage or a bad setting, 3 the
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 PROG = "compute-worker"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
-DATABASE_SETTINGS = ("data_dir", "sqlite_path", "database_url")
+DATABASE_SETTINGS: tuple[str, ...] = ("data_dir", "sqlite_path", "database_url")
 """The settings of the commands that open the database without serving."""
 
 T = TypeVar("T")
@@ -355,6 +356,12 @@ def show_settings(settings: Settings, markdown: bool) -> None:
 
 
 add_client_commands(cli)
+
+# -- commands kept in modules of their own (they build on the blocks above) ------------------
+
+from compute_worker.app.cli_schedules import schedules  # noqa: E402
+
+cli.add_command(schedules)
 
 
 # -- entry point -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
+from compute_worker.adapters.cron import CronsimCalendar
 from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
@@ -28,6 +29,7 @@ from compute_worker.adapters.sql.pg_signal import PostgresSignal
 from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
 from compute_worker.adapters.system import LocalSignal, SystemClock
@@ -72,6 +74,12 @@ from compute_worker.domain.use_cases.record_refusal import RecordRefusal
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.schedules import (
+    ListSchedules,
+    PauseSchedule,
+    RunSchedules,
+    TriggerSchedule,
+)
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
 from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
@@ -151,6 +159,8 @@ class Container(containers.DeclarativeContainer):
     stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
     deployments = providers.Singleton(SqlDeployments, db_engine)
+    schedules = providers.Singleton(SqlSchedules, db_engine)
+    cron_calendar = providers.Singleton(CronsimCalendar)
     api_keys = providers.Singleton(
         CachedApiKeyStore,
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
@@ -202,12 +212,11 @@ class Container(containers.DeclarativeContainer):
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments, writer, app_announcements)
 
     # use cases: the public lane
+    idempotency_retention = providers.Callable(
+        lambda s: timedelta(hours=s.idempotency_retention_hours), settings
+    )
     trigger_run = providers.Singleton(
-        TriggerRun,
-        writer,
-        clock,
-        world_writes,
-        providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
+        TriggerRun, writer, clock, world_writes, idempotency_retention
     )
     cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
@@ -217,6 +226,24 @@ class Container(containers.DeclarativeContainer):
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
     list_deployments = providers.Singleton(ListDeployments, deployments)
+    list_schedules = providers.Singleton(
+        ListSchedules, schedules, cron_calendar, clock, settings.provided.schedule_catch_up
+    )
+    pause_schedule = providers.Singleton(PauseSchedule, writer, clock)
+    trigger_schedule = providers.Singleton(
+        TriggerSchedule, writer, clock, ids, world_writes, idempotency_retention
+    )
+    run_schedules = providers.Singleton(
+        RunSchedules,
+        writer,
+        schedules,
+        cron_calendar,
+        clock,
+        world_writes,
+        settings.provided.schedule_catch_up,
+        providers.Callable(lambda s: timedelta(seconds=s.schedule_late_seconds), settings),
+        idempotency_retention,
+    )
     list_runs = providers.Singleton(ListRuns, world_reader)
     inspect_run = providers.Singleton(InspectRun, world_reader)
     run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
@@ -325,6 +352,9 @@ class Container(containers.DeclarativeContainer):
         activate_deployment=activate_deployment,
         get_deployment=get_deployment,
         list_deployments=list_deployments,
+        list_schedules=list_schedules,
+        pause_schedule=pause_schedule,
+        trigger_schedule=trigger_schedule,
         receive_webhook=receive_webhook,
         metrics=metrics,
         metrics_access=providers.Callable(lambda s: s.metrics_access, settings),

@@ -376,6 +376,21 @@ class Settings(BaseSettings):
         20, "lost executors in a row (worker died, lease ran out) before a run fails",
         ge=1, le=10_000,
     )  # fmt: skip
+    schedule_catch_up: Annotated[Literal["skip", "one", "all"], BeforeValidator(_lower)] = (
+        setting("one", "schedules: what becomes of slots missed while no worker ran: skip "
+                "(none), one (the latest only) or all (each, oldest first); a schedule may "
+                "set its own")
+    )  # fmt: skip
+    schedule_late_seconds: float = setting(
+        60.0, "schedules: a slot not started within this many seconds of its time is missed "
+        "(and handled per schedule_catch_up)",
+        gt=0, le=86_400,
+    )  # fmt: skip
+    schedule_poll_seconds: float = setting(
+        1.0, "schedules: seconds between the scheduler's passes over the active deployment's "
+        "schedules (0 stops the scheduler of this worker)",
+        ge=0, le=3600,
+    )  # fmt: skip
 
     delivery_allow: HostPatterns = setting(
         (), "hosts that queue deliveries to WDK apps (kind wdk) may reach: comma-separated "

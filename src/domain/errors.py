@@ -62,6 +62,10 @@ class NoActiveDeployment(NotFound):
     code = "no_active_deployment"
 
 
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
 class EntityConflict(DomainError):
     code = "entity_conflict"
     kind = "EntityConflictError"

@@ -22,6 +22,7 @@ from .public_fixtures import (
     ADMIN_KEY,
     CLI,
     ONLY_KEYS,
+    SECOND_KEY,
     CliResult,
     PublicServer,
     PublicServers,
@@ -78,6 +79,7 @@ async def journey(x):
     return {"doubled": doubled, "approval": approval}
 """
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BAD_GRAPH = {
     "name": "broken",
     "nodes": [
@@ -224,6 +226,24 @@ async def test_deploy_lists_every_problem_of_a_refused_bundle(cw: Cli, tmp_path:
     assert "not_installed_anywhere" in refused.stderr
 
 
+async def test_a_graph_bundle_deploys_and_runs_to_its_hook(cw: Cli, tmp_path: Path) -> None:
+    graph = tmp_path / "graph"
+    graph.mkdir()
+    (graph / "workflow.json").write_text((EXAMPLES / "graphs" / "approval.json").read_text())
+    deployed = await cw.ok("deploy", str(graph), "--kind", "graph", "--activate")
+    assert "kind graph" in deployed.stdout and "workflow approval" in deployed.stdout
+
+    follow = asyncio.create_task(cw("run", "approval", "req-7", "200", "--follow"))
+    while (await cw("hooks", "resume", "approval:req-7", "--payload", '{"approved": true, '
+                    '"by": "ops"}')).returncode != 0:  # fmt: skip
+        assert not follow.done(), follow.result()
+        await asyncio.sleep(0.2)
+    followed = await follow
+    assert followed.returncode == 0, followed
+    assert "token approval:req-7" in followed.stdout
+    assert '"decision": "granted"' in followed.stdout
+
+
 async def test_deploy_bad_paths_are_usage_errors(cw: Cli, tmp_path: Path) -> None:
     missing = await cw.fails(2, "deploy", str(tmp_path / "nowhere"))
     assert "does not exist" in missing.stderr
@@ -268,6 +288,8 @@ async def test_run_without_wait_prints_the_new_run_and_keys_replay(
     assert f"compute-worker runs watch {run_id}" in started.stdout
     again = await cw.json("run", "adder", "1", "1", "--idempotency-key", "k-1")
     assert again["runId"] == run_id
+    replayed = await cw.ok("run", "adder", "1", "1", "--idempotency-key", "k-1")
+    assert f"started {run_id}" in replayed.stdout and "earlier trigger" in replayed.stdout
     other = await cw.fails(1, "run", "adder", "1", "2", "--idempotency-key", "k-1")
     assert "idempotency_conflict" in other.stderr
 
@@ -462,6 +484,18 @@ async def _first_run_waiting_on(server: PublicServer, token: str, within: float 
                     return str(run["runId"])
             await asyncio.sleep(0.1)
     raise AssertionError(f"no run waits on {token!r} after {within} s")
+
+
+async def test_a_watcher_whose_key_may_not_resume_sees_no_token(
+    cw: Cli, deployed: dict[str, Any], api_server: PublicServer, home: Path
+) -> None:
+    reader = Cli(api_server, home, key=SECOND_KEY)  # trigger:write and runs:read only
+    late = await reader.fails(1, "run", "waits", "secret-token-1", "--follow", "--timeout", "3")
+    assert re.search(r"waiting on hook hook_\w+\n", late.stdout), late.stdout
+    assert "secret-token-1" not in late.stdout and "hooks resume" not in late.stdout
+    run_id = re.findall(r"started (wrun_\w+)", late.stdout)[0]
+    watched = await cw.fails(1, "runs", "watch", run_id, "--timeout", "1")  # a runs:write key
+    assert "token secret-token-1" in watched.stdout
 
 
 async def test_hooks_resume_of_an_unknown_token_exits_1(cw: Cli, deployed: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from compute_worker.domain.use_cases.record_refusal import RecordRefusal
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.schedules import ListSchedules, PauseSchedule, TriggerSchedule
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
 
@@ -74,6 +75,9 @@ class HttpServices:
     activate_deployment: ActivateDeployment
     get_deployment: GetDeployment
     list_deployments: ListDeployments
+    list_schedules: ListSchedules
+    pause_schedule: PauseSchedule
+    trigger_schedule: TriggerSchedule
     receive_webhook: ReceiveWebhook
     # GET /metrics and the request counts it shows
     metrics: Metrics

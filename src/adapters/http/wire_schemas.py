@@ -186,7 +186,12 @@ SCHEMAS: dict[str, JsonSchema] = {
         ),
         workflows={
             "type": "array",
-            "items": obj(["name", "steps"], name=STR, steps={"type": "array", "items": STR}),
+            "items": obj(
+                ["name", "steps"],
+                name=STR,
+                steps={"type": "array", "items": STR},
+                schedule=ref("ScheduleSpec"),
+            ),
         },
     ),
     "PublicStep": obj(
@@ -229,6 +234,27 @@ SCHEMAS: dict[str, JsonSchema] = {
         name={**STR, "description": "the name given to get_writable(), else the stored name"},
         chunks={**INT, "description": "data chunks written so far"},
         done={**BOOL, "description": "closed"},
+    ),
+    "ScheduleSpec": obj(
+        ["cron", "timezone"],
+        cron={**STR, "description": "five fields, or six with leading seconds"},
+        timezone={**STR, "description": "IANA name, UTC by default"},
+        catchUp={"enum": ["skip", "one", "all"], "description": "absent: the worker's setting"},
+    ),
+    "Schedule": obj(
+        ["name", "deploymentId", "cron", "timezone", "catchUp", "paused", "lastSlot", "nextFireAt"],
+        name={**STR, "description": "the scheduled workflow's name"},
+        deploymentId=STR,
+        cron=STR,
+        timezone=STR,
+        catchUp={"enum": ["skip", "one", "all"], "description": "in force (own or setting)"},
+        paused=BOOL,
+        lastSlot={**DATE, "description": "every slot up to it is handled"},
+        nextFireAt={
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "null while paused",
+        },
     ),
     "DeploymentListing": {
         "allOf": [
@@ -288,6 +314,7 @@ TRIGGER = obj(
     executionContext=obj(),
 )
 RESUME = obj(["token"], token=STR, payload=ANY)
+SCHEDULES = obj(["data"], data={"type": "array", "items": ref("Schedule")})
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
 APP_ENDPOINT = obj(
     ["url"],

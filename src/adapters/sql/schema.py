@@ -258,6 +258,20 @@ run_execution = Table(
     Column("progress_mark", String(64)),
 )
 
+# the active deployment's schedules (domain/schedules.py), rewritten on activation
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("cron", String(256), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("catch_up", String(8)),
+    Column("last_slot_ms", BigInteger, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
 run_stuck = Table(
     "run_stuck",
     metadata,

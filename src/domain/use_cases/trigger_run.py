@@ -5,9 +5,7 @@ record holds rolls all of it back and answers from that record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from compute_worker.domain import errors
 from compute_worker.domain.audit import RequestContext, audit_entry
@@ -19,32 +17,10 @@ from compute_worker.domain.idempotency import (
 )
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
-from compute_worker.domain.world import Run
+from compute_worker.domain.triggering import Trigger, Triggered
 from compute_worker.domain.world_writes import WorldWrites
 
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    workflow_name: str
-    idempotency_key: str | None
-    scope: str  # the calling API key's id: idempotency keys are per key
-    input: list[Any] = field(default_factory=list)
-    deployment_id: str | None = None
-    execution_context: dict[str, Any] | None = None
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "workflowName": self.workflow_name,
-            "input": self.input,
-            "deploymentId": self.deployment_id,
-            "executionContext": self.execution_context,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Triggered:
-    run: Run
-    replayed: bool = False
+__all__ = ["Trigger", "TriggerRun", "Triggered"]
 
 
 class TriggerRun:
