@@ -293,6 +293,8 @@ def _load_snapshot(tx: Transaction, run_id: str, request: EventRequest) -> Snaps
     correlation_id = request.correlation_id or ""
     run = tx.lock_run(run_id)
     if family == "step":
+        if request.event_type is EventType.STEP_CREATED:  # a new id: its insert checks it
+            return Snapshot(run=run, step=tx.step_to_create(run_id, correlation_id))
         return Snapshot(run=run, step=tx.get_step(run_id, correlation_id))
     if family == "wait":
         return Snapshot(run=run, wait=tx.get_wait(run_id, correlation_id))
