@@ -25,6 +25,7 @@ from compute_worker.adapters.client.errors import ComputeClientError, RunTimeout
 from compute_worker.adapters.client.models import (
     Deployment,
     Event,
+    Hook,
     Resumed,
     Run,
     RunError,
@@ -277,6 +278,10 @@ class Output:
             rows.append(("error", escape(_error_text(run.error))))
         if run.execution is not None:
             rows.append(("execution", escape(dumps(run.execution))))
+        if run.stuck is not None:
+            stuck = run.stuck
+            rows.append(("stuck", f"[red]{stuck.reason}[/] since {_when(stuck.since)}: "
+                                  f"{escape(stuck.message)}"))  # fmt: skip
         table = Table(box=None, show_header=False)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
@@ -287,7 +292,9 @@ class Output:
     def runs(self, found: Sequence[Run]) -> None:
         columns = ("RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION", "DEPLOYMENT")
         self._listing(found, "runs", columns, lambda r: (
-            r.run_id, escape(r.workflow_name), _status(r.status), _when(r.created_at),
+            r.run_id, escape(r.workflow_name),
+            _status(r.status) + (f" [red](stuck: {r.stuck.reason})[/]" if r.stuck else ""),
+            _when(r.created_at),
             _seconds(r.started_at or r.created_at, r.completed_at), r.deployment_id,
         ))  # fmt: skip
 
@@ -304,6 +311,12 @@ class Output:
         self._listing(found, "events", ("TIME", "EVENT", "CORRELATION", "DATA"), lambda e: (
             _when(e.created_at), e.event_type, e.correlation_id or "",
             escape(dumps(e.event_data)) if e.event_data else "",
+        ))  # fmt: skip
+
+    def hooks(self, found: Sequence[Hook]) -> None:
+        self._listing(found, "hooks waiting", ("HOOK", "TOKEN", "CREATED", "METADATA"), lambda h: (
+            h.hook_id, escape(h.token) if h.token is not None else "(needs runs:write)",
+            _when(h.created_at), escape(dumps(h.metadata)) if h.metadata is not None else "",
         ))  # fmt: skip
 
     def chunk(self, index: int, chunk: bytes) -> None:

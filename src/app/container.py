@@ -18,7 +18,7 @@ from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
 from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
-from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.security.run_keys import AesGcmPayloads, HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -82,7 +82,7 @@ from compute_worker.domain.use_cases.schedules import (
 )
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
-from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
+from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -246,6 +246,9 @@ class Container(containers.DeclarativeContainer):
         idempotency_retention,
     )
     list_runs = providers.Singleton(ListRuns, world_reader)
+    app_values = providers.Singleton(
+        AppValues, deployments, run_keys, providers.Singleton(AesGcmPayloads)
+    )
     inspect_run = providers.Singleton(InspectRun, world_reader)
     run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
@@ -347,6 +350,7 @@ class Container(containers.DeclarativeContainer):
         cancel_run=cancel_run,
         resume_hook=resume_hook,
         list_runs=list_runs,
+        app_values=app_values,
         inspect_run=inspect_run,
         run_streams=run_streams,
         create_deployment=create_deployment,

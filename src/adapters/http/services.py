@@ -35,6 +35,7 @@ from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.schedules import ListSchedules, PauseSchedule, TriggerSchedule
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.wdk import AppValues
 
 MetricsAccess = Literal["loopback", "key", "open"]
 
@@ -69,6 +70,7 @@ class HttpServices:
     cancel_run: CancelRun
     resume_hook: ResumeHook
     list_runs: ListRuns
+    app_values: AppValues  # WDK apps' run values, decoded for the public lane
     inspect_run: InspectRun
     run_streams: RunStreams
     create_deployment: CreateDeployment
