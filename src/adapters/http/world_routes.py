@@ -446,6 +446,25 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"messageId": message_id})
 
 
+@world("Start a child run of a running workflow (compute-worker; once per token)",
+       {201: answer("the child run", schema.CHILD_STARTED)}, body=schema.START_CHILD,
+       action="runs.start_child", child=True)  # fmt: skip
+async def start_child(request: Request) -> Response:
+    body = await _body(request)
+    run_input = body.get("input", [])
+    if not isinstance(run_input, list):
+        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    parent_run_id = field(body, "parentRunId", str, required=True)
+    await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
+    run = await services(request).start_child_run.execute(
+        parent_run_id,
+        field(body, "workflowName", str, required=True),
+        run_input,
+        field(body, "token", str, required=True),
+    )
+    return JSONResponse({"runId": run.run_id}, status_code=201)
+
+
 @world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)},
        params=schema.APP_HEADERS)  # fmt: skip
 async def deployment_id(request: Request) -> Response:
@@ -492,6 +511,7 @@ ROUTES = [
     ApiRoute("POST", "/v1/world/events/list-by-correlation", list_events_by_correlation),
     ApiRoute("GET", "/v1/world/events/{event_id:event_id}", get_event),
     ApiRoute("POST", "/v1/world/runs/list", list_runs),
+    ApiRoute("POST", "/v1/world/runs/start-child", start_child),
     ApiRoute("GET", "/v1/world/runs/{run_id}", get_run),
     ApiRoute("POST", "/v1/world/steps/list", list_steps),
     ApiRoute("GET", "/v1/world/steps/{step_id}", get_step),
