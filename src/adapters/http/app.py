@@ -20,6 +20,7 @@ from compute_worker.adapters.http.middleware import (
     RateLimitHeadersMiddleware,
     RequestMetricsMiddleware,
     RequireHttpsMiddleware,
+    UnreadBodyMiddleware,
 )
 from compute_worker.adapters.http.services import HttpServices
 
@@ -41,6 +42,7 @@ def build_app(
     return Starlette(
         routes=list(routes),
         middleware=[
+            Middleware(UnreadBodyMiddleware),
             Middleware(CorrelationIdMiddleware),
             Middleware(
                 RequireHttpsMiddleware,
