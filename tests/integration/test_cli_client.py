@@ -607,6 +607,12 @@ async def test_flags_beat_the_environment_and_profiles_fill_in(
                                env=env)  # fmt: skip
     assert overridden.returncode == 0, overridden  # the key from its api_key_file
 
+    for bad_url in ("localhost:8080", "http://", "ftp://host"):
+        refused = await run_cli("runs", "list", "--url", bad_url, env=env)
+        assert refused.returncode == 2 and "is not an http:// or https:// URL" in refused.stderr
+    by_env = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_URL": "127.0.0.1:1"})
+    assert by_env.returncode == 2 and "(from COMPUTE_WORKER_URL)" in by_env.stderr
+
     absent = await run_cli("runs", "list", "--profile", "nope", env=env)
     assert absent.returncode == 2 and "no profile 'nope'" in absent.stderr
     assert "broken, default" in absent.stderr
