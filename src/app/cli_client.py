@@ -140,7 +140,10 @@ def client_command(
         wrapped: Callable[..., None] = with_session
         for option in reversed(options):
             wrapped = option(wrapped)
-        return (group.command(name) if group else click.command(name))(wrapped)
+        made = (group.command(name) if group else click.command(name))(wrapped)
+        common = {"url", "api_key", "profile", "as_json"}  # listed after the command's own
+        made.params.sort(key=lambda param: param.name in common)
+        return made
 
     return decorate
 

@@ -607,6 +607,12 @@ async def test_flags_beat_the_environment_and_profiles_fill_in(
                                env=env)  # fmt: skip
     assert overridden.returncode == 0, overridden  # the key from its api_key_file
 
+    for bad_url in ("localhost:8080", "http://", "ftp://host"):
+        refused = await run_cli("runs", "list", "--url", bad_url, env=env)
+        assert refused.returncode == 2 and "is not an http:// or https:// URL" in refused.stderr
+    by_env = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_URL": "127.0.0.1:1"})
+    assert by_env.returncode == 2 and "(from COMPUTE_WORKER_URL)" in by_env.stderr
+
     absent = await run_cli("runs", "list", "--profile", "nope", env=env)
     assert absent.returncode == 2 and "no profile 'nope'" in absent.stderr
     assert "broken, default" in absent.stderr
@@ -650,3 +656,20 @@ def _read_all(fd: int, into: bytearray) -> None:
         if not piece:
             return
         into.extend(piece)
+
+
+async def test_help_shows_each_command_and_the_connection_flags_last(home: Path) -> None:
+    env = cli_env(XDG_CONFIG_HOME=str(home))
+    top = await run_cli("--help", env=env)
+    for command in ("deploy", "deployments", "run", "runs", "hooks"):
+        assert re.search(rf"^  {command}\s", top.stdout, re.M), top.stdout
+    runs = await run_cli("runs", "--help", env=env)
+    for command in ("cancel", "events", "get", "hooks", "list", "logs", "steps", "watch"):
+        assert re.search(rf"^  {command}\s", runs.stdout, re.M), runs.stdout
+    shown = await run_cli("runs", "list", "--help", env=env)
+    text = " ".join(shown.stdout.split())
+    for flag in ("--status", "--workflow", "--deployment", "--since", "--limit", "--stuck"):
+        assert f"{flag} " in text, flag
+    assert text.index("--limit") < text.index("--url") < text.index("--json")
+    assert "env: COMPUTE_WORKER_URL" in text and "env: COMPUTE_WORKER_API_KEY" in text
+    assert "env: COMPUTE_WORKER_PROFILE" in text
