@@ -152,8 +152,10 @@ DEV_DELIVERY_ALLOW = ("localhost",)  # loopback names and addresses
 def serve(settings: Settings, dev: bool) -> None:
     """Run the HTTP server until SIGINT or SIGTERM."""
     check_target_world(settings)
+    from compute_worker.adapters.system import run_on_loop
+
     configure_logging(settings.log_level)
-    run_async(_serve(settings, dev))
+    run_on_loop(_serve(settings, dev), settings.event_loop)
 
 
 async def _serve(settings: Settings, dev: bool) -> None:

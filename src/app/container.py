@@ -18,7 +18,7 @@ from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
 from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
-from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.security.run_keys import AesGcmPayloads, HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -32,7 +32,7 @@ from compute_worker.adapters.sql.run_leases import SqlRunLeases
 from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
-from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.system import LocalSignal, SystemClock, resolve_event_loop
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
@@ -80,9 +80,10 @@ from compute_worker.domain.use_cases.schedules import (
     RunSchedules,
     TriggerSchedule,
 )
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
-from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
+from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -121,7 +122,8 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics), world, signal)
+    loop = resolve_event_loop(settings.event_loop)
+    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics, loop), world, signal)
 
 
 def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:
@@ -245,6 +247,9 @@ class Container(containers.DeclarativeContainer):
         idempotency_retention,
     )
     list_runs = providers.Singleton(ListRuns, world_reader)
+    app_values = providers.Singleton(
+        AppValues, deployments, run_keys, providers.Singleton(AesGcmPayloads)
+    )
     inspect_run = providers.Singleton(InspectRun, world_reader)
     run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
@@ -271,8 +276,11 @@ class Container(containers.DeclarativeContainer):
 
     # the workflow engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
+    start_child_run = providers.Singleton(
+        StartChildRun, writer, clock, world_writes, idempotency_retention
+    )
     run_world = providers.Singleton(
-        LocalRunWorld, record_run_events, world_reader, write_stream, signal
+        LocalRunWorld, record_run_events, world_reader, write_stream, signal, start_child_run
     )
     deployment_code = providers.Singleton(
         BundleCode,
@@ -339,6 +347,7 @@ class Container(containers.DeclarativeContainer):
         read_stream=read_stream,
         inspect_stream=inspect_stream,
         publish_message=publish_message,
+        start_child_run=start_child_run,
         get_deployment_id=get_deployment_id,
         get_encryption_key=get_encryption_key,
         check_health=check_health,
@@ -346,6 +355,7 @@ class Container(containers.DeclarativeContainer):
         cancel_run=cancel_run,
         resume_hook=resume_hook,
         list_runs=list_runs,
+        app_values=app_values,
         inspect_run=inspect_run,
         run_streams=run_streams,
         create_deployment=create_deployment,

@@ -17,6 +17,7 @@ import base64
 import binascii
 import difflib
 import functools
+import importlib.util
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -328,6 +329,10 @@ class Settings(BaseSettings):
     log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
         setting("info", "least severe JSON log line written to stderr")
     )
+    event_loop: Annotated[Literal["auto", "asyncio", "uvloop"], BeforeValidator(_lower)] = (
+        setting("auto", "event loop of the server and its workflow processes: uvloop "
+                "(auto: when installed, a dependency on Linux and macOS) or asyncio's")
+    )  # fmt: skip
     on_webhook: WebhookCallback | None = setting(
         None, "async def (delivery: dict), called after an accepted webhook delivery is stored",
         python_only=True, expect="an async function",
@@ -432,6 +437,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, name, value)  # frozen: set once, while validating
         if self.keyfile is not None and self.certfile is None:
             raise ValueError("keyfile is set but certfile is not: TLS needs a certificate")
+        if self.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("event_loop is uvloop but uvloop is not installed")
         return self
 
     # -- derived values -----------------------------------------------------------------------
