@@ -80,6 +80,7 @@ from compute_worker.domain.use_cases.schedules import (
     RunSchedules,
     TriggerSchedule,
 )
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
 from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
@@ -275,8 +276,11 @@ class Container(containers.DeclarativeContainer):
 
     # the workflow engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
+    start_child_run = providers.Singleton(
+        StartChildRun, writer, clock, world_writes, idempotency_retention
+    )
     run_world = providers.Singleton(
-        LocalRunWorld, record_run_events, world_reader, write_stream, signal
+        LocalRunWorld, record_run_events, world_reader, write_stream, signal, start_child_run
     )
     deployment_code = providers.Singleton(
         BundleCode,
@@ -343,6 +347,7 @@ class Container(containers.DeclarativeContainer):
         read_stream=read_stream,
         inspect_stream=inspect_stream,
         publish_message=publish_message,
+        start_child_run=start_child_run,
         get_deployment_id=get_deployment_id,
         get_encryption_key=get_encryption_key,
         check_health=check_health,

@@ -11,12 +11,14 @@ that every use case shares, so that no use case calls another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from compute_worker.domain import errors, ids
+from compute_worker.domain.children import child_outcome, children_of, parent_of
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, Verdict
 from compute_worker.domain.ids import IdFactory
@@ -103,6 +105,8 @@ class WorldWrites:
         changed = transition.run
         if changed is not None and any(event.event_type in _LIFECYCLE for event in events):
             tx.after_commit(lambda: log_run(changed))
+            if changed.is_terminal:
+                self._tell_parent(tx, changed)
         if events:
             step = transition.step
             tx.after_commit(lambda: self._observer.events_committed(changed, step, events))
@@ -229,6 +233,29 @@ class WorldWrites:
 
     # -- streams ------------------------------------------------------------------------
 
+    def _tell_parent(self, tx: Transaction, run: Run) -> None:
+        """A child run that ended hands its outcome to its parent's hook (``children``)."""
+        link = parent_of(run)
+        if link is None:
+            return
+        hook = tx.get_hook_by_token(link[1])
+        if hook is None or hook.run_id != link[0]:
+            return  # the parent ended (its hooks are disposed) or never waits for it
+        with contextlib.suppress(errors.HookNotFound, errors.RunAlreadyTerminal):
+            self.resume_hook(tx, link[1], child_outcome(run))
+
+    def cancel_children(self, tx: Transaction, run_id: str) -> list[str]:
+        """Cancel the children of ``run_id`` that have not ended, and theirs; their ids."""
+        cancelled: list[str] = []
+        for child_id in children_of(tx.run_events(run_id)):
+            child = tx.lock_run(child_id)
+            if child is None or child.is_terminal:
+                continue
+            self.append(tx, child_id, EventRequest(EventType.RUN_CANCELLED))
+            self.close_run_streams(tx, child_id)
+            cancelled += [child_id, *self.cancel_children(tx, child_id)]
+        return cancelled
+
     def append_chunks(
         self,
         tx: Transaction,
@@ -293,6 +320,8 @@ def _load_snapshot(tx: Transaction, run_id: str, request: EventRequest) -> Snaps
     correlation_id = request.correlation_id or ""
     run = tx.lock_run(run_id)
     if family == "step":
+        if request.event_type is EventType.STEP_CREATED:  # a new id: its insert checks it
+            return Snapshot(run=run, step=tx.step_to_create(run_id, correlation_id))
         return Snapshot(run=run, step=tx.get_step(run_id, correlation_id))
     if family == "wait":
         return Snapshot(run=run, wait=tx.get_wait(run_id, correlation_id))

@@ -305,6 +305,14 @@ TRIGGER = obj(
     executionContext=obj(),
 )
 RESUME = obj(["token"], token=STR, payload=ANY)
+START_CHILD = obj(
+    ["parentRunId", "workflowName", "token"],
+    parentRunId=STR,
+    workflowName=STR,
+    input={"type": "array"},
+    token={**STR, "description": "the parent's hook token: the child starts once per token"},
+)
+CHILD_STARTED = obj(["runId"], runId=STR)
 SCHEDULES = obj(["data"], data={"type": "array", "items": ref("Schedule")})
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
 APP_ENDPOINT = obj(

@@ -194,6 +194,7 @@ api_keys = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger),
     Column("expires_ms", BigInteger),
+    Column("deployment_id", String(255)),  # a child's key: its deployment's runs only
 )
 
 idempotency_records = Table(

@@ -37,7 +37,9 @@ from compute_worker.domain.schedules import (
 
 NODE_TYPES = ("trigger", "action")
 # what the interpreter executes; anything else is refused at upload
-ACTION_TYPES = ("http_request", "condition", "log", "transform", "wait", "wait_for_hook")
+ACTION_TYPES = (
+    "http_request", "condition", "log", "transform", "wait", "wait_for_hook", "run_workflow",
+)  # fmt: skip
 DEFAULT_SOURCE = DEFAULT_ENTRYPOINTS["graph"]
 # ``{{= expression }}`` inside any string of a node's data (the expression holds no ``}}``)
 EXPRESSION_TEMPLATE = re.compile(r"\{\{=(?P<expr>.*?)\}\}", re.DOTALL)
@@ -49,6 +51,7 @@ REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
     "condition": (("expression", "left"),),
     "transform": (("expression", "template"),),
     "wait": (("duration", "seconds"),),
+    "run_workflow": (("workflow",),),
 }
 # ``{{@node…}}`` as the interpreter reads it
 LOOKUP_TEMPLATE = re.compile(r"\{\{\s*@(?P<node>[^:.}\s]+)")

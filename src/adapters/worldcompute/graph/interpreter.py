@@ -1,8 +1,9 @@
 """The graph interpreter: Workflow Studio graphs run as durable workflows.
 
 A graph (read and checked by ``graph.format``) is walked from its trigger in topological
-order. Each action node is a durable step named after its node id (``wait`` and
-``wait_for_hook`` use the workflow's own ``sleep`` and ``create_hook``); its result
+order. Each action node is a durable step named after its node id (``wait``,
+``wait_for_hook`` and ``run_workflow`` use the workflow's own ``sleep``, ``create_hook``
+and ``start_workflow``); its result
 is the node's output, which later nodes read through ``{{@nodeId:Label.path}}``
 templates (looked up, never evaluated) or through sandboxed expressions (``{{= … }}``
 templates and the ``expression`` of conditions and transforms, see ``graph.expressions``).
@@ -34,6 +35,7 @@ from compute_worker.domain.authoring import (
     RetryableError,
     create_hook,
     sleep,
+    start_workflow,
     step,
     workflow,
 )
@@ -298,7 +300,34 @@ async def _run_node(
         token = config.get("token")
         hook = create_hook(token=_as_text(token) or None, metadata={"node": node.id})
         return await hook
+    if node.action == "run_workflow":
+        return await _run_workflow(config)
     return await node_step(node.id, config)
+
+
+async def _run_workflow(config: dict[str, Any]) -> dict[str, Any]:
+    """Child runs of the workflow ``config["workflow"]`` of this deployment: one with
+    ``input`` (a list, default none), or one per item of ``forEach`` (each gets the item
+    as its one argument), started together, then awaited unless ``wait`` is false."""
+    name = _as_text(config.get("workflow")).strip()
+    items = config.get("forEach")
+    if "forEach" in config and not isinstance(items, list):
+        raise FatalError("run_workflow forEach must be a list")
+    run_input = config.get("input", [])
+    if not isinstance(run_input, list):
+        run_input = [run_input]
+    inputs = [[item] for item in items] if isinstance(items, list) else [run_input]
+    children = [await start_workflow(name, *args) for args in inputs]
+    runs = [child.run_id for child in children]
+    waited = config.get("wait", True) is not False
+    if not isinstance(items, list):
+        found: dict[str, Any] = {"runId": runs[0]}
+        if waited:
+            found["output"] = await children[0].result()
+        return found
+    if not waited:
+        return {"runIds": runs}
+    return {"runIds": runs, "outputs": [await child.result() for child in children]}
 
 
 def _duration(value: Any) -> str | float:
