@@ -209,6 +209,8 @@ async def test_deploy_without_activate_then_deployments_list_and_activate(
     assert [row[0] for row in rows[1:]] == [second["deploymentId"], deployed["deploymentId"]]
     assert rows[2][2] == "yes" and rows[1][2] != "yes"
 
+    back = await cw.json("deployments", "activate", deployed["deploymentId"])
+    assert (back["deploymentId"], back["active"]) == (deployed["deploymentId"], True)
     activated = await cw.ok("deployments", "activate", second["deploymentId"])
     assert f"activated {second['deploymentId']} (active)" in activated.stdout
     found = (await cw.ok("deployments", "list", "--json", "--limit", "1")).json_lines()
@@ -452,6 +454,9 @@ async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -
     assert re.search(r"status\s+cancelled", cancelled.stdout)
     watched = await cw.fails(1, "runs", "watch", waiting["runId"])
     assert f"run {waiting['runId']} cancelled" in watched.stderr
+    second = await cw.json("run", "waits", "t-cancel-2")
+    cancelled_json = await cw.json("runs", "cancel", second["runId"])
+    assert (cancelled_json["runId"], cancelled_json["status"]) == (second["runId"], "cancelled")
     again = await cw.fails(1, "runs", "cancel", run["runId"])
     assert "run_already_terminal" in again.stderr
 
@@ -550,6 +555,10 @@ async def test_runs_hooks_lists_what_a_run_waits_on(
     (hidden,) = (await reader.ok("runs", "hooks", run["runId"], "--json")).json_lines()
     assert hidden["hookId"] == rows[1][0] and "token" not in hidden
     assert "(needs runs:write)" in (await reader.ok("runs", "hooks", run["runId"])).stdout
+    resumed = await cw.json("hooks", "resume", "t-listed", "--payload", "[1, 2]")
+    assert resumed == {"runId": run["runId"], "hookId": rows[1][0], "token": "t-listed"}
+    done = (await cw.ok("runs", "watch", run["runId"], "--json")).json_lines()[-1]
+    assert (done["status"], done["output"]) == ("completed", [1, 2])
 
 
 async def test_ctrl_c_stops_watching_and_says_the_run_goes_on(
