@@ -214,7 +214,7 @@ def _patterns(value: Any) -> Any:
     try:
         OutboundPolicy(tuple(value))
     except ValueError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(f"must be valid host patterns: {exc}") from None
     return tuple(value)
 
 

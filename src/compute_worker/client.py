@@ -41,6 +41,7 @@ from compute_worker.adapters.client.errors import (
     WorkflowNotFoundError,
 )
 from compute_worker.adapters.client.models import (
+    ChildRun,
     Deployment,
     Event,
     Health,
@@ -69,6 +70,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "Bundle",
+    "ChildRun",
     "ChunkStream",
     "Client",
     "ComputeClientError",
