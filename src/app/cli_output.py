@@ -279,6 +279,10 @@ class Output:
             rows.append(("error", escape(_error_text(run.error))))
         if run.execution is not None:
             rows.append(("execution", escape(dumps(run.execution))))
+        if run.parent_run_id is not None:
+            rows.append(("parent", run.parent_run_id))
+        for child in run.children:
+            rows.append(("child", f"{child.run_id} {escape(child.workflow_name)}"))
         if run.stuck is not None:
             stuck = run.stuck
             rows.append(("stuck", f"[red]{stuck.reason}[/] since {_when(stuck.since)}: "

@@ -42,6 +42,7 @@ from compute_worker.adapters.client.errors import (
 )
 from compute_worker.adapters.client.models import (
     AppEndpoint,
+    ChildRun,
     Deployment,
     Event,
     Health,
@@ -71,6 +72,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "Bundle",
+    "ChildRun",
     "ChunkStream",
     "Client",
     "ComputeClientError",

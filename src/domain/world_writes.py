@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,11 @@ from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.reducer import NO_PARAMS, Snapshot, Transition, decide, materialize
+from compute_worker.domain.validation import (
+    AttributeChange,
+    apply_attribute_changes,
+    check_attribute_changes,
+)
 from compute_worker.domain.wdk import WDK_SPEC_VERSION, payload_bytes
 from compute_worker.domain.world import (
     QUEUE_NAME,
@@ -120,7 +126,25 @@ class WorldWrites:
             events=log,
             cursor=None if not log else _cursor_after(log[-1]),
             has_more=None if log is None else False,
+            step_created=transition.step_created,
         )
+
+    def set_attributes(
+        self,
+        tx: Transaction,
+        run_id: str,
+        changes: Sequence[AttributeChange],
+        allow_reserved: bool,
+    ) -> dict[str, str]:
+        """Merge ``changes`` into the run's attributes (``runs.experimentalSetAttributes``:
+        no event, as world-local does it); the attributes after the merge."""
+        run = tx.lock_run(run_id)
+        if run is None:
+            raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
+        check_attribute_changes(changes, run.attributes.keys(), allow_reserved, "changes")
+        merged = apply_attribute_changes(run.attributes, changes)
+        tx.update_run(replace(run, attributes=merged, updated_at=self._clock.now()))
+        return merged
 
     # -- the queue ----------------------------------------------------------------------
 

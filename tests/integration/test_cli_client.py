@@ -35,7 +35,7 @@ FLOWS = """\
 import asyncio
 
 from compute_worker import RetryableError, create_hook, get_writable, run_metadata, sleep
-from compute_worker import step, workflow
+from compute_worker import start_workflow, step, workflow
 
 
 @step
@@ -61,6 +61,12 @@ async def say(text):
 @workflow
 async def adder(a, b):
     return await add(a, b)
+
+
+@workflow
+async def parent(n):
+    child = await start_workflow("adder", n, n)
+    return {"child": child.run_id, "sum": await child.result()}
 
 
 @workflow
@@ -293,6 +299,17 @@ async def test_run_wait_prints_the_output_and_runs_get_shows_the_run(
     assert (by_input["status"], by_input["output"]) == ("completed", 42)
     strings = await cw.json("run", "adder", '"ab"', "cd", "--wait")  # JSON, else a string
     assert strings["output"] == "abcd"
+
+
+async def test_runs_get_links_a_parent_and_its_child(cw: Cli, deployed: dict[str, Any]) -> None:
+    done = await cw.json("run", "parent", "4", "--wait")
+    child_id = done["output"]["child"]
+    assert done["output"]["sum"] == 8
+    parent = await cw.ok("runs", "get", done["runId"])
+    assert re.search(rf"child\s+{child_id} adder", parent.stdout), parent.stdout
+    child = await cw.json("runs", "get", child_id)
+    assert child["parentRunId"] == done["runId"] and child["output"] == 8
+    assert re.search(rf"parent\s+{done['runId']}", (await cw.ok("runs", "get", child_id)).stdout)
 
 
 async def test_run_without_wait_prints_the_new_run_and_keys_replay(

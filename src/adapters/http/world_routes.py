@@ -41,7 +41,12 @@ from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
-from compute_worker.domain.validation import check_length, parse_date
+from compute_worker.domain.validation import (
+    allow_reserved,
+    check_length,
+    parse_attribute_changes,
+    parse_date,
+)
 from compute_worker.domain.world import CreateParams, EventRequest, EventType
 
 DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
@@ -253,6 +258,25 @@ async def get_run(request: Request) -> Response:
     await _own_run(request, request.path_params["run_id"])
     run = await services(request).query_world.get_run(request.path_params["run_id"])
     return JSONResponse(wire.run_wire(run, resolve))
+
+
+@world(
+    "runs.experimentalSetAttributes() (spec ≥ 4)",
+    {200: answer("the run's attributes after the merge", schema.ATTRIBUTES)},
+    action="world.runs.attributes",
+    body=schema.SET_ATTRIBUTES,
+)
+async def set_attributes(request: Request) -> Response:
+    body = await _body(request)
+    if "changes" not in body:
+        raise errors.InvalidRequest("changes is required", {"field": "changes"})
+    merged = await services(request).proxy_world_event.set_attributes(
+        request.path_params["run_id"],
+        parse_attribute_changes(body["changes"], "changes"),
+        allow_reserved(body, "allowReservedAttributes"),
+        request_context(request),
+    )
+    return JSONResponse({"attributes": merged})
 
 
 @world("runs.list()", {200: answer("page", page("Run"))}, body=schema.RUNS_LISTING)
@@ -513,6 +537,7 @@ ROUTES = [
     ApiRoute("POST", "/v1/world/runs/list", list_runs),
     ApiRoute("POST", "/v1/world/runs/start-child", start_child),
     ApiRoute("GET", "/v1/world/runs/{run_id}", get_run),
+    ApiRoute("POST", "/v1/world/runs/{run_id}/attributes", set_attributes),
     ApiRoute("POST", "/v1/world/steps/list", list_steps),
     ApiRoute("GET", "/v1/world/steps/{step_id}", get_step),
     ApiRoute("POST", "/v1/world/hooks/list", list_hooks),

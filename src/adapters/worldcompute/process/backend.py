@@ -383,7 +383,9 @@ class ProcessExecutor:
             raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
         wakes_at = message.get("wakesAt")
         kind = message.get("outcome", "finished")
-        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None)
+        read_up_to = message.get("readUpTo")
+        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None,
+                       read_up_to if isinstance(read_up_to, str) else None)  # fmt: skip
 
     async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
         """Forward wake-ups to the child; kill it when a step runs out of time or CPU, when

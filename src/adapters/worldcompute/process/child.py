@@ -124,7 +124,7 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
     except errors.DomainError as error:
         return {"outcome": "interrupted", "message": error.message}
     wakes_at = iso(outcome.wakes_at) if outcome.wakes_at is not None else None
-    return {"outcome": outcome.kind, "wakesAt": wakes_at}
+    return {"outcome": outcome.kind, "wakesAt": wakes_at, "readUpTo": outcome.read_up_to}
 
 
 async def serve(out: TextIO, config: dict[str, str]) -> None:

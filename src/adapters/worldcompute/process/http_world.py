@@ -144,6 +144,7 @@ def _run(data: dict[str, Any]) -> Run:
         error=None if error is None else structured_error(error),
         spec_version=data.get("specVersion"),
         execution_context=data.get("executionContext"),
+        attributes=data.get("attributes") or {},
         created_at=parse_date(data["createdAt"], "createdAt"),
         updated_at=parse_date(data["updatedAt"], "updatedAt"),
         started_at=_date(data.get("startedAt")),

@@ -339,6 +339,12 @@ class WorkflowContext:
         elif self._idle_since is None:
             self._idle_since = time.monotonic()
 
+    @property
+    def read_up_to(self) -> str | None:
+        """The last event id read from the log: what came after it, this run has not seen
+        (except the events it wrote itself)."""
+        return self._last_event_id
+
     def idle_seconds(self) -> float:
         """How long every branch of the workflow has waited on a sleep or a hook."""
         if self._idle_since is None or self._running_steps or self._queue or self._flushing:
