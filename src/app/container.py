@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
 
@@ -37,6 +38,7 @@ from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
 from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
 from compute_worker.adapters.worldcompute.local.world import LocalRunWorld
 from compute_worker.adapters.worldcompute.process.backend import (
@@ -96,6 +98,38 @@ def _signal(settings: Settings) -> Signal:
     if settings.database_url is not None:
         return PostgresSignal(settings.database_url)
     return LocalSignal()
+
+
+def _graph_http(settings: Settings, world_url: Callable[[], str | None]) -> HttpSettings:
+    """The limits of graph HTTP nodes, with the worker's own addresses denied (known once
+    it listens, so computed when asked)."""
+
+    def limits() -> HttpLimits:
+        urls = [world_url(), settings.internal_url, f"http://{settings.host}:{settings.port}"]
+        return HttpLimits(settings.graph_http_allow, _own_addresses(urls),
+                          settings.graph_http_max_bytes)  # fmt: skip
+
+    return limits
+
+
+def _own_addresses(urls: list[str | None]) -> tuple[str, ...]:
+    """Outbound patterns for the addresses the worker serves on (its admin and world lanes)."""
+    found: list[str] = []
+    for url in urls:
+        parts = urlsplit(url or "")
+        host, port = (parts.hostname or "").lower(), parts.port
+        if not host or not port:
+            continue
+        if host in ("0.0.0.0", "::"):  # every interface: every address on that port
+            patterns = [f"localhost:{port}", f"0.0.0.0/0:{port}"]
+        elif host == "localhost" or host == "::1" or host.startswith("127."):
+            patterns = [f"localhost:{port}"]
+        elif ":" not in host:  # (a pattern cannot give an IPv6 address a port)
+            patterns = [f"{host}:{port}"]
+        else:
+            patterns = []
+        found += [pattern for pattern in patterns if pattern not in found]
+    return tuple(found)
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -176,7 +210,8 @@ class Container(containers.DeclarativeContainer):
     artifacts = providers.Singleton(
         FsArtifactStore, providers.Callable(lambda s: s.artifact_dir, settings)
     )
-    bundle_loader = providers.Singleton(SubprocessBundleLoader)
+    graph_http = providers.Callable(_graph_http, settings, world_url)
+    bundle_loader = providers.Singleton(SubprocessBundleLoader, graph_http=graph_http)
     webhook_verifiers = providers.Singleton(
         lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
     )
@@ -287,6 +322,7 @@ class Container(containers.DeclarativeContainer):
         deployments,
         artifacts,
         providers.Callable(lambda s: s.code_dir, settings),
+        graph_http,
     )
     engine_settings = providers.Singleton(EngineSettings)
     retry_policy = providers.Singleton(

@@ -217,6 +217,7 @@ class ChildPool:
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
             child_module.ENV_LOOP: self._event_loop,
+            **(self._code.graph_http().env() if deployment.kind == "graph" else {}),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", child_module.__name__,
