@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import click
 
+from compute_worker.adapters.client.config import DEFAULT_URL, KEY_ENV, URL_ENV
 from compute_worker.adapters.client.errors import (
     AuthenticationError,
     ComputeClientError,
@@ -83,13 +84,13 @@ class Session:
         if isinstance(error, ComputeConnectionError):
             return ServerUnreachable(
                 f"cannot reach the server at {self.profile.url}: {error.message} — is it "
-                f"running? Check --url / COMPUTE_WORKER_URL ({self.profile.describe()})."
+                f"running? Check --url / {URL_ENV} ({self.profile.describe()})."
             )
         if isinstance(error, ServerError | ResponseError):
             return ServerUnreachable(f"the server failed: {error}")
         hint = ""
         if isinstance(error, AuthenticationError):
-            hint = f" — check --api-key / COMPUTE_WORKER_API_KEY ({self.profile.describe()})"
+            hint = f" — check --api-key / {KEY_ENV} ({self.profile.describe()})"
         elif isinstance(error, PermissionDeniedError) and "requiredScope" in error.details:
             hint = f" — the key lacks the scope {error.details['requiredScope']}"
         return RequestRefused(f"{error}{hint}{self.out.details_text(error)}")
@@ -117,13 +118,12 @@ def client_command(
             click.option(
                 "--url",
                 metavar="URL",
-                help="The server [env: COMPUTE_WORKER_URL; "
-                "else the profile's url; else http://127.0.0.1:8080].",
+                help=f"The server [env: {URL_ENV}; else the profile's url; else {DEFAULT_URL}].",
             ),
             click.option(
                 "--api-key",
                 metavar="KEY",
-                help="The API key [env: COMPUTE_WORKER_API_KEY; else the profile's api_key].",
+                help=f"The API key [env: {KEY_ENV}; else the profile's api_key].",
             ),
             click.option(
                 "--profile",
@@ -140,7 +140,10 @@ def client_command(
         wrapped: Callable[..., None] = with_session
         for option in reversed(options):
             wrapped = option(wrapped)
-        return (group.command(name) if group else click.command(name))(wrapped)
+        made = (group.command(name) if group else click.command(name))(wrapped)
+        common = {"url", "api_key", "profile", "as_json"}  # listed after the command's own
+        made.params.sort(key=lambda param: param.name in common)
+        return made
 
     return decorate
 

@@ -36,7 +36,8 @@ from compute_worker.adapters.client.sync import Client
 
 M = TypeVar("M", bound=BaseModel)
 WIDE = 160  # columns when stdout is not a terminal (and COLUMNS is not set)
-FOLLOW_POLL = 0.25  # seconds between reads of a followed run's new events
+FOLLOW_POLL, FOLLOW_POLL_MAX = 0.25, 2.0  # seconds between reads of a followed run's
+# new events: the shortest right after an event, growing by half while none comes
 FOLLOW_STATUS_EVERY = 2.0  # seconds between status checks while no event comes
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 STATUS_STYLE = {
@@ -278,6 +279,10 @@ class Output:
             rows.append(("error", escape(_error_text(run.error))))
         if run.execution is not None:
             rows.append(("execution", escape(dumps(run.execution))))
+        if run.parent_run_id is not None:
+            rows.append(("parent", run.parent_run_id))
+        for child in run.children:
+            rows.append(("child", f"{child.run_id} {escape(child.workflow_name)}"))
         if run.stuck is not None:
             stuck = run.stuck
             rows.append(("stuck", f"[red]{stuck.reason}[/] since {_when(stuck.since)}: "
@@ -361,9 +366,11 @@ class RunFollower:
         deadline = None if timeout is None else time.monotonic() + timeout
         cursor: str | None = None
         checked = time.monotonic()
+        pause = FOLLOW_POLL
         while True:
             page = self._cw.runs.events_page(self._run_id, cursor, limit=100)
             cursor = page.cursor or cursor
+            pause = FOLLOW_POLL if page.data else min(pause * 1.5, FOLLOW_POLL_MAX)
             ended = False
             for event in page.data:
                 self._out.event(event, None if self._out.as_json else self._describe(event))
@@ -381,7 +388,7 @@ class RunFollower:
             if deadline is not None and now >= deadline:
                 run = self._cw.runs.get(self._run_id, resolve_data="none")
                 raise RunTimeoutError(f"run {self._run_id} is still {run.status}", run=run)
-            time.sleep(FOLLOW_POLL)
+            time.sleep(pause if deadline is None else min(pause, deadline - now))
 
     def _describe(self, event: Event) -> str | None:
         data = event.event_data or {}

@@ -35,7 +35,7 @@ FLOWS = """\
 import asyncio
 
 from compute_worker import RetryableError, create_hook, get_writable, run_metadata, sleep
-from compute_worker import step, workflow
+from compute_worker import start_workflow, step, workflow
 
 
 @step
@@ -61,6 +61,12 @@ async def say(text):
 @workflow
 async def adder(a, b):
     return await add(a, b)
+
+
+@workflow
+async def parent(n):
+    child = await start_workflow("adder", n, n)
+    return {"child": child.run_id, "sum": await child.result()}
 
 
 @workflow
@@ -209,6 +215,8 @@ async def test_deploy_without_activate_then_deployments_list_and_activate(
     assert [row[0] for row in rows[1:]] == [second["deploymentId"], deployed["deploymentId"]]
     assert rows[2][2] == "yes" and rows[1][2] != "yes"
 
+    back = await cw.json("deployments", "activate", deployed["deploymentId"])
+    assert (back["deploymentId"], back["active"]) == (deployed["deploymentId"], True)
     activated = await cw.ok("deployments", "activate", second["deploymentId"])
     assert f"activated {second['deploymentId']} (active)" in activated.stdout
     found = (await cw.ok("deployments", "list", "--json", "--limit", "1")).json_lines()
@@ -291,6 +299,17 @@ async def test_run_wait_prints_the_output_and_runs_get_shows_the_run(
     assert (by_input["status"], by_input["output"]) == ("completed", 42)
     strings = await cw.json("run", "adder", '"ab"', "cd", "--wait")  # JSON, else a string
     assert strings["output"] == "abcd"
+
+
+async def test_runs_get_links_a_parent_and_its_child(cw: Cli, deployed: dict[str, Any]) -> None:
+    done = await cw.json("run", "parent", "4", "--wait")
+    child_id = done["output"]["child"]
+    assert done["output"]["sum"] == 8
+    parent = await cw.ok("runs", "get", done["runId"])
+    assert re.search(rf"child\s+{child_id} adder", parent.stdout), parent.stdout
+    child = await cw.json("runs", "get", child_id)
+    assert child["parentRunId"] == done["runId"] and child["output"] == 8
+    assert re.search(rf"parent\s+{done['runId']}", (await cw.ok("runs", "get", child_id)).stdout)
 
 
 async def test_run_without_wait_prints_the_new_run_and_keys_replay(
@@ -452,6 +471,9 @@ async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -
     assert re.search(r"status\s+cancelled", cancelled.stdout)
     watched = await cw.fails(1, "runs", "watch", waiting["runId"])
     assert f"run {waiting['runId']} cancelled" in watched.stderr
+    second = await cw.json("run", "waits", "t-cancel-2")
+    cancelled_json = await cw.json("runs", "cancel", second["runId"])
+    assert (cancelled_json["runId"], cancelled_json["status"]) == (second["runId"], "cancelled")
     again = await cw.fails(1, "runs", "cancel", run["runId"])
     assert "run_already_terminal" in again.stderr
 
@@ -550,6 +572,10 @@ async def test_runs_hooks_lists_what_a_run_waits_on(
     (hidden,) = (await reader.ok("runs", "hooks", run["runId"], "--json")).json_lines()
     assert hidden["hookId"] == rows[1][0] and "token" not in hidden
     assert "(needs runs:write)" in (await reader.ok("runs", "hooks", run["runId"])).stdout
+    resumed = await cw.json("hooks", "resume", "t-listed", "--payload", "[1, 2]")
+    assert resumed == {"runId": run["runId"], "hookId": rows[1][0], "token": "t-listed"}
+    done = (await cw.ok("runs", "watch", run["runId"], "--json")).json_lines()[-1]
+    assert (done["status"], done["output"]) == ("completed", [1, 2])
 
 
 async def test_ctrl_c_stops_watching_and_says_the_run_goes_on(
@@ -607,6 +633,12 @@ async def test_flags_beat_the_environment_and_profiles_fill_in(
                                env=env)  # fmt: skip
     assert overridden.returncode == 0, overridden  # the key from its api_key_file
 
+    for bad_url in ("localhost:8080", "http://", "ftp://host"):
+        refused = await run_cli("runs", "list", "--url", bad_url, env=env)
+        assert refused.returncode == 2 and "is not an http:// or https:// URL" in refused.stderr
+    by_env = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_URL": "127.0.0.1:1"})
+    assert by_env.returncode == 2 and "(from COMPUTE_WORKER_URL)" in by_env.stderr
+
     absent = await run_cli("runs", "list", "--profile", "nope", env=env)
     assert absent.returncode == 2 and "no profile 'nope'" in absent.stderr
     assert "broken, default" in absent.stderr
@@ -650,3 +682,20 @@ def _read_all(fd: int, into: bytearray) -> None:
         if not piece:
             return
         into.extend(piece)
+
+
+async def test_help_shows_each_command_and_the_connection_flags_last(home: Path) -> None:
+    env = cli_env(XDG_CONFIG_HOME=str(home))
+    top = await run_cli("--help", env=env)
+    for command in ("deploy", "deployments", "run", "runs", "hooks"):
+        assert re.search(rf"^  {command}\s", top.stdout, re.M), top.stdout
+    runs = await run_cli("runs", "--help", env=env)
+    for command in ("cancel", "events", "get", "hooks", "list", "logs", "steps", "watch"):
+        assert re.search(rf"^  {command}\s", runs.stdout, re.M), runs.stdout
+    shown = await run_cli("runs", "list", "--help", env=env)
+    text = " ".join(shown.stdout.split())
+    for flag in ("--status", "--workflow", "--deployment", "--since", "--limit", "--stuck"):
+        assert f"{flag} " in text, flag
+    assert text.index("--limit") < text.index("--url") < text.index("--json")
+    assert "env: COMPUTE_WORKER_URL" in text and "env: COMPUTE_WORKER_API_KEY" in text
+    assert "env: COMPUTE_WORKER_PROFILE" in text

@@ -41,7 +41,12 @@ from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
-from compute_worker.domain.validation import check_length, parse_date
+from compute_worker.domain.validation import (
+    allow_reserved,
+    check_length,
+    parse_attribute_changes,
+    parse_date,
+)
 from compute_worker.domain.world import CreateParams, EventRequest, EventType
 
 DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
@@ -255,6 +260,25 @@ async def get_run(request: Request) -> Response:
     return JSONResponse(wire.run_wire(run, resolve))
 
 
+@world(
+    "runs.experimentalSetAttributes() (spec ≥ 4)",
+    {200: answer("the run's attributes after the merge", schema.ATTRIBUTES)},
+    action="world.runs.attributes",
+    body=schema.SET_ATTRIBUTES,
+)
+async def set_attributes(request: Request) -> Response:
+    body = await _body(request)
+    if "changes" not in body:
+        raise errors.InvalidRequest("changes is required", {"field": "changes"})
+    merged = await services(request).proxy_world_event.set_attributes(
+        request.path_params["run_id"],
+        parse_attribute_changes(body["changes"], "changes"),
+        allow_reserved(body, "allowReservedAttributes"),
+        request_context(request),
+    )
+    return JSONResponse({"attributes": merged})
+
+
 @world("runs.list()", {200: answer("page", page("Run"))}, body=schema.RUNS_LISTING)
 async def list_runs(request: Request) -> Response:
     body = await _body(request)
@@ -446,6 +470,25 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"messageId": message_id})
 
 
+@world("Start a child run of a running workflow (compute-worker; once per token)",
+       {201: answer("the child run", schema.CHILD_STARTED)}, body=schema.START_CHILD,
+       action="runs.start_child", child=True)  # fmt: skip
+async def start_child(request: Request) -> Response:
+    body = await _body(request)
+    run_input = body.get("input", [])
+    if not isinstance(run_input, list):
+        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    parent_run_id = field(body, "parentRunId", str, required=True)
+    await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
+    run = await services(request).start_child_run.execute(
+        parent_run_id,
+        field(body, "workflowName", str, required=True),
+        run_input,
+        field(body, "token", str, required=True),
+    )
+    return JSONResponse({"runId": run.run_id}, status_code=201)
+
+
 @world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)},
        params=schema.APP_HEADERS)  # fmt: skip
 async def deployment_id(request: Request) -> Response:
@@ -492,7 +535,9 @@ ROUTES = [
     ApiRoute("POST", "/v1/world/events/list-by-correlation", list_events_by_correlation),
     ApiRoute("GET", "/v1/world/events/{event_id:event_id}", get_event),
     ApiRoute("POST", "/v1/world/runs/list", list_runs),
+    ApiRoute("POST", "/v1/world/runs/start-child", start_child),
     ApiRoute("GET", "/v1/world/runs/{run_id}", get_run),
+    ApiRoute("POST", "/v1/world/runs/{run_id}/attributes", set_attributes),
     ApiRoute("POST", "/v1/world/steps/list", list_steps),
     ApiRoute("GET", "/v1/world/steps/{step_id}", get_step),
     ApiRoute("POST", "/v1/world/hooks/list", list_hooks),

@@ -252,6 +252,7 @@ class ChildPool:
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
             child_module.ENV_LOOP: self._event_loop,
+            **(self._code.graph_http().env() if deployment.kind == "graph" else {}),
         }
         command = [sys.executable, "-m", child_module.__name__]
         if self._sandbox is not None:
@@ -425,7 +426,9 @@ class ProcessExecutor:
             raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
         wakes_at = message.get("wakesAt")
         kind = message.get("outcome", "finished")
-        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None)
+        read_up_to = message.get("readUpTo")
+        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None,
+                       read_up_to if isinstance(read_up_to, str) else None)  # fmt: skip
 
     async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
         """Forward wake-ups to the child; kill it when a step runs out of time or CPU, when
