@@ -20,6 +20,7 @@ from compute_worker.adapters.http.middleware import (
     RateLimitHeadersMiddleware,
     RequestMetricsMiddleware,
     RequireHttpsMiddleware,
+    TracingMiddleware,
 )
 from compute_worker.adapters.http.services import HttpServices
 
@@ -42,6 +43,7 @@ def build_app(
         routes=list(routes),
         middleware=[
             Middleware(CorrelationIdMiddleware),
+            Middleware(TracingMiddleware),
             Middleware(
                 RequireHttpsMiddleware,
                 enabled=require_https,

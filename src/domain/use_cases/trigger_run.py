@@ -18,6 +18,7 @@ from compute_worker.domain.idempotency import (
     request_hash,
 )
 from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.tracing import TRACEPARENT
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.world import Run
 from compute_worker.domain.world_writes import WorldWrites
@@ -31,6 +32,9 @@ class Trigger:
     input: list[Any] = field(default_factory=list)
     deployment_id: str | None = None
     execution_context: dict[str, Any] | None = None
+    # the trigger's trace (W3C traceparent), kept in the run's executionContext so that
+    # its execution joins the trace; not part of what the Idempotency-Key identifies
+    traceparent: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -79,7 +83,7 @@ class TriggerRun:
         now = self._clock.now()
         try:
             run = self._writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
-                                         cmd.execution_context)  # fmt: skip
+                                         _with_trace(cmd))  # fmt: skip
         except errors.DomainError:
             holder = tx.idempotency_holder(cmd.scope, key, now)
             if holder is None:
@@ -99,3 +103,11 @@ class _KeyTaken(Exception):
     def __init__(self, holder: IdempotencyRecord) -> None:
         super().__init__("idempotency key taken")
         self.holder = holder
+
+
+def _with_trace(cmd: Trigger) -> dict[str, Any] | None:
+    """The execution context, with the trigger's trace unless the caller gave one."""
+    given = cmd.execution_context
+    if cmd.traceparent is None or (given is not None and TRACEPARENT in given):
+        return given
+    return {**(given or {}), TRACEPARENT: cmd.traceparent}
