@@ -38,7 +38,7 @@ start_worker() {
   local name="$1"; shift
   mkdir -p "$scratch/$name"
   COMPUTE_WORKER_ENCRYPTION_SECRET="$secret" "$cw" serve --port 0 --data-dir "$scratch/$name" \
-    --seed-api-keys "$seed" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
+    --seed-api-keys "$seed" --delivery-allow localhost "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" &
   pids+=("$!")
   for _ in $(seq 1 150); do
     url="$(grep -o 'http://[0-9.]*:[0-9]*' "$scratch/$name.out" | head -1)"

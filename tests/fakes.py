@@ -28,12 +28,14 @@ from compute_worker.domain.ports.bundles import ArtifactStore, BundleLoader
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.queue import QueueConsumer
+from compute_worker.domain.ports.schedules import ScheduleReader
 from compute_worker.domain.ports.security import ApiKey, ApiKeyStore
 from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
 from compute_worker.domain.ports.stuck import ScanMark, StuckRunStore
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.ports.webhooks import SignatureVerifier
 from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.schedules import ScheduleState
 from compute_worker.domain.stuck import FailingStep, RunProgress, StuckRun
 from compute_worker.domain.world import Event, EventType, Hook, QueueMessage, Run, Step, Wait
 
@@ -91,6 +93,7 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     deliveries: dict[tuple[str, str], Any] = field(default_factory=dict)
     executions: dict[str, ExecutionRecord] = field(default_factory=dict)
+    schedules: dict[str, ScheduleState] = field(default_factory=dict)
     stuck: dict[str, StuckRun] = field(default_factory=dict)
     last_seq: int = 0
 
@@ -284,6 +287,20 @@ class FakeTransaction(Transaction):
 
     def set_active_deployment(self, deployment_id: str, at: datetime) -> None:
         self.state.active_deployment = deployment_id
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def lock_schedule(self, name: str) -> ScheduleState | None:
+        return self.state.schedules.get(name)
+
+    def lock_schedules(self) -> list[ScheduleState]:
+        return [self.state.schedules[name] for name in sorted(self.state.schedules)]
+
+    def put_schedule(self, state: ScheduleState) -> None:
+        self.state.schedules[state.name] = state
+
+    def delete_schedule(self, name: str) -> None:
+        self.state.schedules.pop(name, None)
 
     # -- idempotency, audit, webhook deliveries -------------------------------------------
 
@@ -564,6 +581,17 @@ class FakeQueue(QueueConsumer):
         due = self.clock.now() + timedelta(seconds=delay_seconds)
         self.store.messages[message_id] = _Queued(queued.message, due, None)
         return True
+
+
+class FakeSchedules(ScheduleReader):
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    async def list_schedules(self) -> list[ScheduleState]:
+        return [self._store.schedules[name] for name in sorted(self._store.schedules)]
+
+    async def get_schedule(self, name: str) -> ScheduleState | None:
+        return self._store.schedules.get(name)
 
 
 class FakeDeployments(DeploymentReader):

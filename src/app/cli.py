@@ -8,6 +8,7 @@
     compute-worker settings [--markdown] [setting flags]
     compute-worker deploy | run | deployments … | runs … | hooks …   (cli_client.py: the
         user's side, through the Python client against a running server)
+    compute-worker schedules list | pause NAME | resume NAME | trigger NAME  (cli_schedules.py)
 
 Exit codes (``EXIT_*``): 0 ok, 1 a failure (for the client commands: a failed or
 cancelled run, or a request the server refused), 2 usage or a bad setting, 3 the
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 PROG = "compute-worker"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
-DATABASE_SETTINGS = ("data_dir", "sqlite_path", "database_url")
+DATABASE_SETTINGS: tuple[str, ...] = ("data_dir", "sqlite_path", "database_url")
 """The settings of the commands that open the database without serving."""
 
 T = TypeVar("T")
@@ -151,8 +152,10 @@ DEV_DELIVERY_ALLOW = ("localhost",)  # loopback names and addresses
 def serve(settings: Settings, dev: bool) -> None:
     """Run the HTTP server until SIGINT or SIGTERM."""
     check_target_world(settings)
+    from compute_worker.adapters.system import run_on_loop
+
     configure_logging(settings.log_level)
-    run_async(_serve(settings, dev))
+    run_on_loop(_serve(settings, dev), settings.event_loop)
 
 
 async def _serve(settings: Settings, dev: bool) -> None:
@@ -222,8 +225,7 @@ async def _ensure_demo(url: str, key: str) -> str:
         await client.post(f"/v1/deployments/{deployment_id}/activate")
     return (
         f"demo deployment {deployment_id} is active; try:\n"
-        f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {key}' "
-        f'-H \'Idempotency-Key: demo-1\' -d \'{{"workflowName": "hello", "input": ["you"]}}\''
+        f"  COMPUTE_WORKER_URL={url} COMPUTE_WORKER_API_KEY={key} {PROG} run hello you --follow"
     )
 
 
@@ -356,6 +358,12 @@ def show_settings(settings: Settings, markdown: bool) -> None:
 
 
 add_client_commands(cli)
+
+# -- commands kept in modules of their own (they build on the blocks above) ------------------
+
+from compute_worker.app.cli_schedules import schedules  # noqa: E402
+
+cli.add_command(schedules)
 
 
 # -- entry point -----------------------------------------------------------------------------

@@ -399,6 +399,12 @@ def runs() -> None:
     show_default=True,
     help="Show at most this many, newest first.",
 )
+@click.option(
+    "--stuck/--not-stuck",
+    default=None,
+    help="Only runs the server finds stuck (no progress for stuck_after_seconds), or only "
+    "the others.",
+)
 def runs_list(
     session: Session,
     statuses: tuple[str, ...],
@@ -406,14 +412,16 @@ def runs_list(
     deployment_id: str | None,
     created_after: datetime | None,
     limit: int,
+    stuck: bool | None,
 ) -> None:
-    """Runs, newest first, as a table."""
+    """Runs, newest first, as a table (a stuck run's status says so)."""
     with session.client() as cw:
         found = cw.runs.list(
             status=list(statuses) or None,
             workflow=workflow,
             deployment_id=deployment_id,
             created_after=created_after,
+            stuck=stuck,
             page_size=min(limit, 100),
             resolve_data="none",
         )

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
+from compute_worker.adapters.cron import CronsimCalendar
 from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
@@ -18,7 +19,7 @@ from compute_worker.adapters.observability.otel import build_tracer
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
 from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
-from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.security.run_keys import AesGcmPayloads, HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -29,9 +30,10 @@ from compute_worker.adapters.sql.pg_signal import PostgresSignal
 from compute_worker.adapters.sql.queue import SqlQueue
 from compute_worker.adapters.sql.reads import SqlStreamReader, SqlWorldReader
 from compute_worker.adapters.sql.run_leases import SqlRunLeases
+from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
-from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.system import LocalSignal, SystemClock, resolve_event_loop
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
@@ -74,9 +76,15 @@ from compute_worker.domain.use_cases.record_refusal import RecordRefusal
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.schedules import (
+    ListSchedules,
+    PauseSchedule,
+    RunSchedules,
+    TriggerSchedule,
+)
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
-from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
+from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
 
 
@@ -116,7 +124,8 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    pool = ChildPool(code, keys, world_url, limits, metrics, tracer)
+    loop = resolve_event_loop(settings.event_loop)
+    pool = ChildPool(code, keys, world_url, limits, metrics, loop, tracer)
     return ProcessExecutor(pool, world, signal)
 
 
@@ -155,6 +164,8 @@ class Container(containers.DeclarativeContainer):
     stream_reader = providers.Singleton(SqlStreamReader, db_engine)
     queue = providers.Singleton(SqlQueue, writer)
     deployments = providers.Singleton(SqlDeployments, db_engine)
+    schedules = providers.Singleton(SqlSchedules, db_engine)
+    cron_calendar = providers.Singleton(CronsimCalendar)
     api_keys = providers.Singleton(
         CachedApiKeyStore,
         providers.Singleton(SqlApiKeyStore, db_engine, writer),
@@ -194,7 +205,9 @@ class Container(containers.DeclarativeContainer):
     # use cases: the World
     authenticate = providers.Singleton(Authenticate, api_keys, clock)
     seed_api_keys = providers.Singleton(SeedApiKeys, api_keys, ids, clock)
-    proxy_world_event = providers.Singleton(ProxyWorldEvent, writer, ids, clock, world_writes)
+    proxy_world_event = providers.Singleton(
+        ProxyWorldEvent, writer, ids, clock, world_writes, settings.provided.max_events_per_run
+    )
     query_world = providers.Singleton(QueryWorld, world_reader)
     write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
     read_stream = providers.Singleton(ReadStream, stream_tail)
@@ -207,12 +220,11 @@ class Container(containers.DeclarativeContainer):
     get_deployment_id = providers.Singleton(GetDeploymentId, deployments, writer, app_announcements)
 
     # use cases: the public lane
+    idempotency_retention = providers.Callable(
+        lambda s: timedelta(hours=s.idempotency_retention_hours), settings
+    )
     trigger_run = providers.Singleton(
-        TriggerRun,
-        writer,
-        clock,
-        world_writes,
-        providers.Callable(lambda s: timedelta(hours=s.idempotency_retention_hours), settings),
+        TriggerRun, writer, clock, world_writes, idempotency_retention
     )
     cancel_run = providers.Singleton(CancelRun, writer, clock, world_writes)
     resume_hook = providers.Singleton(ResumeHook, writer, clock, world_writes)
@@ -222,7 +234,28 @@ class Container(containers.DeclarativeContainer):
     activate_deployment = providers.Singleton(ActivateDeployment, writer, clock)
     get_deployment = providers.Singleton(GetDeployment, deployments)
     list_deployments = providers.Singleton(ListDeployments, deployments)
+    list_schedules = providers.Singleton(
+        ListSchedules, schedules, cron_calendar, clock, settings.provided.schedule_catch_up
+    )
+    pause_schedule = providers.Singleton(PauseSchedule, writer, clock)
+    trigger_schedule = providers.Singleton(
+        TriggerSchedule, writer, clock, ids, world_writes, idempotency_retention
+    )
+    run_schedules = providers.Singleton(
+        RunSchedules,
+        writer,
+        schedules,
+        cron_calendar,
+        clock,
+        world_writes,
+        settings.provided.schedule_catch_up,
+        providers.Callable(lambda s: timedelta(seconds=s.schedule_late_seconds), settings),
+        idempotency_retention,
+    )
     list_runs = providers.Singleton(ListRuns, world_reader)
+    app_values = providers.Singleton(
+        AppValues, deployments, run_keys, providers.Singleton(AesGcmPayloads)
+    )
     inspect_run = providers.Singleton(InspectRun, world_reader)
     run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
@@ -325,12 +358,16 @@ class Container(containers.DeclarativeContainer):
         cancel_run=cancel_run,
         resume_hook=resume_hook,
         list_runs=list_runs,
+        app_values=app_values,
         inspect_run=inspect_run,
         run_streams=run_streams,
         create_deployment=create_deployment,
         activate_deployment=activate_deployment,
         get_deployment=get_deployment,
         list_deployments=list_deployments,
+        list_schedules=list_schedules,
+        pause_schedule=pause_schedule,
+        trigger_schedule=trigger_schedule,
         receive_webhook=receive_webhook,
         metrics=metrics,
         metrics_access=providers.Callable(lambda s: s.metrics_access, settings),

@@ -51,6 +51,7 @@ class Runtime:
         self._listening_url = listening_url or (lambda: settings.internal_url)
         self._started_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._scheduler: asyncio.Task[None] | None = None
         self._detector: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
@@ -97,6 +98,8 @@ class Runtime:
                 await self.container.app_dispatcher().start()
                 self._housekeeping = asyncio.create_task(self._keep_house())
                 self._detector = asyncio.create_task(self._detect_stuck_runs())
+                if settings.schedule_poll_seconds > 0:
+                    self._scheduler = asyncio.create_task(self._schedule())
         except BaseException:
             await database.close()
             raise
@@ -150,15 +153,29 @@ class Runtime:
             except Exception:
                 log.warning("stuck-run detection failed; will retry", exc_info=True)
 
+    async def _schedule(self) -> None:
+        """Start the active deployment's scheduled runs as their slots come due (every
+        worker may: a slot's run starts once, see ``domain/schedules.py``)."""
+        run_schedules = self.container.run_schedules()
+        while True:
+            try:
+                for started in await run_schedules.execute():
+                    run = started.run
+                    extra = {"runId": run.run_id, "workflow": run.workflow_name}
+                    log.info("scheduled run started", extra=extra)
+            except Exception:
+                log.warning("the scheduler's pass failed; will retry", exc_info=True)
+            await asyncio.sleep(self.settings.schedule_poll_seconds)
+
     async def stop_executing(self) -> None:
         """Stop the engine (and its workflow processes); idempotent. The server calls it
         before it closes connections, so children do not hold them open."""
-        for task in (self._housekeeping, self._detector):
+        for task in (self._scheduler, self._housekeeping, self._detector):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._housekeeping = self._detector = None
+        self._housekeeping = self._scheduler = self._detector = None
         if self.execute:
             self.execute = False
             await self.container.app_dispatcher().stop()

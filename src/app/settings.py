@@ -17,6 +17,7 @@ import base64
 import binascii
 import difflib
 import functools
+import importlib.util
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -307,6 +308,11 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, "largest request body in bytes; larger ones get 413 payload_too_large",
         ge=1, le=1024**3,
     )  # fmt: skip
+    max_events_per_run: int = setting(
+        25_000, "most events a run may hold, announced to Workflow DevKit runtimes as maxEvents "
+        "on run lifecycle answers of events.create (the runtime fails a run that reaches it)",
+        ge=1, le=100_000_000,
+    )  # fmt: skip
     encryption: bool = setting(
         True, "derive per-run encryption keys (off: encryption-key answers null, plaintext)"
     )
@@ -331,6 +337,10 @@ class Settings(BaseSettings):
     log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
         setting("info", "least severe JSON log line written to stderr")
     )
+    event_loop: Annotated[Literal["auto", "asyncio", "uvloop"], BeforeValidator(_lower)] = (
+        setting("auto", "event loop of the server and its workflow processes: uvloop "
+                "(auto: when installed, a dependency on Linux and macOS) or asyncio's")
+    )  # fmt: skip
     on_webhook: WebhookCallback | None = setting(
         None, "async def (delivery: dict), called after an accepted webhook delivery is stored",
         python_only=True, expect="an async function",
@@ -384,6 +394,21 @@ class Settings(BaseSettings):
         20, "lost executors in a row (worker died, lease ran out) before a run fails",
         ge=1, le=10_000,
     )  # fmt: skip
+    schedule_catch_up: Annotated[Literal["skip", "one", "all"], BeforeValidator(_lower)] = (
+        setting("one", "schedules: what becomes of slots missed while no worker ran: skip "
+                "(none), one (the latest only) or all (each, oldest first); a schedule may "
+                "set its own")
+    )  # fmt: skip
+    schedule_late_seconds: float = setting(
+        60.0, "schedules: a slot not started within this many seconds of its time is missed "
+        "(and handled per schedule_catch_up)",
+        gt=0, le=86_400,
+    )  # fmt: skip
+    schedule_poll_seconds: float = setting(
+        1.0, "schedules: seconds between the scheduler's passes over the active deployment's "
+        "schedules (0 stops the scheduler of this worker)",
+        ge=0, le=3600,
+    )  # fmt: skip
 
     delivery_allow: HostPatterns = setting(
         (), "hosts that queue deliveries to WDK apps (kind wdk) may reach: comma-separated "
@@ -425,6 +450,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, name, value)  # frozen: set once, while validating
         if self.keyfile is not None and self.certfile is None:
             raise ValueError("keyfile is set but certfile is not: TLS needs a certificate")
+        if self.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("event_loop is uvloop but uvloop is not installed")
         return self
 
     # -- derived values -----------------------------------------------------------------------

@@ -30,6 +30,9 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 @dataclass(frozen=True, slots=True)
 class WorkflowSpec:
     name: str
+    schedule: str | None = None  # a cron expression: started on it while deployed and active
+    timezone: str | None = None
+    catch_up: str | None = None  # skip | one | all; None: the worker's setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +56,49 @@ current_dispatcher: ContextVar[StepDispatcher | None] = ContextVar(
 )
 
 
+CATCH_UP = ("skip", "one", "all")
+
+
 @overload
 def workflow(fn: F, /) -> F: ...
 @overload
-def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
-def workflow(fn: F | None = None, /, *, name: str | None = None) -> Any:
-    """Mark an ``async def`` as a workflow; its run input list is passed as arguments."""
+def workflow(
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    catch_up: str | None = None,
+) -> Callable[[F], F]: ...
+def workflow(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    catch_up: str | None = None,
+) -> Any:
+    """Mark an ``async def`` as a workflow; its run input list is passed as arguments.
+
+    ``schedule`` (a cron expression, five fields or six with leading seconds, read in
+    ``timezone``, UTC by default) starts it on that calendar while its deployment is the
+    active one, with one argument ``{"schedule": name, "scheduledAt": ISO time}``;
+    ``catch_up`` says what happens to slots missed while no worker ran (README,
+    "Schedules"). The expression is checked when the bundle is uploaded."""
 
     if name is not None and not name.strip():
         raise ValueError("a workflow name must not be empty")
+    if schedule is not None and (not isinstance(schedule, str) or not schedule.strip()):
+        raise ValueError("schedule must be a non-empty cron expression")
+    if schedule is None and (timezone is not None or catch_up is not None):
+        raise ValueError("timezone and catch_up need a schedule")
+    if catch_up is not None and catch_up not in CATCH_UP:
+        raise ValueError(f"catch_up must be one of {', '.join(CATCH_UP)}, not {catch_up!r}")
 
     def mark(target: F) -> F:
         _require_async(target, "@workflow")
-        setattr(target, WORKFLOW_ATTR, WorkflowSpec(name or target.__name__))
+        spec = WorkflowSpec(name or target.__name__, schedule, timezone, catch_up)
+        setattr(target, WORKFLOW_ATTR, spec)
         return target
 
     return mark(fn) if fn is not None else mark

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from compute_worker.domain import errors
+from compute_worker.domain.schedules import Schedule
 
 DeploymentKind = Literal["python", "graph", "wdk"]
 KINDS: tuple[str, ...] = ("python", "graph", "wdk")
@@ -26,6 +27,7 @@ ACTIVE = "active"  # a fixed word in routes, never an id
 class WorkflowInfo:
     name: str
     steps: tuple[str, ...] = ()
+    schedule: Schedule | None = None  # started on this calendar while the deployment is active
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,11 @@ class Deployment:
 
     def workflow(self, name: str) -> WorkflowInfo | None:
         return next((w for w in self.workflows if w.name == name), None)
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """The workflows it schedules, by name."""
+        return {w.name: w.schedule for w in self.workflows if w.schedule is not None}
 
 
 def clean_bundle_path(path: str) -> str:

@@ -62,6 +62,10 @@ class NoActiveDeployment(NotFound):
     code = "no_active_deployment"
 
 
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
 class EntityConflict(DomainError):
     code = "entity_conflict"
     kind = "EntityConflictError"
@@ -92,6 +96,13 @@ class Throttled(DomainError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, {"retryAfter": retry_after})
         self.retry_after = retry_after
+
+
+class PreconditionFailed(DomainError):
+    """The caller's view of the run is stale (``stateUpdatedAt``): reload and retry."""
+
+    code = "precondition_failed"
+    kind = "PreconditionFailedError"
 
 
 class RunNotSupported(DomainError):

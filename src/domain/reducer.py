@@ -18,6 +18,7 @@ from compute_worker.domain import errors, ids
 from compute_worker.domain.validation import check_request_shape, parse_date
 from compute_worker.domain.world import (
     CURRENT_SPEC_VERSION,
+    CreateParams,
     Event,
     EventRequest,
     EventType,
@@ -32,6 +33,10 @@ _T = TypeVar("_T")
 
 _STEP_FINISH_CHECKS_RUN = frozenset({EventType.STEP_STARTED, EventType.STEP_FAILED})
 _RUN_ENDINGS = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED})
+# Events that may come from outside a replay: written without ``stateUpdatedAt``, they
+# move the run's marker, which a replay's ``stateUpdatedAt`` must not be older than.
+_OUT_OF_BAND = frozenset({EventType.HOOK_RECEIVED, EventType.STEP_COMPLETED})
+NO_PARAMS = CreateParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,7 @@ class EventDraft:
     spec_version: int
     correlation_id: str | None = None
     event_data: dict[str, Any] | None = None
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +84,47 @@ class Transition:
     answer_with_event: bool = True
 
 
-def decide(request: EventRequest, run_id: str, state: Snapshot, now: datetime) -> Transition:
+def decide(
+    request: EventRequest,
+    run_id: str,
+    state: Snapshot,
+    now: datetime,
+    params: CreateParams = NO_PARAMS,
+) -> Transition:
     """Validate ``request`` for ``run_id`` against ``state`` and return the transition."""
+    transition = _decide(request, run_id, state, now, params)
+    if params.occurred_at is not None and transition.events:
+        last = replace(transition.events[-1], occurred_at=params.occurred_at)
+        transition = replace(transition, events=(*transition.events[:-1], last))
+    run = transition.run or state.run
+    if (
+        request.event_type in _OUT_OF_BAND
+        and params.state_updated_at is None
+        and transition.events
+        and run is not None
+        and not run.is_terminal  # an ended run has no replay left to guard
+    ):
+        transition = replace(transition, run=replace(run, state_marker_ms=_ms(now)))
+    return transition
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _check_fresh(run: Run, params: CreateParams) -> None:
+    seen, marker = params.state_updated_at, run.state_marker_ms
+    if seen is not None and marker is not None and seen < marker:
+        raise errors.PreconditionFailed(
+            f'Workflow run "{run.run_id}" has an event newer than stateUpdatedAt {seen} '
+            f"(at {marker}); reload its events and retry",
+            {"runId": run.run_id, "stateUpdatedAt": seen, "latestExternalEventAt": marker},
+        )
+
+
+def _decide(
+    request: EventRequest, run_id: str, state: Snapshot, now: datetime, params: CreateParams
+) -> Transition:
     check_request_shape(request)
     spec = request.spec_version if request.spec_version is not None else CURRENT_SPEC_VERSION
     kind = request.event_type
@@ -95,6 +140,7 @@ def decide(request: EventRequest, run_id: str, state: Snapshot, now: datetime) -
         raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
     if not synthetic:
         _check_spec_version(run.spec_version)
+        _check_fresh(run, params)
 
     if run.is_terminal:
         early = _terminal_run_guard(kind, run, spec)
@@ -505,6 +551,7 @@ def materialize(drafts: tuple[EventDraft, ...], run_id: str, event_ids: list[str
                 event_data=data,
                 spec_version=draft.spec_version,
                 created_at=ids.ulid_datetime(event_id),
+                occurred_at=draft.occurred_at,
             )
         )
     return events

@@ -121,8 +121,9 @@ def check_length(value: str | None, limit: int, field: str) -> None:
         raise errors.InvalidRequest(f"{field} is longer than {limit} characters", {"field": field})
 
 
-def parse_date(value: Any, name: str) -> datetime:
-    """Dates arrive as ISO-8601 strings or epoch milliseconds (zod ``coerce.date``)."""
+def parse_date(value: Any, name: str, where: str | None = None) -> datetime:
+    """Dates arrive as ISO-8601 strings or epoch milliseconds (zod ``coerce.date``);
+    ``where`` is the field's path for errors (default: ``data.eventData.<name>``)."""
     try:
         if isinstance(value, datetime):
             parsed = value
@@ -133,8 +134,9 @@ def parse_date(value: Any, name: str) -> datetime:
         else:
             raise TypeError(name)
     except (TypeError, ValueError, OverflowError, OSError):
+        field = where or f"data.eventData.{name}"
         raise errors.InvalidRequest(
-            f"eventData.{name} must be an ISO-8601 date or epoch milliseconds",
-            {"field": f"data.eventData.{name}"},
+            f"{field.removeprefix('data.')} must be an ISO-8601 date or epoch milliseconds",
+            {"field": field},
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -82,6 +82,9 @@ class Run:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     expired_at: datetime | None = None
+    # bookkeeping of the store, not part of the World's run (never on the wire): the ULID
+    # time (epoch ms) of the latest event written from outside a replay (``stateUpdatedAt``)
+    state_marker_ms: int | None = field(default=None, compare=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -153,6 +156,7 @@ class Event:
     correlation_id: str | None = None
     event_data: dict[str, Any] | None = None
     spec_version: int | None = CURRENT_SPEC_VERSION
+    occurred_at: datetime | None = None  # when the client says it happened (``createdAt``: stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,17 @@ class EventRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateParams:
+    """``events.create``'s ``params`` besides ``resolveData`` (world.md D13)."""
+
+    # epoch ms of the latest event the caller's replay loaded: refused (412) when an event
+    # from outside a replay was written after it
+    state_updated_at: int | None = None
+    occurred_at: datetime | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventResult:
     event: Event | None = None
     run: Run | None = None
@@ -173,6 +188,10 @@ class EventResult:
     hook: Hook | None = None
     wait: Wait | None = None
     events: tuple[Event, ...] | None = None
+    # with ``events``: the events.list cursor past the last of them, and whether more follow
+    cursor: str | None = None
+    has_more: bool | None = None
+    max_events: int | None = None  # on run lifecycle answers: the most events a run may hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,17 +20,20 @@ from compute_worker.domain import errors, ids
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, Verdict
 from compute_worker.domain.ids import IdFactory
+from compute_worker.domain.pagination import Position, encode_cursor
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
-from compute_worker.domain.reducer import Snapshot, Transition, decide, materialize
+from compute_worker.domain.reducer import NO_PARAMS, Snapshot, Transition, decide, materialize
 from compute_worker.domain.wdk import WDK_SPEC_VERSION, payload_bytes
 from compute_worker.domain.world import (
     QUEUE_NAME,
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WAKING_EVENTS,
+    CreateParams,
+    Event,
     EventRequest,
     EventResult,
     EventType,
@@ -72,14 +75,20 @@ class WorldWrites:
 
     # -- events -------------------------------------------------------------------------
 
-    def append(self, tx: Transaction, run_id: str, request: EventRequest) -> EventResult:
+    def append(
+        self,
+        tx: Transaction,
+        run_id: str,
+        request: EventRequest,
+        params: CreateParams = NO_PARAMS,
+    ) -> EventResult:
         """Decide ``request`` against the run's state and write the event with every
         entity it changes."""
         for _ in range(_MAX_DECISIONS):
             snapshot = _load_snapshot(tx, run_id, request)
             first_id = self._ids.new(ids.EVENT, floor=tx.last_event_id(run_id))
             now = ids.ulid_datetime(first_id)
-            transition = decide(request, run_id, snapshot, now)
+            transition = decide(request, run_id, snapshot, now, params)
             if _claim_new_rows(tx, transition, request):
                 break
         else:
@@ -97,13 +106,16 @@ class WorldWrites:
         if events:
             step = transition.step
             tx.after_commit(lambda: self._observer.events_committed(changed, step, events))
+        log = tuple(tx.run_events(run_id)) if transition.answer_with_log else None
         return EventResult(
             event=events[-1] if events and transition.answer_with_event else None,
             run=transition.answer_run,
             step=transition.answer_step,
             hook=transition.answer_hook,
             wait=transition.answer_wait,
-            events=tuple(tx.run_events(run_id)) if transition.answer_with_log else None,
+            events=log,
+            cursor=None if not log else _cursor_after(log[-1]),
+            has_more=None if log is None else False,
         )
 
     # -- the queue ----------------------------------------------------------------------
@@ -268,6 +280,12 @@ class WorldWrites:
             data = {"error": error, "errorCode": RUNTIME_ERROR}
             self.append(tx, run_id, EventRequest(EventType.RUN_FAILED, None, None, data))
         return verdict.give_up
+
+
+def _cursor_after(event: Event) -> str:
+    """The ``events.list`` cursor that resumes after ``event``."""
+    created_ms = int(event.created_at.timestamp() * 1000)
+    return encode_cursor(Position(created_ms, event.event_id))
 
 
 def _load_snapshot(tx: Transaction, run_id: str, request: EventRequest) -> Snapshot:

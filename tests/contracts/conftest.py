@@ -36,6 +36,7 @@ from compute_worker.domain.ports.streams import StreamReader
 from compute_worker.domain.ports.stuck import StuckRunStore
 from compute_worker.domain.ports.transactions import UnitOfWork
 from compute_worker.domain.ports.world import WorldReader
+from compute_worker.domain.reducer import NO_PARAMS
 from compute_worker.domain.stream_tail import StreamTail
 from compute_worker.domain.use_cases.get_encryption_key import GetDeploymentId, GetEncryptionKey
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
@@ -43,7 +44,13 @@ from compute_worker.domain.use_cases.publish_message import PublishMessage
 from compute_worker.domain.use_cases.query_world import QueryWorld
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.wdk import AppAnnouncements
-from compute_worker.domain.world import EventRequest, EventResult, EventType, ResolveData
+from compute_worker.domain.world import (
+    CreateParams,
+    EventRequest,
+    EventResult,
+    EventType,
+    ResolveData,
+)
 from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import (
     FakeDeployments,
@@ -98,9 +105,10 @@ class World:
         data: dict[str, Any] | None = None,
         spec_version: int | None = None,
         resolve: ResolveData = "all",
+        params: CreateParams = NO_PARAMS,
     ) -> EventResult:
         request = EventRequest(event_type, correlation_id, spec_version, data)
-        return await self.events.execute(CreateEvent(run_id, request, resolve))
+        return await self.events.execute(CreateEvent(run_id, request, resolve, params))
 
 
 def _build(

@@ -13,10 +13,12 @@ import pytest
 from compute_worker.adapters.http.wire import hook_wire, run_wire, step_wire
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
 from compute_worker.domain import errors, ids
+from compute_worker.domain.pagination import decode_cursor
 from compute_worker.domain.use_cases.get_encryption_key import GetEncryptionKey
+from compute_worker.domain.use_cases.proxy_world_event import DEFAULT_MAX_EVENTS
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
-from compute_worker.domain.world import EventType, StructuredError
+from compute_worker.domain.world import CreateParams, EventType, StructuredError
 from tests.contracts.conftest import World
 
 PAYLOAD = b"devl\x00\x01\xfe\xff"
@@ -658,6 +660,98 @@ async def test_events_without_data_strip_only_the_payload(world: World) -> None:
     assert [e.event_data for e in found.data] == [{"stepName": STEP_NAME}]
     events = await world.query.list_events(run_id, Paging(), "none")
     assert events.data[0].event_data == {"deploymentId": "dpl_test", "workflowName": WORKFLOW}
+
+
+# -- events.create params (@workflow/world 4.5, D13) ---------------------------------------
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def test_state_updated_at_older_than_an_out_of_band_event_is_refused(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    hook_id, _ = await new_hook(world, run_id)
+    replayed = _ms((await world.query.list_events(run_id, Paging(), "all")).data[-1].created_at)
+    await world.pass_time(0.01)
+    received = await world.create(run_id, E.HOOK_RECEIVED, hook_id, {"payload": PAYLOAD})
+    assert received.event is not None
+    marker = _ms(received.event.created_at)
+    assert marker > replayed
+    stale = CreateParams(state_updated_at=replayed)
+    before = await log_types(world, run_id)
+    step_data = {"stepName": STEP_NAME, "input": PAYLOAD}
+    with pytest.raises(errors.PreconditionFailed) as refused:
+        await world.create(run_id, E.STEP_CREATED, world.ids.new(ids.STEP), step_data, params=stale)
+    assert refused.value.details == {
+        "runId": run_id, "stateUpdatedAt": replayed, "latestExternalEventAt": marker
+    }  # fmt: skip
+    assert await log_types(world, run_id) == before  # nothing written
+    # equal passes (an up-to-date replay is never refused), and so does a newer one
+    for seen in (marker, marker + 5000):
+        fresh = CreateParams(state_updated_at=seen)
+        created = await world.create(
+            run_id, E.STEP_CREATED, world.ids.new(ids.STEP), step_data, params=fresh
+        )
+        assert created.step is not None
+    # without stateUpdatedAt there is no guard
+    assert (await world.create(run_id, E.STEP_CREATED, world.ids.new(ids.STEP), step_data)).step
+
+
+async def test_only_events_written_outside_a_replay_move_the_marker(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    first = await new_step(world, run_id, started=True)
+    second = await new_step(world, run_id, started=True)
+    loaded = _ms((await world.query.list_events(run_id, Paging(), "all")).data[-1].created_at)
+    await world.pass_time(0.01)
+    # a replay's own step_completed (with stateUpdatedAt) does not move the marker ...
+    replay = CreateParams(state_updated_at=loaded)
+    await world.create(run_id, E.STEP_COMPLETED, first, {"result": PAYLOAD}, params=replay)
+    await world.create(run_id, E.STEP_STARTED, await new_step(world, run_id), params=replay)
+    # ... a step_completed from outside does
+    await world.pass_time(0.01)
+    await world.create(run_id, E.STEP_COMPLETED, second, {"result": PAYLOAD})
+    with pytest.raises(errors.PreconditionFailed):
+        await world.create(run_id, E.WAIT_CREATED, world.ids.new(ids.WAIT),
+                           {"resumeAt": iso(world.now())}, params=replay)  # fmt: skip
+    async with world.reopen() as reopened:  # the marker is stored with the run
+        with pytest.raises(errors.PreconditionFailed):
+            await reopened.create(run_id, E.RUN_COMPLETED, data={"output": PAYLOAD}, params=replay)
+
+
+async def test_occurred_at_is_kept_on_the_event(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    occurred = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    data = {"stepName": STEP_NAME, "input": PAYLOAD}
+    params = CreateParams(occurred_at=occurred)
+    created = await world.create(
+        run_id, E.STEP_CREATED, world.ids.new(ids.STEP), data, params=params
+    )
+    assert created.event is not None and created.event.occurred_at == occurred
+    assert created.event.created_at != occurred
+    listed = (await world.query.list_events(run_id, Paging(), "all")).data
+    assert [e.occurred_at for e in listed] == [None, None, occurred]
+    assert (
+        await world.query.get_event(run_id, listed[-1].event_id, "none")
+    ).occurred_at == occurred
+
+
+async def test_run_started_answers_the_log_with_its_cursor(world: World) -> None:
+    created = await world.create(None, E.RUN_CREATED, data=run_data())
+    assert created.run is not None and created.max_events == DEFAULT_MAX_EVENTS
+    assert created.cursor is None and created.has_more is None
+    run_id = created.run.run_id
+    started = await world.create(run_id, E.RUN_STARTED)
+    assert started.events is not None and started.has_more is False
+    assert started.max_events == DEFAULT_MAX_EVENTS
+    assert started.cursor is not None
+    assert decode_cursor(started.cursor).item_id == started.events[-1].event_id
+    await new_step(world, run_id)
+    after = await world.query.list_events(run_id, Paging(cursor=started.cursor), "all")
+    assert [e.event_type for e in after.data] == [E.STEP_CREATED]
+    step = await world.create(run_id, E.STEP_CREATED, world.ids.new(ids.STEP),
+                              {"stepName": STEP_NAME, "input": PAYLOAD})  # fmt: skip
+    assert step.max_events is None and step.cursor is None  # not a run lifecycle answer
 
 
 async def test_event_ids_increase_in_creation_order(world: World) -> None:

@@ -5,7 +5,9 @@ Blocks of the README marked ``<!-- readme-test: NAME -->`` (a shell block) or
 test follows the README whenever it changes. A shell block runs line by line in bash,
 in the user's working directory, with the variables earlier lines set; the README's
 placeholders (``<runId>``, ``<deploymentId>``) take the last value of that field in
-an earlier command's JSON answer, and ``localhost:8080`` is the test server's port.
+an earlier command's JSON answer (or the last ``wrun_…`` / ``dpl_…`` id a command
+printed), ``export NAME=value`` lines set a variable for the lines after them, and
+``localhost:8080`` is the test server's port.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 _MARK = re.compile(r"<!-- readme-test: (?P<what>[^>]+?) -->\n+```[a-z]*\n(?P<body>.*?)```", re.S)
-_ASSIGNMENT = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*)=(?P<value>.+)$")
+_ASSIGNMENT = re.compile(r"^(?:export )?(?P<name>[A-Z_][A-Z0-9_]*)=(?P<value>.+?)(?:\s+#.*)?$")
+_PRINTED_IDS = {"runId": re.compile(r"\bwrun_[0-9A-Z]{26}\b"),
+                "deploymentId": re.compile(r"\bdpl_[0-9A-Z]{26}\b")}  # fmt: skip
 _PLACEHOLDER = re.compile(r"<(?P<field>[a-zA-Z]+)>")
 
 
@@ -71,6 +75,31 @@ class Shell:
         self._learn(done.stdout)
         return done.stdout
 
+    def start(self, line: str) -> subprocess.Popen[str]:
+        """Start a command that runs until something else happens (a live watch), as a
+        user would in a second terminal; ``finish`` waits for it."""
+        line = self._substitute(line)
+        process = subprocess.Popen(
+            ["bash", "-o", "pipefail", "-c", line], cwd=self.cwd, env={**os.environ, **self.env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.transcript.append((line, -1, "(started)"))
+        return process
+
+    def finish(self, process: subprocess.Popen[str], timeout: float = 60) -> str:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            raise AssertionError(f"README command still running after {timeout} s:\n"
+                                 f"{stdout}{stderr}") from None  # fmt: skip
+        if process.returncode != 0:
+            raise AssertionError(f"README command failed ({process.returncode}):\n"
+                                 f"{stdout}{stderr}")  # fmt: skip
+        self._learn(stdout)
+        return stdout
+
     def _substitute(self, line: str) -> str:
         line = line.replace("localhost:8080", f"127.0.0.1:{self.port}")
         line = line.replace("127.0.0.1:8080", f"127.0.0.1:{self.port}")
@@ -82,6 +111,10 @@ class Shell:
         return _PLACEHOLDER.sub(value, line)
 
     def _learn(self, output: str) -> None:
+        for name, pattern in _PRINTED_IDS.items():
+            printed = pattern.findall(output)
+            if printed:
+                self.seen[name] = printed[-1]
         for text in output.splitlines() or [output]:
             try:
                 answer = json.loads(text)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import re
 import socket
 import time
@@ -18,7 +20,9 @@ import pytest
 from .conftest import Backend
 from .public_fixtures import (
     ADMIN_KEY,
+    CLI,
     ONLY_KEYS,
+    SECOND_KEY,
     CliResult,
     PublicServer,
     PublicServers,
@@ -27,6 +31,8 @@ from .public_fixtures import (
 )
 
 FLOWS = """\
+import asyncio
+
 from compute_worker import RetryableError, create_hook, get_writable, run_metadata, sleep
 from compute_worker import step, workflow
 
@@ -66,6 +72,16 @@ async def waits(token):
     return await create_hook(token=token)
 
 
+@step(max_retries=1000, timeout=0.2)
+async def hangs():
+    await asyncio.sleep(60)
+
+
+@workflow
+async def keeps_timing_out():
+    return await hangs()
+
+
 @workflow
 async def journey(x):
     doubled = await flaky(x)
@@ -75,6 +91,7 @@ async def journey(x):
     return {"doubled": doubled, "approval": approval}
 """
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BAD_GRAPH = {
     "name": "broken",
     "nodes": [
@@ -221,6 +238,24 @@ async def test_deploy_lists_every_problem_of_a_refused_bundle(cw: Cli, tmp_path:
     assert "not_installed_anywhere" in refused.stderr
 
 
+async def test_a_graph_bundle_deploys_and_runs_to_its_hook(cw: Cli, tmp_path: Path) -> None:
+    graph = tmp_path / "graph"
+    graph.mkdir()
+    (graph / "workflow.json").write_text((EXAMPLES / "graphs" / "approval.json").read_text())
+    deployed = await cw.ok("deploy", str(graph), "--kind", "graph", "--activate")
+    assert "kind graph" in deployed.stdout and "workflow approval" in deployed.stdout
+
+    follow = asyncio.create_task(cw("run", "approval", "req-7", "200", "--follow"))
+    while (await cw("hooks", "resume", "approval:req-7", "--payload", '{"approved": true, '
+                    '"by": "ops"}')).returncode != 0:  # fmt: skip
+        assert not follow.done(), follow.result()
+        await asyncio.sleep(0.2)
+    followed = await follow
+    assert followed.returncode == 0, followed
+    assert "token approval:req-7" in followed.stdout
+    assert '"decision": "granted"' in followed.stdout
+
+
 async def test_deploy_bad_paths_are_usage_errors(cw: Cli, tmp_path: Path) -> None:
     missing = await cw.fails(2, "deploy", str(tmp_path / "nowhere"))
     assert "does not exist" in missing.stderr
@@ -265,6 +300,8 @@ async def test_run_without_wait_prints_the_new_run_and_keys_replay(
     assert f"compute-worker runs watch {run_id}" in started.stdout
     again = await cw.json("run", "adder", "1", "1", "--idempotency-key", "k-1")
     assert again["runId"] == run_id
+    replayed = await cw.ok("run", "adder", "1", "1", "--idempotency-key", "k-1")
+    assert f"started {run_id}" in replayed.stdout and "earlier trigger" in replayed.stdout
     other = await cw.fails(1, "run", "adder", "1", "2", "--idempotency-key", "k-1")
     assert "idempotency_conflict" in other.stderr
 
@@ -371,6 +408,27 @@ async def test_runs_list_filters_and_shows_a_table(cw: Cli, deployed: dict[str, 
     assert "not an ISO-8601 time: 'yesterday'" in bad.stderr
 
 
+async def test_runs_list_stuck_shows_why(servers: PublicServers, home: Path, flows: Path) -> None:
+    server = await servers.start(worldcompute="local", stuck_after_seconds=1.0)
+    cw = Cli(server, home)
+    await cw.ok("deploy", str(flows), "--activate")
+    stuck = await cw.json("run", "keeps_timing_out")
+    fine = await cw.json("run", "waits", "t-fine")
+    deadline = time.monotonic() + 30
+    while not (await cw.ok("runs", "list", "--stuck", "--json")).json_lines():
+        assert time.monotonic() < deadline, "the run was never found stuck"
+        await asyncio.sleep(0.3)
+    listed = _table((await cw.ok("runs", "list", "--stuck")).stdout)
+    assert [row[:4] for row in listed[1:]] == [
+        [stuck["runId"], "keeps_timing_out", "running", "(stuck:"]
+    ]
+    assert listed[1][4] == "step_retrying)"
+    shown = await cw.ok("runs", "get", stuck["runId"])
+    assert re.search(r"stuck\s+step_retrying since .*hangs", shown.stdout), shown.stdout
+    others = (await cw.ok("runs", "list", "--not-stuck", "--json")).json_lines()
+    assert [run["runId"] for run in others] == [fine["runId"]]
+
+
 async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -> None:
     run = await cw.json("run", "adder", "5", "6", "--wait")
     steps = _table((await cw.ok("runs", "steps", run["runId"])).stdout)
@@ -461,6 +519,18 @@ async def _first_run_waiting_on(server: PublicServer, token: str, within: float 
     raise AssertionError(f"no run waits on {token!r} after {within} s")
 
 
+async def test_a_watcher_whose_key_may_not_resume_sees_no_token(
+    cw: Cli, deployed: dict[str, Any], api_server: PublicServer, home: Path
+) -> None:
+    reader = Cli(api_server, home, key=SECOND_KEY)  # trigger:write and runs:read only
+    late = await reader.fails(1, "run", "waits", "secret-token-1", "--follow", "--timeout", "3")
+    assert re.search(r"waiting on hook hook_\w+\n", late.stdout), late.stdout
+    assert "secret-token-1" not in late.stdout and "hooks resume" not in late.stdout
+    run_id = re.findall(r"started (wrun_\w+)", late.stdout)[0]
+    watched = await cw.fails(1, "runs", "watch", run_id, "--timeout", "1")  # a runs:write key
+    assert "token secret-token-1" in watched.stdout
+
+
 async def test_hooks_resume_of_an_unknown_token_exits_1(cw: Cli, deployed: dict[str, Any]) -> None:
     unknown = await cw.fails(1, "hooks", "resume", "nobody-holds-this", "--payload", "1")
     assert "hook_not_found" in unknown.stderr
@@ -507,3 +577,36 @@ async def test_flags_beat_the_environment_and_profiles_fill_in(
     other.write_text('[default]\nurl = "x"\npassword = "y"\n')
     wrong = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_CONFIG": str(other)})
     assert wrong.returncode == 2 and "expected a table of the strings" in wrong.stderr
+
+
+async def test_deploy_shows_a_progress_bar_on_a_terminal(cw: Cli, flows: Path) -> None:
+    """stderr a terminal (a pseudo-terminal here): the upload's progress bar is drawn."""
+    (flows / "data.bin").write_bytes(os.urandom(300_000))  # a few pieces of 64 KiB
+    leader, follower = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            CLI, "deploy", str(flows), env={**cw.env, "TERM": "xterm"},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=follower,
+        )  # fmt: skip
+        os.close(follower)
+        drawn = bytearray()
+        reading = asyncio.get_running_loop().run_in_executor(None, _read_all, leader, drawn)
+        stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+        await asyncio.wait_for(reading, 10)
+    finally:
+        os.close(leader)
+    assert process.returncode == 0, (stdout, drawn)
+    text = drawn.decode(errors="replace")
+    assert "uploading flows" in text and re.search(r"(\d+\.\d)/\1 kB", text), text  # all sent
+    assert re.search(rb"deployed dpl_\w+", stdout), stdout
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            piece = os.read(fd, 4096)
+        except OSError:  # the other side closed (EIO)
+            return
+        if not piece:
+            return
+        into.extend(piece)

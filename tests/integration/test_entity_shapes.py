@@ -58,6 +58,7 @@ RUN = Run(
     started_at=at(1),
     completed_at=at(8),
     expired_at=at(10),
+    state_marker_ms=1_795_000_000_000,  # the store's own; never on the wire (compare=False)
 )
 STEP = Step(
     run_id=RUN.run_id,
@@ -83,6 +84,7 @@ EVENT = Event(
     correlation_id=STEP.step_id,
     event_data={"result": {"charged": True}},
     spec_version=3,
+    occurred_at=at(3.5),
 )
 HOOK = Hook(
     run_id=RUN.run_id,
@@ -154,6 +156,9 @@ async def test_rows_read_back_what_was_written(database: AsyncEngine) -> None:
         async with database.connect() as conn:
             (row,) = (await conn.execute(select(table))).all()
         assert read(row) == entity, table.name
+        assert getattr(read(row), "state_marker_ms", None) == getattr(
+            entity, "state_marker_ms", None
+        )
 
 
 # -- the wire, the child's decoder and the OpenAPI schemas -----------------------------------
@@ -187,7 +192,10 @@ def test_the_child_decodes_every_field_the_wire_writes() -> None:
     assert http_world._run(over_the_wire(wire.run_wire(RUN))) == RUN
     assert http_world._step(over_the_wire(wire.step_wire(STEP))) == STEP
     assert http_world._event(over_the_wire(wire.event_wire(EVENT))) == EVENT
-    result = EventResult(event=EVENT, run=RUN, step=STEP, events=(EVENT, EVENT))
+    result = EventResult(
+        event=EVENT, run=RUN, step=STEP, events=(EVENT, EVENT), cursor="c", has_more=False,
+        max_events=25_000,
+    )  # fmt: skip
     assert http_world._result(over_the_wire(wire.event_result_wire(result))) == result
 
 
@@ -197,8 +205,9 @@ def test_the_world_lane_shapes_are_the_documented_ones() -> None:
     check("Event", wire.event_wire(EVENT))
     check("Hook", wire.hook_wire(HOOK))
     check("Wait", wire.wait_wire(WAIT))
-    result = EventResult(EVENT, RUN, STEP, HOOK, WAIT, (EVENT,))
+    result = EventResult(EVENT, RUN, STEP, HOOK, WAIT, (EVENT,), "c", True, 25_000)
     check("EventResult", wire.event_result_wire(result))
+    assert "stateMarkerMs" not in wire.run_wire(RUN) and "state_marker_ms" not in wire.run_wire(RUN)
 
 
 def test_the_public_lane_shapes_are_the_documented_ones() -> None:

@@ -99,6 +99,11 @@ PUBLIC_ROUTES = {
     ("GET", "/v1/deployments"),
     ("GET", "/v1/deployments/{}"),
     ("POST", "/v1/deployments/{}/activate"),
+    ("GET", "/v1/schedules"),
+    ("GET", "/v1/schedules/{}"),
+    ("POST", "/v1/schedules/{}/pause"),
+    ("POST", "/v1/schedules/{}/resume"),
+    ("POST", "/v1/schedules/{}/trigger"),
     ("POST", "/v1/webhooks/{}"),
 }
 WORLD_ROUTES = {

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from .engine_fixtures import CLI, read_lines
-from .readme import Shell, blocks
+from .readme import Shell, blocks, commands
 
 
 @pytest.fixture
@@ -36,6 +36,9 @@ def newcomer(tmp_path: Path) -> Iterator[Shell]:
     try:
         url = _listening(server, out, err)
         shell = Shell(home, int(url.rsplit(":", 1)[1]))
+        # as a user who activated the venv, with no profile of their own
+        shell.env["PATH"] = f"{CLI.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        shell.env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
         yield shell
     finally:
         server.send_signal(signal.SIGTERM)
@@ -83,48 +86,85 @@ def _answer(output: str) -> dict[str, Any]:
 
 
 def test_the_quickstart_runs_the_demo_to_completion(newcomer: Shell) -> None:
-    first, triggered, fetched = newcomer.run_block(blocks()["quickstart"])
-    assert len(first) >= 43  # the dev key
-    run = _answer(triggered)
-    assert run["status"] == "pending" and run["workflowName"] == "hello", run
-    assert _answer(fetched)["runId"] == run["runId"]
+    _url, key, followed, logged = newcomer.run_block(blocks()["quickstart"])
+    assert len(key) >= 43  # the dev key
+    run_id = newcomer.seen["runId"]
+    for shown in (
+        f"started {run_id} hello",
+        "step greet attempt 1 started",
+        "sleeping until",
+        "woke up",
+        "step shout completed",
+        f"run {run_id} completed",
+        '"HELLO, YOU!"',
+    ):
+        assert shown in followed, (shown, followed)  # fmt: skip
+    assert logged == "HELLO, YOU! "
     with _api(newcomer) as api:
-        done = _wait(api, run["runId"], {"completed", "failed", "cancelled"})
-        assert done["status"] == "completed", done
-        assert done["output"] == "HELLO, YOU!"
-        streams = api.get("/v1/world/streams/list", params={"runId": run["runId"]}).json()
-        (name,) = streams["streams"]
-        read = api.get("/v1/world/streams/read", params={"name": name})  # ends: closed
-        assert read.content == b"HELLO, YOU! "
+        done = api.get(f"/v1/runs/{run_id}").json()
+        assert (done["status"], done["output"]) == ("completed", "HELLO, YOU!"), done
     data = newcomer.cwd / "data"
     assert (data / "compute-worker.db").is_file()
     assert any((data / "artifacts").rglob("*.bundle"))
 
 
-def test_the_tutorial_deploys_triggers_resumes_and_cancels(newcomer: Shell) -> None:
+def _hook_appears(api: httpx.Client, run_id: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not api.get(f"/v1/runs/{run_id}/hooks").json()["data"]:
+        assert time.monotonic() < deadline, f"run {run_id}'s hook never appeared"
+        time.sleep(0.2)
+
+
+def test_the_tutorial_deploys_triggers_watches_resumes_and_cancels(newcomer: Shell) -> None:
     readme = blocks()
-    (newcomer.cwd / "workflows.py").write_text(readme["file workflows.py"])
-    newcomer.run("KEY=$(cat data/dev-api-key)")
-    created, activated = newcomer.run_block(readme["tutorial-deploy"])
-    assert _answer(created)["workflows"][0]["name"] == "checkout", created
-    assert _answer(activated)["active"] is True, activated
+    (newcomer.cwd / "shop").mkdir()
+    (newcomer.cwd / "shop" / "workflows.py").write_text(readme["file shop/workflows.py"])
+    *_, deployed = newcomer.run_block(readme["tutorial-deploy"])
+    assert "workflow checkout" in deployed and "(active)" in deployed, deployed
 
     (triggered,) = newcomer.run_block(readme["tutorial-trigger"])
-    run = _answer(triggered)
-    assert run["workflowName"] == "checkout", run
+    run_id = newcomer.seen["runId"]
+    assert f"started {run_id} checkout" in triggered, triggered
+    (watch_line,) = commands(readme["tutorial-watch"])
+    watch = newcomer.start(watch_line)
     with _api(newcomer) as api:
-        deadline = time.monotonic() + 60
-        while not api.post("/v1/world/hooks/list", json={"runId": run["runId"]}).json()["data"]:
-            assert time.monotonic() < deadline, "the tutorial's hook never appeared"
-            time.sleep(0.2)
+        _hook_appears(api, run_id)
         (resumed,) = newcomer.run_block(readme["tutorial-resume"])
-        assert _answer(resumed)["runId"] == run["runId"], resumed
-        done = _wait(api, run["runId"], {"completed", "failed"})
-        assert done["status"] == "completed", done
-        assert done["output"]["decision"] == {"approved": True}
+        assert f"resumed {run_id}" in resumed, resumed
+        watched = newcomer.finish(watch)
+        for shown in (
+            "step charge attempt 1 started",
+            "sleeping until",
+            "token approve:order-42",
+            "step notify completed",
+            f"run {run_id} completed",
+            '"approved": true',
+        ):
+            assert shown in watched, (shown, watched)  # fmt: skip
+        done = api.get(f"/v1/runs/{run_id}").json()
+        assert done["output"]["decision"] == {"approved": True}, done
         assert done["output"]["receipt"]["order"] == "order-42"
 
+        steps, logged, listed = newcomer.run_block(readme["tutorial-inspect"])
+        assert steps.count("completed") == 3, steps  # charge, notify, notify
+        assert sorted(logged.splitlines()) == ["notified a", "notified b"], logged
+        assert run_id in listed and "completed" in listed, listed
+
         other, cancelled = newcomer.run_block(readme["tutorial-cancel"])
-        assert _answer(cancelled)["status"] == "cancelled", cancelled
-        assert _answer(cancelled)["runId"] == _answer(other)["runId"]
-        assert api.get(f"/v1/runs/{_answer(other)['runId']}").json()["status"] == "cancelled"
+        other_id = newcomer.seen["runId"]
+        assert other_id != run_id and f"started {other_id} checkout" in other, other
+        assert f"cancelled {other_id}" in cancelled, cancelled
+        assert api.get(f"/v1/runs/{other_id}").json()["status"] == "cancelled"
+
+
+def test_the_tutorial_client_script_does_the_same_from_python(newcomer: Shell) -> None:
+    readme = blocks()
+    (newcomer.cwd / "shop").mkdir()
+    (newcomer.cwd / "shop" / "workflows.py").write_text(readme["file shop/workflows.py"])
+    (newcomer.cwd / "tutorial_client.py").write_text(readme["file tutorial_client.py"])
+    newcomer.run_block(readme["tutorial-deploy"])  # its exports, and the deployment
+    (printed,) = newcomer.run_block(readme["tutorial-client"])
+    steps, output, *log = printed.splitlines()
+    assert steps == "[('charge', 'completed')]", printed
+    assert "'decision': {'approved': True}" in output and "'order-44'" in output, printed
+    assert sorted(line for line in log if line) == ["notified a", "notified b"], printed

@@ -122,6 +122,15 @@ async def test_run_started_returns_the_whole_log(client: httpx.AsyncClient) -> N
     ids = [event["eventId"] for event in body["events"]]
     assert ids == sorted(ids) and len(set(ids)) == 2
     assert _types(await run_events(client, run_id)) == ["run_created", "run_started"]
+    # the events.list cursor past the log, as WDK's EventResult has it
+    assert body["hasMore"] is False and body["maxEvents"] == 25_000
+    await ok_event(
+        client, run_id, "wait_created", new_id("wait_"), {"resumeAt": iso(datetime.now(UTC))}
+    )
+    after = await client.post(
+        "/v1/world/events/list", json={"runId": run_id, "pagination": {"cursor": body["cursor"]}}
+    )
+    assert _types(assert_ok(after)["data"]) == ["wait_created"]
 
 
 async def test_run_started_again_answers_the_run_without_an_event(
@@ -667,6 +676,44 @@ async def test_events_list_by_correlation_spans_runs(client: httpx.AsyncClient) 
         400,
         "invalid_request",
     )
+
+
+async def test_stale_state_updated_at_is_412_and_occurred_at_is_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    run_id = (await new_run(client))["runId"]
+    await ok_event(client, run_id, "run_started")
+    hook_id = new_id("hook_")
+    hooked = await ok_event(client, run_id, "hook_created", hook_id, {"token": f"t-{hook_id}"})
+    loaded = int(parse_iso(hooked["event"]["createdAt"]).timestamp() * 1000)
+    await asyncio.sleep(0.01)
+    received = await ok_event(client, run_id, "hook_received", hook_id, {"payload": env(b"p")})
+    marker = int(parse_iso(received["event"]["createdAt"]).timestamp() * 1000)
+    wait = {"resumeAt": iso(datetime.now(UTC))}
+    stale = await create_event(
+        client, run_id, "wait_created", new_id("wait_"), wait, params={"stateUpdatedAt": loaded}
+    )
+    body = assert_error(stale, 412, "precondition_failed", "PreconditionFailedError")
+    assert body["details"]["latestExternalEventAt"] == marker
+    occurred = "2026-01-02T03:04:05.678Z"
+    params = {"stateUpdatedAt": marker, "occurredAt": occurred, "requestId": "req-1",
+              "v1Compat": False, "skipPreload": True}  # fmt: skip
+    fresh = await ok_event(client, run_id, "wait_created", new_id("wait_"), wait, params=params)
+    assert fresh["event"]["occurredAt"] == occurred
+    assert (await run_events(client, run_id))[-1]["occurredAt"] == occurred
+    assert "occurredAt" not in (await run_events(client, run_id))[0]
+    for bad in (
+        {"stateUpdatedAt": "soon"},
+        {"stateUpdatedAt": -1},
+        {"occurredAt": "yesterday"},
+        {"occurredAt": True},
+        {"requestId": 5},
+        {"requestId": "r" * 256},
+    ):
+        refused = await create_event(client, run_id, "wait_created", new_id("wait_"), wait,
+                                     params=bad)  # fmt: skip
+        field = assert_error(refused, 400, "invalid_request")["details"]["field"]
+        assert field == f"params.{next(iter(bad))}", (bad, field)
 
 
 async def test_events_get_by_id(client: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.streams import WriteStream
-from compute_worker.domain.world import EventRequest, EventType, run_stream_name
+from compute_worker.domain.world import CreateParams, EventRequest, EventType, run_stream_name
 from compute_worker.domain.world_writes import WorldWrites
 from tests.fakes import FakeStore, FakeUnitOfWork, FixedClock
 
@@ -104,3 +104,17 @@ async def test_a_refused_event_leaves_the_whole_batch_unwritten(
         await world.record.execute(run_id, [EventRequest(E.RUN_STARTED), bad], CTX)
     assert world.log(run_id) == [E.RUN_CREATED]
     assert world.store.audit == []
+
+
+async def test_events_create_keeps_the_request_id_in_its_audit_row(world: World) -> None:
+    run_id = await world.new_run()
+    context = RequestContext("POST", "/v1/world/events/create", "corr-7", key_id="key_W")
+    params = CreateParams(request_id="iad1::abc-123")
+    await world.events.execute(
+        CreateEvent(run_id, EventRequest(E.RUN_STARTED), params=params), context
+    )
+    [entry] = world.store.audit
+    assert entry.metadata == {
+        "correlationId": "corr-7", "runId": run_id, "eventType": "run_started",
+        "requestId": "iad1::abc-123",
+    }  # fmt: skip

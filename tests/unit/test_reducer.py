@@ -19,6 +19,7 @@ from compute_worker.domain.reducer import (
 )
 from compute_worker.domain.validation import check_request_shape, parse_date, validate_client_run_id
 from compute_worker.domain.world import (
+    CreateParams,
     Event,
     EventRequest,
     EventType,
@@ -1000,7 +1001,37 @@ def test_hook_received() -> None:
     assert only_event(transition) == EventDraft(
         EventType.HOOK_RECEIVED, 3, HOOK_ID, {"payload": PAYLOAD}
     )
-    assert transition == Transition(events=transition.events)
+    # written from outside a replay: the run's stateUpdatedAt marker moves to the event
+    assert transition == Transition(events=transition.events, run=transition.run)
+    assert transition.run is not None and transition.run.state_marker_ms == NOW_MS
+    assert replace(transition.run, state_marker_ms=None) == state.run
+
+
+@pytest.mark.parametrize(
+    ("seen", "refused"), [(NOW_MS - 2, True), (NOW_MS - 1, False), (NOW_MS + 9, False)]
+)
+def test_state_updated_at_must_not_be_older_than_the_marker(seen: int, refused: bool) -> None:
+    run = replace(make_run(), state_marker_ms=NOW_MS - 1)
+    state = Snapshot(run=run, hook=make_hook())
+    params = CreateParams(state_updated_at=seen)
+    request = VALID_REQUESTS[EventType.HOOK_RECEIVED]
+    if refused:
+        with pytest.raises(errors.PreconditionFailed):
+            decide(request, RUN_ID, state, NOW, params)
+        return
+    transition = decide(request, RUN_ID, state, NOW, params)
+    assert transition.run is None  # carrying stateUpdatedAt: the marker stays
+
+
+def test_occurred_at_goes_on_the_requested_event_only() -> None:
+    occurred = EARLIER
+    request = req(EventType.RUN_STARTED, None, {"deploymentId": "d", "workflowName": "w",
+                                                "input": PAYLOAD})  # fmt: skip
+    transition = decide(request, RUN_ID, Snapshot(), NOW, CreateParams(occurred_at=occurred))
+    assert [(d.event_type, d.occurred_at) for d in transition.events] == [
+        (EventType.RUN_CREATED, None),
+        (EventType.RUN_STARTED, occurred),
+    ]
 
 
 def test_hook_disposed() -> None:

@@ -31,6 +31,7 @@ from compute_worker.domain.wdk import (
     devalue,
     payload_bytes,
     queue_kind,
+    read_devalue,
     signature,
 )
 from compute_worker.domain.world import EventRequest, EventType
@@ -202,6 +203,22 @@ def test_devalue_matches_the_javascript_library() -> None:
     assert devalue([float("inf"), -0.0]) == "[[-4,-6]]"
     assert devalue({"a": {"b": [1]}}) == '[{"a":1},{"b":2},[3],1]'
     assert payload_bytes([1]) == b"devl[[1],1]"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"approved": True}, [], ["a", "a", None], "x", [1.5, -2, {"k": [[], {}]}], {"a": {"b": [1]}}],
+)
+def test_read_devalue_reads_what_devalue_writes(value: object) -> None:
+    assert read_devalue(devalue(value)) == value
+
+
+def test_read_devalue_reads_constants_and_refuses_other_types() -> None:
+    assert read_devalue("[[-1,-4,-6]]") == [None, float("inf"), -0.0]
+    assert read_devalue("-1") is None
+    for text in ('[["Date","2026-01-01T00:00:00.000Z"]]', "[[5]]", "[[0]]", "{}", "[]", "-9"):
+        with pytest.raises(ValueError):
+            read_devalue(text)
 
 
 # -- the Python engine's queue ----------------------------------------------------------------

@@ -35,6 +35,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.RunAlreadyTerminal: 409,
     errors.NoActiveDeploymentToTrigger: 409,
     errors.RunExpired: 410,
+    errors.PreconditionFailed: 412,
     PayloadTooLarge: 413,
     errors.RunNotSupported: 422,
     errors.InvalidDeployment: 422,

@@ -1,10 +1,11 @@
-"""The public lane (http-api.md): health, runs, deployments, webhooks.
+"""The public lane (http-api.md): health, runs, deployments, schedules, webhooks.
 Handlers parse, call one use case, render."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from compute_worker.domain.use_cases.inspect_run import HistoryPage
 from compute_worker.domain.use_cases.list_deployments import DeploymentListing
 from compute_worker.domain.use_cases.list_runs import RunFilter
 from compute_worker.domain.use_cases.trigger_run import Trigger
+from compute_worker.domain.world import Run
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 # read as JSON like every other route: curl -d sends form-urlencoded unless told otherwise
@@ -72,8 +74,9 @@ async def _body(request: Request) -> dict[str, Any]:
     return await read_object(request, services(request).max_body_bytes)
 
 
-def _run_response(run: Any, status: int = 200, **headers: str) -> Response:
-    return JSONResponse(wire.public_run_wire(run), status_code=status, headers=headers)
+async def _run_response(request: Request, run: Run, status: int = 200, **headers: str) -> Response:
+    [shown] = await services(request).app_values.readable([run])
+    return JSONResponse(wire.public_run_wire(shown), status_code=status, headers=headers)
 
 
 @operation(
@@ -102,7 +105,7 @@ async def trigger_run(request: Request) -> Response:
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
-    return _run_response(result.run, 202, **headers)
+    return await _run_response(request, result.run, 202, **headers)
 
 
 @operation(
@@ -115,7 +118,7 @@ async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     served = services(request)
     run_id = request.path_params["run_id"]
-    run = await served.query_world.get_run(run_id)
+    [run] = await served.app_values.readable([await served.query_world.get_run(run_id)])
     execution = stuck = None
     if not run.is_terminal:
         execution = await served.query_world.get_execution(run_id)
@@ -133,7 +136,7 @@ async def cancel_run(request: Request) -> Response:
     run = await services(request).cancel_run.execute(
         request.path_params["run_id"], request_context(request)
     )
-    return _run_response(run)
+    return await _run_response(request, run)
 
 
 @operation(
@@ -371,9 +374,10 @@ async def list_runs(request: Request) -> Response:
         cursor=params.get("cursor") or None,
     )
     listing = await services(request).list_runs.execute(command)
+    shown = await services(request).app_values.readable(listing.page.data)
     return JSONResponse(
         wire.page_wire(
-            listing.page,
+            replace(listing.page, data=tuple(shown)),
             lambda run: wire.public_run_wire(run, resolve, stuck=listing.stuck.get(run.run_id)),
         )
     )
@@ -395,7 +399,7 @@ async def list_run_steps(request: Request) -> Response:
 
 
 @operation(
-    "A run's event log, oldest first",
+    "A run's event log, oldest first (hook tokens only for keys holding runs:write)",
     scope="runs:read",
     responses={200: answer("page", page("PublicEvent"))},
     params=listing(SORT, RESOLVE_PARAM),
@@ -404,7 +408,7 @@ async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
     page = await services(request).inspect_run.events(
-        request.path_params["run_id"], _history_page(request), resolve
+        request.path_params["run_id"], _history_page(request), resolve, request.state.api_key
     )
     return JSONResponse(wire.page_wire(page, wire.public_event_wire))
 
@@ -506,6 +510,76 @@ async def list_deployments(request: Request) -> Response:
     return JSONResponse(wire.page_wire(page, _listing_wire))
 
 
+# -- schedules ------------------------------------------------------------------------------
+
+
+@operation(
+    "List the active deployment's schedules with their next fire times",
+    scope="deploy:read",
+    responses={200: answer("schedules by name", schema.SCHEDULES)},
+)
+async def list_schedules(request: Request) -> Response:
+    found = await services(request).list_schedules.execute()
+    return JSONResponse({"data": [wire.schedule_wire(view) for view in found]})
+
+
+@operation(
+    "Read a schedule",
+    scope="deploy:read",
+    responses={200: answer("the schedule", ref("Schedule"))},
+)
+async def get_schedule(request: Request) -> Response:
+    view = await services(request).list_schedules.get(request.path_params["name"])
+    return JSONResponse(wire.schedule_wire(view))
+
+
+async def _set_paused(request: Request, paused: bool) -> Response:
+    served = services(request)
+    name = request.path_params["name"]
+    await served.pause_schedule.execute(name, paused, request_context(request))
+    return JSONResponse(wire.schedule_wire(await served.list_schedules.get(name)))
+
+
+@operation(
+    "Pause a schedule (no run starts until it is resumed)",
+    scope="deploy:write",
+    action="schedules.pause",
+    responses={200: answer("paused", ref("Schedule"))},
+)
+async def pause_schedule(request: Request) -> Response:
+    return await _set_paused(request, True)
+
+
+@operation(
+    "Resume a schedule from now (the slots that came due while paused are not started)",
+    scope="deploy:write",
+    action="schedules.resume",
+    responses={200: answer("resumed", ref("Schedule"))},
+)
+async def resume_schedule(request: Request) -> Response:
+    return await _set_paused(request, False)
+
+
+@operation(
+    "Start a scheduled workflow now, outside its calendar",
+    scope="trigger:write",
+    action="schedules.trigger",
+    responses={202: answer("accepted", ref("Run"))},
+    params=({**schema.IDEMPOTENCY_KEY, "required": False},),
+)
+async def trigger_schedule(request: Request) -> Response:
+    result = await services(request).trigger_schedule.execute(
+        request.path_params["name"],
+        request.headers.get("idempotency-key"),
+        request.state.api_key.key_id,
+        request_context(request),
+    )
+    headers = {"Location": f"/v1/runs/{result.run.run_id}"}
+    if result.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    return await _run_response(request, result.run, 202, **headers)
+
+
 @operation(
     "Receive a signed third-party webhook",
     scope=None,
@@ -546,5 +620,10 @@ ROUTES = [
     ApiRoute("GET", "/v1/deployments", list_deployments),
     ApiRoute("GET", "/v1/deployments/{deployment_id}", get_deployment),
     ApiRoute("POST", "/v1/deployments/{deployment_id}/activate", activate_deployment),
+    ApiRoute("GET", "/v1/schedules", list_schedules),
+    ApiRoute("GET", "/v1/schedules/{name}", get_schedule),
+    ApiRoute("POST", "/v1/schedules/{name}/pause", pause_schedule),
+    ApiRoute("POST", "/v1/schedules/{name}/resume", resume_schedule),
+    ApiRoute("POST", "/v1/schedules/{name}/trigger", trigger_schedule),
     ApiRoute("POST", "/v1/webhooks/{provider}", receive_webhook),
 ]

@@ -33,8 +33,10 @@ from compute_worker.domain.use_cases.record_refusal import RecordRefusal
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
+from compute_worker.domain.use_cases.schedules import ListSchedules, PauseSchedule, TriggerSchedule
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.wdk import AppValues
 
 MetricsAccess = Literal["loopback", "key", "open"]
 
@@ -69,12 +71,16 @@ class HttpServices:
     cancel_run: CancelRun
     resume_hook: ResumeHook
     list_runs: ListRuns
+    app_values: AppValues  # WDK apps' run values, decoded for the public lane
     inspect_run: InspectRun
     run_streams: RunStreams
     create_deployment: CreateDeployment
     activate_deployment: ActivateDeployment
     get_deployment: GetDeployment
     list_deployments: ListDeployments
+    list_schedules: ListSchedules
+    pause_schedule: PauseSchedule
+    trigger_schedule: TriggerSchedule
     receive_webhook: ReceiveWebhook
     # GET /metrics and the request counts it shows
     metrics: Metrics

@@ -12,10 +12,11 @@ from starlette.responses import Response
 
 from compute_worker.adapters import codec
 from compute_worker.domain import errors
-from compute_worker.domain.deployments import Deployment
+from compute_worker.domain.deployments import Deployment, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
 from compute_worker.domain.pagination import Page
 from compute_worker.domain.stuck import StuckRun
+from compute_worker.domain.use_cases.schedules import ScheduleView
 from compute_worker.domain.world import (
     Event,
     EventResult,
@@ -153,13 +154,34 @@ def public_hook_wire(hook: Hook, with_token: bool) -> dict[str, Any]:
     return out
 
 
+def _workflow_wire(workflow: WorkflowInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": workflow.name, "steps": list(workflow.steps)}
+    if workflow.schedule is not None:
+        out["schedule"] = workflow.schedule.wire()
+    return out
+
+
+def schedule_wire(view: ScheduleView) -> dict[str, Any]:
+    state = view.state
+    return {
+        "name": state.name,
+        "deploymentId": state.deployment_id,
+        "cron": state.schedule.cron,
+        "timezone": state.schedule.timezone,
+        "catchUp": view.catch_up,
+        "paused": state.paused,
+        "lastSlot": iso(state.last_slot),
+        "nextFireAt": None if view.next_fire_at is None else iso(view.next_fire_at),
+    }
+
+
 def deployment_wire(deployment: Deployment) -> dict[str, Any]:
     out: dict[str, Any] = {
         "deploymentId": deployment.deployment_id,
         "digest": deployment.digest,
         "kind": deployment.kind,
         "entrypoint": deployment.entrypoint,
-        "workflows": [{"name": w.name, "steps": list(w.steps)} for w in deployment.workflows],
+        "workflows": [_workflow_wire(w) for w in deployment.workflows],
         "metadata": deployment.metadata or {},
         "createdAt": iso(deployment.created_at),
         "active": deployment.active,
@@ -237,6 +259,7 @@ def event_wire(event: Event) -> dict[str, Any]:
         "eventType": event.event_type.value,
         "createdAt": iso(event.created_at),
     }
+    _put_dates(out, occurredAt=event.occurred_at)
     _put_spec_version(out, event.spec_version)
     if event.correlation_id is not None:
         out["correlationId"] = event.correlation_id
@@ -259,6 +282,11 @@ def event_result_wire(result: EventResult) -> dict[str, Any]:
         out["wait"] = wait_wire(result.wait)
     if result.events is not None:
         out["events"] = [event_wire(event) for event in result.events]
+        out["cursor"] = result.cursor
+    if result.has_more is not None:
+        out["hasMore"] = result.has_more
+    if result.max_events is not None:
+        out["maxEvents"] = result.max_events
     return out
 
 

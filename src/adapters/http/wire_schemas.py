@@ -146,6 +146,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         correlationId=STR,
         eventData=obj(),
         createdAt=DATE,
+        occurredAt=DATE,
         specVersion=INT,
     ),
     "EventResult": obj(
@@ -155,6 +156,9 @@ SCHEMAS: dict[str, JsonSchema] = {
         hook=ref("Hook"),
         wait=ref("Wait"),
         events={"type": "array", "items": ref("Event")},
+        cursor={"type": ["string", "null"], "description": "events.list cursor after `events`"},
+        hasMore=BOOL,
+        maxEvents={**INT, "description": "on run lifecycle answers: the most events a run holds"},
     ),
     "Deployment": obj(
         ["deploymentId", "digest", "kind", "workflows", "createdAt", "active"],
@@ -173,7 +177,12 @@ SCHEMAS: dict[str, JsonSchema] = {
         ),
         workflows={
             "type": "array",
-            "items": obj(["name", "steps"], name=STR, steps={"type": "array", "items": STR}),
+            "items": obj(
+                ["name", "steps"],
+                name=STR,
+                steps={"type": "array", "items": STR},
+                schedule=ref("ScheduleSpec"),
+            ),
         },
     ),
     "PublicStep": obj(
@@ -200,6 +209,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         correlationId=STR,
         eventData=obj(),
         createdAt=DATE,
+        occurredAt=DATE,
     ),
     "PublicHook": obj(
         ["runId", "hookId", "isWebhook", "createdAt"],
@@ -215,6 +225,27 @@ SCHEMAS: dict[str, JsonSchema] = {
         name={**STR, "description": "the name given to get_writable(), else the stored name"},
         chunks={**INT, "description": "data chunks written so far"},
         done={**BOOL, "description": "closed"},
+    ),
+    "ScheduleSpec": obj(
+        ["cron", "timezone"],
+        cron={**STR, "description": "five fields, or six with leading seconds"},
+        timezone={**STR, "description": "IANA name, UTC by default"},
+        catchUp={"enum": ["skip", "one", "all"], "description": "absent: the worker's setting"},
+    ),
+    "Schedule": obj(
+        ["name", "deploymentId", "cron", "timezone", "catchUp", "paused", "lastSlot", "nextFireAt"],
+        name={**STR, "description": "the scheduled workflow's name"},
+        deploymentId=STR,
+        cron=STR,
+        timezone=STR,
+        catchUp={"enum": ["skip", "one", "all"], "description": "in force (own or setting)"},
+        paused=BOOL,
+        lastSlot={**DATE, "description": "every slot up to it is handled"},
+        nextFireAt={
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "null while paused",
+        },
     ),
     "DeploymentListing": {
         "allOf": [
@@ -274,6 +305,7 @@ TRIGGER = obj(
     executionContext=obj(),
 )
 RESUME = obj(["token"], token=STR, payload=ANY)
+SCHEDULES = obj(["data"], data={"type": "array", "items": ref("Schedule")})
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
 APP_ENDPOINT = obj(
     ["url"],
@@ -319,7 +351,19 @@ EVENT_REQUEST = obj(
     ["data"],
     runId={"type": ["string", "null"]},
     data=EVENT_DATA,
-    params=obj(resolveData=RESOLVE),
+    params=obj(
+        resolveData=RESOLVE,
+        stateUpdatedAt={
+            **INT,
+            "description": "epoch ms of the latest event the caller loaded: 412 "
+            "PreconditionFailedError when a hook_received or step_completed written without "
+            "it is newer",
+        },
+        occurredAt={**DATE, "description": "when it happened on the client; returned on the event"},
+        requestId={**STR, "description": "kept in the audit log", "maxLength": 255},
+        v1Compat=BOOL,
+        skipPreload=BOOL,
+    ),
 )
 EVENT_BATCH = obj(
     ["runId", "events"],

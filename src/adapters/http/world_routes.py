@@ -36,10 +36,12 @@ from compute_worker.adapters.http.wire_schemas import (
 )
 from compute_worker.domain import errors, ids
 from compute_worker.domain.api_keys import WORLD_SCOPE
+from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
-from compute_worker.domain.world import EventRequest, EventType
+from compute_worker.domain.validation import check_length, parse_date
+from compute_worker.domain.world import CreateParams, EventRequest, EventType
 
 DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
 APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
@@ -93,6 +95,27 @@ def _event_data(data: dict[str, Any], where: str) -> EventRequest:
 
 
 MAX_BATCH_EVENTS = 1000
+MAX_REQUEST_ID = 255
+
+
+def _create_params(params: dict[str, Any]) -> CreateParams:
+    """``params`` of ``events.create`` (``v1Compat`` and ``skipPreload`` are accepted and
+    change nothing)."""
+    seen = field(params, "stateUpdatedAt", (int, float), path="params.stateUpdatedAt")
+    if seen is not None and not 0 <= seen < MAX_STORED_INT:
+        raise errors.InvalidRequest(
+            "params.stateUpdatedAt must be epoch milliseconds", {"field": "params.stateUpdatedAt"}
+        )
+    occurred = params.get("occurredAt")
+    request_id = field(params, "requestId", str, path="params.requestId")
+    check_length(request_id, MAX_REQUEST_ID, "params.requestId")
+    return CreateParams(
+        state_updated_at=None if seen is None else int(seen),
+        occurred_at=None
+        if occurred is None
+        else parse_date(occurred, "occurredAt", "params.occurredAt"),
+        request_id=request_id,
+    )
 
 
 class EventIdConvertor(Convertor[str]):
@@ -153,6 +176,7 @@ async def create_event(request: Request) -> Response:
         run_id=field(body, "runId", str),
         request=_event_request(body),
         resolve_data=resolve_data(params.get("resolveData"), "params.resolveData"),
+        params=_create_params(params),
     )
     result = await services(request).proxy_world_event.execute(command, request_context(request))
     return JSONResponse(wire.event_result_wire(result))

@@ -50,6 +50,7 @@ class DispatchSettings:
     timeout_seconds: float = 300.0
     lease_seconds: float = 30.0
     poll_interval: float = 0.5
+    claim_batch: int = 64  # messages claimed at most per poll, over every app
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
 
@@ -114,25 +115,22 @@ class AppDispatcher:
             subscription.close()
 
     async def dispatch_once(self) -> int:
-        """Claim what each app has room for and start delivering it; how many."""
-        started = 0
-        for app in await self._queue.apps():
-            if app.endpoint is None:
-                continue
-            busy = self._in_flight.setdefault(app.deployment_id, {})
-            free = self.settings.concurrency - len(busy)
-            if free <= 0:
-                continue
-            claimed = await self._queue.claim(
-                self.worker_id, app.deployment_id, limit=free,
-                lease_seconds=self.settings.lease_seconds,
-            )  # fmt: skip
-            for message in claimed:
-                task = asyncio.create_task(self._deliver(app, message))
-                busy[message.message_id] = task
-                task.add_done_callback(_forget(busy, message.message_id))
-            started += len(claimed)
-        return started
+        """Claim what the apps have room for and start delivering it; how many."""
+        per_app = self.settings.concurrency
+        room = {app: per_app - len(busy) for app, busy in self._in_flight.items() if busy}
+        claimed = await self._queue.claim(
+            self.worker_id, room=room, per_app=per_app, limit=self.settings.claim_batch,
+            lease_seconds=self.settings.lease_seconds,
+        )  # fmt: skip
+        if not claimed:
+            return 0
+        apps = {app.deployment_id: app for app in await self._queue.apps()}
+        for message in claimed:
+            busy = self._in_flight.setdefault(message.deployment_id, {})
+            task = asyncio.create_task(self._deliver(apps[message.deployment_id], message))
+            busy[message.message_id] = task
+            task.add_done_callback(_forget(busy, message.message_id))
+        return len(claimed)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -11,6 +11,7 @@ leased sibling sees every other claim's commit; SQLite has one writer anyway.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.engine import Connection
@@ -20,6 +21,7 @@ from sqlalchemy.orm import aliased
 from compute_worker.adapters import codec
 from compute_worker.adapters.sql import rows
 from compute_worker.adapters.sql.dialect import is_postgres, locked
+from compute_worker.adapters.sql.queue import APP_DEPLOYMENTS
 from compute_worker.adapters.sql.reads import run_read
 from compute_worker.adapters.sql.schema import deployments, queue_messages
 from compute_worker.adapters.sql.writer import GroupCommitWriter
@@ -50,8 +52,16 @@ class SqlAppQueue(AppQueue):
         return await run_read(self._db_engine, fetch)
 
     async def claim(
-        self, worker_id: str, deployment_id: str, *, limit: int, lease_seconds: float
+        self,
+        worker_id: str,
+        *,
+        room: Mapping[str, int],
+        per_app: int,
+        limit: int,
+        lease_seconds: float,
     ) -> list[AppMessage]:
+        full = [deployment_id for deployment_id, free in room.items() if free <= 0]
+
         def claim(conn: Connection) -> list[AppMessage]:
             if is_postgres(conn):
                 conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
@@ -65,20 +75,23 @@ class SqlAppQueue(AppQueue):
             query = (
                 select(queue_messages)
                 .where(
-                    _q.deployment_id == deployment_id,
+                    _q.deployment_id.in_(APP_DEPLOYMENTS),
                     _q.available_ms <= now,
                     _q.run_id.is_(None) | ~leased_sibling,
                 )
                 .order_by(_q.available_ms, _q.message_id)
                 .limit(limit)
             )
+            if full:
+                query = query.where(_q.deployment_id.not_in(full))
             found = conn.execute(locked(conn.dialect.name, query, skip_locked=True)).all()
-            taken, runs = [], set()
-            for row in found:  # one workflow message per run at a time
+            taken, runs, left = [], set(), dict(room)
+            for row in found:  # one workflow message per run at a time, room per app
+                if row.run_id in runs or left.get(row.deployment_id, per_app) <= 0:
+                    continue
                 if row.run_id is not None:
-                    if row.run_id in runs:
-                        continue
                     runs.add(row.run_id)
+                left[row.deployment_id] = left.get(row.deployment_id, per_app) - 1
                 taken.append(row)
             if not taken:
                 return []
@@ -98,7 +111,7 @@ class SqlAppQueue(AppQueue):
                     body=row.payload.encode(),
                     attempt=row.attempt + 1,
                     failures=row.failures,
-                    deployment_id=deployment_id,
+                    deployment_id=row.deployment_id,
                     headers=codec.loads(row.headers, codec.STORED_MAX_DEPTH),
                     run_id=row.run_id,
                 )

@@ -10,6 +10,12 @@ from compute_worker.adapters import codec
 from compute_worker.domain.audit import AuditEntry
 from compute_worker.domain.deployments import Deployment, Endpoint, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord
+from compute_worker.domain.schedules import (
+    Schedule,
+    ScheduleState,
+    catch_up_policy,
+    schedule_from_wire,
+)
 from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import Event, EventType, Hook, Run, Step, StructuredError, Wait
 
@@ -55,6 +61,7 @@ def run_values(run: Run, immutable: bool = True) -> dict[str, Any]:
         "started_ms": to_ms(run.started_at),
         "completed_ms": to_ms(run.completed_at),
         "expired_ms": to_ms(run.expired_at),
+        "state_marker_ms": run.state_marker_ms,
     }
     if immutable:
         context = run.execution_context
@@ -86,6 +93,7 @@ def run_from(row: Any) -> Run:
         started_at=from_ms(row.started_ms),
         completed_at=from_ms(row.completed_ms),
         expired_at=from_ms(row.expired_ms),
+        state_marker_ms=row.state_marker_ms,
     )
 
 
@@ -197,6 +205,7 @@ def event_values(event: Event) -> dict[str, Any]:
         "event_data": None if event.event_data is None else encode(event.event_data),
         "spec_version": event.spec_version,
         "created_ms": to_ms(event.created_at),
+        "occurred_ms": to_ms(event.occurred_at),
     }
 
 
@@ -209,6 +218,7 @@ def event_from(row: Any) -> Event:
         event_data=decode(row.event_data),
         spec_version=row.spec_version,
         created_at=at_ms(row.created_ms),
+        occurred_at=from_ms(row.occurred_ms),
     )
 
 
@@ -218,13 +228,18 @@ def deployment_values(deployment: Deployment) -> dict[str, Any]:
         "kind": deployment.kind,
         "digest": deployment.digest,
         "entrypoint": deployment.entrypoint,
-        "workflows": encode(
-            [{"name": w.name, "steps": list(w.steps)} for w in deployment.workflows]
-        ),
+        "workflows": encode([workflow_values(w) for w in deployment.workflows]),
         "metadata": None if deployment.metadata is None else encode(deployment.metadata),
         "created_ms": to_ms(deployment.created_at),
         "endpoint": None if deployment.endpoint is None else encode_endpoint(deployment.endpoint),
     }
+
+
+def workflow_values(workflow: WorkflowInfo) -> dict[str, Any]:
+    values: dict[str, Any] = {"name": workflow.name, "steps": list(workflow.steps)}
+    if workflow.schedule is not None:
+        values["schedule"] = workflow.schedule.wire()
+    return values
 
 
 def encode_endpoint(endpoint: Endpoint) -> str:
@@ -246,7 +261,10 @@ def deployment_from(row: Any, active_id: str | None) -> Deployment:
         kind=row.kind,
         digest=row.digest,
         entrypoint=row.entrypoint,
-        workflows=tuple(WorkflowInfo(w["name"], tuple(w["steps"])) for w in decode(row.workflows)),
+        workflows=tuple(
+            WorkflowInfo(w["name"], tuple(w["steps"]), schedule_from_wire(w.get("schedule")))
+            for w in decode(row.workflows)
+        ),
         metadata=decode(row.metadata),
         created_at=at_ms(row.created_ms),
         active=row.deployment_id == active_id,
@@ -258,9 +276,12 @@ def encode_run_snapshot(run: Run) -> str:
     return encode(run_values(run))
 
 
+_LATER_RUN_COLUMNS = {"state_marker_ms": None}  # absent from snapshots stored before them
+
+
 def decode_run_snapshot(text: str) -> Run:
     """The run as it was when a response was first sent (columns as stored)."""
-    return run_from(SimpleNamespace(**decode(text)))
+    return run_from(SimpleNamespace(**{**_LATER_RUN_COLUMNS, **decode(text)}))
 
 
 def audit_values(entry: AuditEntry) -> dict[str, Any]:
@@ -315,6 +336,30 @@ def execution_from(row: Any) -> ExecutionRecord:
         last_error_at=from_ms(row.last_error_ms),
         next_attempt_at=from_ms(row.next_attempt_ms),
         progress_mark=row.progress_mark,
+    )
+
+
+def schedule_values(state: ScheduleState) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "deployment_id": state.deployment_id,
+        "cron": state.schedule.cron,
+        "timezone": state.schedule.timezone,
+        "catch_up": state.schedule.catch_up,
+        "last_slot_ms": to_ms(state.last_slot),
+        "paused": state.paused,
+        "updated_ms": to_ms(state.updated_at or state.last_slot),
+    }
+
+
+def schedule_from(row: Any) -> ScheduleState:
+    return ScheduleState(
+        name=row.name,
+        deployment_id=row.deployment_id,
+        schedule=Schedule(row.cron, row.timezone, catch_up_policy(row.catch_up)),
+        last_slot=at_ms(row.last_slot_ms),
+        paused=bool(row.paused),
+        updated_at=at_ms(row.updated_ms),
     )
 
 

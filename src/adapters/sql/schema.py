@@ -38,6 +38,7 @@ runs = Table(
     Column("started_ms", BigInteger),
     Column("completed_ms", BigInteger),
     Column("expired_ms", BigInteger),
+    Column("state_marker_ms", BigInteger),
     Index("ix_runs_created", "created_ms", "run_id"),
     Index("ix_runs_workflow", "workflow_name", "created_ms", "run_id"),
     Index("ix_runs_status", "status", "created_ms", "run_id"),
@@ -105,6 +106,7 @@ events = Table(
     Column("event_data", Text),
     Column("spec_version", Integer),
     Column("created_ms", BigInteger, nullable=False),
+    Column("occurred_ms", BigInteger),
     Index("ix_events_run", "run_id", "created_ms", "event_id"),
     Index("ix_events_correlation", "correlation_id", "created_ms", "event_id"),
 )
@@ -252,6 +254,20 @@ run_execution = Table(
     Column("last_error_ms", BigInteger),
     Column("next_attempt_ms", BigInteger),
     Column("progress_mark", String(64)),
+)
+
+# the active deployment's schedules (domain/schedules.py), rewritten on activation
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("cron", String(256), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("catch_up", String(8)),
+    Column("last_slot_ms", BigInteger, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )
 
 run_stuck = Table(

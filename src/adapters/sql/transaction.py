@@ -35,6 +35,7 @@ from compute_worker.adapters.sql.schema import (
     queue_messages,
     run_execution,
     runs,
+    schedules,
     steps,
     stream_chunks,
     stream_runs,
@@ -47,6 +48,7 @@ from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
 from compute_worker.domain.ports.transactions import Transaction
+from compute_worker.domain.schedules import ScheduleState
 from compute_worker.domain.wdk import serial_run_id
 from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
@@ -90,6 +92,10 @@ class _Statements:
     insert_key: Insert
     get_execution: Select[Any]
     put_execution: Insert
+    lock_schedule: Select[Any]
+    all_schedules: Select[Any]
+    put_schedule: Insert
+    delete_schedule: Delete
 
 
 @cache
@@ -177,6 +183,12 @@ def statements(dialect: str) -> _Statements:
         insert_key=queue_keys.insert(),
         get_execution=select(run_execution).where(run_execution.c.run_id == run_id),
         put_execution=upsert(dialect, run_execution),
+        lock_schedule=locked(
+            dialect, select(schedules).where(schedules.c.name == bindparam("b_name"))
+        ),
+        all_schedules=locked(dialect, select(schedules).order_by(schedules.c.name)),
+        put_schedule=upsert(dialect, schedules),
+        delete_schedule=delete(schedules).where(schedules.c.name == bindparam("b_name")),
     )
 
 
@@ -474,6 +486,21 @@ class SqlTransaction(Transaction):
         values = {"slot": ACTIVE_SLOT, "deployment_id": deployment_id, "updated_ms": rows.to_ms(at)}
         self.cursor.execute(self.sql.set_active, values)
         self._active = deployment_id
+
+    # -- schedules ----------------------------------------------------------------------
+
+    def lock_schedule(self, name: str) -> ScheduleState | None:
+        row = self._first(self.sql.lock_schedule, b_name=name)
+        return None if row is None else rows.schedule_from(row)
+
+    def lock_schedules(self) -> list[ScheduleState]:
+        return [rows.schedule_from(row) for row in self.cursor.all(self.sql.all_schedules, {})]
+
+    def put_schedule(self, state: ScheduleState) -> None:
+        self.cursor.execute(self.sql.put_schedule, rows.schedule_values(state))
+
+    def delete_schedule(self, name: str) -> None:
+        self.cursor.execute(self.sql.delete_schedule, {"b_name": name})
 
     # -- idempotency, audit, webhook deliveries -----------------------------------------
 

@@ -92,6 +92,9 @@ class WorkflowEngine:
         self._tracer = tracer or NoTracer()
         self.worker_id = worker_name()
         self._live: dict[str, asyncio.Task[None]] = {}
+        # live runs a wake-up reached: one that comes while a run is parking would be lost
+        # (its message acked, the run parked), so a run woken meanwhile runs again
+        self._woken: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -183,6 +186,7 @@ class WorkflowEngine:
     async def ensure_running(self, run_id: str) -> bool:
         """Start executing ``run_id`` here unless it is live here or owned elsewhere."""
         if run_id in self._live:
+            self._woken.add(run_id)
             self._signal.notify(run_topic(run_id))
             return True
         if len(self._live) >= self.settings.max_live_runs:
@@ -219,6 +223,7 @@ class WorkflowEngine:
             await self._start_failed(run_id, f"internal error: {type(error).__name__}: {error}")
         finally:
             self._live.pop(run_id, None)
+            self._woken.discard(run_id)
             if not parked:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._leases.release(run_id, self.worker_id))
@@ -231,26 +236,39 @@ class WorkflowEngine:
                         message, extra={"runId": run_id})  # fmt: skip
 
     async def _execute_run(self, run_id: str) -> bool:
-        """Execute until the run ends or parks; True when it parked."""
+        """Execute until the run ends or parks; True when it parked (or, woken while
+        parking, went to another worker)."""
+        while True:
+            self._woken.discard(run_id)
+            outcome = await self._execute_once(run_id)
+            if outcome is None or outcome.kind != "parked":
+                return False
+            if run_id in self._woken:
+                continue  # woken while it stopped: the lease is still ours, run it again
+            await self._leases.park(run_id, self.worker_id, outcome.wakes_at)
+            if run_id not in self._woken:
+                return True
+            # woken while the park was committed: take the parked lease back
+            grant = await self._leases.acquire(run_id, self.worker_id, self.settings.lease_seconds)
+            if grant is None:
+                return True  # another worker took the parked run and executes it
+
+    async def _execute_once(self, run_id: str) -> Outcome | None:
         run = await self._world.run(run_id)
         if run is None or run.is_terminal:
-            return False
+            return None
         deployment = await self._code.deployment(run.deployment_id)
         if deployment is None:
-            return False  # a run of an external runtime: not ours to execute
+            return None  # a run of an external runtime: not ours to execute
         events = await self._world.events(run_id)  # run_started rides on the first write
         try:
-            outcome = await self._traced(run, deployment, events)
+            return await self._traced(run, deployment, events)
         except errors.WorkflowNotFound as error:
             await self._world.record(
                 run_id, [EventRequest(EventType.RUN_FAILED, None, None,
                                       error_data(error, RUNTIME_ERROR))]
             )  # fmt: skip
-            return False
-        if outcome.kind == "parked":
-            await self._leases.park(run_id, self.worker_id, outcome.wakes_at)
-            return True
-        return False
+            return None
 
     async def _traced(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome:
         """The execution in a span of its own, in the trace of what triggered the run (its

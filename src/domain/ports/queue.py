@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from compute_worker.domain.deployments import Deployment
@@ -34,11 +35,18 @@ class AppQueue(Protocol):
         ...
 
     async def claim(
-        self, worker_id: str, deployment_id: str, *, limit: int, lease_seconds: float
+        self,
+        worker_id: str,
+        *,
+        room: Mapping[str, int],
+        per_app: int,
+        limit: int,
+        lease_seconds: float,
     ) -> list[AppMessage]:
-        """Lease up to ``limit`` due messages of ``deployment_id``, each one's attempt
-        counted (+1) before it is handed out; none of a run whose workflow message is
-        leased (here or by another worker)."""
+        """Lease up to ``limit`` due messages of apps, at most ``room[id]`` (else
+        ``per_app``) of each deployment, each one's attempt counted (+1) before it is
+        handed out; none of a run whose workflow message is leased (here or by another
+        worker)."""
         ...
 
     async def renew(self, message_ids: list[str], worker_id: str, lease_seconds: float) -> None:

@@ -43,3 +43,10 @@ class RunKeyDeriver(Protocol):
     def derive(self, deployment_id: str, run_id: str) -> bytes | None:
         """The run's 32-byte AES key, or None when encryption is switched off."""
         ...
+
+
+class PayloadCipher(Protocol):
+    def decrypt(self, key: bytes, data: bytes) -> bytes:
+        """AES-256-GCM: ``data`` is the 12-byte nonce then ciphertext and tag, as the
+        WDK runtime writes it; ``ValueError`` when it does not authenticate."""
+        ...

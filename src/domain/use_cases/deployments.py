@@ -1,7 +1,8 @@
 """Deployment use cases: CreateDeployment, ActivateDeployment, GetDeployment.
 
 A deployment is immutable once created; activation only moves the pointer, so
-runs bound to an older deployment keep running on it.
+runs bound to an older deployment keep running on it, and makes the deployment's
+schedules the current ones in the same transaction.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from compute_worker.domain.ports.bundles import ArtifactStore, BundleLoader
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.deployments import DeploymentReader
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.schedules import switch_schedules
 from compute_worker.domain.wdk import check_endpoint, endpoint_digest
 
 
@@ -131,6 +133,7 @@ class ActivateDeployment:
                 raise _not_found(deployment_id)
             now = self._clock.now()
             tx.set_active_deployment(deployment_id, now)
+            switch_schedules(tx, deployment, now)
             tx.append_audit(
                 audit_entry(context, "deployments.activate", 200, now, deploymentId=deployment_id)
             )

@@ -4,16 +4,26 @@ touches in one transaction (world.md §2), or change nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from compute_worker.domain import errors, ids
 from compute_worker.domain.audit import RequestContext, audit_entry
 from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
+from compute_worker.domain.reducer import NO_PARAMS
 from compute_worker.domain.validation import check_request_shape, validate_client_run_id
 from compute_worker.domain.views import strip_event_refs
-from compute_worker.domain.world import EventRequest, EventResult, EventType, ResolveData
+from compute_worker.domain.world import (
+    CreateParams,
+    EventRequest,
+    EventResult,
+    EventType,
+    ResolveData,
+)
 from compute_worker.domain.world_writes import WorldWrites
+
+DEFAULT_MAX_EVENTS = 25_000  # @workflow/world's own default (WORKFLOW_MAX_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,30 +31,44 @@ class CreateEvent:
     run_id: str | None
     request: EventRequest
     resolve_data: ResolveData = "all"
+    params: CreateParams = NO_PARAMS
 
 
 class ProxyWorldEvent:
-    def __init__(self, uow: UnitOfWork, ids: IdFactory, clock: Clock, writes: WorldWrites) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        ids: IdFactory,
+        clock: Clock,
+        writes: WorldWrites,
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
         self._uow = uow
         self._ids = ids
         self._clock = clock
         self._writes = writes
+        self._max_events = max_events
 
     async def execute(self, cmd: CreateEvent, context: RequestContext | None = None) -> EventResult:
         check_request_shape(cmd.request)
         run_id = self._resolve_run_id(cmd)
+        noted: dict[str, Any] = {"eventType": cmd.request.event_type.value}
+        if cmd.params.request_id is not None:
+            noted["requestId"] = cmd.params.request_id
 
         def work(tx: Transaction) -> EventResult:
-            result = self._writes.append(tx, run_id, cmd.request)
+            result = self._writes.append(tx, run_id, cmd.request, cmd.params)
             if context is not None:
                 entry = audit_entry(context, "world.events.create", 200, self._clock.now(),
-                                    run_id, eventType=cmd.request.event_type.value)  # fmt: skip
+                                    run_id, **noted)  # fmt: skip
                 tx.append_audit(entry)
             return result
 
         result = await self._uow.run(work)
         if cmd.resolve_data == "none" and result.event is not None:
             result = replace(result, event=strip_event_refs(result.event))
+        if result.run is not None:  # a run lifecycle answer: the runtime enforces the cap
+            result = replace(result, max_events=self._max_events)
         return result
 
     def _resolve_run_id(self, cmd: CreateEvent) -> str:

@@ -5,9 +5,7 @@ record holds rolls all of it back and answers from that record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from compute_worker.domain import errors
 from compute_worker.domain.audit import RequestContext, audit_entry
@@ -18,37 +16,11 @@ from compute_worker.domain.idempotency import (
     request_hash,
 )
 from compute_worker.domain.ports.clock import Clock
-from compute_worker.domain.ports.tracing import TRACEPARENT
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
-from compute_worker.domain.world import Run
+from compute_worker.domain.triggering import Trigger, Triggered
 from compute_worker.domain.world_writes import WorldWrites
 
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    workflow_name: str
-    idempotency_key: str | None
-    scope: str  # the calling API key's id: idempotency keys are per key
-    input: list[Any] = field(default_factory=list)
-    deployment_id: str | None = None
-    execution_context: dict[str, Any] | None = None
-    # the trigger's trace (W3C traceparent), kept in the run's executionContext so that
-    # its execution joins the trace; not part of what the Idempotency-Key identifies
-    traceparent: str | None = None
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "workflowName": self.workflow_name,
-            "input": self.input,
-            "deploymentId": self.deployment_id,
-            "executionContext": self.execution_context,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Triggered:
-    run: Run
-    replayed: bool = False
+__all__ = ["Trigger", "TriggerRun", "Triggered"]
 
 
 class TriggerRun:
@@ -83,7 +55,7 @@ class TriggerRun:
         now = self._clock.now()
         try:
             run = self._writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
-                                         _with_trace(cmd))  # fmt: skip
+                                         cmd.run_context())  # fmt: skip
         except errors.DomainError:
             holder = tx.idempotency_holder(cmd.scope, key, now)
             if holder is None:
@@ -103,11 +75,3 @@ class _KeyTaken(Exception):
     def __init__(self, holder: IdempotencyRecord) -> None:
         super().__init__("idempotency key taken")
         self.holder = holder
-
-
-def _with_trace(cmd: Trigger) -> dict[str, Any] | None:
-    """The execution context, with the trigger's trace unless the caller gave one."""
-    given = cmd.execution_context
-    if cmd.traceparent is None or (given is not None and TRACEPARENT in given):
-        return given
-    return {**(given or {}), TRACEPARENT: cmd.traceparent}

@@ -3,7 +3,7 @@
 ``python -m compute_worker.adapters.worldcompute.bundles.describe <dir> <entrypoint>``,
 started by ``SubprocessBundleLoader``. It caps its own memory, CPU time and file sizes first
 (limits named by the environment), then imports the entrypoint from the bundle folder and
-prints ``{"workflows": [{"name", "steps"}]}`` on the original stdout. Anything the
+prints ``{"workflows": [{"name", "steps", "schedule"?}]}`` on the original stdout. Anything the
 bundle prints goes to stderr so it cannot corrupt that answer. An import that fails
 is answered ``{"error", "stack"}`` (``load_bundle``'s words, as a run would report
 it) with exit status 1; a child killed by a limit answers nothing, and the parent
@@ -30,7 +30,14 @@ FILE_SIZE_ENV = "COMPUTE_WORKER_LOADER_FILE_BYTES"
 
 def describe(found: BundleContents) -> dict[str, Any]:
     steps = list(found.steps)
-    return {"workflows": [{"name": name, "steps": steps} for name in found.names]}
+    workflows: list[dict[str, Any]] = []
+    for spec in found.specs:
+        workflow: dict[str, Any] = {"name": spec.name, "steps": steps}
+        if spec.schedule is not None:
+            workflow["schedule"] = {"cron": spec.schedule, "timezone": spec.timezone,
+                                    "catchUp": spec.catch_up}  # fmt: skip
+        workflows.append(workflow)
+    return {"workflows": workflows}
 
 
 def main(argv: list[str]) -> int:

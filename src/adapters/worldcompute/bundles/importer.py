@@ -118,11 +118,15 @@ def load_workflows(
 @dataclass(frozen=True, slots=True)
 class BundleContents:
     """The workflows and steps a bundle module defines (aliases count once).
-    ``names`` keeps every workflow's name, so the upload check sees duplicates."""
+    ``specs`` keeps every workflow's spec, so the upload check sees duplicates."""
 
     workflows: dict[str, Any]
-    names: tuple[str, ...]
+    specs: tuple[WorkflowSpec, ...]
     steps: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.specs)
 
 
 def contents(module: ModuleType) -> BundleContents:
@@ -131,7 +135,7 @@ def contents(module: ModuleType) -> BundleContents:
     for value, spec in marked:
         workflows.setdefault(spec.name, value)
     steps = sorted({spec.name for _, spec in _marked(module, STEP_ATTR, StepSpec)})
-    return BundleContents(workflows, tuple(spec.name for _, spec in marked), tuple(steps))
+    return BundleContents(workflows, tuple(spec for _, spec in marked), tuple(steps))
 
 
 def _marked(module: ModuleType, attr: str, kind: type) -> list[tuple[Any, Any]]:

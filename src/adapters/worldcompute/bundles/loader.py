@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from compute_worker.adapters.cron import schedule_problems
 from compute_worker.adapters.worldcompute.bundles import describe
 from compute_worker.adapters.worldcompute.bundles.importer import module_name
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
@@ -33,6 +34,7 @@ from compute_worker.domain.deployments import (
     clean_bundle_path,
 )
 from compute_worker.domain.ports.bundles import BundleLoader
+from compute_worker.domain.schedules import schedule_from_wire
 
 _BUNDLE = "bundle"
 _MAX_STDOUT = 4 * 1024 * 1024
@@ -201,12 +203,21 @@ def _workflows_from_child(stdout: bytes) -> tuple[WorkflowInfo, ...]:
     try:
         answer = json.loads(stdout)
         found = tuple(
-            WorkflowInfo(_text(item["name"]), tuple(_text(step) for step in item["steps"]))
+            WorkflowInfo(
+                _text(item["name"]),
+                tuple(_text(step) for step in item["steps"]),
+                schedule_from_wire(item.get("schedule")),
+            )
             for item in answer["workflows"]
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise errors.InvalidDeployment("the bundle loader returned malformed output") from exc
-    return check_workflows(found, "the bundle defines no @workflow")
+    check_workflows(found, "the bundle defines no @workflow")
+    problems = schedule_problems(found)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise errors.InvalidDeployment(problems[0]["message"] + more, {"problems": problems})
+    return found
 
 
 def _text(value: Any) -> str:

@@ -11,7 +11,8 @@ what runs. Checked: node and action types, each action's required config, one tr
 edges between existing nodes, no cycles, no node unreachable from the trigger,
 ``{{@node…}}`` templates naming a node that runs before (an ancestor), and every
 expression (``data.expression`` of conditions and transforms, ``{{= … }}`` templates):
-syntax, bounds, and names of ancestor nodes only.
+syntax, bounds, and names of ancestor nodes only; a ``Schedule`` trigger's cron
+expression, timezone and catch-up policy.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from compute_worker.adapters.cron import CronsimCalendar
 from compute_worker.adapters.worldcompute.graph import expressions
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, WorkflowInfo, check_workflows
+from compute_worker.domain.schedules import (
+    CATCH_UP_POLICIES,
+    DEFAULT_TIMEZONE,
+    Schedule,
+    catch_up_policy,
+)
 
 NODE_TYPES = ("trigger", "action")
 # what the interpreter executes; anything else is refused at upload
@@ -71,11 +79,12 @@ class Graph:
     nodes: dict[str, Node]
     edges: tuple[Edge, ...]
     order: tuple[str, ...]  # action node ids, topologically sorted
+    schedule: Schedule | None = None  # a ``Schedule`` trigger's calendar
 
     @property
     def info(self) -> WorkflowInfo:
         """The workflow as a deployment lists it: each action node is a step."""
-        return WorkflowInfo(self.name, self.order)
+        return WorkflowInfo(self.name, self.order, self.schedule)
 
 
 class _Problems:
@@ -154,10 +163,42 @@ def _graph(item: Any, index: int, problems: _Problems) -> Graph | None:
         ancestors = _ancestors(order, edges)
         _check_reachable(nodes, triggers[0], ancestors, where, label, problems)
         _check_references(nodes, ancestors, where, label, problems)
+    schedule = _schedule(nodes[triggers[0]], label, problems) if len(triggers) == 1 else None
     if len(problems.items) > before or order is None:
         return None
     actions = tuple(node_id for node_id in order if nodes[node_id].type == "action")
-    return Graph(str(name), triggers[0], nodes, edges, actions)
+    return Graph(str(name), triggers[0], nodes, edges, actions, schedule)
+
+
+def _schedule(trigger: Node, label: str, problems: _Problems) -> Schedule | None:
+    """A trigger with ``triggerType: Schedule`` starts the graph on ``scheduleCron``
+    (read in ``scheduleTimezone``, UTC by default; ``scheduleCatchUp``: skip|one|all)."""
+    data = trigger.data
+    if str(data.get("triggerType", "")).lower() != "schedule":
+        return None
+    cron, zone = data.get("scheduleCron"), data.get("scheduleTimezone") or DEFAULT_TIMEZONE
+    catch_up = data.get("scheduleCatchUp")
+    where = f"workflow {label!r}: trigger {trigger.id!r}"
+    found = len(problems.items)
+    if not isinstance(cron, str) or not cron.strip():
+        problems.add(f"{where}: a Schedule trigger needs data.scheduleCron", workflow=label,
+                     node=trigger.id, field="data.scheduleCron")  # fmt: skip
+    elif not isinstance(zone, str):
+        problems.add(f"{where}: data.scheduleTimezone must be a string", workflow=label,
+                     node=trigger.id, field="data.scheduleTimezone")  # fmt: skip
+    else:
+        trouble = CronsimCalendar().problem(cron, zone)
+        if trouble is not None:
+            field = "data.scheduleTimezone" if "timezone" in trouble else "data.scheduleCron"
+            problems.add(f"{where}: {trouble}", workflow=label, node=trigger.id, field=field)
+    if catch_up is not None and catch_up_policy(catch_up) is None:
+        problems.add(
+            f"{where}: data.scheduleCatchUp must be one of {', '.join(CATCH_UP_POLICIES)}",
+            workflow=label, node=trigger.id, field="data.scheduleCatchUp",
+        )  # fmt: skip
+    if len(problems.items) > found:
+        return None
+    return Schedule(str(cron).strip(), str(zone), catch_up_policy(catch_up))
 
 
 def _nodes(nodes: Any, where: str, label: str, problems: _Problems) -> dict[str, Node] | None:

@@ -150,8 +150,10 @@ class ChildPool:
         world_url: Callable[[], str | None],
         limits: ProcessLimits,
         observer: ProcessObserver | None = None,
+        event_loop: str = "asyncio",
         tracer: Tracer | None = None,
     ) -> None:
+        self._event_loop = event_loop  # the children's: "asyncio" or "uvloop"
         self._code = code
         self._keys = keys
         self._world_url = world_url
@@ -219,6 +221,7 @@ class ChildPool:
             child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
+            child_module.ENV_LOOP: self._event_loop,
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", child_module.__name__,

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from compute_worker.adapters.system import LocalSignal
+from compute_worker.adapters.system import LocalSignal, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
 from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
@@ -49,6 +49,7 @@ ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
+ENV_LOOP = "CW_EVENT_LOOP"
 
 
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
@@ -200,7 +201,7 @@ def main() -> None:
     limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
-    asyncio.run(serve(out, config))
+    run_on_loop(serve(out, config), config.get(ENV_LOOP) or "asyncio")
 
 
 if __name__ == "__main__":

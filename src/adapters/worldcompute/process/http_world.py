@@ -121,6 +121,7 @@ def _event(data: dict[str, Any]) -> Event:
         event_data=data.get("eventData"),
         spec_version=data.get("specVersion"),
         created_at=parse_date(data["createdAt"], "createdAt"),
+        occurred_at=_date(data.get("occurredAt")),
     )
 
 
@@ -170,4 +171,7 @@ def _result(data: dict[str, Any]) -> EventResult:
         run=_run(data["run"]) if "run" in data else None,
         step=_step(data["step"]) if "step" in data else None,
         events=tuple(_event(e) for e in data["events"]) if "events" in data else None,
+        cursor=data.get("cursor"),
+        has_more=data.get("hasMore"),
+        max_events=data.get("maxEvents"),
     )
