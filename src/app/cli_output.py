@@ -25,6 +25,7 @@ from compute_worker.adapters.client.errors import ComputeClientError, RunTimeout
 from compute_worker.adapters.client.models import (
     Deployment,
     Event,
+    Hook,
     Resumed,
     Run,
     RunError,
@@ -35,7 +36,8 @@ from compute_worker.adapters.client.sync import Client
 
 M = TypeVar("M", bound=BaseModel)
 WIDE = 160  # columns when stdout is not a terminal (and COLUMNS is not set)
-FOLLOW_POLL = 0.25  # seconds between reads of a followed run's new events
+FOLLOW_POLL, FOLLOW_POLL_MAX = 0.25, 2.0  # seconds between reads of a followed run's
+# new events: the shortest right after an event, growing by half while none comes
 FOLLOW_STATUS_EVERY = 2.0  # seconds between status checks while no event comes
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 STATUS_STYLE = {
@@ -277,6 +279,10 @@ class Output:
             rows.append(("error", escape(_error_text(run.error))))
         if run.execution is not None:
             rows.append(("execution", escape(dumps(run.execution))))
+        if run.parent_run_id is not None:
+            rows.append(("parent", run.parent_run_id))
+        for child in run.children:
+            rows.append(("child", f"{child.run_id} {escape(child.workflow_name)}"))
         if run.stuck is not None:
             stuck = run.stuck
             rows.append(("stuck", f"[red]{stuck.reason}[/] since {_when(stuck.since)}: "
@@ -310,6 +316,12 @@ class Output:
         self._listing(found, "events", ("TIME", "EVENT", "CORRELATION", "DATA"), lambda e: (
             _when(e.created_at), e.event_type, e.correlation_id or "",
             escape(dumps(e.event_data)) if e.event_data else "",
+        ))  # fmt: skip
+
+    def hooks(self, found: Sequence[Hook]) -> None:
+        self._listing(found, "hooks waiting", ("HOOK", "TOKEN", "CREATED", "METADATA"), lambda h: (
+            h.hook_id, escape(h.token) if h.token is not None else "(needs runs:write)",
+            _when(h.created_at), escape(dumps(h.metadata)) if h.metadata is not None else "",
         ))  # fmt: skip
 
     def chunk(self, index: int, chunk: bytes) -> None:
@@ -354,9 +366,11 @@ class RunFollower:
         deadline = None if timeout is None else time.monotonic() + timeout
         cursor: str | None = None
         checked = time.monotonic()
+        pause = FOLLOW_POLL
         while True:
             page = self._cw.runs.events_page(self._run_id, cursor, limit=100)
             cursor = page.cursor or cursor
+            pause = FOLLOW_POLL if page.data else min(pause * 1.5, FOLLOW_POLL_MAX)
             ended = False
             for event in page.data:
                 self._out.event(event, None if self._out.as_json else self._describe(event))
@@ -374,7 +388,7 @@ class RunFollower:
             if deadline is not None and now >= deadline:
                 run = self._cw.runs.get(self._run_id, resolve_data="none")
                 raise RunTimeoutError(f"run {self._run_id} is still {run.status}", run=run)
-            time.sleep(FOLLOW_POLL)
+            time.sleep(pause if deadline is None else min(pause, deadline - now))
 
     def _describe(self, event: Event) -> str | None:
         data = event.event_data or {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
 
@@ -38,6 +39,7 @@ from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
 from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
 from compute_worker.adapters.worldcompute.local.world import LocalRunWorld
 from compute_worker.adapters.worldcompute.process.backend import (
@@ -82,6 +84,7 @@ from compute_worker.domain.use_cases.schedules import (
     RunSchedules,
     TriggerSchedule,
 )
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
 from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
@@ -97,6 +100,38 @@ def _signal(settings: Settings) -> Signal:
     if settings.database_url is not None:
         return PostgresSignal(settings.database_url)
     return LocalSignal()
+
+
+def _graph_http(settings: Settings, world_url: Callable[[], str | None]) -> HttpSettings:
+    """The limits of graph HTTP nodes, with the worker's own addresses denied (known once
+    it listens, so computed when asked)."""
+
+    def limits() -> HttpLimits:
+        urls = [world_url(), settings.internal_url, f"http://{settings.host}:{settings.port}"]
+        return HttpLimits(settings.graph_http_allow, _own_addresses(urls),
+                          settings.graph_http_max_bytes)  # fmt: skip
+
+    return limits
+
+
+def _own_addresses(urls: list[str | None]) -> tuple[str, ...]:
+    """Outbound patterns for the addresses the worker serves on (its admin and world lanes)."""
+    found: list[str] = []
+    for url in urls:
+        parts = urlsplit(url or "")
+        host, port = (parts.hostname or "").lower(), parts.port
+        if not host or not port:
+            continue
+        if host in ("0.0.0.0", "::"):  # every interface: every address on that port
+            patterns = [f"localhost:{port}", f"0.0.0.0/0:{port}"]
+        elif host == "localhost" or host == "::1" or host.startswith("127."):
+            patterns = [f"localhost:{port}"]
+        elif ":" not in host:  # (a pattern cannot give an IPv6 address a port)
+            patterns = [f"{host}:{port}"]
+        else:
+            patterns = []
+        found += [pattern for pattern in patterns if pattern not in found]
+    return tuple(found)
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -179,7 +214,8 @@ class Container(containers.DeclarativeContainer):
     artifacts = providers.Singleton(
         FsArtifactStore, providers.Callable(lambda s: s.artifact_dir, settings)
     )
-    bundle_loader = providers.Singleton(SubprocessBundleLoader)
+    graph_http = providers.Callable(_graph_http, settings, world_url)
+    bundle_loader = providers.Singleton(SubprocessBundleLoader, graph_http=graph_http)
     webhook_verifiers = providers.Singleton(
         lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
     )
@@ -282,14 +318,18 @@ class Container(containers.DeclarativeContainer):
 
     # the workflow engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
+    start_child_run = providers.Singleton(
+        StartChildRun, writer, clock, world_writes, idempotency_retention
+    )
     run_world = providers.Singleton(
-        LocalRunWorld, record_run_events, world_reader, write_stream, signal
+        LocalRunWorld, record_run_events, world_reader, write_stream, signal, start_child_run
     )
     deployment_code = providers.Singleton(
         BundleCode,
         deployments,
         artifacts,
         providers.Callable(lambda s: s.code_dir, settings),
+        graph_http,
     )
     engine_settings = providers.Singleton(EngineSettings)
     retry_policy = providers.Singleton(
@@ -351,6 +391,7 @@ class Container(containers.DeclarativeContainer):
         read_stream=read_stream,
         inspect_stream=inspect_stream,
         publish_message=publish_message,
+        start_child_run=start_child_run,
         get_deployment_id=get_deployment_id,
         get_encryption_key=get_encryption_key,
         check_health=check_health,

@@ -222,7 +222,7 @@ def _patterns(value: Any) -> Any:
     try:
         OutboundPolicy(tuple(value))
     except ValueError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(f"must be valid host patterns: {exc}") from None
     return tuple(value)
 
 
@@ -410,6 +410,18 @@ class Settings(BaseSettings):
         ge=0, le=3600,
     )  # fmt: skip
 
+    graph_http_allow: HostPatterns = setting(
+        ("*",), "hosts graph http_request nodes may reach: comma-separated patterns (as "
+        "delivery_allow); * is any public host: loopback, private and cloud metadata "
+        "addresses need an explicit IP, CIDR or localhost, and the worker's own address is "
+        "always refused",
+        shown="* (--dev: *, localhost, private networks)", metavar="PATTERNS",
+    )  # fmt: skip
+    graph_http_max_bytes: int = setting(
+        10 * 1024 * 1024, "largest response body a graph http_request node reads, in bytes "
+        "(a larger one fails the node)",
+        ge=1, le=1024**3,
+    )  # fmt: skip
     delivery_allow: HostPatterns = setting(
         (), "hosts that queue deliveries to WDK apps (kind wdk) may reach: comma-separated "
         "patterns (api.example.com, *.example.com, host:port, IP, CIDR, localhost, *)",

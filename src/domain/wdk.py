@@ -41,6 +41,7 @@ RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfe
                               "connection"})  # fmt: skip
 RESERVED_PREFIXES = ("x-vqs-", "x-compute-")
 WDK_SPEC_VERSION = 3  # the spec of runs triggered through POST /v1/runs (the 4.x line)
+MAX_REASON = 300  # bytes of a failed reply quoted in the log
 PAYLOAD_FORMAT = b"devl"  # the runtime's prefix for devalue-encoded payloads (LANE.md §8)
 ENCRYPTED_FORMAT = b"encr"  # + 12-byte nonce + AES-256-GCM of a devl payload, the run's key
 
@@ -348,7 +349,10 @@ class DeliveryPolicy:
             return Verdict("again", timeout, attempt, 0, f"the app asked again in {timeout} s")
         counted = attempt if reply.reached else attempt - 1
         failed = failures + 1
-        why = f"HTTP {reply.status}" if reply.status is not None else (reply.error or "no answer")
+        why = reply.error or "no answer"
+        if reply.status is not None:
+            said = reply.body[:MAX_REASON].decode(errors="replace").strip()
+            why = f"HTTP {reply.status}" + (f": {said}" if said else "")
         if failed >= self.max_failures:
             why = f"{failed} failed deliveries in a row, the last: {why}"
             return Verdict("drop", attempt=counted, failures=failed, reason=why)

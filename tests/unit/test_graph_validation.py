@@ -107,3 +107,22 @@ async def test_a_graph_deployed_before_the_stricter_checks_still_runs() -> None:
         "outputs": {"start": {"input": []}, "a": {"message": "hi "}}
     }
     assert list(parse_graphs(raw, strict=False)) == ["old"]
+
+
+def test_literal_urls_the_outbound_policy_refuses_are_problems_at_upload() -> None:
+    from compute_worker.domain.outbound import OutboundPolicy
+
+    def fetch(node_id: str, url: str) -> dict[str, Any]:
+        return action(node_id, "http_request", url=url)
+
+    document = {"name": "calls", "nodes": [
+        TRIGGER, fetch("meta", "http://169.254.169.254/"), fetch("self", "http://127.0.0.1:8080/x"),
+        fetch("fine", "https://api.example.com/"), fetch("later", "{{@start.input.0}}"),
+        fetch("other", "https://elsewhere.test/"),
+    ], "edges": [edge("start", n) for n in ("meta", "self", "fine", "later", "other")]}  # fmt: skip
+    policy = OutboundPolicy(("*.example.com", "localhost"), ("localhost:8080",))
+    with pytest.raises(errors.InvalidDeployment) as refused:
+        parse_graphs(json.dumps(document).encode(), outbound=policy)
+    found = [(p["node"], p["field"]) for p in refused.value.details["problems"]]
+    assert found == [("meta", "data.url"), ("self", "data.url"), ("other", "data.url")]
+    assert parse_graphs(json.dumps(document).encode())  # no policy given: not checked

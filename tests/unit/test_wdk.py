@@ -344,7 +344,8 @@ def test_replies_decide_what_happens_next(
 
 def test_failures_back_off_then_the_message_is_dropped_with_a_reason() -> None:
     assert [POLICY.backoff(n) for n in (1, 2, 3, 7, 8, 100)] == [1, 2, 4, 60, 60, 60]
-    dropped = POLICY.judge(Reply(503), attempt=4, failures=3)
+    dropped = POLICY.judge(Reply(503, b'"StepNotFound: x"'), attempt=4, failures=3)
     assert dropped.action == "drop" and "4 failed deliveries in a row" in dropped.reason
+    assert dropped.reason.endswith('HTTP 503: "StepNotFound: x"')
     capped = POLICY.judge(Reply(200, json.dumps({"timeoutSeconds": 1}).encode()), 10, 0)
     assert capped.action == "drop" and "safety cap" in capped.reason

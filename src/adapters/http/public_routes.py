@@ -38,6 +38,7 @@ from compute_worker.adapters.http.wire_schemas import (
     ref,
 )
 from compute_worker.domain import errors
+from compute_worker.domain.children import parent_of
 from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment, Endpoint
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.inspect_run import HistoryPage
@@ -123,7 +124,13 @@ async def get_run(request: Request) -> Response:
     if not run.is_terminal:
         execution = await served.query_world.get_execution(run_id)
         stuck = await served.query_world.get_stuck(run_id)
-    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck))
+    out = wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck)
+    link = parent_of(run)
+    if link is not None:
+        out["parentRunId"] = link[0]
+    children = await served.query_world.get_children(run_id)
+    out["children"] = [{"runId": child, "workflowName": name} for child, name in children]
+    return JSONResponse(out)
 
 
 @operation(

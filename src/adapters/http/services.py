@@ -34,6 +34,7 @@ from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.schedules import ListSchedules, PauseSchedule, TriggerSchedule
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
 from compute_worker.domain.wdk import AppValues
@@ -63,6 +64,7 @@ class HttpServices:
     read_stream: ReadStream
     inspect_stream: InspectStream
     publish_message: PublishMessage
+    start_child_run: StartChildRun
     get_deployment_id: GetDeploymentId
     get_encryption_key: GetEncryptionKey
     # the public lane

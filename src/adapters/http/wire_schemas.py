@@ -52,6 +52,11 @@ def page(item: str) -> JsonSchema:
     )
 
 
+# a run's or step's error: structured, or the bytes a spec ≥ 4 runtime serialized it to
+ERROR_VALUE: JsonSchema = {
+    "description": "a StructuredError, or a Bytes envelope of the runtime's serialized error"
+}
+
 SCHEMAS: dict[str, JsonSchema] = {
     "Error": obj(
         ["code", "message"], code=STR, message=STR, name=STR, details=obj(), retryAfter=INT
@@ -71,7 +76,9 @@ SCHEMAS: dict[str, JsonSchema] = {
         specVersion=INT,
         input=ANY,
         output=ANY,
-        error=ref("StructuredError"),
+        error=ERROR_VALUE,
+        errorCode=STR,
+        attributes={"type": "object", "additionalProperties": STR},
         executionContext=obj(),
         createdAt=DATE,
         updatedAt=DATE,
@@ -106,7 +113,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         attempt=INT,
         input=ANY,
         output=ANY,
-        error=ref("StructuredError"),
+        error=ERROR_VALUE,
         startedAt=DATE,
         completedAt=DATE,
         retryAfter=DATE,
@@ -124,6 +131,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         environment=STR,
         metadata=ANY,
         isWebhook=BOOL,
+        isSystem=BOOL,
         createdAt=DATE,
         specVersion=INT,
     ),
@@ -159,6 +167,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         cursor={"type": ["string", "null"], "description": "events.list cursor after `events`"},
         hasMore=BOOL,
         maxEvents={**INT, "description": "on run lifecycle answers: the most events a run holds"},
+        stepCreated={**BOOL, "description": "a step_started created its step (lazy start)"},
     ),
     "Deployment": obj(
         ["deploymentId", "digest", "kind", "workflows", "createdAt", "active"],
@@ -305,6 +314,14 @@ TRIGGER = obj(
     executionContext=obj(),
 )
 RESUME = obj(["token"], token=STR, payload=ANY)
+START_CHILD = obj(
+    ["parentRunId", "workflowName", "token"],
+    parentRunId=STR,
+    workflowName=STR,
+    input={"type": "array"},
+    token={**STR, "description": "the parent's hook token: the child starts once per token"},
+)
+CHILD_STARTED = obj(["runId"], runId=STR)
 SCHEDULES = obj(["data"], data={"type": "array", "items": ref("Schedule")})
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
 APP_ENDPOINT = obj(
@@ -389,6 +406,15 @@ KEY_REQUEST = obj(runId=STR, deploymentId=STR, run=ref("Run"), context=obj(deplo
 KEY = obj(["key"], key={"type": ["string", "null"]})
 BY_CORRELATION = obj(
     ["correlationId"], correlationId=STR, runId=STR, pagination=PAGINATION, resolveData=RESOLVE
+)
+ATTRIBUTES = obj(["attributes"], attributes={"type": "object", "additionalProperties": STR})
+SET_ATTRIBUTES = obj(
+    ["changes"],
+    changes={
+        "type": "array",
+        "items": obj(["key", "value"], key=STR, value={"type": ["string", "null"]}),
+    },
+    allowReservedAttributes={"const": True},
 )
 RUNS_LISTING = obj(workflowName=STR, status=STATUS, pagination=PAGINATION, resolveData=RESOLVE)
 HOOKS_LISTING = obj(runId=STR, pagination=PAGINATION, resolveData=RESOLVE)

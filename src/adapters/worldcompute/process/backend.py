@@ -1,11 +1,12 @@
 """The ``process`` backend: a deployment's code runs in child processes, never in the
 server. Each child holds one deployment's bundle, executes one run at a time, and
 reaches the World over the world-proxy lane with a key minted for it (scope
-``world:proxy``, expiring). The parent enforces limits: address space
-(``RLIMIT_AS``), per step wall-clock time and CPU time, and the workflow-code
-watchdog: a child whose event loop stops answering (a loop or a blocking call in a
-``@workflow`` body) for ``workflow_turn_seconds`` outside a step is killed. A
-cancelled run's child is killed at once, which frees its slot.
+``world:child``: its deployment's runs only; expiring, and deleted when it exits).
+The parent enforces limits: address space (``RLIMIT_AS``), per step wall-clock time
+and CPU time, and the workflow-code watchdog: a child whose event loop stops
+answering (a loop or a blocking call in a ``@workflow`` body) for
+``workflow_turn_seconds`` outside a step is killed. A cancelled run's child is killed
+at once, which frees its slot.
 A child that crashes, hangs or runs out of memory costs the step in flight an
 attempt (retried, or failed once its retries are spent); the server lives on.
 Suspended runs park (no process held) and are replayed when woken.
@@ -35,7 +36,6 @@ from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome
 from compute_worker.adapters.worldcompute.runtime.tracing import TracedSteps
 from compute_worker.domain import errors
-from compute_worker.domain.api_keys import WORLD_SCOPE
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
 from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.ports.metrics import ProcessObserver
@@ -208,7 +208,7 @@ class ChildPool:
                 "the process backend needs the server's URL (option internal_url)"
             )
         folder = await self._code.folder(deployment)
-        created = await self._keys.mint(f"child:{deployment.deployment_id}", [WORLD_SCOPE], KEY_TTL)
+        created = await self._keys.mint_child(deployment.deployment_id, KEY_TTL)
         env = {
             **child_environment(),
             child_module.ENV_URL: url,
@@ -222,6 +222,7 @@ class ChildPool:
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
             child_module.ENV_LOOP: self._event_loop,
+            **(self._code.graph_http().env() if deployment.kind == "graph" else {}),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", child_module.__name__,
@@ -400,7 +401,9 @@ class ProcessExecutor:
             raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
         wakes_at = message.get("wakesAt")
         kind = message.get("outcome", "finished")
-        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None)
+        read_up_to = message.get("readUpTo")
+        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None,
+                       read_up_to if isinstance(read_up_to, str) else None)  # fmt: skip
 
     async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
         """Forward wake-ups to the child; kill it when a step runs out of time or CPU, when

@@ -28,6 +28,7 @@ import httpx
 from compute_worker.adapters.system import LocalSignal, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits
 from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
 from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext, iso
 from compute_worker.adapters.worldcompute.runtime.failures import (
@@ -128,7 +129,7 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
     except errors.DomainError as error:
         return {"outcome": "interrupted", "message": error.message}
     wakes_at = iso(outcome.wakes_at) if outcome.wakes_at is not None else None
-    return {"outcome": outcome.kind, "wakesAt": wakes_at}
+    return {"outcome": outcome.kind, "wakesAt": wakes_at, "readUpTo": outcome.read_up_to}
 
 
 async def serve(out: TextIO, config: dict[str, str]) -> None:
@@ -139,7 +140,9 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
     folder = Path(config[ENV_BUNDLE])
     try:
         kind = config.get(ENV_KIND, "python")
-        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True)
+        http = HttpLimits.from_env(config)
+        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True,
+                                   http=lambda: http)  # fmt: skip
     except StartFailed as failure:
         Reporter(out, "").send({"op": "failed", "message": failure.message,
                                 "stack": failure.stack})  # fmt: skip
