@@ -50,6 +50,7 @@ ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
+ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
 ENV_LOOP = "CW_EVENT_LOOP"
 
 
@@ -147,8 +148,10 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
     url = config[ENV_URL]
     headers = {"authorization": f"Bearer {config[ENV_KEY]}"}
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost", "::1")
+    socket = config.get(ENV_SOCKET)
+    transport = httpx.AsyncHTTPTransport(uds=socket, verify=not loopback) if socket else None
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
-                                 verify=not loopback) as client:  # fmt: skip
+                                 verify=not loopback, transport=transport) as client:  # fmt: skip
         world = HttpRunWorld(client, signal)
         loop = asyncio.get_running_loop()
         stdin = asyncio.StreamReader()
