@@ -178,6 +178,8 @@ async def _serve(settings: Settings, dev: bool) -> None:
         if settings.ui is None:  # the dashboard: on in dev mode unless turned off
             update["ui"] = True
         settings = settings.model_copy(update=update)
+    elif settings.sandbox == "auto":  # production: no unboxed workflow code unless told
+        settings = settings.model_copy(update={"sandbox": "required"})
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     try:

@@ -6,6 +6,8 @@ or build use cases from fakes.
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -46,7 +48,9 @@ from compute_worker.adapters.worldcompute.process.backend import (
     ProcessExecutor,
     ProcessLimits,
 )
+from compute_worker.adapters.worldcompute.process.sandbox import Sandbox, sandbox_unavailable
 from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
+from compute_worker.app.errors import StartupError
 from compute_worker.app.settings import Settings
 from compute_worker.domain.execution import RetryPolicy
 from compute_worker.domain.ids import IdFactory
@@ -87,6 +91,8 @@ from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, W
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
 from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
+
+log = logging.getLogger(__name__)
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:
@@ -157,7 +163,34 @@ def _executor(
         children_per_deployment=settings.process_children,
     )
     loop = resolve_event_loop(settings.event_loop)
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics, loop), world, signal)
+    pool = ChildPool(code, keys, world_url, limits, metrics, loop, _sandbox(settings))
+    return ProcessExecutor(pool, world, signal)
+
+
+def _sandbox(settings: Settings) -> Sandbox | None:
+    """The box of workflow children, said at start-up; ``StartupError`` when it is
+    required and the host cannot give it."""
+    if settings.sandbox == "off":
+        log.warning("workflow children run WITHOUT a sandbox (sandbox=off): their code can "
+                    "read and write what the server can")  # fmt: skip
+        return None
+    bwrap = shutil.which("bwrap")
+    sandbox = None if bwrap is None else Sandbox(
+        bwrap, settings.sandbox_network, settings.sandbox_uid, settings.sandbox_uid
+    )  # fmt: skip
+    reason = sandbox_unavailable(sandbox, bwrap)
+    if reason is None:
+        log.info("workflow children run in a bubblewrap sandbox (network: %s)",
+                 settings.sandbox_network)  # fmt: skip
+        return sandbox
+    if settings.sandbox == "required":
+        raise StartupError(
+            f"workflow children cannot be sandboxed: {reason}. Install bubblewrap "
+            "(apt-get install bubblewrap), or set sandbox=off to accept the risk."
+        )
+    log.warning("workflow children run WITHOUT a sandbox: %s; their code can read and write "
+                "what the server can (install bubblewrap)", reason)  # fmt: skip
+    return None
 
 
 def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:

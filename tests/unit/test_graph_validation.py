@@ -126,3 +126,16 @@ def test_literal_urls_the_outbound_policy_refuses_are_problems_at_upload() -> No
     found = [(p["node"], p["field"]) for p in refused.value.details["problems"]]
     assert found == [("meta", "data.url"), ("self", "data.url"), ("other", "data.url")]
     assert parse_graphs(json.dumps(document).encode())  # no policy given: not checked
+
+
+def test_run_workflow_must_name_a_workflow_of_the_bundle() -> None:
+    child = {"name": "child", "nodes": [TRIGGER], "edges": []}
+    parent = {"name": "parent", "nodes": [
+        TRIGGER,
+        action("ok", "run_workflow", workflow="child"),
+        action("typo", "run_workflow", workflow="chlid"),
+        action("later", "run_workflow", workflow="{{@start.input.0}}"),
+    ], "edges": [edge("start", "ok"), edge("ok", "typo"), edge("typo", "later")]}  # fmt: skip
+    found = problems_of({"workflows": [parent, child]})
+    assert [(p["node"], p["field"]) for p in found] == [("typo", "data.workflow")]
+    assert "not a workflow of this bundle" in found[0]["message"]

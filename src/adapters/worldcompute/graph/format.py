@@ -12,7 +12,7 @@ edges between existing nodes, no cycles, no node unreachable from the trigger,
 ``{{@node…}}`` templates naming a node that runs before (an ancestor), and every
 expression (``data.expression`` of conditions and transforms, ``{{= … }}`` templates):
 syntax, bounds, and names of ancestor nodes only; a ``Schedule`` trigger's cron
-expression, timezone and catch-up policy.
+expression, timezone and catch-up policy; the workflow a ``run_workflow`` node names.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def parse_graphs(
         items = [document]
     problems = _Problems(strict, outbound)
     graphs = [_graph(item, index, problems) for index, item in enumerate(items)]
+    _check_children(items, graphs, problems)
     problems.raise_any()
     found = [graph for graph in graphs if graph is not None]
     check_workflows(tuple(graph.info for graph in found), "the bundle defines no workflow graph")
@@ -175,6 +176,22 @@ def _graph(item: Any, index: int, problems: _Problems) -> Graph | None:
         return None
     actions = tuple(node_id for node_id in order if nodes[node_id].type == "action")
     return Graph(str(name), triggers[0], nodes, edges, actions, schedule)
+
+
+def _check_children(items: list[Any], graphs: list[Graph | None], problems: _Problems) -> None:
+    """A ``run_workflow`` node must name a workflow of the same bundle (unless templated)."""
+    names = {item.get("name") for item in items if isinstance(item, dict)}
+    for graph in (found for found in graphs if found is not None):
+        for node in graph.nodes.values():
+            wanted = node.data.get("workflow")
+            if node.action != "run_workflow" or not isinstance(wanted, str) or "{{" in wanted:
+                continue
+            if wanted.strip() not in names:
+                problems.add(
+                    f"workflow {graph.name!r}: node {node.id!r}: run_workflow names "
+                    f"{wanted!r}, which is not a workflow of this bundle",
+                    workflow=graph.name, node=node.id, field="data.workflow", upload_only=True,
+                )  # fmt: skip
 
 
 def _schedule(trigger: Node, label: str, problems: _Problems) -> Schedule | None:
