@@ -371,7 +371,8 @@ class Settings(BaseSettings):
     )  # fmt: skip
     workflow_turn_seconds: float = setting(
         60.0, "process backend: workflow code (outside steps) holding its process this long "
-        "without yielding is killed; the run is tried 3 times, then fails",
+        "without yielding is killed (the run is tried 3 times, then fails); awaiting nothing "
+        "durable (asyncio.sleep in the body) this long fails the run",
         gt=0, le=3600,
     )  # fmt: skip
     sandbox: Annotated[Literal["auto", "required", "off"], BeforeValidator(_lower)] = setting(

@@ -256,6 +256,7 @@ class ChildPool:
             child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
+            child_module.ENV_TURN: str(self.limits.workflow_turn_seconds),
             child_module.ENV_LOOP: self._event_loop,
             **(self._code.graph_http().env() if deployment.kind == "graph" else {}),
         }

@@ -50,6 +50,7 @@ ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
+ENV_TURN = "CW_WORKFLOW_TURN"  # seconds workflow code may await nothing durable
 ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
 ENV_LOOP = "CW_EVENT_LOOP"
 
@@ -124,7 +125,18 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
         park_after = float(config.get(ENV_PARK_AFTER, "1.0"))
         root = Path(config[ENV_BUNDLE]) if config.get(ENV_KIND, "python") == "python" else None
         context = WorkflowContext(world, run, events, poll, observer=reporter, code_root=root)
-        outcome: Outcome = await run_workflow(context, workflow, park_after)
+        stall_after = float(config.get(ENV_TURN, "60"))
+        outcome: Outcome = await run_workflow(context, workflow, park_after, stall_after)
+        if outcome.kind == "stalled":
+            await context.flush()  # what it did before counts (a step's result, say)
+            message = (
+                f"the workflow code awaited nothing durable for {stall_after:g} s (an "
+                "asyncio.sleep or other I/O in the @workflow body? use "
+                "compute_worker.sleep for a durable sleep, or put the work in a step)"
+            )
+            failed = {"error": {"message": message}, "errorCode": RUNTIME_ERROR}
+            await world.record(run_id, [EventRequest(EventType.RUN_FAILED, None, None, failed)])
+            return {"outcome": "finished"}
     except (RunCancelled, errors.RunExpired, errors.EntityConflict):
         return {"outcome": "cancelled"}
     except errors.DomainError as error:
