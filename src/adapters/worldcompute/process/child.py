@@ -58,6 +58,9 @@ ENV_LOOP = "CW_EVENT_LOOP"
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
 
 
+TRACE = "traceparent"
+
+
 class Reporter:
     def __init__(self, out: TextIO, run_id: str) -> None:
         self._out = out
@@ -74,8 +77,9 @@ class Reporter:
                    "attempt": attempt, "maxRetries": spec.max_retries,
                    "timeout": spec.timeout_seconds})  # fmt: skip
 
-    def step_ended(self, step_id: str) -> None:
-        self.send({"op": "step_done", "runId": self._run_id, "stepId": step_id})
+    def step_ended(self, step_id: str, error: str | None = None) -> None:
+        done = {"op": "step_done", "runId": self._run_id, "stepId": step_id}
+        self.send(done if error is None else {**done, "error": error[:2000]})
 
 
 class ForwardLogs(logging.Handler):
@@ -172,15 +176,16 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
         running: asyncio.Task[None] | None = None
 
-        async def execute(run_id: str) -> None:
+        async def execute(run_id: str, traceparent: str | None) -> None:
             forward.run_id = run_id
+            _carry_trace(client, traceparent)
             answer = await _execute(world, workflows, run_id, out, config)
             Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 
         while line := await stdin.readline():
             message = json.loads(line)
             if message["op"] == "run":
-                running = asyncio.create_task(execute(message["runId"]))
+                running = asyncio.create_task(execute(message["runId"], message.get(TRACE)))
             elif message["op"] == "wake":
                 signal.notify(run_topic(message["runId"]))
             elif message["op"] == "stop":
@@ -188,6 +193,18 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         beats.cancel()
         if running is not None and not running.done():
             running.cancel()
+
+
+def _carry_trace(client: httpx.AsyncClient, traceparent: str | None) -> None:
+    """The run's trace context (W3C ``traceparent``, from the parent) on every world-lane
+    request of the run, so the server's spans of them join the run's trace; and in the
+    environment as ``TRACEPARENT`` for workflow code that traces itself."""
+    if traceparent:
+        client.headers[TRACE] = traceparent
+        os.environ["TRACEPARENT"] = traceparent
+    else:
+        client.headers.pop(TRACE, None)
+        os.environ.pop("TRACEPARENT", None)
 
 
 async def _beat(reporter: Reporter, interval: float) -> None:
