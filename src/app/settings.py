@@ -358,8 +358,22 @@ class Settings(BaseSettings):
     )  # fmt: skip
     workflow_turn_seconds: float = setting(
         60.0, "process backend: workflow code (outside steps) holding its process this long "
-        "without yielding is killed; the run is tried 3 times, then fails",
+        "without yielding is killed (the run is tried 3 times, then fails); awaiting nothing "
+        "durable (asyncio.sleep in the body) this long fails the run",
         gt=0, le=3600,
+    )  # fmt: skip
+    sandbox: Annotated[Literal["auto", "required", "off"], BeforeValidator(_lower)] = setting(
+        "auto", "process backend: box each workflow child with bubblewrap (README: Threat "
+        "model). auto: when the host can; when it cannot, a warning, and serve without --dev "
+        "refuses to start; required: refuse to start without it; off: accept the risk",
+    )  # fmt: skip
+    sandbox_network: Annotated[Literal["none", "host"], BeforeValidator(_lower)] = setting(
+        "none", "process backend: a sandboxed child's network: none (its own, empty; the World "
+        "still answers over a Unix socket) or host (the server's: steps may call any API)",
+    )  # fmt: skip
+    sandbox_uid: int = setting(
+        65534, "process backend: the unprivileged uid (and gid) a sandboxed child runs as when "
+        "the server runs as root", ge=1, le=2**31 - 1,
     )  # fmt: skip
     process_children: int = setting(
         4, "process backend: child processes (runs executing at once) per deployment",
@@ -397,6 +411,18 @@ class Settings(BaseSettings):
         ge=0, le=3600,
     )  # fmt: skip
 
+    graph_http_allow: HostPatterns = setting(
+        ("*",), "hosts graph http_request nodes may reach: comma-separated patterns (as "
+        "delivery_allow); * is any public host: loopback, private and cloud metadata "
+        "addresses need an explicit IP, CIDR or localhost, and the worker's own address is "
+        "always refused",
+        shown="* (--dev: *, localhost, private networks)", metavar="PATTERNS",
+    )  # fmt: skip
+    graph_http_max_bytes: int = setting(
+        10 * 1024 * 1024, "largest response body a graph http_request node reads, in bytes "
+        "(a larger one fails the node)",
+        ge=1, le=1024**3,
+    )  # fmt: skip
     delivery_allow: HostPatterns = setting(
         (), "hosts that queue deliveries to WDK apps (kind wdk) may reach: comma-separated "
         "patterns (api.example.com, *.example.com, host:port, IP, CIDR, localhost, *)",

@@ -41,6 +41,7 @@ from compute_worker.adapters.client.errors import (
     WorkflowNotFoundError,
 )
 from compute_worker.adapters.client.models import (
+    AppEndpoint,
     ChildRun,
     Deployment,
     Event,
@@ -66,6 +67,7 @@ __all__ = [
     "DEFAULT_URL",
     "KEY_ENV",
     "URL_ENV",
+    "AppEndpoint",
     "AsyncChunkStream",
     "AsyncClient",
     "AuthenticationError",

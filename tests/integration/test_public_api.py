@@ -115,8 +115,10 @@ WORLD_ROUTES = {
     ("POST", "/v1/world/events/create-batch"),
     ("POST", "/v1/world/events/list"),
     ("POST", "/v1/world/events/list-by-correlation"),
+    ("GET", "/v1/world/events/{}"),
     ("POST", "/v1/world/runs/list"),
     ("GET", "/v1/world/runs/{}"),
+    ("POST", "/v1/world/runs/{}/attributes"),
     ("GET", "/v1/world/steps/{}"),
     ("POST", "/v1/world/steps/list"),
     ("GET", "/v1/world/hooks/{}"),
@@ -166,7 +168,8 @@ async def test_the_document_names_the_scope_each_route_checks(api_server: Public
         document = assert_ok(await anon.get("/v1/openapi.json"))
     problems = []
     for (method, path), operation in sorted(_operations(document).items()):
-        url = path.replace("{}", "x-doc-check")
+        # an id every path parameter accepts (event ids must look like ``evnt_…``)
+        url = path.replace("{}", "evnt_xdoccheck")
         scope = operation.get("x-required-scope")
         if scope is None:
             async with api_server.client(key=None) as anon:

@@ -14,7 +14,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .public_fixtures import PublicServer, PublicServers
+from compute_worker.client import AppEndpoint, AsyncClient, ComputeClientError
+
+from .public_fixtures import ADMIN_KEY, PublicServer, PublicServers
 
 NAME = "workflow//./workflows/scenarios//noStep"
 SECRET = "delivery-secret-0123456789"
@@ -161,3 +163,19 @@ async def test_namespaced_queue_names_are_published(api: httpx.AsyncClient) -> N
     )
     assert response.status_code == 200, response.text
     assert response.json()["messageId"].startswith("msg_")
+
+
+async def test_the_python_client_registers_an_app(wdk_server: PublicServer) -> None:
+    async with AsyncClient(wdk_server.url, ADMIN_KEY) as cw:
+        made = await cw.deployments.register_app(
+            "http://127.0.0.1:3000", headers={"x-gateway": "g"}, delivery_secret=SECRET,
+            activate=True,
+        )  # fmt: skip
+        assert (made.kind, made.active) == ("wdk", True)
+        assert made.endpoint == AppEndpoint(
+            url="http://127.0.0.1:3000", headers={"x-gateway": "g"}, signed=True
+        )
+        assert (await cw.deployments.active()).deployment_id == made.deployment_id
+        with pytest.raises(ComputeClientError) as refused:
+            await cw.deployments.register_app("http://10.9.9.9:3000")
+        assert refused.value.code == "outbound_refused"

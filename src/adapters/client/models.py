@@ -143,10 +143,19 @@ class WorkflowInfo(Model):
     steps: list[str] = []
 
 
+class AppEndpoint(Model):
+    """Where the worker delivers a WDK app's queue messages (kind ``wdk``)."""
+
+    url: str
+    headers: dict[str, str] = {}
+    signed: bool = False  # deliveries carry x-compute-signature
+
+
 class Deployment(Result):
     deployment_id: str
     digest: str
-    kind: Literal["python", "graph"]
+    kind: Literal["python", "graph", "wdk"]
+    endpoint: AppEndpoint | None = None  # kind wdk
     entrypoint: str | None = None
     workflows: list[WorkflowInfo] = []
     metadata: dict[str, Any] = {}

@@ -28,6 +28,7 @@ import httpx
 from compute_worker.adapters.system import LocalSignal, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits
 from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
 from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext, iso
 from compute_worker.adapters.worldcompute.runtime.failures import (
@@ -49,6 +50,8 @@ ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
+ENV_TURN = "CW_WORKFLOW_TURN"  # seconds workflow code may await nothing durable
+ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
 ENV_LOOP = "CW_EVENT_LOOP"
 
 
@@ -118,7 +121,18 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
         park_after = float(config.get(ENV_PARK_AFTER, "1.0"))
         root = Path(config[ENV_BUNDLE]) if config.get(ENV_KIND, "python") == "python" else None
         context = WorkflowContext(world, run, events, poll, observer=reporter, code_root=root)
-        outcome: Outcome = await run_workflow(context, workflow, park_after)
+        stall_after = float(config.get(ENV_TURN, "60"))
+        outcome: Outcome = await run_workflow(context, workflow, park_after, stall_after)
+        if outcome.kind == "stalled":
+            await context.flush()  # what it did before counts (a step's result, say)
+            message = (
+                f"the workflow code awaited nothing durable for {stall_after:g} s (an "
+                "asyncio.sleep or other I/O in the @workflow body? use "
+                "compute_worker.sleep for a durable sleep, or put the work in a step)"
+            )
+            failed = {"error": {"message": message}, "errorCode": RUNTIME_ERROR}
+            await world.record(run_id, [EventRequest(EventType.RUN_FAILED, None, None, failed)])
+            return {"outcome": "finished"}
     except (RunCancelled, errors.RunExpired, errors.EntityConflict):
         return {"outcome": "cancelled"}
     except errors.DomainError as error:
@@ -135,7 +149,9 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
     folder = Path(config[ENV_BUNDLE])
     try:
         kind = config.get(ENV_KIND, "python")
-        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True)
+        http = HttpLimits.from_env(config)
+        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True,
+                                   http=lambda: http)  # fmt: skip
     except StartFailed as failure:
         Reporter(out, "").send({"op": "failed", "message": failure.message,
                                 "stack": failure.stack})  # fmt: skip
@@ -144,8 +160,10 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
     url = config[ENV_URL]
     headers = {"authorization": f"Bearer {config[ENV_KEY]}"}
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost", "::1")
+    socket = config.get(ENV_SOCKET)
+    transport = httpx.AsyncHTTPTransport(uds=socket, verify=not loopback) if socket else None
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
-                                 verify=not loopback) as client:  # fmt: skip
+                                 verify=not loopback, transport=transport) as client:  # fmt: skip
         world = HttpRunWorld(client, signal)
         loop = asyncio.get_running_loop()
         stdin = asyncio.StreamReader()
