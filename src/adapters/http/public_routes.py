@@ -86,7 +86,9 @@ def _run_response(run: Any, status: int = 200, **headers: str) -> Response:
 )
 async def trigger_run(request: Request) -> Response:
     body = await _body(request)
-    run_input = body.get("input", [])
+    run_input = body.get("input")
+    if run_input is None:  # null is absent
+        run_input = []
     if not isinstance(run_input, list):
         raise errors.InvalidRequest("input must be an array", {"field": "input"})
     command = Trigger(
@@ -339,7 +341,7 @@ PAGING = ("limit", "cursor")
     scope="runs:read",
     responses={200: answer("page", page("Run"))},
     params=(
-        query("status", {"type": "string", "description": "one or several, comma-separated"}),
+        query("status", schema.STATUSES),
         query("workflowName"),
         query("deploymentId"),
         query("createdAfter", DATE),

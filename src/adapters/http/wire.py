@@ -352,6 +352,8 @@ def field(
         return None
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise errors.InvalidRequest(f"{where} must be a number", {"field": where})
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON knows numbers only: 3.0 is the integer 3
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise errors.InvalidRequest(
