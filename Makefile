@@ -20,7 +20,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# bubblewrap boxes workflow children (README: Threat model): installed from Debian's apt
+# when missing and we may (root, or sudo without a password); else a note, and the
+# worker says at start-up that it runs children unboxed.
+sandbox-setup:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -qq bubblewrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; \
+	  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    sudo -n apt-get install -y -qq bubblewrap >/dev/null; \
+	  fi; \
+	  command -v bwrap >/dev/null 2>&1 || echo "note: bubblewrap is not installed: workflow children are not sandboxed"; }
+
+run: $(STAMP) sandbox-setup
 	$(BIN)/compute-worker serve --dev $(HOST_FLAG) $(PORT_FLAG) $(ARGS)
 
 lint: $(STAMP)
@@ -30,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # the dashboard tests drive Debian's chromium (installed here when missing)
-test: lint
+test: lint sandbox-setup
 	interop/scripts/ensure-chromium.sh
 	$(BIN)/pytest
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/suite.py [--repeat 3] [--seconds 3] [--connections 64]
                                     [--backends process,local]
+                                    [--variant NAME=FLAGS ...] [--variant-src NAME=DIR ...]
 
 Starts one ``compute-worker serve`` per backend (subprocesses, SQLite WAL
 synchronous=FULL in a temp data dir, a seeded key with every scope, random
@@ -22,10 +23,18 @@ interleaved inside each round so both see the same machine:
 
 Then one table: each figure's min / median / max over ``--repeat`` rounds, the
 target (``../shared/PERFORMANCE.md``) and, for the per-step cost, the process
-backend as a multiple of the local one. The load generator is bench/trigger.py's
-raw keep-alive HTTP/1.1 client (~0.02 ms of CPU per request); it shares the
-cores with the server, so every figure is a lower bound. This is a benchmark,
-never a test: it asserts nothing.
+backend as a multiple of the local one.
+
+``--variant NAME=FLAGS`` (repeatable) runs one more server per backend with those
+``serve`` flags (e.g. ``--variant asyncio='--event-loop asyncio' --variant
+uvloop='--event-loop uvloop'``), interleaved in the same rounds; ``--variant-src
+NAME=DIR`` runs that variant from another checkout's ``src`` folder (``git worktree
+add /tmp/cw-base COMMIT``: the figures before a change). Each variant after the
+first is then also given as a ratio to the first, figure by figure.
+
+The load generator is bench/trigger.py's raw keep-alive HTTP/1.1 client (~0.02 ms
+of CPU per request); it shares the cores with the server, so every figure is a
+lower bound. This is a benchmark, never a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import shlex
 import shutil
 import statistics
 import sys
@@ -166,6 +176,7 @@ def fmt(value: float, unit: str) -> str:
 
 
 def table(results: dict[str, dict[str, list[float]]], backends: list[str]) -> None:
+    """``backends``: the server labels, ``backend`` or ``backend/variant``."""
     print("\n| figure | backend | min | median | max | target | |")
     print("| --- | --- | ---: | ---: | ---: | --- | --- |")
     for key, target in TARGETS.items():
@@ -176,6 +187,17 @@ def table(results: dict[str, dict[str, list[float]]], backends: list[str]) -> No
             print(f"| {target.name} | {backend} | {fmt(min(values), target.unit)} | "
                   f"{fmt(median, target.unit)} | {fmt(max(values), target.unit)} | "
                   f"{target.text} | {verdict} |")  # fmt: skip
+    variants = list(dict.fromkeys(label.partition("/")[2] for label in backends))
+    for variant in variants[1:]:
+        for key, target in TARGETS.items():
+            for backend in dict.fromkeys(label.partition("/")[0] for label in backends):
+                ours, base = results[f"{backend}/{variant}"][key], results[
+                    f"{backend}/{variants[0]}"][key]  # fmt: skip
+                ratios = sorted(o / b for o, b in zip(ours, base, strict=True) if b)
+                if ratios:
+                    print(f"| {target.name}: {variant} / {variants[0]} | {backend} | "
+                          f"{ratios[0]:.2f}x | {statistics.median(ratios):.2f}x | "
+                          f"{ratios[-1]:.2f}x | | |")  # fmt: skip
     if "process" in results and "local" in results:
         for key in ("step_marginal", "step_wall"):
             ratios = [p / lo for p, lo in zip(results["process"][key], results["local"][key],
@@ -191,11 +213,34 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=50, help="runs per latency figure")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--backends", default="process,local", help="comma-separated")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="one more server per backend with these serve flags",
+    )
+    parser.add_argument(
+        "--variant-src",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="run that variant from another checkout's src folder",
+    )
     args = parser.parse_args()
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    kinds = [name.strip() for name in args.backends.split(",") if name.strip()]
+    variants = dict(spec.partition("=")[::2] for spec in args.variant)
+    sources = {name: Path(folder) for name, _, folder in
+               (spec.partition("=") for spec in args.variant_src)}  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="cw-suite-"))
     key = "bench_" + secrets.token_hex(16)
-    servers = {name: Server(folder / name, key, name) for name in backends}
+    servers = {}
+    for kind in kinds:
+        for variant, flags in (variants or {"": ""}).items():
+            name = f"{kind}/{variant}" if variant else kind
+            servers[name] = Server(folder / name.replace("/", "-"), key, kind,
+                                   shlex.split(flags), sources.get(variant))  # fmt: skip
+    backends = list(servers)
     connections: list[RawConnection] = []
     try:
         senders: dict[str, list[Send]] = {}

@@ -86,13 +86,24 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """``compute-worker serve --worldcompute BACKEND`` in a subprocess, on a free port."""
 
-    def __init__(self, data_dir: Path, key: str, backend: str = "local") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        key: str,
+        backend: str = "local",
+        flags: Sequence[str] = (),
+        source: Path | None = None,
+    ) -> None:
+        """``flags``: more ``serve`` flags; ``source``: another checkout's ``src`` folder
+        to run instead of this one (a baseline commit, for before/after figures)."""
         seed = json.dumps([{"key": key, "scopes": SCOPES, "name": "bench"}])
         self.backend = backend
+        env = None if source is None else {**os.environ, "PYTHONPATH": str(source)}
         self.process = subprocess.Popen(
             [str(SERVER), "serve", "--data-dir", str(data_dir), "--port", "0",
-             "--worldcompute", backend, "--log-level", "warning", "--seed-api-keys", seed],
-            stdout=subprocess.PIPE, text=True,
+             "--worldcompute", backend, "--log-level", "warning", "--seed-api-keys", seed,
+             *flags],
+            stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
 
     async def wait_listening(self) -> str:

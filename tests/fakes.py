@@ -139,6 +139,9 @@ class FakeTransaction(Transaction):
                 copy.deepcopy(run), input=old.input, created_at=old.created_at
             )
 
+    def step_to_create(self, run_id: str, step_id: str) -> Step | None:
+        return self.get_step(run_id, step_id)
+
     def get_step(self, run_id: str, step_id: str) -> Step | None:
         return self.state.steps.get((run_id, step_id))
 

@@ -1,14 +1,38 @@
-"""Small in-process adapters: the wall clock and the change signal."""
+"""Small in-process adapters: the wall clock, the change signal, the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.streams import Signal, Subscription
+
+T = TypeVar("T")
+
+
+def resolve_event_loop(choice: str) -> str:
+    """``auto``: uvloop when it is installed (it is a dependency where it builds), else
+    asyncio's own loop; ``asyncio`` and ``uvloop`` as said."""
+    if choice == "auto":
+        return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return choice
+
+
+def run_on_loop(work: Coroutine[Any, Any, T], choice: str = "auto") -> T:
+    """``asyncio.run`` on the chosen event loop (``resolve_event_loop``)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if resolve_event_loop(choice) == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(work)
 
 
 class SystemClock(Clock):

@@ -142,6 +142,7 @@ def cli() -> None:
 
 
 DEV_DELIVERY_ALLOW = ("localhost",)  # loopback names and addresses
+DEV_GRAPH_HTTP_ALLOW = ("*", "localhost", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
 @cli.command()
@@ -152,8 +153,10 @@ DEV_DELIVERY_ALLOW = ("localhost",)  # loopback names and addresses
 def serve(settings: Settings, dev: bool) -> None:
     """Run the HTTP server until SIGINT or SIGTERM."""
     check_target_world(settings)
+    from compute_worker.adapters.system import run_on_loop
+
     configure_logging(settings.log_level)
-    run_async(_serve(settings, dev))
+    run_on_loop(_serve(settings, dev), settings.event_loop)
 
 
 async def _serve(settings: Settings, dev: bool) -> None:
@@ -170,9 +173,13 @@ async def _serve(settings: Settings, dev: bool) -> None:
         update: dict[str, object] = {"seed_api_keys": (*settings.seed_api_keys, dev_key)}
         if not settings.delivery_allow:  # WDK apps on this machine, unless told otherwise
             update["delivery_allow"] = DEV_DELIVERY_ALLOW
+        if settings.graph_http_allow == ("*",):  # graphs may call services on this network
+            update["graph_http_allow"] = DEV_GRAPH_HTTP_ALLOW
         if settings.ui is None:  # the dashboard: on in dev mode unless turned off
             update["ui"] = True
         settings = settings.model_copy(update=update)
+    elif settings.sandbox == "auto":  # production: no unboxed workflow code unless told
+        settings = settings.model_copy(update={"sandbox": "required"})
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     try:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 
 import click
 
+from compute_worker.adapters.client.config import DEFAULT_URL, KEY_ENV, URL_ENV
 from compute_worker.adapters.client.errors import (
     AuthenticationError,
     ComputeClientError,
@@ -46,6 +49,7 @@ from compute_worker.app.cli_output import Output, RunFollower
 from compute_worker.app.profiles import PROFILE_ENV, Profile, load_profile
 
 EXIT_RUN_FAILED, EXIT_UNREACHABLE = 1, 3
+CLIENT_LOGGER = "compute_worker.client"
 DEFAULT_LIST_LIMIT = 20
 T = TypeVar("T")
 
@@ -80,13 +84,13 @@ class Session:
         if isinstance(error, ComputeConnectionError):
             return ServerUnreachable(
                 f"cannot reach the server at {self.profile.url}: {error.message} — is it "
-                f"running? Check --url / COMPUTE_WORKER_URL ({self.profile.describe()})."
+                f"running? Check --url / {URL_ENV} ({self.profile.describe()})."
             )
         if isinstance(error, ServerError | ResponseError):
             return ServerUnreachable(f"the server failed: {error}")
         hint = ""
         if isinstance(error, AuthenticationError):
-            hint = f" — check --api-key / COMPUTE_WORKER_API_KEY ({self.profile.describe()})"
+            hint = f" — check --api-key / {KEY_ENV} ({self.profile.describe()})"
         elif isinstance(error, PermissionDeniedError) and "requiredScope" in error.details:
             hint = f" — the key lacks the scope {error.details['requiredScope']}"
         return RequestRefused(f"{error}{hint}{self.out.details_text(error)}")
@@ -104,6 +108,7 @@ def client_command(
             url: str | None, api_key: str | None, profile: str | None, as_json: bool, **kw: Any
         ) -> None:
             session = Session(load_profile(profile, url, api_key), Output(as_json))
+            _show_client_warnings()
             try:
                 command(session, **kw)
             except ComputeClientError as error:
@@ -113,13 +118,12 @@ def client_command(
             click.option(
                 "--url",
                 metavar="URL",
-                help="The server [env: COMPUTE_WORKER_URL; "
-                "else the profile's url; else http://127.0.0.1:8080].",
+                help=f"The server [env: {URL_ENV}; else the profile's url; else {DEFAULT_URL}].",
             ),
             click.option(
                 "--api-key",
                 metavar="KEY",
-                help="The API key [env: COMPUTE_WORKER_API_KEY; else the profile's api_key].",
+                help=f"The API key [env: {KEY_ENV}; else the profile's api_key].",
             ),
             click.option(
                 "--profile",
@@ -136,9 +140,23 @@ def client_command(
         wrapped: Callable[..., None] = with_session
         for option in reversed(options):
             wrapped = option(wrapped)
-        return (group.command(name) if group else click.command(name))(wrapped)
+        made = (group.command(name) if group else click.command(name))(wrapped)
+        common = {"url", "api_key", "profile", "as_json"}  # listed after the command's own
+        made.params.sort(key=lambda param: param.name in common)
+        return made
 
     return decorate
+
+
+def _show_client_warnings() -> None:
+    """The client's warnings (each retry, each stream reconnection) as stderr lines."""
+    client_log = logging.getLogger(CLIENT_LOGGER)
+    if not client_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("compute-worker: %(message)s"))
+        client_log.addHandler(handler)
+        client_log.setLevel(logging.WARNING)
+        client_log.propagate = False
 
 
 # -- parsing user input ------------------------------------------------------------------------
@@ -351,6 +369,11 @@ def _until_over(
         else:
             with session.out.waiting(run_id):
                 ended = cw.runs.wait(run_id, timeout=timeout)
+    except KeyboardInterrupt:
+        raise RequestRefused(
+            f"stopped waiting; run {run_id} goes on — 'compute-worker runs watch {run_id}' "
+            f"follows it again, 'compute-worker runs cancel {run_id}' stops it"
+        ) from None
     except RunTimeoutError as error:
         session.out.error(error)
         raise RequestRefused(
@@ -399,6 +422,12 @@ def runs() -> None:
     show_default=True,
     help="Show at most this many, newest first.",
 )
+@click.option(
+    "--stuck/--not-stuck",
+    default=None,
+    help="Only runs the server finds stuck (no progress for stuck_after_seconds), or only "
+    "the others.",
+)
 def runs_list(
     session: Session,
     statuses: tuple[str, ...],
@@ -406,14 +435,16 @@ def runs_list(
     deployment_id: str | None,
     created_after: datetime | None,
     limit: int,
+    stuck: bool | None,
 ) -> None:
-    """Runs, newest first, as a table."""
+    """Runs, newest first, as a table (a stuck run's status says so)."""
     with session.client() as cw:
         found = cw.runs.list(
             status=list(statuses) or None,
             workflow=workflow,
             deployment_id=deployment_id,
             created_after=created_after,
+            stuck=stuck,
             page_size=min(limit, 100),
             resolve_data="none",
         )
@@ -460,6 +491,14 @@ def runs_events(session: Session, run_id: str) -> None:
     """A run's events, oldest first."""
     with session.client() as cw:
         session.out.events(cw.runs.events(run_id))
+
+
+@client_command(runs, "hooks")
+@click.argument("run_id", metavar="ID")
+def runs_hooks(session: Session, run_id: str) -> None:
+    """The hooks a run waits on, with their tokens (for keys holding runs:write)."""
+    with session.client() as cw:
+        session.out.hooks(cw.runs.hooks(run_id))
 
 
 @client_command(runs, "logs")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -25,6 +25,7 @@ from compute_worker.adapters.client.errors import ComputeClientError, RunTimeout
 from compute_worker.adapters.client.models import (
     Deployment,
     Event,
+    Hook,
     Resumed,
     Run,
     RunError,
@@ -33,8 +34,10 @@ from compute_worker.adapters.client.models import (
 )
 from compute_worker.adapters.client.sync import Client
 
+M = TypeVar("M", bound=BaseModel)
 WIDE = 160  # columns when stdout is not a terminal (and COLUMNS is not set)
-FOLLOW_POLL = 0.25  # seconds between reads of a followed run's new events
+FOLLOW_POLL, FOLLOW_POLL_MAX = 0.25, 2.0  # seconds between reads of a followed run's
+# new events: the shortest right after an event, growing by half while none comes
 FOLLOW_STATUS_EVERY = 2.0  # seconds between status checks while no event comes
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 STATUS_STYLE = {
@@ -195,36 +198,30 @@ class Output:
             self._line(f"  metadata: {escape(dumps(deployment.metadata))}")
 
     def deployments(self, found: Sequence[Deployment]) -> None:
-        if self.as_json:
-            for deployment in found:
-                self._json(deployment)
-            return
-        table = Table(
-            "DEPLOYMENT",
-            "KIND",
-            "ACTIVE",
-            "WORKFLOWS",
-            "PINNED RUNS",
-            "CREATED",
-            box=None,
-            header_style="bold",
-        )
-        for d in found:
-            table.add_row(
-                d.deployment_id,
-                d.kind,
-                "yes" if d.active else "",
-                escape(", ".join(d.workflow_names())),
-                str(d.pinned_runs or 0),
-                _when(d.created_at),
-            )
-        self._table(table, len(found), "deployments")
+        columns = ("DEPLOYMENT", "KIND", "ACTIVE", "WORKFLOWS", "PINNED RUNS", "CREATED")
+        self._listing(found, "deployments", columns, lambda d: (
+            d.deployment_id, d.kind, "yes" if d.active else "",
+            escape(", ".join(d.workflow_names())), str(d.pinned_runs or 0), _when(d.created_at),
+        ))  # fmt: skip
 
-    def _table(self, table: Table, rows: int, what: str) -> None:
-        if rows:
-            self.console.print(table)
-        else:
+    def _listing(
+        self,
+        found: Sequence[M],
+        what: str,
+        columns: Sequence[str],
+        row: Callable[[M], Sequence[str]],
+    ) -> None:
+        """Each item as a JSON line, or a table of them (``no <what>`` when empty)."""
+        if self.as_json:
+            for item in found:
+                self._json(item)
+        elif not found:
             self._line(f"no {what}")
+        else:
+            table = Table(*columns, box=None, header_style="bold")
+            for item in found:
+                table.add_row(*row(item))
+            self.console.print(table)
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -232,11 +229,9 @@ class Output:
         if self.as_json:
             self._json(run)
             return
-        replayed = " (the run of an earlier trigger with this key)" if run.replayed else ""
-        self._line(
-            f"started [bold]{run.run_id}[/] {escape(run.workflow_name)} on "
-            f"{run.deployment_id}{replayed}"
-        )
+        self.started(run)
+        if run.replayed:
+            self._line("  (the run of an earlier trigger with this idempotency key)")
         self._line(f"  watch it: compute-worker runs watch {run.run_id}")
 
     def started(self, run: TriggeredRun) -> None:
@@ -284,6 +279,14 @@ class Output:
             rows.append(("error", escape(_error_text(run.error))))
         if run.execution is not None:
             rows.append(("execution", escape(dumps(run.execution))))
+        if run.parent_run_id is not None:
+            rows.append(("parent", run.parent_run_id))
+        for child in run.children:
+            rows.append(("child", f"{child.run_id} {escape(child.workflow_name)}"))
+        if run.stuck is not None:
+            stuck = run.stuck
+            rows.append(("stuck", f"[red]{stuck.reason}[/] since {_when(stuck.since)}: "
+                                  f"{escape(stuck.message)}"))  # fmt: skip
         table = Table(box=None, show_header=False)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
@@ -292,69 +295,34 @@ class Output:
         self.console.print(table)
 
     def runs(self, found: Sequence[Run]) -> None:
-        if self.as_json:
-            for run in found:
-                self._json(run)
-            return
-        table = Table(
-            "RUN",
-            "WORKFLOW",
-            "STATUS",
-            "CREATED",
-            "DURATION",
-            "DEPLOYMENT",
-            box=None,
-            header_style="bold",
-        )
-        for r in found:
-            table.add_row(
-                r.run_id,
-                escape(r.workflow_name),
-                _status(r.status),
-                _when(r.created_at),
-                _seconds(r.started_at or r.created_at, r.completed_at),
-                r.deployment_id,
-            )
-        self._table(table, len(found), "runs")
+        columns = ("RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION", "DEPLOYMENT")
+        self._listing(found, "runs", columns, lambda r: (
+            r.run_id, escape(r.workflow_name),
+            _status(r.status) + (f" [red](stuck: {r.stuck.reason})[/]" if r.stuck else ""),
+            _when(r.created_at),
+            _seconds(r.started_at or r.created_at, r.completed_at), r.deployment_id,
+        ))  # fmt: skip
 
     def steps(self, found: Sequence[Step]) -> None:
-        if self.as_json:
-            for step in found:
-                self._json(step)
-            return
-        table = Table(
-            "STEP",
-            "STATUS",
-            "ATTEMPTS",
-            "STARTED",
-            "DURATION",
-            "RETRY AT",
-            "ERROR",
-            box=None,
-            header_style="bold",
-        )
-        for s in found:
-            table.add_row(
-                escape(s.step_name),
-                _status(s.status),
-                str(s.attempt),
-                _when(s.started_at),
-                _seconds(s.started_at, s.completed_at),
-                _when(s.retry_after) if s.status == "pending" and s.retry_after else "",
-                escape(_error_text(s.error)) if s.error else "",
-            )
-        self._table(table, len(found), "steps")
+        columns = ("STEP", "STATUS", "ATTEMPTS", "STARTED", "DURATION", "RETRY AT", "ERROR")
+        self._listing(found, "steps", columns, lambda s: (
+            escape(s.step_name), _status(s.status), str(s.attempt), _when(s.started_at),
+            _seconds(s.started_at, s.completed_at),
+            _when(s.retry_after) if s.status == "pending" and s.retry_after else "",
+            escape(_error_text(s.error)) if s.error else "",
+        ))  # fmt: skip
 
     def events(self, found: Sequence[Event]) -> None:
-        if self.as_json:
-            for event in found:
-                self._json(event)
-            return
-        table = Table("TIME", "EVENT", "CORRELATION", "DATA", box=None, header_style="bold")
-        for e in found:
-            data = escape(dumps(e.event_data)) if e.event_data else ""
-            table.add_row(_when(e.created_at), e.event_type, e.correlation_id or "", data)
-        self._table(table, len(found), "events")
+        self._listing(found, "events", ("TIME", "EVENT", "CORRELATION", "DATA"), lambda e: (
+            _when(e.created_at), e.event_type, e.correlation_id or "",
+            escape(dumps(e.event_data)) if e.event_data else "",
+        ))  # fmt: skip
+
+    def hooks(self, found: Sequence[Hook]) -> None:
+        self._listing(found, "hooks waiting", ("HOOK", "TOKEN", "CREATED", "METADATA"), lambda h: (
+            h.hook_id, escape(h.token) if h.token is not None else "(needs runs:write)",
+            _when(h.created_at), escape(dumps(h.metadata)) if h.metadata is not None else "",
+        ))  # fmt: skip
 
     def chunk(self, index: int, chunk: bytes) -> None:
         if self.as_json:
@@ -398,9 +366,11 @@ class RunFollower:
         deadline = None if timeout is None else time.monotonic() + timeout
         cursor: str | None = None
         checked = time.monotonic()
+        pause = FOLLOW_POLL
         while True:
             page = self._cw.runs.events_page(self._run_id, cursor, limit=100)
             cursor = page.cursor or cursor
+            pause = FOLLOW_POLL if page.data else min(pause * 1.5, FOLLOW_POLL_MAX)
             ended = False
             for event in page.data:
                 self._out.event(event, None if self._out.as_json else self._describe(event))
@@ -418,7 +388,7 @@ class RunFollower:
             if deadline is not None and now >= deadline:
                 run = self._cw.runs.get(self._run_id, resolve_data="none")
                 raise RunTimeoutError(f"run {self._run_id} is still {run.status}", run=run)
-            time.sleep(FOLLOW_POLL)
+            time.sleep(pause if deadline is None else min(pause, deadline - now))
 
     def _describe(self, event: Event) -> str | None:
         data = event.event_data or {}
@@ -449,7 +419,7 @@ class RunFollower:
         if kind == "wait_completed":
             return "woke up"
         if kind == "hook_created":
-            return self._hook_line(corr)
+            return self._hook_line(corr, data.get("token"))
         if kind == "hook_received":
             return f"hook {escape(corr)} received a payload"
         if kind == "run_completed":
@@ -460,14 +430,16 @@ class RunFollower:
             return "run [yellow]cancelled[/]"
         return None  # run_created, hook_disposed, …: nothing a watcher needs
 
-    def _hook_line(self, hook_id: str) -> str:
-        hook = next((h for h in self._cw.runs.hooks(self._run_id) if h.hook_id == hook_id), None)
-        if hook is None:  # resumed or disposed since (a watch shows the run's history)
+    def _hook_line(self, hook_id: str, token: Any) -> str:
+        """The event's token, else the live hook's (either is shown only to keys that may
+        resume the run)."""
+        if not isinstance(token, str):
+            live = (h for h in self._cw.runs.hooks(self._run_id) if h.hook_id == hook_id)
+            token = next((h.token for h in live), None)
+        if token is None:  # hidden from this key, or resumed or disposed since
             return f"waiting on hook {escape(hook_id)}"
-        if hook.token is None:
-            return f"waiting on hook {escape(hook_id)} (its token needs a key with runs:write)"
-        token = escape(hook.token)
+        shown = escape(token)
         return (
-            f"waiting on hook {escape(hook_id)}, token [bold]{token}[/] — resume it with "
-            f"compute-worker hooks resume '{token}' --payload JSON"
+            f"waiting on hook {escape(hook_id)}, token [bold]{shown}[/] — resume it with "
+            f"compute-worker hooks resume '{shown}' --payload JSON"
         )

@@ -6,8 +6,11 @@ or build use cases from fakes.
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
 
@@ -18,7 +21,7 @@ from compute_worker.adapters.http.services import HttpServices
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
 from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
-from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.security.run_keys import AesGcmPayloads, HkdfRunKeyDeriver
 from compute_worker.adapters.sql.api_keys import SqlApiKeyStore
 from compute_worker.adapters.sql.app_queue import SqlAppQueue
 from compute_worker.adapters.sql.audit import SqlAuditLog
@@ -32,11 +35,12 @@ from compute_worker.adapters.sql.run_leases import SqlRunLeases
 from compute_worker.adapters.sql.schedules import SqlSchedules
 from compute_worker.adapters.sql.stats import SqlWorldStats
 from compute_worker.adapters.sql.stuck import SqlStuckRuns
-from compute_worker.adapters.system import LocalSignal, SystemClock
+from compute_worker.adapters.system import LocalSignal, SystemClock, resolve_event_loop
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
 from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
 from compute_worker.adapters.worldcompute.local.world import LocalRunWorld
 from compute_worker.adapters.worldcompute.process.backend import (
@@ -44,7 +48,9 @@ from compute_worker.adapters.worldcompute.process.backend import (
     ProcessExecutor,
     ProcessLimits,
 )
+from compute_worker.adapters.worldcompute.process.sandbox import Sandbox, sandbox_unavailable
 from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
+from compute_worker.app.errors import StartupError
 from compute_worker.app.settings import Settings
 from compute_worker.domain.execution import RetryPolicy
 from compute_worker.domain.ids import IdFactory
@@ -80,10 +86,13 @@ from compute_worker.domain.use_cases.schedules import (
     RunSchedules,
     TriggerSchedule,
 )
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
-from compute_worker.domain.wdk import AppAnnouncements, DeliveryPolicy
+from compute_worker.domain.wdk import AppAnnouncements, AppValues, DeliveryPolicy
 from compute_worker.domain.world_writes import WorldWrites
+
+log = logging.getLogger(__name__)
 
 
 def _database_config(settings: Settings) -> DatabaseConfig:
@@ -95,6 +104,38 @@ def _signal(settings: Settings) -> Signal:
     if settings.database_url is not None:
         return PostgresSignal(settings.database_url)
     return LocalSignal()
+
+
+def _graph_http(settings: Settings, world_url: Callable[[], str | None]) -> HttpSettings:
+    """The limits of graph HTTP nodes, with the worker's own addresses denied (known once
+    it listens, so computed when asked)."""
+
+    def limits() -> HttpLimits:
+        urls = [world_url(), settings.internal_url, f"http://{settings.host}:{settings.port}"]
+        return HttpLimits(settings.graph_http_allow, _own_addresses(urls),
+                          settings.graph_http_max_bytes)  # fmt: skip
+
+    return limits
+
+
+def _own_addresses(urls: list[str | None]) -> tuple[str, ...]:
+    """Outbound patterns for the addresses the worker serves on (its admin and world lanes)."""
+    found: list[str] = []
+    for url in urls:
+        parts = urlsplit(url or "")
+        host, port = (parts.hostname or "").lower(), parts.port
+        if not host or not port:
+            continue
+        if host in ("0.0.0.0", "::"):  # every interface: every address on that port
+            patterns = [f"localhost:{port}", f"0.0.0.0/0:{port}"]
+        elif host == "localhost" or host == "::1" or host.startswith("127."):
+            patterns = [f"localhost:{port}"]
+        elif ":" not in host:  # (a pattern cannot give an IPv6 address a port)
+            patterns = [f"{host}:{port}"]
+        else:
+            patterns = []
+        found += [pattern for pattern in patterns if pattern not in found]
+    return tuple(found)
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -121,7 +162,35 @@ def _executor(
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
     )
-    return ProcessExecutor(ChildPool(code, keys, world_url, limits, metrics), world, signal)
+    loop = resolve_event_loop(settings.event_loop)
+    pool = ChildPool(code, keys, world_url, limits, metrics, loop, _sandbox(settings))
+    return ProcessExecutor(pool, world, signal)
+
+
+def _sandbox(settings: Settings) -> Sandbox | None:
+    """The box of workflow children, said at start-up; ``StartupError`` when it is
+    required and the host cannot give it."""
+    if settings.sandbox == "off":
+        log.warning("workflow children run WITHOUT a sandbox (sandbox=off): their code can "
+                    "read and write what the server can")  # fmt: skip
+        return None
+    bwrap = shutil.which("bwrap")
+    sandbox = None if bwrap is None else Sandbox(
+        bwrap, settings.sandbox_network, settings.sandbox_uid, settings.sandbox_uid
+    )  # fmt: skip
+    reason = sandbox_unavailable(sandbox, bwrap)
+    if reason is None:
+        log.info("workflow children run in a bubblewrap sandbox (network: %s)",
+                 settings.sandbox_network)  # fmt: skip
+        return sandbox
+    if settings.sandbox == "required":
+        raise StartupError(
+            f"workflow children cannot be sandboxed: {reason}. Install bubblewrap "
+            "(apt-get install bubblewrap), or set sandbox=off to accept the risk."
+        )
+    log.warning("workflow children run WITHOUT a sandbox: %s; their code can read and write "
+                "what the server can (install bubblewrap)", reason)  # fmt: skip
+    return None
 
 
 def _metrics(stats: SqlWorldStats, database: Database) -> PrometheusMetrics:
@@ -174,7 +243,8 @@ class Container(containers.DeclarativeContainer):
     artifacts = providers.Singleton(
         FsArtifactStore, providers.Callable(lambda s: s.artifact_dir, settings)
     )
-    bundle_loader = providers.Singleton(SubprocessBundleLoader)
+    graph_http = providers.Callable(_graph_http, settings, world_url)
+    bundle_loader = providers.Singleton(SubprocessBundleLoader, graph_http=graph_http)
     webhook_verifiers = providers.Singleton(
         lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
     )
@@ -245,6 +315,9 @@ class Container(containers.DeclarativeContainer):
         idempotency_retention,
     )
     list_runs = providers.Singleton(ListRuns, world_reader)
+    app_values = providers.Singleton(
+        AppValues, deployments, run_keys, providers.Singleton(AesGcmPayloads)
+    )
     inspect_run = providers.Singleton(InspectRun, world_reader)
     run_streams = providers.Singleton(RunStreams, world_reader, stream_reader, stream_tail)
     receive_webhook = providers.Singleton(
@@ -271,14 +344,18 @@ class Container(containers.DeclarativeContainer):
 
     # the workflow engine (worldcompute)
     run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
+    start_child_run = providers.Singleton(
+        StartChildRun, writer, clock, world_writes, idempotency_retention
+    )
     run_world = providers.Singleton(
-        LocalRunWorld, record_run_events, world_reader, write_stream, signal
+        LocalRunWorld, record_run_events, world_reader, write_stream, signal, start_child_run
     )
     deployment_code = providers.Singleton(
         BundleCode,
         deployments,
         artifacts,
         providers.Callable(lambda s: s.code_dir, settings),
+        graph_http,
     )
     engine_settings = providers.Singleton(EngineSettings)
     retry_policy = providers.Singleton(
@@ -339,6 +416,7 @@ class Container(containers.DeclarativeContainer):
         read_stream=read_stream,
         inspect_stream=inspect_stream,
         publish_message=publish_message,
+        start_child_run=start_child_run,
         get_deployment_id=get_deployment_id,
         get_encryption_key=get_encryption_key,
         check_health=check_health,
@@ -346,6 +424,7 @@ class Container(containers.DeclarativeContainer):
         cancel_run=cancel_run,
         resume_hook=resume_hook,
         list_runs=list_runs,
+        app_values=app_values,
         inspect_run=inspect_run,
         run_streams=run_streams,
         create_deployment=create_deployment,

@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -65,8 +66,14 @@ def load_profile(name: str | None, url: str | None, api_key: str | None) -> Prof
         (entries.get("url"), f"profile {chosen!r}"),
         (DEFAULT_URL, "the default"),
     )
+    parts = urlsplit(found_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.UsageError(
+            f"the server URL {found_url!r} (from {url_from}) is not an http:// or https:// URL, "
+            f"e.g. {DEFAULT_URL}"
+        )
     key = api_key or os.environ.get(KEY_ENV) or _profile_key(entries, chosen, path)
-    return Profile(str(found_url), key or None, chosen, path, url_from)
+    return Profile(found_url, key or None, chosen, path, url_from)
 
 
 def _first(*candidates: tuple[str | None, str]) -> tuple[str, str]:

@@ -60,6 +60,7 @@ def create_app(
         services,
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,
+        rate_limited=settings.rate_limit_per_minute > 0,
     )
     return app
 

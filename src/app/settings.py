@@ -17,6 +17,7 @@ import base64
 import binascii
 import difflib
 import functools
+import importlib.util
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -213,7 +214,7 @@ def _patterns(value: Any) -> Any:
     try:
         OutboundPolicy(tuple(value))
     except ValueError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(f"must be valid host patterns: {exc}") from None
     return tuple(value)
 
 
@@ -328,6 +329,10 @@ class Settings(BaseSettings):
     log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
         setting("info", "least severe JSON log line written to stderr")
     )
+    event_loop: Annotated[Literal["auto", "asyncio", "uvloop"], BeforeValidator(_lower)] = (
+        setting("auto", "event loop of the server and its workflow processes: uvloop "
+                "(auto: when installed, a dependency on Linux and macOS) or asyncio's")
+    )  # fmt: skip
     on_webhook: WebhookCallback | None = setting(
         None, "async def (delivery: dict), called after an accepted webhook delivery is stored",
         python_only=True, expect="an async function",
@@ -355,6 +360,19 @@ class Settings(BaseSettings):
         60.0, "process backend: workflow code (outside steps) holding its process this long "
         "without yielding is killed; the run is tried 3 times, then fails",
         gt=0, le=3600,
+    )  # fmt: skip
+    sandbox: Annotated[Literal["auto", "required", "off"], BeforeValidator(_lower)] = setting(
+        "auto", "process backend: box each workflow child with bubblewrap (README: Threat "
+        "model). auto: when the host can; when it cannot, a warning, and serve without --dev "
+        "refuses to start; required: refuse to start without it; off: accept the risk",
+    )  # fmt: skip
+    sandbox_network: Annotated[Literal["none", "host"], BeforeValidator(_lower)] = setting(
+        "none", "process backend: a sandboxed child's network: none (its own, empty; the World "
+        "still answers over a Unix socket) or host (the server's: steps may call any API)",
+    )  # fmt: skip
+    sandbox_uid: int = setting(
+        65534, "process backend: the unprivileged uid (and gid) a sandboxed child runs as when "
+        "the server runs as root", ge=1, le=2**31 - 1,
     )  # fmt: skip
     process_children: int = setting(
         4, "process backend: child processes (runs executing at once) per deployment",
@@ -392,6 +410,18 @@ class Settings(BaseSettings):
         ge=0, le=3600,
     )  # fmt: skip
 
+    graph_http_allow: HostPatterns = setting(
+        ("*",), "hosts graph http_request nodes may reach: comma-separated patterns (as "
+        "delivery_allow); * is any public host: loopback, private and cloud metadata "
+        "addresses need an explicit IP, CIDR or localhost, and the worker's own address is "
+        "always refused",
+        shown="* (--dev: *, localhost, private networks)", metavar="PATTERNS",
+    )  # fmt: skip
+    graph_http_max_bytes: int = setting(
+        10 * 1024 * 1024, "largest response body a graph http_request node reads, in bytes "
+        "(a larger one fails the node)",
+        ge=1, le=1024**3,
+    )  # fmt: skip
     delivery_allow: HostPatterns = setting(
         (), "hosts that queue deliveries to WDK apps (kind wdk) may reach: comma-separated "
         "patterns (api.example.com, *.example.com, host:port, IP, CIDR, localhost, *)",
@@ -432,6 +462,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, name, value)  # frozen: set once, while validating
         if self.keyfile is not None and self.certfile is None:
             raise ValueError("keyfile is set but certfile is not: TLS needs a certificate")
+        if self.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("event_loop is uvloop but uvloop is not installed")
         return self
 
     # -- derived values -----------------------------------------------------------------------

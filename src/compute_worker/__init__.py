@@ -4,6 +4,7 @@ Authoring workflows::
 
     from compute_worker import workflow, step, sleep, create_hook, get_writable
     from compute_worker import FatalError, RetryableError, StepFailedError, run_metadata
+    from compute_worker import start_workflow  # child = await start_workflow(name, *args)
 
 Serving (options: see the README; each is also ``COMPUTE_WORKER_<NAME>`` and a flag)::
 
@@ -32,6 +33,7 @@ from compute_worker.domain.authoring import (
     get_writable,
     run_metadata,
     sleep,
+    start_workflow,
     step,
     workflow,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "run_metadata",
     "sleep",
     "start_compute_worker_server",
+    "start_workflow",
     "step",
     "workflow",
 ]

@@ -41,6 +41,8 @@ from compute_worker.adapters.client.errors import (
     WorkflowNotFoundError,
 )
 from compute_worker.adapters.client.models import (
+    AppEndpoint,
+    ChildRun,
     Deployment,
     Event,
     Health,
@@ -65,10 +67,12 @@ __all__ = [
     "DEFAULT_URL",
     "KEY_ENV",
     "URL_ENV",
+    "AppEndpoint",
     "AsyncChunkStream",
     "AsyncClient",
     "AuthenticationError",
     "Bundle",
+    "ChildRun",
     "ChunkStream",
     "Client",
     "ComputeClientError",

@@ -1,6 +1,6 @@
 """The workflow authoring API (re-exported by ``compute_worker``): ``@workflow``,
 ``@step``, the errors a step raises or a workflow sees, and the durable primitives
-``sleep``, ``create_hook``, ``get_writable`` and ``run_metadata``.
+``sleep``, ``create_hook``, ``get_writable``, ``start_workflow`` and ``run_metadata``.
 
 It is the contract between a bundle's code and the engine, in the standard library
 only: the public package re-exports it and the runtime (``adapters.worldcompute``)
@@ -187,12 +187,26 @@ class HookConflictError(Exception):
 
 
 class WorkflowRuntime(StepDispatcher, Protocol):
-    """The running workflow's side of ``sleep``, ``create_hook`` and ``get_writable``."""
+    """The running workflow's side of ``sleep``, ``create_hook``, ``get_writable`` and
+    ``start_workflow``."""
 
     async def sleep(self, until: datetime) -> None: ...
     def create_hook(self, token: str | None, metadata: Any) -> Hook: ...
     def writable(self, name: str) -> Writable: ...
     def metadata(self) -> dict[str, Any]: ...
+    async def start_workflow(self, name: str, args: tuple[Any, ...]) -> ChildWorkflow: ...
+
+
+class ChildWorkflow(Protocol):
+    """A child run started by ``start_workflow``."""
+
+    run_id: str
+    workflow_name: str
+
+    async def result(self) -> Any:
+        """Wait (durably) for the child to end: its output, or ``StepFailedError`` when it
+        failed or was cancelled."""
+        ...
 
 
 class Hook(Protocol):
@@ -260,6 +274,14 @@ def create_hook(token: str | None = None, metadata: Any = None) -> Hook:
 def get_writable(name: str = "default") -> Writable:
     """A stream of this run that clients read live (``/v1/world/streams/read``)."""
     return _runtime("get_writable()").writable(name)
+
+
+async def start_workflow(name: str, *args: Any) -> ChildWorkflow:
+    """Start the workflow ``name`` of this deployment as a child run with ``args`` as its
+    input: started exactly once, however often this workflow replays or crashes; linked
+    to this run (``parentRunId``), and cancelled when this run is cancelled. ``await
+    child.result()`` waits for it."""
+    return await _runtime("start_workflow()").start_workflow(name, args)
 
 
 def run_metadata() -> dict[str, Any]:

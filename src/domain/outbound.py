@@ -108,6 +108,17 @@ class OutboundPolicy:
             raise self._refuse(f"{target.host}:{target.port} is not in the allow-list")
         return target
 
+    def check_literal(self, url: str) -> Target:
+        """``check_url``, and ``check_address`` when the host is an address or a loopback
+        name already: what can be told of a URL without resolving it (an upload check)."""
+        target = self.check_url(url)
+        literal = _literal(target.host)
+        if literal is not None:
+            self.check_address(target, str(literal))
+        elif target.host in _LOOPBACK_NAMES:
+            self.check_address(target, "127.0.0.1")
+        return target
+
     def check_address(self, target: Target, address: str) -> None:
         """Refuse connecting to ``address``, one that ``target.host`` resolved to."""
         ip = ipaddress.ip_address(address.split("%", 1)[0])

@@ -15,9 +15,18 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from compute_worker.domain import errors, ids
-from compute_worker.domain.validation import check_request_shape, parse_date
+from compute_worker.domain.validation import (
+    allow_reserved,
+    apply_attribute_changes,
+    check_attribute_changes,
+    check_request_shape,
+    parse_attribute_changes,
+    parse_attributes,
+    parse_date,
+)
 from compute_worker.domain.world import (
     CURRENT_SPEC_VERSION,
+    SUPPORTED_SPEC_VERSION,
     CreateParams,
     Event,
     EventRequest,
@@ -82,6 +91,7 @@ class Transition:
     answer_wait: Wait | None = None
     answer_with_log: bool = False
     answer_with_event: bool = True
+    step_created: bool = False  # a lazy step_started created the step
 
 
 def decide(
@@ -142,11 +152,14 @@ def _decide(
         _check_spec_version(run.spec_version)
         _check_fresh(run, params)
 
+    lazy = kind is EventType.STEP_STARTED and creates_step(request)
     if run.is_terminal:
-        early = _terminal_run_guard(kind, run, spec)
+        early = _terminal_run_guard(kind, run, spec, lazy)
         if early is not None:
             return early
-    if kind.family == "step":
+    if lazy:
+        _lazy_step_guard(run, state.step, request.correlation_id or "")
+    elif kind.family == "step":
         _step_guard(kind, run, state.step, request.correlation_id or "")
     if kind in (EventType.HOOK_RECEIVED, EventType.HOOK_DISPOSED):
         _hook_guard(run, state.hook, request.correlation_id or "")
@@ -166,15 +179,15 @@ def _decide(
 
 
 def _check_spec_version(spec: int | None) -> None:
-    if spec is not None and spec > CURRENT_SPEC_VERSION:
+    if spec is not None and spec > SUPPORTED_SPEC_VERSION:
         raise errors.RunNotSupported(
-            f"Run spec version {spec} is newer than the supported {CURRENT_SPEC_VERSION}",
-            {"runSpecVersion": spec, "supportedSpecVersion": CURRENT_SPEC_VERSION},
+            f"Run spec version {spec} is newer than the supported {SUPPORTED_SPEC_VERSION}",
+            {"runSpecVersion": spec, "supportedSpecVersion": SUPPORTED_SPEC_VERSION},
         )
     if spec is None or spec <= 1:
         raise errors.RunNotSupported(
             "Legacy (spec version 1) runs are not supported by this world",
-            {"runSpecVersion": spec or 1, "supportedSpecVersion": CURRENT_SPEC_VERSION},
+            {"runSpecVersion": spec or 1, "supportedSpecVersion": SUPPORTED_SPEC_VERSION},
         )
 
 
@@ -198,6 +211,10 @@ def _new_run(
             {"field": "data.eventData.executionContext"},
         )
     _check_spec_version(spec)
+    where = "data.eventData.attributes"
+    attributes = parse_attributes(data.get("attributes", {}), where)
+    allowed = allow_reserved(data, "data.eventData.allowReservedAttributes")
+    check_attribute_changes(list(attributes.items()), (), allowed, where)
     run = Run(
         run_id=run_id,
         status="pending",
@@ -206,6 +223,7 @@ def _new_run(
         input=data["input"],
         execution_context=context,
         spec_version=spec,
+        attributes=attributes,
         created_at=now,
         updated_at=now,
     )
@@ -216,6 +234,9 @@ def _new_run(
     }
     if context is not None:
         created_data["executionContext"] = context
+    for name in ("attributes", "allowReservedAttributes"):
+        if name in data:
+            created_data[name] = data[name]
     return run, EventDraft(EventType.RUN_CREATED, spec, None, created_data)
 
 
@@ -229,7 +250,7 @@ def _run_created(
     return Transition(events=(draft,), run=run, run_is_new=True, answer_run=run)
 
 
-def _terminal_run_guard(kind: EventType, run: Run, spec: int) -> Transition | None:
+def _terminal_run_guard(kind: EventType, run: Run, spec: int, lazy: bool) -> Transition | None:
     if kind is EventType.RUN_CANCELLED and run.status == "cancelled":
         draft = EventDraft(EventType.RUN_CANCELLED, spec)
         return Transition(events=(draft,), answer_run=run)
@@ -243,9 +264,14 @@ def _terminal_run_guard(kind: EventType, run: Run, spec: int) -> Transition | No
             f'Cannot transition run from terminal state "{run.status}"',
             {"runId": run.run_id, "status": run.status},
         )
-    if kind in (EventType.STEP_CREATED, EventType.HOOK_CREATED, EventType.WAIT_CREATED):
+    if kind in (EventType.STEP_CREATED, EventType.HOOK_CREATED, EventType.WAIT_CREATED) or lazy:
         raise errors.EntityConflict(
             f'Cannot create new entities on run "{run.run_id}" in terminal state "{run.status}"',
+            {"runId": run.run_id, "status": run.status},
+        )
+    if kind is EventType.ATTR_SET:
+        raise errors.EntityConflict(
+            f'Cannot set attributes on run "{run.run_id}" in terminal state "{run.status}"',
             {"runId": run.run_id, "status": run.status},
         )
     return None
@@ -292,9 +318,28 @@ def _ending(request: EventRequest, run: Run, spec: int) -> Transition:
     return Transition(events=(draft,), run=run, purge_hooks_and_waits=True, answer_run=run)
 
 
+def _attr_set(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    data = request.event_data or {}
+    where = "data.eventData.changes"
+    changes = parse_attribute_changes(data["changes"], where)
+    allowed = allow_reserved(data, "data.eventData.allowReservedAttributes")
+    check_attribute_changes(changes, run.attributes.keys(), allowed, where)
+    changed = replace(
+        run, attributes=apply_attribute_changes(run.attributes, changes), updated_at=now
+    )
+    draft = EventDraft(EventType.ATTR_SET, spec, request.correlation_id, request.event_data)
+    return Transition(events=(draft,), run=changed, answer_run=changed)
+
+
 def structured_error(error: Any, stack: Any = None, code: Any = None) -> StructuredError:
-    """Normalize a thrown value the way the reference worlds do (string or object)."""
+    """Normalize a thrown value the way the reference worlds do (string or object); the
+    bytes a spec ≥ 4 runtime serialized it to are kept as they are."""
     message: str | None = None
+    if isinstance(error, bytes):
+        return StructuredError("serialized error", None, code if isinstance(code, str) else None,
+                               raw=error)  # fmt: skip
     if isinstance(error, str):
         message = error
     elif isinstance(error, dict):
@@ -334,11 +379,24 @@ def _step_guard(kind: EventType, run: Run, step: Step | None, step_id: str) -> N
         )
 
 
-def _step_created(
-    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
-) -> Transition:
+def creates_step(request: EventRequest) -> bool:
+    """A step_started that carries what step_created would (spec 5: lazy step creation)."""
     data = request.event_data or {}
-    step = Step(
+    return isinstance(data.get("stepName"), str) and "input" in data
+
+
+def _lazy_step_guard(run: Run, step: Step | None, step_id: str) -> None:
+    """A lazy start always creates its step: if it exists, another handler won the create
+    and this one must neither start nor run it."""
+    if step is not None:
+        raise errors.EntityConflict(
+            f'Step "{step_id}" already created', {"runId": run.run_id, "stepId": step_id}
+        )
+
+
+def _new_step(request: EventRequest, run: Run, spec: int, now: datetime) -> Step:
+    data = request.event_data or {}
+    return Step(
         run_id=run.run_id,
         step_id=request.correlation_id or "",
         step_name=data["stepName"],
@@ -348,19 +406,40 @@ def _step_created(
         created_at=now,
         updated_at=now,
     )
-    return _step_change(request, spec, step, is_new=True)
+
+
+def _step_created(
+    request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
+) -> Transition:
+    return _step_change(request, spec, _new_step(request, run, spec, now), is_new=True)
 
 
 def _step_started(
     request: EventRequest, run: Run, state: Snapshot, spec: int, now: datetime
 ) -> Transition:
-    step = _existing(state.step)
+    if state.step is None:  # lazy: create the step and its step_created, then start it
+        created = _new_step(request, run, spec, now)
+        data = request.event_data or {}
+        created_data = {"stepName": created.step_name, "input": created.input}
+        if "workflowName" in data:
+            created_data["workflowName"] = data["workflowName"]
+        synthetic = EventDraft(EventType.STEP_CREATED, spec, created.step_id, created_data)
+        started_data = {k: v for k, v in data.items() if k != "input"}  # input is on the step
+        started = _started(created, now)
+        draft = EventDraft(EventType.STEP_STARTED, spec, created.step_id, started_data)
+        return Transition(events=(synthetic, draft), step=started, step_is_new=True,
+                          answer_step=started, step_created=True)  # fmt: skip
+    step = state.step
     if step.retry_after is not None and step.retry_after > now:
         seconds = max(1, math.ceil((step.retry_after - now).total_seconds()))
         raise errors.TooEarly(
             f'Step "{step.step_id}" may not start before {step.retry_after.isoformat()}', seconds
         )
-    started = replace(
+    return _step_change(request, spec, _started(step, now))
+
+
+def _started(step: Step, now: datetime) -> Step:
+    return replace(
         step,
         status="running",
         attempt=step.attempt + 1,
@@ -368,7 +447,6 @@ def _step_started(
         retry_after=None,
         updated_at=now,
     )
-    return _step_change(request, spec, started)
 
 
 def _step_completed(
@@ -452,6 +530,7 @@ def _hook_created(
         token=token,
         metadata=data.get("metadata"),
         is_webhook=bool(data.get("isWebhook", False)),
+        is_system=bool(data.get("isSystem", False)),
         spec_version=spec,
         created_at=now,
     )
@@ -530,6 +609,7 @@ _HANDLERS = {
     EventType.HOOK_DISPOSED: _hook_disposed,
     EventType.WAIT_CREATED: _wait_created,
     EventType.WAIT_COMPLETED: _wait_completed,
+    EventType.ATTR_SET: _attr_set,
 }
 
 

@@ -16,14 +16,17 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import Endpoint
 from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
+from compute_worker.domain.ports.deployments import DeploymentReader
+from compute_worker.domain.ports.security import PayloadCipher, RunKeyDeriver
 from compute_worker.domain.ports.transactions import Transaction
-from compute_worker.domain.world import message_run_id
+from compute_worker.domain.world import Run, message_run_id
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,9 @@ RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfe
                               "connection"})  # fmt: skip
 RESERVED_PREFIXES = ("x-vqs-", "x-compute-")
 WDK_SPEC_VERSION = 3  # the spec of runs triggered through POST /v1/runs (the 4.x line)
+MAX_REASON = 300  # bytes of a failed reply quoted in the log
 PAYLOAD_FORMAT = b"devl"  # the runtime's prefix for devalue-encoded payloads (LANE.md §8)
+ENCRYPTED_FORMAT = b"encr"  # + 12-byte nonce + AES-256-GCM of a devl payload, the run's key
 
 
 def queue_kind(queue_name: str) -> Literal["workflow", "step"] | None:
@@ -185,6 +190,96 @@ def payload_bytes(value: Any) -> bytes:
     return PAYLOAD_FORMAT + devalue(value).encode()
 
 
+_SPECIALS: dict[int, Any] = {-1: None, -2: None, -3: math.nan, -4: math.inf, -5: -math.inf,
+                             -6: -0.0}  # fmt: skip
+
+
+def read_devalue(text: str) -> Any:
+    """``devalue.parse`` for what JSON can hold (undefined and holes read as null);
+    ``ValueError`` for anything else (dates, maps, classes the runtime reduced)."""
+    parsed = json.loads(text)
+    if isinstance(parsed, int) and not isinstance(parsed, bool):
+        if parsed in _SPECIALS:
+            return _SPECIALS[parsed]
+        raise ValueError(f"not a devalue document: {parsed}")
+    if not isinstance(parsed, list) or not parsed:
+        raise ValueError("not a devalue document")
+    done: dict[int, Any] = {}
+    open_: set[int] = set()
+
+    def hydrate(index: Any) -> Any:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ValueError("a devalue reference is not an index")
+        if index < 0:
+            if index not in _SPECIALS:
+                raise ValueError(f"unknown devalue constant {index}")
+            return _SPECIALS[index]
+        if index in done:
+            return done[index]
+        if index >= len(parsed) or index in open_:
+            raise ValueError("a devalue reference is out of range or circular")
+        item = parsed[index]
+        open_.add(index)
+        if isinstance(item, list):
+            if item and isinstance(item[0], str):
+                raise ValueError(f"devalue type {item[0][:40]!r} is not a JSON value")
+            value: Any = [hydrate(i) for i in item]
+        elif isinstance(item, dict):
+            value = {key: hydrate(i) for key, i in item.items()}
+        else:
+            value = item
+        open_.discard(index)
+        done[index] = value
+        return value
+
+    return hydrate(0)
+
+
+class AppValues:
+    """What the public lane shows of a WDK app's runs (LANE.md §8): ``input`` and
+    ``output`` as values — ``devl`` payloads read, ``encr`` ones decrypted with the
+    run's key first. A payload that cannot be read (another format, a type JSON has
+    no word for, a wrong key) is shown as the bytes it is."""
+
+    def __init__(
+        self, deployments: DeploymentReader, keys: RunKeyDeriver, cipher: PayloadCipher
+    ) -> None:
+        self._deployments = deployments
+        self._keys = keys
+        self._cipher = cipher
+        self._external: dict[str, bool] = {}  # a deployment's kind never changes
+
+    async def readable(self, runs: Sequence[Run]) -> list[Run]:
+        for deployment_id in {run.deployment_id for run in runs} - set(self._external):
+            found = await self._deployments.get(deployment_id) if deployment_id else None
+            if found is not None:
+                self._external[deployment_id] = found.external
+        return [
+            replace(run, input=self._value(run, run.input), output=self._value(run, run.output))
+            if self._external.get(run.deployment_id) else run
+            for run in runs
+        ]  # fmt: skip
+
+    def _value(self, run: Run, data: Any) -> Any:
+        if not isinstance(data, bytes):
+            return data
+        plain = data
+        if plain.startswith(ENCRYPTED_FORMAT):
+            key = self._keys.derive(run.deployment_id, run.run_id)
+            if key is None:
+                return data
+            try:
+                plain = self._cipher.decrypt(key, plain[len(ENCRYPTED_FORMAT) :])
+            except ValueError:
+                return data
+        if not plain.startswith(PAYLOAD_FORMAT):
+            return data
+        try:
+            return read_devalue(plain[len(PAYLOAD_FORMAT) :].decode())
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return data
+
+
 # -- deliveries -------------------------------------------------------------------------------
 
 
@@ -254,7 +349,10 @@ class DeliveryPolicy:
             return Verdict("again", timeout, attempt, 0, f"the app asked again in {timeout} s")
         counted = attempt if reply.reached else attempt - 1
         failed = failures + 1
-        why = f"HTTP {reply.status}" if reply.status is not None else (reply.error or "no answer")
+        why = reply.error or "no answer"
+        if reply.status is not None:
+            said = reply.body[:MAX_REASON].decode(errors="replace").strip()
+            why = f"HTTP {reply.status}" + (f": {said}" if said else "")
         if failed >= self.max_failures:
             why = f"{failed} failed deliveries in a row, the last: {why}"
             return Verdict("drop", attempt=counted, failures=failed, reason=why)

@@ -22,7 +22,10 @@ ResolveData = Literal["all", "none"]
 TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 RUN_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
-CURRENT_SPEC_VERSION = 3
+CURRENT_SPEC_VERSION = 3  # what a request without specVersion is written at
+# the newest spec accepted: 4 adds run attributes (``attr_set``), 5 payloads that the
+# runtime may gzip and lazy step creation on ``step_started`` (@workflow/world 5.0 beta)
+SUPPORTED_SPEC_VERSION = 5
 
 # RunErrorCode values (world.md §1): the workflow raised, or the platform could not run it
 USER_ERROR = "USER_ERROR"
@@ -53,6 +56,7 @@ class EventType(StrEnum):
     HOOK_CONFLICT = "hook_conflict"
     WAIT_CREATED = "wait_created"
     WAIT_COMPLETED = "wait_completed"
+    ATTR_SET = "attr_set"
 
     @property
     def family(self) -> str:
@@ -64,6 +68,9 @@ class StructuredError:
     message: str
     stack: str | None = None
     code: str | None = None
+    # the thrown value as the runtime serialized it (spec ≥ 4 runtimes send bytes and read
+    # them back to rebuild the error); kept byte-exact and answered instead of the fields
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,7 @@ class Run:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     expired_at: datetime | None = None
+    attributes: dict[str, str] = field(default_factory=dict)  # spec ≥ 4 (attr_set)
     # bookkeeping of the store, not part of the World's run (never on the wire): the ULID
     # time (epoch ms) of the latest event written from outside a replay (``stateUpdatedAt``)
     state_marker_ms: int | None = field(default=None, compare=False)
@@ -122,6 +130,7 @@ class Hook:
     metadata: Any = None
     is_webhook: bool = False
     spec_version: int | None = CURRENT_SPEC_VERSION
+    is_system: bool = False  # created by the runtime itself (5.0), not by workflow code
     owner_id: str = ""
     project_id: str = ""
     environment: str = ""
@@ -192,6 +201,7 @@ class EventResult:
     cursor: str | None = None
     has_more: bool | None = None
     max_events: int | None = None  # on run lifecycle answers: the most events a run may hold
+    step_created: bool = False  # a step_started that created its step (the caller owns it)
 
 
 @dataclass(frozen=True, slots=True)

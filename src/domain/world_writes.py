@@ -11,12 +11,15 @@ that every use case shares, so that no use case calls another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from compute_worker.domain import errors, ids
+from compute_worker.domain.children import child_outcome, children_of, parent_of
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, Verdict
 from compute_worker.domain.ids import IdFactory
@@ -26,6 +29,11 @@ from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.reducer import NO_PARAMS, Snapshot, Transition, decide, materialize
+from compute_worker.domain.validation import (
+    AttributeChange,
+    apply_attribute_changes,
+    check_attribute_changes,
+)
 from compute_worker.domain.wdk import WDK_SPEC_VERSION, payload_bytes
 from compute_worker.domain.world import (
     QUEUE_NAME,
@@ -103,6 +111,8 @@ class WorldWrites:
         changed = transition.run
         if changed is not None and any(event.event_type in _LIFECYCLE for event in events):
             tx.after_commit(lambda: log_run(changed))
+            if changed.is_terminal:
+                self._tell_parent(tx, changed)
         if events:
             step = transition.step
             tx.after_commit(lambda: self._observer.events_committed(changed, step, events))
@@ -116,7 +126,25 @@ class WorldWrites:
             events=log,
             cursor=None if not log else _cursor_after(log[-1]),
             has_more=None if log is None else False,
+            step_created=transition.step_created,
         )
+
+    def set_attributes(
+        self,
+        tx: Transaction,
+        run_id: str,
+        changes: Sequence[AttributeChange],
+        allow_reserved: bool,
+    ) -> dict[str, str]:
+        """Merge ``changes`` into the run's attributes (``runs.experimentalSetAttributes``:
+        no event, as world-local does it); the attributes after the merge."""
+        run = tx.lock_run(run_id)
+        if run is None:
+            raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
+        check_attribute_changes(changes, run.attributes.keys(), allow_reserved, "changes")
+        merged = apply_attribute_changes(run.attributes, changes)
+        tx.update_run(replace(run, attributes=merged, updated_at=self._clock.now()))
+        return merged
 
     # -- the queue ----------------------------------------------------------------------
 
@@ -229,6 +257,29 @@ class WorldWrites:
 
     # -- streams ------------------------------------------------------------------------
 
+    def _tell_parent(self, tx: Transaction, run: Run) -> None:
+        """A child run that ended hands its outcome to its parent's hook (``children``)."""
+        link = parent_of(run)
+        if link is None:
+            return
+        hook = tx.get_hook_by_token(link[1])
+        if hook is None or hook.run_id != link[0]:
+            return  # the parent ended (its hooks are disposed) or never waits for it
+        with contextlib.suppress(errors.HookNotFound, errors.RunAlreadyTerminal):
+            self.resume_hook(tx, link[1], child_outcome(run))
+
+    def cancel_children(self, tx: Transaction, run_id: str) -> list[str]:
+        """Cancel the children of ``run_id`` that have not ended, and theirs; their ids."""
+        cancelled: list[str] = []
+        for child_id in children_of(tx.run_events(run_id)):
+            child = tx.lock_run(child_id)
+            if child is None or child.is_terminal:
+                continue
+            self.append(tx, child_id, EventRequest(EventType.RUN_CANCELLED))
+            self.close_run_streams(tx, child_id)
+            cancelled += [child_id, *self.cancel_children(tx, child_id)]
+        return cancelled
+
     def append_chunks(
         self,
         tx: Transaction,
@@ -293,6 +344,8 @@ def _load_snapshot(tx: Transaction, run_id: str, request: EventRequest) -> Snaps
     correlation_id = request.correlation_id or ""
     run = tx.lock_run(run_id)
     if family == "step":
+        if request.event_type is EventType.STEP_CREATED:  # a new id: its insert checks it
+            return Snapshot(run=run, step=tx.step_to_create(run_id, correlation_id))
         return Snapshot(run=run, step=tx.get_step(run_id, correlation_id))
     if family == "wait":
         return Snapshot(run=run, wait=tx.get_wait(run_id, correlation_id))

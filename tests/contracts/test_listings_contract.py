@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -74,14 +75,23 @@ async def test_history_of_a_run_is_oldest_first_and_404_for_unknown_runs(world: 
     assert [s.step_id for s in listed.data] == steps
     newest = await inspect.steps(run_id, HistoryPage(limit=2, sort_order="desc"))
     assert [s.step_id for s in newest.data] == steps[::-1][:2] and newest.has_more
-    events = await inspect.events(run_id, HistoryPage(), "all")
+    writer = ApiKey("key_w", "w", frozenset({"runs:read", "runs:write"}), world.now())
+    reader = ApiKey("key_r", "r", frozenset({"runs:read"}), world.now())
+    events = await inspect.events(run_id, HistoryPage(), "all", writer)
     assert [e.event_type for e in events.data][:2] == [E.RUN_CREATED, E.RUN_STARTED]
-    stripped = await inspect.events(run_id, HistoryPage(), "none")
+    stripped = await inspect.events(run_id, HistoryPage(), "none", writer)
     assert stripped.data[0].event_data is not None
     assert "input" not in stripped.data[0].event_data
 
-    writer = ApiKey("key_w", "w", frozenset({"runs:read", "runs:write"}), world.now())
-    reader = ApiKey("key_r", "r", frozenset({"runs:read"}), world.now())
+    def hook_data(page: Any) -> dict[str, Any]:
+        (created,) = [e for e in page.data if e.event_type == E.HOOK_CREATED]
+        return dict(created.event_data or {})
+
+    assert hook_data(events)["token"] == token
+    for resolve in ("all", "none"):  # a key that may not resume the run does not see it
+        hidden = await inspect.events(run_id, HistoryPage(), resolve, reader)
+        assert "token" not in hook_data(hidden)
+        assert [e.event_id for e in hidden.data] == [e.event_id for e in events.data]
     seen = await inspect.hooks(run_id, HistoryPage(), writer)
     assert [(h.hook_id, h.token) for h in seen.page.data] == [(hook_id, token)]
     assert (
@@ -91,7 +101,7 @@ async def test_history_of_a_run_is_oldest_first_and_404_for_unknown_runs(world: 
 
     for read in (
         inspect.steps("wrun_missing", HistoryPage()),
-        inspect.events("wrun_missing", HistoryPage(), "all"),
+        inspect.events("wrun_missing", HistoryPage(), "all", writer),
         inspect.hooks("wrun_missing", HistoryPage(), writer),
     ):
         with pytest.raises(errors.RunNotFound):

@@ -4,6 +4,7 @@ against the fakes, SQLite and PostgreSQL alike through the ``world`` fixture."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -982,3 +983,279 @@ async def test_deployment_id_is_the_active_one(world: World) -> None:
     await world.activate("dpl_current")
     assert await world.deployment_id.execute() == "dpl_current"
     assert await world.deployment_id.execute() == "dpl_current"
+
+
+# -- @workflow/world 5.0: spec 4-5 (attributes, lazy steps, opaque payloads; D14) ----------
+
+GZIPPED = gzip.compress(b"devl" + b'["a large step result"]' * 50)
+
+
+@pytest.mark.parametrize("spec_version", [4, 5])
+async def test_runs_of_spec_4_and_5_run_their_lifecycle(world: World, spec_version: int) -> None:
+    created = await world.create(None, E.RUN_CREATED, data=run_data(), spec_version=spec_version)
+    assert created.run is not None and created.run.spec_version == spec_version
+    run_id = created.run.run_id
+    await world.create(run_id, E.RUN_STARTED, spec_version=spec_version)
+    step_id = await new_step(world, run_id, started=True)
+    await world.create(run_id, E.STEP_COMPLETED, step_id, {"result": GZIPPED}, spec_version)
+    done = await world.create(run_id, E.RUN_COMPLETED, data={"output": GZIPPED},
+                              spec_version=spec_version)  # fmt: skip
+    assert done.run is not None and done.run.status == "completed"
+
+
+async def test_spec_6_is_not_supported(world: World) -> None:
+    with pytest.raises(errors.RunNotSupported) as refused:
+        await world.create(None, E.RUN_CREATED, data=run_data(), spec_version=6)
+    assert refused.value.details == {"runSpecVersion": 6, "supportedSpecVersion": 5}
+
+
+async def test_gzip_payloads_are_kept_byte_exact(world: World) -> None:
+    created = await world.create(None, E.RUN_CREATED, data=run_data(input=GZIPPED), spec_version=5)
+    assert created.run is not None
+    run_id = created.run.run_id
+    await world.create(run_id, E.RUN_STARTED, spec_version=5)
+    step_id = world.ids.new(ids.STEP)
+    await world.create(run_id, E.STEP_CREATED, step_id, {"stepName": STEP_NAME, "input": GZIPPED})
+    await world.create(run_id, E.STEP_STARTED, step_id)
+    await world.create(run_id, E.STEP_COMPLETED, step_id, {"result": GZIPPED})
+    hook_id, _ = await new_hook(world, run_id)
+    await world.create(run_id, E.HOOK_RECEIVED, hook_id, {"payload": GZIPPED})
+    await world.create(run_id, E.RUN_COMPLETED, data={"output": GZIPPED})
+    async with world.reopen() as reopened:
+        run = await reopened.query.get_run(run_id)
+        step = await reopened.query.get_step(run_id, step_id)
+        assert (run.input, run.output, step.input, step.output) == (GZIPPED,) * 4
+        events = (await reopened.query.list_events(run_id, Paging(), "all")).data
+        received = [e for e in events if e.event_type is E.HOOK_RECEIVED]
+        assert received[0].event_data == {"payload": GZIPPED}
+        assert gzip.decompress(step.output).startswith(b"devl")
+
+
+async def test_serialized_errors_are_kept_as_bytes(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    step_id = await new_step(world, run_id, started=True)
+    thrown = b"encr" + bytes(range(40))
+    retried = await world.create(run_id, E.STEP_RETRYING, step_id, {"error": thrown})
+    assert retried.step is not None and retried.step.error is not None
+    assert retried.step.error.raw == thrown
+    await world.create(run_id, E.STEP_STARTED, step_id)
+    await world.create(run_id, E.STEP_FAILED, step_id, {"error": thrown})
+    await world.create(run_id, E.RUN_FAILED, data={"error": thrown, "errorCode": "USER_ERROR"})
+    async with world.reopen() as reopened:
+        run = await reopened.query.get_run(run_id)
+        assert run.error is not None and (run.error.raw, run.error.code) == (thrown, "USER_ERROR")
+        assert run_wire(run)["error"] == thrown and run_wire(run)["errorCode"] == "USER_ERROR"
+        step = await reopened.query.get_step(run_id, step_id)
+        assert step.error is not None and step_wire(step)["error"] == thrown
+
+
+# run attributes (spec 4)
+
+
+async def test_run_attributes_are_set_at_creation(world: World) -> None:
+    plain = await world.create(None, E.RUN_CREATED, data=run_data(), spec_version=5)
+    assert plain.run is not None and plain.run.attributes == {}
+    assert run_wire(plain.run)["attributes"] == {}
+    lineage = {"$rootRunId": "wrun_root", "$parentRunId": "wrun_parent", "team": "payments"}
+    with pytest.raises(errors.InvalidRequest):  # $-keys are reserved for the framework
+        await world.create(None, E.RUN_CREATED, data=run_data(attributes=lineage))
+    data = run_data(attributes=lineage, allowReservedAttributes=True)
+    created = await world.create(None, E.RUN_CREATED, data=data, spec_version=5)
+    assert created.run is not None and created.run.attributes == lineage
+    assert created.event is not None and created.event.event_data == data
+    async with world.reopen() as reopened:
+        assert (await reopened.query.get_run(created.run.run_id)).attributes == lineage
+
+
+async def test_resilient_start_seeds_the_attributes(world: World) -> None:
+    run_id = client_run_id(world)
+    data = run_data(attributes={"env": "prod"})
+    started = await world.create(run_id, E.RUN_STARTED, data=data, spec_version=5)
+    assert started.run is not None and started.run.attributes == {"env": "prod"}
+    assert started.events is not None
+    assert started.events[0].event_data == data
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"": "v"},
+        {"k" * 257: "v"},
+        {"k": "v" * 257},
+        {"k": "é" * 129},  # 258 bytes
+        {f"k{i}": "v" for i in range(65)},
+        {"k": 1},
+        ["k", "v"],
+    ],
+)
+async def test_run_attributes_beyond_the_limits_are_refused(world: World, attributes: Any) -> None:
+    with pytest.raises(errors.InvalidRequest):
+        await world.create(None, E.RUN_CREATED, data=run_data(attributes=attributes))
+
+
+async def test_attr_set_merges_into_the_run(world: World) -> None:
+    data = run_data(attributes={"a": "1", "b": "2"})
+    created = await world.create(None, E.RUN_CREATED, data=data, spec_version=5)
+    assert created.run is not None
+    run_id = created.run.run_id
+    await world.create(run_id, E.RUN_STARTED)
+    changes = [{"key": "a", "value": "10"}, {"key": "b", "value": None}, {"key": "c", "value": "3"}]
+    data = {"changes": changes, "writer": {"type": "workflow"}}
+    result = await world.create(run_id, E.ATTR_SET, "attr_1", data, spec_version=5)
+    assert result.run is not None and result.run.attributes == {"a": "10", "c": "3"}
+    assert result.event is not None and result.event.event_data == data
+    step_writer = {"type": "step", "stepId": "step_1", "attempt": 1}
+    await world.create(run_id, E.ATTR_SET, data={"changes": [{"key": "d", "value": "4"}],
+                                                 "writer": step_writer})  # fmt: skip
+    assert (await world.query.get_run(run_id)).attributes == {"a": "10", "c": "3", "d": "4"}
+    assert (await log_types(world, run_id)).count(E.ATTR_SET) == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"changes": [{"key": "$x", "value": "1"}], "writer": {"type": "workflow"}},
+        {"changes": [{"key": "a", "value": 1}], "writer": {"type": "workflow"}},
+        {"changes": [{"key": "a"}], "writer": {"type": "workflow"}},
+        {"changes": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}],
+         "writer": {"type": "workflow"}},
+        {"changes": {"a": "1"}, "writer": {"type": "workflow"}},
+        {"changes": [], "writer": {"type": "robot"}},
+        {"changes": [], "writer": {"type": "step", "stepId": "s"}},
+        {"changes": []},
+        {"writer": {"type": "workflow"}},
+        {"changes": [], "writer": {"type": "workflow"}, "allowReservedAttributes": False},
+    ],
+)  # fmt: skip
+async def test_bad_attr_set_is_refused_and_changes_nothing(
+    world: World, data: dict[str, Any]
+) -> None:
+    run_id = await new_run(world, started=True)
+    with pytest.raises(errors.InvalidRequest):
+        await world.create(run_id, E.ATTR_SET, data=data)
+    assert (await world.query.get_run(run_id)).attributes == {}
+    assert E.ATTR_SET not in await log_types(world, run_id)
+
+
+async def test_attr_set_keeps_the_cap_after_the_merge(world: World) -> None:
+    full = {f"k{i}": "v" for i in range(64)}
+    created = await world.create(None, E.RUN_CREATED, data=run_data(attributes=full))
+    assert created.run is not None
+    run_id, writer = created.run.run_id, {"type": "workflow"}
+    update = [{"key": "k0", "value": "changed"}]  # updating a present key adds nothing
+    assert (await world.create(run_id, E.ATTR_SET, data={"changes": update, "writer": writer})).run
+    with pytest.raises(errors.InvalidRequest):
+        one_more = [{"key": "k64", "value": "v"}]
+        await world.create(run_id, E.ATTR_SET, data={"changes": one_more, "writer": writer})
+    swap = [{"key": "k1", "value": None}, {"key": "k64", "value": "v"}]
+    result = await world.create(run_id, E.ATTR_SET, data={"changes": swap, "writer": writer})
+    assert result.run is not None and len(result.run.attributes) == 64
+
+
+async def test_attr_set_needs_a_live_run(world: World) -> None:
+    data = {"changes": [{"key": "a", "value": "1"}], "writer": {"type": "workflow"}}
+    with pytest.raises(errors.RunNotFound):
+        await world.create(client_run_id(world), E.ATTR_SET, data=data)
+    run_id = await new_run(world, started=True)
+    await world.create(run_id, E.RUN_COMPLETED, data={"output": PAYLOAD})
+    with pytest.raises(errors.EntityConflict):
+        await world.create(run_id, E.ATTR_SET, data=data)
+
+
+async def test_set_attributes_merges_without_an_event(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    before = await log_types(world, run_id)
+    merged = await world.events.set_attributes(run_id, (("a", "1"), ("b", "2")), False)
+    assert merged == {"a": "1", "b": "2"}
+    assert await world.events.set_attributes(run_id, (("a", None),), False) == {"b": "2"}
+    assert (await world.query.get_run(run_id)).attributes == {"b": "2"}
+    assert await log_types(world, run_id) == before
+    with pytest.raises(errors.InvalidRequest):
+        await world.events.set_attributes(run_id, (("$rootRunId", "x"),), False)
+    assert await world.events.set_attributes(run_id, (("$rootRunId", "x"),), True)
+    with pytest.raises(errors.RunNotFound):
+        await world.events.set_attributes(client_run_id(world), (("a", "1"),), False)
+
+
+# lazy step creation (spec 5)
+
+
+def lazy_start(**extra: Any) -> dict[str, Any]:
+    return {"stepName": STEP_NAME, "input": GZIPPED, "workflowName": WORKFLOW, **extra}
+
+
+async def test_lazy_step_started_creates_the_step_and_its_step_created(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    step_id = world.ids.new(ids.STEP)
+    data = lazy_start(ownerMessageId="msg_1")
+    result = await world.create(run_id, E.STEP_STARTED, step_id, data, spec_version=5)
+    assert result.step_created is True
+    assert result.step is not None
+    assert (result.step.status, result.step.attempt, result.step.input) == ("running", 1, GZIPPED)
+    assert result.event is not None and result.event.event_type is E.STEP_STARTED
+    assert result.event.event_data == {k: v for k, v in data.items() if k != "input"}
+    events = (await world.query.list_events(run_id, Paging(), "all")).data
+    assert [e.event_type for e in events][-2:] == [E.STEP_CREATED, E.STEP_STARTED]
+    synthetic = events[-2]
+    assert (synthetic.correlation_id, synthetic.spec_version) == (step_id, 5)
+    assert synthetic.event_data == {
+        "stepName": STEP_NAME,
+        "input": GZIPPED,
+        "workflowName": WORKFLOW,
+    }
+    assert synthetic.event_id < events[-1].event_id
+    stored = await world.query.get_step(run_id, step_id)
+    assert (stored.step_name, stored.status, stored.spec_version) == (STEP_NAME, "running", 5)
+    done = await world.create(run_id, E.STEP_COMPLETED, step_id, {"result": GZIPPED})
+    assert done.step is not None and done.step_created is False
+
+
+async def test_a_lazy_start_of_an_existing_step_conflicts(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    step_id = await new_step(world, run_id)
+    with pytest.raises(errors.EntityConflict):
+        await world.create(run_id, E.STEP_STARTED, step_id, lazy_start())
+    assert (await world.query.get_step(run_id, step_id)).status == "pending"  # not started
+    started = await world.create(run_id, E.STEP_STARTED, step_id, {"stepName": STEP_NAME})
+    assert started.step is not None and started.step_created is False  # a plain start
+
+
+async def test_parallel_lazy_starts_have_exactly_one_owner(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    step_id = world.ids.new(ids.STEP)
+    outcomes = await asyncio.gather(
+        *(world.create(run_id, E.STEP_STARTED, step_id, lazy_start()) for _ in range(6)),
+        return_exceptions=True,
+    )
+    owners = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(owners) == 1 and owners[0].step_created is True
+    assert all(isinstance(o, errors.EntityConflict) for o in outcomes if o not in owners)
+    types = await log_types(world, run_id)
+    assert (types.count(E.STEP_CREATED), types.count(E.STEP_STARTED)) == (1, 1)
+    assert (await world.query.get_step(run_id, step_id)).attempt == 1
+
+
+async def test_lazy_start_on_an_ended_run_conflicts_and_without_data_is_not_found(
+    world: World,
+) -> None:
+    run_id = await new_run(world, started=True)
+    with pytest.raises(errors.StepNotFound):  # no creation data: the step must exist
+        await world.create(run_id, E.STEP_STARTED, world.ids.new(ids.STEP), {"stepName": "s"})
+    await world.create(run_id, E.RUN_CANCELLED)
+    with pytest.raises(errors.EntityConflict):
+        await world.create(run_id, E.STEP_STARTED, world.ids.new(ids.STEP), lazy_start())
+    assert E.STEP_CREATED not in await log_types(world, run_id)
+
+
+async def test_system_hooks_say_so(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    hook_id = world.ids.new(ids.HOOK)
+    result = await world.create(run_id, E.HOOK_CREATED, hook_id, {"token": "sys", "isSystem": True})
+    assert result.hook is not None and result.hook.is_system is True
+    assert (await world.query.get_hook(hook_id)).is_system is True
+    assert hook_wire(await world.query.get_hook(hook_id))["isSystem"] is True
+    plain, _ = await new_hook(world, run_id)
+    assert "isSystem" not in hook_wire(await world.query.get_hook(plain))
+    with pytest.raises(errors.InvalidRequest):
+        await world.create(run_id, E.HOOK_CREATED, world.ids.new(ids.HOOK),
+                           {"token": "t2", "isSystem": "yes"})  # fmt: skip

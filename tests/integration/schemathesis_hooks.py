@@ -7,7 +7,8 @@ what the OpenAPI document says in words where JSON Schema cannot.
 - ``positive_data_acceptance_beyond_the_schema`` replaces the built-in check (excluded by
   the test): a request the document allows must be accepted, except for the refusals in
   ``SEMANTIC`` — each one about what no schema can say: a bundle's code must load, a
-  client-chosen run id must be a ULID minted in the last 24 h, an app's URL must be in
+  client-chosen run id must be a ULID minted in the last 24 h, run attribute keys are
+  unique, not reserved and few, values short in UTF-8 bytes, an app's URL must be in
   the worker's delivery allow-list, ``createdBefore`` must follow ``createdAfter``, and
   a run that is already terminal (410), was created with a newer specVersion (422) or
   has an event newer than ``stateUpdatedAt`` (412) refuses an event, as a conflict
@@ -34,6 +35,11 @@ SEMANTIC = [
     ("POST", "/v1/world/events/create", 410, "run_expired", ""),
     ("POST", "/v1/world/events/create-batch", 410, "run_expired", ""),
     ("POST", "/v1/world/events/create", 422, "run_not_supported", ""),
+    *(
+        ("POST", path, 400, "invalid_request", start)
+        for path in ("/v1/world/events/create", "/v1/world/events/create-batch")
+        for start in ("an attribute key", "attribute key", 'attribute "', "a run holds at most")
+    ),
     ("POST", "/v1/world/events/create-batch", 422, "run_not_supported", ""),
     ("POST", "/v1/world/events/create", 412, "precondition_failed", ""),
     ("POST", "/v1/deployments", 400, "outbound_refused", ""),

@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from .public_fixtures import (
     ADMIN_KEY,
     CLI,
     ONLY_KEYS,
+    SECOND_KEY,
     CliResult,
     PublicServer,
     PublicServers,
@@ -30,8 +32,10 @@ from .public_fixtures import (
 )
 
 FLOWS = """\
+import asyncio
+
 from compute_worker import RetryableError, create_hook, get_writable, run_metadata, sleep
-from compute_worker import step, workflow
+from compute_worker import start_workflow, step, workflow
 
 
 @step
@@ -60,6 +64,12 @@ async def adder(a, b):
 
 
 @workflow
+async def parent(n):
+    child = await start_workflow("adder", n, n)
+    return {"child": child.run_id, "sum": await child.result()}
+
+
+@workflow
 async def boom(message):
     raise ValueError(message)
 
@@ -67,6 +77,16 @@ async def boom(message):
 @workflow
 async def waits(token):
     return await create_hook(token=token)
+
+
+@step(max_retries=1000, timeout=0.2)
+async def hangs():
+    await asyncio.sleep(60)
+
+
+@workflow
+async def keeps_timing_out():
+    return await hangs()
 
 
 @workflow
@@ -78,6 +98,7 @@ async def journey(x):
     return {"doubled": doubled, "approval": approval}
 """
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BAD_GRAPH = {
     "name": "broken",
     "nodes": [
@@ -194,6 +215,8 @@ async def test_deploy_without_activate_then_deployments_list_and_activate(
     assert [row[0] for row in rows[1:]] == [second["deploymentId"], deployed["deploymentId"]]
     assert rows[2][2] == "yes" and rows[1][2] != "yes"
 
+    back = await cw.json("deployments", "activate", deployed["deploymentId"])
+    assert (back["deploymentId"], back["active"]) == (deployed["deploymentId"], True)
     activated = await cw.ok("deployments", "activate", second["deploymentId"])
     assert f"activated {second['deploymentId']} (active)" in activated.stdout
     found = (await cw.ok("deployments", "list", "--json", "--limit", "1")).json_lines()
@@ -222,6 +245,24 @@ async def test_deploy_lists_every_problem_of_a_refused_bundle(cw: Cli, tmp_path:
     (broken / "workflows.py").write_text("import not_installed_anywhere\n")
     refused = await cw.fails(1, "deploy", str(broken))
     assert "not_installed_anywhere" in refused.stderr
+
+
+async def test_a_graph_bundle_deploys_and_runs_to_its_hook(cw: Cli, tmp_path: Path) -> None:
+    graph = tmp_path / "graph"
+    graph.mkdir()
+    (graph / "workflow.json").write_text((EXAMPLES / "graphs" / "approval.json").read_text())
+    deployed = await cw.ok("deploy", str(graph), "--kind", "graph", "--activate")
+    assert "kind graph" in deployed.stdout and "workflow approval" in deployed.stdout
+
+    follow = asyncio.create_task(cw("run", "approval", "req-7", "200", "--follow"))
+    while (await cw("hooks", "resume", "approval:req-7", "--payload", '{"approved": true, '
+                    '"by": "ops"}')).returncode != 0:  # fmt: skip
+        assert not follow.done(), follow.result()
+        await asyncio.sleep(0.2)
+    followed = await follow
+    assert followed.returncode == 0, followed
+    assert "token approval:req-7" in followed.stdout
+    assert '"decision": "granted"' in followed.stdout
 
 
 async def test_deploy_bad_paths_are_usage_errors(cw: Cli, tmp_path: Path) -> None:
@@ -260,6 +301,17 @@ async def test_run_wait_prints_the_output_and_runs_get_shows_the_run(
     assert strings["output"] == "abcd"
 
 
+async def test_runs_get_links_a_parent_and_its_child(cw: Cli, deployed: dict[str, Any]) -> None:
+    done = await cw.json("run", "parent", "4", "--wait")
+    child_id = done["output"]["child"]
+    assert done["output"]["sum"] == 8
+    parent = await cw.ok("runs", "get", done["runId"])
+    assert re.search(rf"child\s+{child_id} adder", parent.stdout), parent.stdout
+    child = await cw.json("runs", "get", child_id)
+    assert child["parentRunId"] == done["runId"] and child["output"] == 8
+    assert re.search(rf"parent\s+{done['runId']}", (await cw.ok("runs", "get", child_id)).stdout)
+
+
 async def test_run_without_wait_prints_the_new_run_and_keys_replay(
     cw: Cli, deployed: dict[str, Any]
 ) -> None:
@@ -268,6 +320,8 @@ async def test_run_without_wait_prints_the_new_run_and_keys_replay(
     assert f"compute-worker runs watch {run_id}" in started.stdout
     again = await cw.json("run", "adder", "1", "1", "--idempotency-key", "k-1")
     assert again["runId"] == run_id
+    replayed = await cw.ok("run", "adder", "1", "1", "--idempotency-key", "k-1")
+    assert f"started {run_id}" in replayed.stdout and "earlier trigger" in replayed.stdout
     other = await cw.fails(1, "run", "adder", "1", "2", "--idempotency-key", "k-1")
     assert "idempotency_conflict" in other.stderr
 
@@ -326,6 +380,7 @@ async def test_an_unreachable_server_exits_3(home: Path) -> None:
         result = await run_cli(*args, "--url", url, "--api-key", "whatever-key", env=env)
         assert result.returncode == 3, result
         assert f"compute-worker: cannot reach the server at {url}" in result.stderr
+        assert re.search(r"compute-worker: retrying (GET|POST) /v1/", result.stderr)  # each retry
         assert "Traceback" not in result.stderr
     as_json = await run_cli("runs", "get", "wrun_x", "--url", url, "--json", env=env)
     assert as_json.returncode == 3
@@ -374,6 +429,27 @@ async def test_runs_list_filters_and_shows_a_table(cw: Cli, deployed: dict[str, 
     assert "not an ISO-8601 time: 'yesterday'" in bad.stderr
 
 
+async def test_runs_list_stuck_shows_why(servers: PublicServers, home: Path, flows: Path) -> None:
+    server = await servers.start(worldcompute="local", stuck_after_seconds=1.0)
+    cw = Cli(server, home)
+    await cw.ok("deploy", str(flows), "--activate")
+    stuck = await cw.json("run", "keeps_timing_out")
+    fine = await cw.json("run", "waits", "t-fine")
+    deadline = time.monotonic() + 30
+    while not (await cw.ok("runs", "list", "--stuck", "--json")).json_lines():
+        assert time.monotonic() < deadline, "the run was never found stuck"
+        await asyncio.sleep(0.3)
+    listed = _table((await cw.ok("runs", "list", "--stuck")).stdout)
+    assert [row[:4] for row in listed[1:]] == [
+        [stuck["runId"], "keeps_timing_out", "running", "(stuck:"]
+    ]
+    assert listed[1][4] == "step_retrying)"
+    shown = await cw.ok("runs", "get", stuck["runId"])
+    assert re.search(r"stuck\s+step_retrying since .*hangs", shown.stdout), shown.stdout
+    others = (await cw.ok("runs", "list", "--not-stuck", "--json")).json_lines()
+    assert [run["runId"] for run in others] == [fine["runId"]]
+
+
 async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -> None:
     run = await cw.json("run", "adder", "5", "6", "--wait")
     steps = _table((await cw.ok("runs", "steps", run["runId"])).stdout)
@@ -395,6 +471,9 @@ async def test_runs_steps_events_and_cancel(cw: Cli, deployed: dict[str, Any]) -
     assert re.search(r"status\s+cancelled", cancelled.stdout)
     watched = await cw.fails(1, "runs", "watch", waiting["runId"])
     assert f"run {waiting['runId']} cancelled" in watched.stderr
+    second = await cw.json("run", "waits", "t-cancel-2")
+    cancelled_json = await cw.json("runs", "cancel", second["runId"])
+    assert (cancelled_json["runId"], cancelled_json["status"]) == (second["runId"], "cancelled")
     again = await cw.fails(1, "runs", "cancel", run["runId"])
     assert "run_already_terminal" in again.stderr
 
@@ -464,6 +543,60 @@ async def _first_run_waiting_on(server: PublicServer, token: str, within: float 
     raise AssertionError(f"no run waits on {token!r} after {within} s")
 
 
+async def test_a_watcher_whose_key_may_not_resume_sees_no_token(
+    cw: Cli, deployed: dict[str, Any], api_server: PublicServer, home: Path
+) -> None:
+    reader = Cli(api_server, home, key=SECOND_KEY)  # trigger:write and runs:read only
+    late = await reader.fails(1, "run", "waits", "secret-token-1", "--follow", "--timeout", "3")
+    assert re.search(r"waiting on hook hook_\w+\n", late.stdout), late.stdout
+    assert "secret-token-1" not in late.stdout and "hooks resume" not in late.stdout
+    run_id = re.findall(r"started (wrun_\w+)", late.stdout)[0]
+    watched = await cw.fails(1, "runs", "watch", run_id, "--timeout", "1")  # a runs:write key
+    assert "token secret-token-1" in watched.stdout
+
+
+async def test_runs_hooks_lists_what_a_run_waits_on(
+    cw: Cli, deployed: dict[str, Any], api_server: PublicServer, home: Path
+) -> None:
+    run = await cw.json("run", "waits", "t-listed")
+    deadline = time.monotonic() + 30
+    while (
+        listed := await cw.ok("runs", "hooks", run["runId"])
+    ).stdout.strip() == "no hooks waiting":
+        assert time.monotonic() < deadline, "the hook never appeared"
+        await asyncio.sleep(0.2)
+    rows = _table(listed.stdout)
+    assert rows[0] == ["HOOK", "TOKEN", "CREATED", "METADATA"]
+    assert rows[1][0].startswith("hook_") and rows[1][1] == "t-listed"
+    reader = Cli(api_server, home, key=ONLY_KEYS["runs:read"])
+    (hidden,) = (await reader.ok("runs", "hooks", run["runId"], "--json")).json_lines()
+    assert hidden["hookId"] == rows[1][0] and "token" not in hidden
+    assert "(needs runs:write)" in (await reader.ok("runs", "hooks", run["runId"])).stdout
+    resumed = await cw.json("hooks", "resume", "t-listed", "--payload", "[1, 2]")
+    assert resumed == {"runId": run["runId"], "hookId": rows[1][0], "token": "t-listed"}
+    done = (await cw.ok("runs", "watch", run["runId"], "--json")).json_lines()[-1]
+    assert (done["status"], done["output"]) == ("completed", [1, 2])
+
+
+async def test_ctrl_c_stops_watching_and_says_the_run_goes_on(
+    cw: Cli, deployed: dict[str, Any]
+) -> None:
+    run = await cw.json("run", "waits", "t-interrupted")
+    process = await asyncio.create_subprocess_exec(
+        CLI, "runs", "watch", run["runId"], env=cw.env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        while b"waiting on hook" not in await process.stdout.readline():
+            pass
+        process.send_signal(signal.SIGINT)
+        _, stderr = await process.communicate()
+    assert process.returncode == 1
+    assert f"stopped waiting; run {run['runId']} goes on" in stderr.decode(), stderr
+    assert (await cw.json("runs", "get", run["runId"]))["status"] == "running"
+
+
 async def test_hooks_resume_of_an_unknown_token_exits_1(cw: Cli, deployed: dict[str, Any]) -> None:
     unknown = await cw.fails(1, "hooks", "resume", "nobody-holds-this", "--payload", "1")
     assert "hook_not_found" in unknown.stderr
@@ -499,6 +632,12 @@ async def test_flags_beat_the_environment_and_profiles_fill_in(
     overridden = await run_cli("runs", "list", "--profile", "broken", "--url", api_server.url,
                                env=env)  # fmt: skip
     assert overridden.returncode == 0, overridden  # the key from its api_key_file
+
+    for bad_url in ("localhost:8080", "http://", "ftp://host"):
+        refused = await run_cli("runs", "list", "--url", bad_url, env=env)
+        assert refused.returncode == 2 and "is not an http:// or https:// URL" in refused.stderr
+    by_env = await run_cli("runs", "list", env={**env, "COMPUTE_WORKER_URL": "127.0.0.1:1"})
+    assert by_env.returncode == 2 and "(from COMPUTE_WORKER_URL)" in by_env.stderr
 
     absent = await run_cli("runs", "list", "--profile", "nope", env=env)
     assert absent.returncode == 2 and "no profile 'nope'" in absent.stderr
@@ -543,3 +682,20 @@ def _read_all(fd: int, into: bytearray) -> None:
         if not piece:
             return
         into.extend(piece)
+
+
+async def test_help_shows_each_command_and_the_connection_flags_last(home: Path) -> None:
+    env = cli_env(XDG_CONFIG_HOME=str(home))
+    top = await run_cli("--help", env=env)
+    for command in ("deploy", "deployments", "run", "runs", "hooks"):
+        assert re.search(rf"^  {command}\s", top.stdout, re.M), top.stdout
+    runs = await run_cli("runs", "--help", env=env)
+    for command in ("cancel", "events", "get", "hooks", "list", "logs", "steps", "watch"):
+        assert re.search(rf"^  {command}\s", runs.stdout, re.M), runs.stdout
+    shown = await run_cli("runs", "list", "--help", env=env)
+    text = " ".join(shown.stdout.split())
+    for flag in ("--status", "--workflow", "--deployment", "--since", "--limit", "--stuck"):
+        assert f"{flag} " in text, flag
+    assert text.index("--limit") < text.index("--url") < text.index("--json")
+    assert "env: COMPUTE_WORKER_URL" in text and "env: COMPUTE_WORKER_API_KEY" in text
+    assert "env: COMPUTE_WORKER_PROFILE" in text

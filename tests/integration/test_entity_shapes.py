@@ -58,6 +58,7 @@ RUN = Run(
     started_at=at(1),
     completed_at=at(8),
     expired_at=at(10),
+    attributes={"$rootRunId": "wrun_01M8VPM30852TKQ3HE99GRFHE0", "team": "payments"},
     state_marker_ms=1_795_000_000_000,  # the store's own; never on the wire (compare=False)
 )
 STEP = Step(
@@ -97,6 +98,7 @@ HOOK = Hook(
     owner_id="owner",
     project_id="project",
     environment="production",
+    is_system=True,
 )
 WAIT = Wait(
     run_id=RUN.run_id,
@@ -111,10 +113,22 @@ WAIT = Wait(
 EXECUTION = ExecutionRecord(RUN.run_id, 2, 1, "did not start", at(3), at(5), "evnt_x")
 
 
+# a spec ≥ 4 runtime's error: the bytes it serialized the thrown value to
+SERIALIZED = Run(
+    **{
+        **{f.name: getattr(RUN, f.name) for f in fields(RUN)},
+        "status": "failed",
+        "output": None,
+        "error": StructuredError("serialized error", None, "USER_ERROR", b"devl\x00\xff"),
+    }
+)
+
+
 def test_every_field_is_set() -> None:
     """The entities above leave no field at its default, so each comparison is whole."""
     for entity in (RUN, STEP, EVENT, HOOK, WAIT):
-        unset = [f.name for f in fields(entity) if getattr(entity, f.name) in (None, "", ())]
+        defaults = (None, "", (), {}, False)
+        unset = [f.name for f in fields(entity) if getattr(entity, f.name) in defaults]
         assert unset == [], (type(entity).__name__, unset)
 
 
@@ -142,6 +156,7 @@ async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 ROWS: list[tuple[Any, Any, Callable[[Any], dict[str, Any]], Callable[[Any], Any]]] = [
     (runs, RUN, rows.run_values, rows.run_from),
+    (runs, SERIALIZED, rows.run_values, rows.run_from),
     (steps, STEP, rows.step_values, rows.step_from),
     (events, EVENT, rows.event_values, rows.event_from),
     (hooks, HOOK, rows.hook_values, rows.hook_from),
@@ -155,6 +170,8 @@ async def test_rows_read_back_what_was_written(database: AsyncEngine) -> None:
             await conn.execute(insert(table).values(**values(entity)))
         async with database.connect() as conn:
             (row,) = (await conn.execute(select(table))).all()
+        async with database.begin() as conn:
+            await conn.execute(table.delete())
         assert read(row) == entity, table.name
         assert getattr(read(row), "state_marker_ms", None) == getattr(
             entity, "state_marker_ms", None
@@ -190,6 +207,8 @@ def over_the_wire(written: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_child_decodes_every_field_the_wire_writes() -> None:
     assert http_world._run(over_the_wire(wire.run_wire(RUN))) == RUN
+    decoded = http_world._run(over_the_wire(wire.run_wire(SERIALIZED)))
+    assert decoded.error is not None and decoded.error.raw == b"devl\x00\xff"
     assert http_world._step(over_the_wire(wire.step_wire(STEP))) == STEP
     assert http_world._event(over_the_wire(wire.event_wire(EVENT))) == EVENT
     result = EventResult(
@@ -201,6 +220,8 @@ def test_the_child_decodes_every_field_the_wire_writes() -> None:
 
 def test_the_world_lane_shapes_are_the_documented_ones() -> None:
     check("Run", wire.run_wire(RUN))
+    check("Run", wire.run_wire(SERIALIZED))
+    assert over_the_wire(wire.run_wire(SERIALIZED))["error"] == b"devl\x00\xff"
     check("Step", wire.step_wire(STEP))
     check("Event", wire.event_wire(EVENT))
     check("Hook", wire.hook_wire(HOOK))

@@ -88,13 +88,25 @@ async def servers(
     engine_db: dict[str, Any], backend: str, tmp_path: Path
 ) -> AsyncIterator[Servers]:
     options = {"data_dir": tmp_path / "data", "port": 0, "seed_api_keys": ENGINE_SEED_KEYS,
-               "worldcompute": backend, **engine_db}  # fmt: skip
+               "worldcompute": backend, "graph_http_allow": "localhost", **engine_db,
+               "sandbox_network": "host"}  # the graphs call the test's HTTP server  # fmt: skip
     group = Servers(options)
     try:
         yield group
     finally:
         for handle in list(reversed(group.handles)):
             await group.close(handle)
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[Any]:
+    """Another worker, with a database of its own, for the HTTP nodes to call: a graph may
+    not call the worker that runs it."""
+    handle = await start_compute_worker_server(
+        data_dir=tmp_path / "target", port=0, seed_api_keys=ENGINE_SEED_KEYS
+    )
+    yield handle
+    await handle.close()
 
 
 async def deploy_graph(api: EngineApi, document: dict[str, Any]) -> str:
@@ -110,12 +122,14 @@ def count(events: list[dict[str, Any]], event_type: str) -> int:
     return sum(1 for event in events if event["eventType"] == event_type)
 
 
-async def test_a_graph_runs_http_condition_hook_wait_and_transform(servers: Servers) -> None:
+async def test_a_graph_runs_http_condition_hook_wait_and_transform(
+    servers: Servers, target: Any
+) -> None:
     handle = await servers.start()
     async with EngineApi(handle.url) as api:
         await deploy_graph(api, GRAPH)
         key = uuid.uuid4().hex[:8]
-        run = await api.trigger("health-check", f"{handle.url}/v1/health", key)
+        run = await api.trigger("health-check", f"{target.url}/v1/health", key)
         await api.wait_status(run["runId"], {"running"})
         accepted = await api.resume(f"graph-approve:{key}", {"by": "ops"})
         assert accepted["runId"] == run["runId"]
@@ -131,19 +145,21 @@ async def test_a_graph_runs_http_condition_hook_wait_and_transform(servers: Serv
         steps = await api.steps_in_order(run["runId"])
         assert [s["stepName"] for s in steps] == ["health", "healthy", "summary"]
         assert [s["status"] for s in steps] == ["completed"] * 3
-        assert steps[0]["input"][1]["url"] == f"{handle.url}/v1/health"  # rendered config
+        assert steps[0]["input"][1]["url"] == f"{target.url}/v1/health"  # rendered config
         assert steps[1]["output"] == {"result": True}
         events = await api.events(run["runId"])
         assert count(events, "hook_created") == 1
         assert count(events, "wait_created") == count(events, "wait_completed") == 1
 
 
-async def test_the_false_branch_runs_when_the_condition_fails(servers: Servers) -> None:
+async def test_the_false_branch_runs_when_the_condition_fails(
+    servers: Servers, target: Any
+) -> None:
     handle = await servers.start()
     async with EngineApi(handle.url) as api:
         await deploy_graph(api, GRAPH)
         # a 4xx answer is the HTTP action's result, not an error
-        run = await api.trigger("health-check", f"{handle.url}/v1/runs", "unused")
+        run = await api.trigger("health-check", f"{target.url}/v1/runs", "unused")
         done = await api.finished(run["runId"])
         assert done["status"] == "completed", done
         status = done["output"]["status"]
@@ -155,12 +171,14 @@ async def test_the_false_branch_runs_when_the_condition_fails(servers: Servers) 
         assert await api.hooks(run["runId"]) == []
 
 
-async def test_a_restarted_server_replays_a_waiting_graph_run(servers: Servers) -> None:
+async def test_a_restarted_server_replays_a_waiting_graph_run(
+    servers: Servers, target: Any
+) -> None:
     first = await servers.start()
     key = uuid.uuid4().hex[:8]
     async with EngineApi(first.url) as api:
         await deploy_graph(api, GRAPH)
-        run = await api.trigger("health-check", f"{first.url}/v1/health", key)
+        run = await api.trigger("health-check", f"{target.url}/v1/health", key)
         await api.wait_event(run["runId"], "hook_created")
     await servers.close(first)
 
@@ -233,9 +251,9 @@ def example(name: str) -> dict[str, Any]:
     return document
 
 
-async def test_the_example_graphs_deploy_and_run(servers: Servers) -> None:
+async def test_the_example_graphs_deploy_and_run(servers: Servers, target: Any) -> None:
     handle = await servers.start()
-    health = f"{handle.url}/v1/health"
+    health = f"{target.url}/v1/health"
     async with EngineApi(handle.url) as api:
         await deploy_graph(api, {"workflows": [example("http-pipeline"), example("approval")]})
         pipeline = await api.trigger("http-pipeline", health, health)
@@ -252,3 +270,86 @@ async def test_the_example_graphs_deploy_and_run(servers: Servers) -> None:
         done = await api.finished(approval["runId"])
         assert done["status"] == "completed", done
         assert done["output"] == {"request": key, "decision": "granted", "by": "ops"}
+
+
+def fetcher(url: str) -> dict[str, Any]:
+    return {
+        "name": "fetcher",
+        "nodes": [
+            {"id": "start", "type": "trigger", "data": {}},
+            action("get", "http_request", url=url, maxRetries=0, isResult=True),
+        ],
+        "edges": [{"source": "start", "target": "get"}],
+    }
+
+
+async def test_http_nodes_cannot_reach_the_worker_itself_or_metadata(
+    servers: Servers, target: Any
+) -> None:
+    """The outbound policy: the worker's own address (and a redirect to it) fails the node;
+    a literal metadata or loopback URL is refused at upload; other hosts are reached."""
+    handle = await servers.start()
+    async with EngineApi(handle.url) as api:
+        refused = await api.http.post("/v1/deployments", json={"kind": "graph", "files": {
+            "workflow.json": json.dumps({"workflows": [
+                {**fetcher("http://169.254.169.254/latest/meta-data/"), "name": "metadata"},
+                {**fetcher(f"{handle.url}/v1/health"), "name": "itself"},
+                {**fetcher("http://10.1.2.3/admin"), "name": "private"},
+            ]})}})  # fmt: skip
+        assert refused.status_code == 422, refused.text
+        problems = refused.json()["details"]["problems"]
+        assert [(p["workflow"], p["field"]) for p in problems] == [
+            ("metadata", "data.url"), ("itself", "data.url"), ("private", "data.url")]  # fmt: skip
+        assert "metadata" in problems[0]["message"] and "own" in problems[1]["message"]
+
+        await deploy_graph(api, fetcher("{{@start.input.0}}"))
+        reached = await api.finished(
+            (await api.trigger("fetcher", f"{target.url}/v1/health"))["runId"]
+        )
+        assert reached["status"] == "completed" and reached["output"]["status"] == 200
+
+        own = await api.finished((await api.trigger("fetcher", f"{handle.url}/v1/health"))["runId"])
+        assert own["status"] == "failed", own
+        steps = await api.steps_in_order(own["runId"])
+        assert steps[0]["status"] == "failed" and "worker's own" in json.dumps(steps[0]["error"])
+
+
+async def test_redirects_are_checked_and_large_answers_refused(
+    engine_db: dict[str, Any], tmp_path: Path
+) -> None:
+    """A tiny HTTP server that redirects to the worker's own address and sends a body
+    larger than graph_http_max_bytes."""
+    worker_port: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        if b"/redirect" in request.split(b"\r\n", 1)[0]:
+            head = (f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{worker_port[0]}"
+                    "/v1/health\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+            writer.write(head.encode())
+        else:
+            body = b"x" * 5000
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    tiny = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = tiny.sockets[0].getsockname()[1]
+    handle = await start_compute_worker_server(
+        data_dir=tmp_path / "data", port=0, seed_api_keys=ENGINE_SEED_KEYS, worldcompute="local",
+        graph_http_allow="localhost", graph_http_max_bytes=1000, **engine_db,
+    )  # fmt: skip
+    worker_port.append(int(handle.url.rsplit(":", 1)[1]))
+    try:
+        async with EngineApi(handle.url) as api:
+            await deploy_graph(api, fetcher("{{@start.input.0}}"))
+            for path, words in (("/redirect", "worker's own"), ("/big", "larger than 1000")):
+                run = await api.trigger("fetcher", f"http://127.0.0.1:{port}{path}")
+                done = await api.finished(run["runId"])
+                assert done["status"] == "failed", done
+                (step,) = await api.steps_in_order(run["runId"])
+                assert words in json.dumps(step["error"]), step
+    finally:
+        await handle.close()
+        tiny.close()
+        await tiny.wait_closed()

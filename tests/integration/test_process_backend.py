@@ -148,6 +148,7 @@ async def api(tmp_path: Path) -> AsyncIterator[EngineApi]:
             port=0,
             seed_api_keys=ENGINE_SEED_KEYS,
             worldcompute="process",
+            sandbox="off",  # the workflows report through files of the test's folder
             process_memory_mb=512,
             step_timeout_seconds=20,
         ),

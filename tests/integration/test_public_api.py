@@ -110,6 +110,7 @@ WORLD_ROUTES = {
     ("POST", "/v1/queue/publish"),
     ("GET", "/v1/world/deployment-id"),
     ("POST", "/v1/world/encryption-key"),
+    ("POST", "/v1/world/runs/start-child"),
     ("POST", "/v1/world/events/create"),
     ("POST", "/v1/world/events/create-batch"),
     ("POST", "/v1/world/events/list"),

@@ -242,6 +242,17 @@ async def test_hook_tokens_are_shown_only_to_keys_that_may_resume(
     assert "token" not in hidden and token not in json.dumps(hidden)
     assert {k: v for k, v in hook.items() if k != "token"} == hidden
 
+    # nor in the run's events: hook_created carries the token for those who may resume
+    events = assert_ok(await api.get(f"/v1/runs/{run_id}/events"))["data"]
+    (created,) = [e for e in events if e["eventType"] == "hook_created"]
+    assert created["eventData"]["token"] == token
+    async with api_server.client(ONLY_KEYS["runs:read"]) as reader:
+        for params in ({}, {"resolveData": "none"}):
+            seen = assert_ok(await reader.get(f"/v1/runs/{run_id}/events", params=params))["data"]
+            (created,) = [e for e in seen if e["eventType"] == "hook_created"]
+            assert "token" not in created.get("eventData", {}), created  # (the input holds it)
+            assert [e["eventId"] for e in seen] == [e["eventId"] for e in events]
+
     assert_ok(await api.post("/v1/runs/resume", json={"token": token, "payload": 1}), 202)
     await wait_for_run(api, run_id)
     assert assert_ok(await api.get(f"/v1/runs/{run_id}/hooks"))["data"] == []

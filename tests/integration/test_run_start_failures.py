@@ -54,6 +54,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         data_dir=tmp_path / "data",
         seed_api_keys=ENGINE_SEED_KEYS,
         worldcompute=request.param,
+        sandbox="off",  # the bundle's import looks for a marker file of the test's folder
         max_start_attempts=3,
         start_retry_seconds=0.2,
     )

@@ -5,13 +5,18 @@ Python engine leaving its messages alone — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .public_fixtures import PublicServer, PublicServers
+from compute_worker.client import AppEndpoint, AsyncClient, ComputeClientError
+
+from .public_fixtures import ADMIN_KEY, PublicServer, PublicServers
 
 NAME = "workflow//./workflows/scenarios//noStep"
 SECRET = "delivery-secret-0123456789"
@@ -61,6 +66,37 @@ async def test_an_app_is_registered_activated_and_triggered(api: httpx.AsyncClie
     assert still["status"] == "pending"
     world = await api.get(f"/v1/world/runs/{run['runId']}")
     assert world.json()["input"] == {"__type": "Uint8Array", "data": "ZGV2bFtbMV0seyJhIjoyfSwxXQ=="}
+    assert run["input"] == still["input"] == [{"a": 1}]  # the public lane shows the value
+
+
+def envelope(data: bytes) -> dict[str, str]:
+    return {"__type": "Uint8Array", "data": base64.b64encode(data).decode()}
+
+
+async def test_the_public_lane_decrypts_an_apps_output(api: httpx.AsyncClient) -> None:
+    """What a WDK runtime writes (``encr`` + AES-256-GCM of ``devl`` + devalue, with the
+    run's key from the lane) is shown as the value; what cannot be read stays bytes."""
+    made = await register(api, "http://localhost")
+    body = {"workflowName": NAME, "input": [], "deploymentId": made["deploymentId"]}
+    run_id = (await api.post("/v1/runs", json=body, headers={"Idempotency-Key": "e-1"})).json()[
+        "runId"
+    ]
+    found = await api.post("/v1/world/encryption-key", json={"runId": run_id})
+    key = base64.b64decode(found.json()["key"])
+    nonce = os.urandom(12)
+    sealed = b"encr" + nonce + AESGCM(key).encrypt(nonce, b'devl[{"total":1},42]', None)
+    for event in (
+        {"eventType": "run_started"},
+        {"eventType": "run_completed", "eventData": {"output": envelope(sealed)}},
+    ):
+        created = await api.post("/v1/world/events/create", json={"runId": run_id, "data": event})
+        assert created.status_code == 200, created.text  # fmt: skip
+    shown = (await api.get(f"/v1/runs/{run_id}")).json()
+    assert (shown["status"], shown["output"]) == ("completed", {"total": 42})
+    listed = (await api.get("/v1/runs", params={"deploymentId": made["deploymentId"]})).json()
+    assert [r["output"] for r in listed["data"]] == [{"total": 42}]
+    world = (await api.get(f"/v1/world/runs/{run_id}")).json()
+    assert world["output"] == envelope(sealed)  # the World lane keeps the bytes
 
 
 @pytest.mark.parametrize(
@@ -127,3 +163,19 @@ async def test_namespaced_queue_names_are_published(api: httpx.AsyncClient) -> N
     )
     assert response.status_code == 200, response.text
     assert response.json()["messageId"].startswith("msg_")
+
+
+async def test_the_python_client_registers_an_app(wdk_server: PublicServer) -> None:
+    async with AsyncClient(wdk_server.url, ADMIN_KEY) as cw:
+        made = await cw.deployments.register_app(
+            "http://127.0.0.1:3000", headers={"x-gateway": "g"}, delivery_secret=SECRET,
+            activate=True,
+        )  # fmt: skip
+        assert (made.kind, made.active) == ("wdk", True)
+        assert made.endpoint == AppEndpoint(
+            url="http://127.0.0.1:3000", headers={"x-gateway": "g"}, signed=True
+        )
+        assert (await cw.deployments.active()).deployment_id == made.deployment_id
+        with pytest.raises(ComputeClientError) as refused:
+            await cw.deployments.register_app("http://10.9.9.9:3000")
+        assert refused.value.code == "outbound_refused"

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from .engine_fixtures import ENGINE_KEY, ServerProcess, eventually
-from .public_fixtures import PublicServer, PublicServers
+from .public_fixtures import PublicServer, PublicServers, deploy, trigger, wait_for_run
 
 SECRET = "delivery-secret-0123456789"
 FLOW = "/.well-known/workflow/v1/flow"
@@ -276,7 +276,10 @@ async def test_a_message_that_keeps_failing_is_dropped(
 
 
 async def test_a_triggered_run_reaches_the_app(worker: PublicServer, app: FakeApp) -> None:
+    """With a Python deployment active, the app's run still goes to the app (the
+    Python engine leaves its message alone)."""
     async with worker.client() as client:
+        await deploy(client)  # active
         deployment_id = await register(client, app.url)
         body = {"workflowName": "workflow//./w//f", "input": [1], "deploymentId": deployment_id}
         response = await client.post("/v1/runs", json=body, headers={"Idempotency-Key": "t-1"})
@@ -285,6 +288,11 @@ async def test_a_triggered_run_reaches_the_app(worker: PublicServer, app: FakeAp
     [delivery] = await delivered(app, 1)
     assert delivery.headers["x-vqs-queue-name"] == "__wkf_workflow_workflow//./w//f"
     assert json.loads(delivery.body) == {"runId": run_id}
+    async with worker.client() as client:
+        run = (await client.get(f"/v1/runs/{run_id}")).json()
+        assert (run["status"], run["deploymentId"], run["input"]) == ("pending", deployment_id, [1])
+        python = await trigger(client, "adder", [1, 2])
+        assert (await wait_for_run(client, python.json()["runId"]))["output"] == 3
 
 
 # -- concurrency ------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ async def serving(tmp_path: Path, turn: float) -> AsyncIterator[EngineApi]:
             port=0,
             seed_api_keys=ENGINE_SEED_KEYS,
             worldcompute="process",
+            sandbox="off",  # the workflows report their pid through the test's folder
             process_memory_mb=512,
             process_children=1,  # one slot: a stuck run would starve every other
             workflow_turn_seconds=turn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -918,3 +919,66 @@ async def test_steps_on_a_terminal_run(client: httpx.AsyncClient) -> None:
     failed = await ok_event(client, run_id, "step_failed", failing, {"error": "late"})
     assert failed["step"]["status"] == "failed"
     assert failed["step"]["error"]["message"] == "late"
+
+
+# -- @workflow/world 5.0 (spec 4-5) ---------------------------------------------------------
+
+
+async def test_a_spec_5_run_over_the_wire(client: httpx.AsyncClient) -> None:
+    gzipped = env(gzip.compress(b'devl["result"]'))
+    lineage = {"$rootRunId": "wrun_root", "team": "payments"}
+    created = await ok_event(
+        client, None, "run_created", event_data={
+            "deploymentId": DEPLOYMENT, "workflowName": WORKFLOW, "input": gzipped,
+            "attributes": lineage, "allowReservedAttributes": True,
+        }, spec_version=5,
+    )  # fmt: skip
+    run = created["run"]
+    run_id = run["runId"]
+    assert (run["specVersion"], run["attributes"], run["input"]) == (5, lineage, gzipped)
+    assert created["maxEvents"] == 25_000
+    await ok_event(client, run_id, "run_started", spec_version=5)
+
+    step_id = new_id("step_")
+    lazy = {"stepName": "s", "input": gzipped, "workflowName": WORKFLOW}
+    started = await ok_event(client, run_id, "step_started", step_id, lazy, spec_version=5)
+    assert started["stepCreated"] is True
+    assert (started["step"]["status"], started["step"]["attempt"]) == ("running", 1)
+    assert started["event"]["eventData"] == {"stepName": "s", "workflowName": WORKFLOW}
+    again = await create_event(client, run_id, "step_started", step_id, lazy, spec_version=5)
+    assert_error(again, 409, "entity_conflict", "EntityConflictError")
+    assert _types(await run_events(client, run_id))[-2:] == ["step_created", "step_started"]
+    done = await ok_event(client, run_id, "step_completed", step_id, {"result": gzipped})
+    assert "stepCreated" not in done and done["step"]["output"] == gzipped
+
+    changes = [{"key": "team", "value": None}, {"key": "stage", "value": "2"}]
+    attr_data = {"changes": changes, "writer": {"type": "workflow"}}
+    attr = await ok_event(client, run_id, "attr_set", None, attr_data, spec_version=5)
+    assert attr["run"]["attributes"] == {"$rootRunId": "wrun_root", "stage": "2"}
+    assert attr["event"]["eventType"] == "attr_set"
+    path = f"/v1/world/runs/{run_id}/attributes"
+    merged = assert_ok(await client.post(path, json={"changes": [{"key": "x", "value": "y"}]}))
+    assert merged == {"attributes": {"$rootRunId": "wrun_root", "stage": "2", "x": "y"}}
+    refused = await client.post(path, json={"changes": [{"key": "$p", "value": "y"}]})
+    assert assert_error(refused, 400, "invalid_request")["details"]["field"] == "changes"
+    assert_error(await client.post(path, json={}), 400, "invalid_request")
+    unknown = await client.post(f"/v1/world/runs/{new_id('wrun_')}/attributes",
+                                json={"changes": []})  # fmt: skip
+    assert_error(unknown, 404, "run_not_found", "WorkflowRunNotFoundError")
+    fetched = assert_ok(await client.get(f"/v1/world/runs/{run_id}"))
+    assert fetched["attributes"] == merged["attributes"]
+
+    thrown = env(b"encr" + bytes(range(30)))
+    failure = {"error": thrown, "errorCode": "USER_ERROR"}
+    failed = await ok_event(client, run_id, "run_failed", None, failure, spec_version=5)
+    assert (failed["run"]["error"], failed["run"]["errorCode"]) == (thrown, "USER_ERROR")
+    ended = await create_event(client, run_id, "attr_set", None,
+                               {"changes": [], "writer": {"type": "workflow"}})  # fmt: skip
+    assert_error(ended, 409, "entity_conflict")
+    too_new = await create_event(
+        client, None, "run_created",
+        event_data={"deploymentId": DEPLOYMENT, "workflowName": WORKFLOW, "input": gzipped},
+        spec_version=6,
+    )  # fmt: skip
+    body = assert_error(too_new, 422, "run_not_supported", "RunNotSupportedError")
+    assert body["details"] == {"runSpecVersion": 6, "supportedSpecVersion": 5}

@@ -3,7 +3,10 @@
 The writer thread's connection traces every statement it runs; a change that adds a
 round trip to a trigger shows here. The floor of a trigger: BEGIN, the active
 deployment, the run, its queue message, the idempotency record, the audit entry,
-the run's events, COMMIT."""
+the run's events, COMMIT. Of a step, as the engine writes it (the previous step's
+``step_completed`` with the next one's ``step_created`` and ``step_started``): BEGIN, the
+run (locked), the finished step, the run's state marker, the new step, the finished
+step's update, the three events (one ``executemany``), COMMIT."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from compute_worker.app.settings import Settings
 from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.trigger_run import Trigger
+from compute_worker.domain.world import EventRequest, EventType
 
 CONTEXT = RequestContext("POST", "/v1/runs", "statements")
 WORKFLOWS = b"""
@@ -38,14 +42,13 @@ class Traced:
     statements: list[str] = field(default_factory=list)
 
     def verbs(self) -> list[str]:
-        """Each statement as its verb and table, e.g. ``INSERT runs``."""
+        """Each statement as its verb and table, e.g. ``INSERT runs`` (a SELECT: the
+        table of its first column)."""
         shown = []
         for sql in self.statements:
             words = sql.replace("(", " ").split()
             verb = words[0].upper()
-            table = {"INSERT": 2, "SELECT": 3, "UPDATE": 1, "DELETE": 2}.get(verb)
-            if verb == "SELECT":
-                table = words.index("FROM") + 1
+            table = {"INSERT": 2, "SELECT": 1, "UPDATE": 1, "DELETE": 2}.get(verb)
             shown.append(verb if table is None else f"{verb} {words[table].split('.')[0]}")
         return shown
 
@@ -88,3 +91,32 @@ async def test_a_trigger_is_one_transaction_of_the_minimum_statements(traced: Tr
     replayed = await trigger.execute(Trigger("zero", "k1", "key_a"), CONTEXT)
     assert replayed.replayed
     assert traced.verbs()[-1] == "ROLLBACK"  # the replay's run is never written
+
+
+async def test_a_step_is_one_transaction_reading_only_the_run_and_the_finished_step(
+    traced: Traced,
+) -> None:
+    run = (await traced.container.trigger_run().execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
+    record = traced.container.record_run_events()
+
+    def begin(step_id: str) -> list[EventRequest]:
+        data = {"stepName": "inc", "input": [1]}
+        return [EventRequest(EventType.STEP_CREATED, step_id, None, data),
+                EventRequest(EventType.STEP_STARTED, step_id)]  # fmt: skip
+
+    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED), *begin("step_1")])
+    traced.statements.clear()
+    done = EventRequest(EventType.STEP_COMPLETED, "step_1", None, {"result": 2})
+    await record.execute(run.run_id, [done, *begin("step_2")])
+    assert traced.verbs() == [
+        "BEGIN",
+        "SELECT runs",
+        "SELECT steps",
+        "UPDATE runs",
+        "INSERT steps",
+        "UPDATE steps",
+        "INSERT events",
+        "INSERT events",
+        "INSERT events",
+        "COMMIT",
+    ]

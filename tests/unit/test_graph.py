@@ -15,6 +15,7 @@ import pytest
 from compute_worker.adapters.worldcompute.graph import interpreter as graph_module
 from compute_worker.adapters.worldcompute.graph.format import parse_graphs
 from compute_worker.adapters.worldcompute.graph.interpreter import (
+    HttpLimits,
     compare,
     execute_action,
     graph_workflows,
@@ -509,3 +510,56 @@ async def test_an_http_node_feeds_a_condition_in_a_graph(http: list[Handler]) ->
     runtime = FakeRuntime()
     assert await run_graph(document, "n", 10, runtime=runtime) == "count 12"
     assert [name for name, _, _ in runtime.steps] == ["fetch", "big", "yes"]
+
+
+# -- http_request under the outbound policy ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "metadata"),
+        ("http://127.0.0.1:8080/v1/runs", "loopback"),
+        ("http://localhost/admin", "loopback"),
+        ("file:///etc/passwd", "only http and https"),
+        ("http://10.0.0.7/", "private"),
+    ],
+)
+async def test_http_refuses_internal_addresses_as_a_node_error(
+    http: list[Handler], url: str, words: str
+) -> None:
+    http.append(lambda request: httpx.Response(200, json={}))
+    with pytest.raises(FatalError, match=words):
+        await execute_action("get", {"actionType": "http_request", "url": url})
+
+
+async def test_http_follows_redirects_and_checks_every_hop(http: list[Handler]) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/go":
+            return httpx.Response(302, headers={"Location": "http://169.254.169.254/creds"})
+        if request.url.path == "/next":
+            return httpx.Response(302, headers={"Location": "https://api.test/done"})
+        return httpx.Response(200, json={"at": request.url.path})
+
+    http.append(answer)
+    done = await execute_action("a", {"actionType": "http_request", "url": "https://api.test/next"})
+    assert done["body"] == {"at": "/done"}
+    with pytest.raises(FatalError, match="metadata"):
+        await execute_action("a", {"actionType": "http_request", "url": "https://api.test/go"})
+
+
+async def test_http_answers_are_size_limited_and_hosts_allow_listed(http: list[Handler]) -> None:
+    http.append(lambda request: httpx.Response(200, content=b"x" * 2000))
+    small = HttpLimits(max_response_bytes=1000)
+    with pytest.raises(FatalError, match="larger than 1000"):
+        await execute_action("a", {"actionType": "http_request", "url": "https://api.test/"}, small)
+    only = HttpLimits(allow=("api.test",))
+    with pytest.raises(FatalError, match="allow-list"):
+        await execute_action(
+            "a", {"actionType": "http_request", "url": "https://other.test/"}, only
+        )
+    denied = HttpLimits(allow=("localhost",), deny=("localhost:8080",))
+    with pytest.raises(FatalError, match="own addresses"):
+        await execute_action("a", {"actionType": "http_request",
+                                   "url": "http://127.0.0.1:8080/"}, denied)  # fmt: skip
+    assert HttpLimits.from_env(denied.env()) == denied

@@ -107,3 +107,35 @@ async def test_a_graph_deployed_before_the_stricter_checks_still_runs() -> None:
         "outputs": {"start": {"input": []}, "a": {"message": "hi "}}
     }
     assert list(parse_graphs(raw, strict=False)) == ["old"]
+
+
+def test_literal_urls_the_outbound_policy_refuses_are_problems_at_upload() -> None:
+    from compute_worker.domain.outbound import OutboundPolicy
+
+    def fetch(node_id: str, url: str) -> dict[str, Any]:
+        return action(node_id, "http_request", url=url)
+
+    document = {"name": "calls", "nodes": [
+        TRIGGER, fetch("meta", "http://169.254.169.254/"), fetch("self", "http://127.0.0.1:8080/x"),
+        fetch("fine", "https://api.example.com/"), fetch("later", "{{@start.input.0}}"),
+        fetch("other", "https://elsewhere.test/"),
+    ], "edges": [edge("start", n) for n in ("meta", "self", "fine", "later", "other")]}  # fmt: skip
+    policy = OutboundPolicy(("*.example.com", "localhost"), ("localhost:8080",))
+    with pytest.raises(errors.InvalidDeployment) as refused:
+        parse_graphs(json.dumps(document).encode(), outbound=policy)
+    found = [(p["node"], p["field"]) for p in refused.value.details["problems"]]
+    assert found == [("meta", "data.url"), ("self", "data.url"), ("other", "data.url")]
+    assert parse_graphs(json.dumps(document).encode())  # no policy given: not checked
+
+
+def test_run_workflow_must_name_a_workflow_of_the_bundle() -> None:
+    child = {"name": "child", "nodes": [TRIGGER], "edges": []}
+    parent = {"name": "parent", "nodes": [
+        TRIGGER,
+        action("ok", "run_workflow", workflow="child"),
+        action("typo", "run_workflow", workflow="chlid"),
+        action("later", "run_workflow", workflow="{{@start.input.0}}"),
+    ], "edges": [edge("start", "ok"), edge("ok", "typo"), edge("typo", "later")]}  # fmt: skip
+    found = problems_of({"workflows": [parent, child]})
+    assert [(p["node"], p["field"]) for p in found] == [("typo", "data.workflow")]
+    assert "not a workflow of this bundle" in found[0]["message"]

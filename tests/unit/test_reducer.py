@@ -384,7 +384,7 @@ def test_resilient_start_needs_all_three_fields(missing: str) -> None:
         run_decide(req(EventType.RUN_STARTED, data=data), Snapshot())
 
 
-@pytest.mark.parametrize("spec", [1, 4])
+@pytest.mark.parametrize("spec", [1, 6])
 def test_resilient_start_of_an_unsupported_version_is_refused(spec: int) -> None:
     with pytest.raises(errors.RunNotSupported) as caught:
         run_decide(req(EventType.RUN_STARTED, data=RUN_CREATED_DATA, spec=spec), Snapshot())
@@ -399,9 +399,9 @@ def test_resilient_start_fields_are_ignored_when_the_run_exists() -> None:
     assert not transition.run_is_new
 
 
-@pytest.mark.parametrize("spec", [4, 99])
+@pytest.mark.parametrize("spec", [6, 99])
 @pytest.mark.parametrize("status", ["running", "completed"])
-def test_run_newer_than_spec_3_is_not_supported(spec: int, status: str) -> None:
+def test_run_newer_than_spec_5_is_not_supported(spec: int, status: str) -> None:
     with pytest.raises(errors.RunNotSupported) as caught:
         run_decide(
             VALID_REQUESTS[EventType.RUN_CANCELLED],
@@ -409,7 +409,7 @@ def test_run_newer_than_spec_3_is_not_supported(spec: int, status: str) -> None:
         )
     assert caught.value.code == "run_not_supported"
     assert caught.value.kind == "RunNotSupportedError"
-    assert caught.value.details == {"runSpecVersion": spec, "supportedSpecVersion": 3}
+    assert caught.value.details == {"runSpecVersion": spec, "supportedSpecVersion": 5}
 
 
 @pytest.mark.parametrize("spec", [None, 0, 1])
@@ -420,8 +420,8 @@ def test_legacy_runs_are_refused(spec: int | None) -> None:
     assert caught.value.code == "run_not_supported"
 
 
-@pytest.mark.parametrize("spec", [2, 3])
-def test_runs_of_spec_2_and_3_are_supported(spec: int) -> None:
+@pytest.mark.parametrize("spec", [2, 3, 4, 5])
+def test_runs_of_spec_2_to_5_are_supported(spec: int) -> None:
     transition = run_decide(
         VALID_REQUESTS[EventType.RUN_CANCELLED], Snapshot(run=make_run(spec_version=spec))
     )
@@ -559,7 +559,7 @@ def test_run_created_copies_the_event_spec_version() -> None:
     assert only_event(transition).spec_version == 2
 
 
-@pytest.mark.parametrize("spec", [0, 1, 4])
+@pytest.mark.parametrize("spec", [0, 1, 6])
 def test_run_created_with_an_unsupported_version_is_refused(spec: int) -> None:
     with pytest.raises(errors.RunNotSupported):
         run_decide(req(EventType.RUN_CREATED, data=RUN_CREATED_DATA, spec=spec), Snapshot())

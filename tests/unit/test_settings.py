@@ -137,6 +137,20 @@ def test_json_settings_from_the_environment_flags_and_python_values() -> None:
     assert load({"webhook_providers": providers}).webhook_providers == settings.webhook_providers
 
 
+def test_delivery_allow_takes_a_list_or_comma_separated_patterns() -> None:
+    expected = ("localhost", "*.example.com", "10.0.0.0/8")
+    assert load(delivery_allow="localhost, *.example.com 10.0.0.0/8").delivery_allow == expected
+    assert load(delivery_allow=json.dumps(list(expected))).delivery_allow == expected
+    assert load({"delivery_allow": list(expected)}).delivery_allow == expected
+    assert load().delivery_allow == ()
+    assert "DELIVERY_ALLOW must be valid host patterns: invalid port" in refused(
+        delivery_allow="host:99999"
+    )
+    assert "--delivery-allow must be valid host patterns" in refused(
+        {"delivery_allow": "a*b.com"}, origin="flag"
+    )
+
+
 def test_the_encryption_secret_is_base64_of_32_bytes_or_more() -> None:
     assert load(encryption_secret=SECRET).encryption_secret == b"s" * 32
     assert load({"encryption_secret": b"b" * 40}).encryption_secret == b"b" * 40

@@ -31,6 +31,7 @@ from compute_worker.domain.wdk import (
     devalue,
     payload_bytes,
     queue_kind,
+    read_devalue,
     signature,
 )
 from compute_worker.domain.world import EventRequest, EventType
@@ -204,6 +205,22 @@ def test_devalue_matches_the_javascript_library() -> None:
     assert payload_bytes([1]) == b"devl[[1],1]"
 
 
+@pytest.mark.parametrize(
+    "value",
+    [{"approved": True}, [], ["a", "a", None], "x", [1.5, -2, {"k": [[], {}]}], {"a": {"b": [1]}}],
+)
+def test_read_devalue_reads_what_devalue_writes(value: object) -> None:
+    assert read_devalue(devalue(value)) == value
+
+
+def test_read_devalue_reads_constants_and_refuses_other_types() -> None:
+    assert read_devalue("[[-1,-4,-6]]") == [None, float("inf"), -0.0]
+    assert read_devalue("-1") is None
+    for text in ('[["Date","2026-01-01T00:00:00.000Z"]]', "[[5]]", "[[0]]", "{}", "[]", "-9"):
+        with pytest.raises(ValueError):
+            read_devalue(text)
+
+
 # -- the Python engine's queue ----------------------------------------------------------------
 
 
@@ -327,7 +344,8 @@ def test_replies_decide_what_happens_next(
 
 def test_failures_back_off_then_the_message_is_dropped_with_a_reason() -> None:
     assert [POLICY.backoff(n) for n in (1, 2, 3, 7, 8, 100)] == [1, 2, 4, 60, 60, 60]
-    dropped = POLICY.judge(Reply(503), attempt=4, failures=3)
+    dropped = POLICY.judge(Reply(503, b'"StepNotFound: x"'), attempt=4, failures=3)
     assert dropped.action == "drop" and "4 failed deliveries in a row" in dropped.reason
+    assert dropped.reason.endswith('HTTP 503: "StepNotFound: x"')
     capped = POLICY.judge(Reply(200, json.dumps({"timeoutSeconds": 1}).encode()), 10, 0)
     assert capped.action == "drop" and "safety cap" in capped.reason

@@ -292,6 +292,22 @@ class AsyncDeployments(_Part):
             progress=progress, cid=correlation_id,
         ))  # fmt: skip
 
+    async def register_app(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        delivery_secret: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        activate: bool = False,
+        correlation_id: str | None = None,
+    ) -> Deployment:
+        """Register a Workflow DevKit app (kind ``wdk``) the worker delivers to."""
+        return await self._run(self._api.register_app(
+            url, headers=headers, delivery_secret=delivery_secret, metadata=metadata,
+            activate=activate, cid=correlation_id,
+        ))  # fmt: skip
+
     async def activate(
         self, deployment_id: str, *, correlation_id: str | None = None
     ) -> Deployment:

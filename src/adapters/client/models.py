@@ -60,6 +60,13 @@ class RunStuck(Model):
     detected_at: datetime
 
 
+class ChildRun(Model):
+    """A run a workflow started with ``start_workflow`` (on ``runs.get``)."""
+
+    run_id: str
+    workflow_name: str
+
+
 class Run(Result):
     run_id: str
     status: RunStatus
@@ -75,6 +82,8 @@ class Run(Result):
     completed_at: datetime | None = None
     execution: RunExecution | None = None
     stuck: RunStuck | None = None
+    parent_run_id: str | None = None  # on runs.get: the run that started this one
+    children: list[ChildRun] = []  # on runs.get: the runs this one started
 
     @property
     def is_terminal(self) -> bool:
@@ -134,10 +143,19 @@ class WorkflowInfo(Model):
     steps: list[str] = []
 
 
+class AppEndpoint(Model):
+    """Where the worker delivers a WDK app's queue messages (kind ``wdk``)."""
+
+    url: str
+    headers: dict[str, str] = {}
+    signed: bool = False  # deliveries carry x-compute-signature
+
+
 class Deployment(Result):
     deployment_id: str
     digest: str
-    kind: Literal["python", "graph"]
+    kind: Literal["python", "graph", "wdk"]
+    endpoint: AppEndpoint | None = None  # kind wdk
     entrypoint: str | None = None
     workflows: list[WorkflowInfo] = []
     metadata: dict[str, Any] = {}

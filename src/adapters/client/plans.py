@@ -369,6 +369,31 @@ class Api:
             return created
         return (yield from self.activate(created.deployment_id, request.correlation_id))
 
+    def register_app(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        delivery_secret: str | None,
+        metadata: Mapping[str, Any] | None,
+        activate: bool,
+        cid: str | None,
+    ) -> Plan[Deployment]:
+        endpoint: dict[str, Any] = {"url": url}
+        if headers:
+            endpoint["headers"] = dict(headers)
+        if delivery_secret is not None:
+            endpoint["deliverySecret"] = delivery_secret
+        body: dict[str, Any] = {"kind": "wdk", "endpoint": endpoint}
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        request = self.request("POST", "/v1/deployments", correlation_id=cid, idempotent=False,
+                               json_body=body)  # fmt: skip
+        created = yield from call(request, lambda r: parse(Deployment, r, request), self.policy)
+        if not activate:
+            return created
+        return (yield from self.activate(created.deployment_id, request.correlation_id))
+
     def activate(self, deployment_id: str, cid: str | None) -> Plan[Deployment]:
         path = f"/v1/deployments/{_q(deployment_id)}/activate"
         return self._post(path, Deployment, cid, idempotent=True)

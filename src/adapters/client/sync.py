@@ -291,6 +291,24 @@ class Deployments(_Part):
             progress=progress, cid=correlation_id,
         ))  # fmt: skip
 
+    def register_app(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        delivery_secret: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        activate: bool = False,
+        correlation_id: str | None = None,
+    ) -> Deployment:
+        """Register a Workflow DevKit app (kind ``wdk``) the worker delivers to: ``url``
+        must be allowed by the worker's ``delivery_allow``; a ``delivery_secret`` signs
+        every delivery (the app checks it)."""
+        return self._driver.run(self._api.register_app(
+            url, headers=headers, delivery_secret=delivery_secret, metadata=metadata,
+            activate=activate, cid=correlation_id,
+        ))  # fmt: skip
+
     def activate(self, deployment_id: str, *, correlation_id: str | None = None) -> Deployment:
         return self._driver.run(self._api.activate(deployment_id, correlation_id))
 

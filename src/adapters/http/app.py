@@ -20,6 +20,7 @@ from compute_worker.adapters.http.middleware import (
     RateLimitHeadersMiddleware,
     RequestMetricsMiddleware,
     RequireHttpsMiddleware,
+    UnreadBodyMiddleware,
 )
 from compute_worker.adapters.http.services import HttpServices
 
@@ -32,22 +33,27 @@ def build_app(
     *,
     require_https: bool = False,
     trust_forwarded_proto: bool = False,
+    rate_limited: bool = True,
 ) -> Starlette:
+    """Layers that would do nothing are left out (each costs every request a call):
+    HTTPS enforcement unless ``require_https``, the rate-limit headers unless
+    ``rate_limited`` (a rate limiter is configured)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, HttpServices]]:
         async with services() as served:
             yield {"services": served}
 
+    https = Middleware(
+        RequireHttpsMiddleware, enabled=True, trust_forwarded_proto=trust_forwarded_proto
+    )
     return Starlette(
         routes=list(routes),
         middleware=[
+            Middleware(UnreadBodyMiddleware),
             Middleware(CorrelationIdMiddleware),
-            Middleware(
-                RequireHttpsMiddleware,
-                enabled=require_https,
-                trust_forwarded_proto=trust_forwarded_proto,
-            ),
-            Middleware(RateLimitHeadersMiddleware),
+            *([https] if require_https else []),
+            *([Middleware(RateLimitHeadersMiddleware)] if rate_limited else []),
             Middleware(RequestMetricsMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -1,8 +1,11 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and costs a task per request):
-the correlation id, HTTPS enforcement and the rate-limit headers."""
+the correlation id, HTTPS enforcement, the rate-limit headers, request metrics and the
+close of a connection whose request body was answered unread."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -150,3 +153,77 @@ class RequestMetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
             elapsed = time.perf_counter() - started
             served.metrics.observe_request(scope["method"], route, status, elapsed)
+
+
+DRAIN_BYTES = 64 * 1024 * 1024  # read and dropped at most, after an answer sent unread
+DRAIN_SECONDS = 10.0
+DRAIN_IDLE_SECONDS = 1.0  # the client sends nothing more: it waits for the answer
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"", b"0")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+class UnreadBodyMiddleware:
+    """A response sent before the request body was read in full (a 413, or a refusal
+    that comes before the body is read: 401, 403, 429…) says ``connection: close``, and
+    once it is out the rest of the body is read and dropped (at most ``DRAIN_BYTES``,
+    ``DRAIN_SECONDS``, until the client pauses ``DRAIN_IDLE_SECONDS``) before the
+    server closes. So every client sees the answer at once: one that writes its whole
+    body before it reads (httpx) and one that reads as soon as it can alike. Closing
+    with the body unread would reset the connection (the client sees an error, not the
+    answer); keeping it open stalls a client whose writes block."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        received = False
+        unread = False
+
+        async def tracking_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                received = True
+            return message
+
+        async def drain() -> None:
+            dropped = 0
+            deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
+            while not received and dropped < DRAIN_BYTES:
+                left = min(DRAIN_IDLE_SECONDS, deadline - asyncio.get_running_loop().time())
+                if left <= 0:
+                    return
+                try:
+                    message = await asyncio.wait_for(tracking_receive(), left)
+                except TimeoutError:
+                    return
+                dropped += len(message.get("body", b""))
+
+        async def closing_send(message: Message) -> None:
+            nonlocal unread
+            if message["type"] == "http.response.start" and not received:
+                unread = True
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            elif (
+                unread
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                await send({**message, "more_body": True})  # the answer is out now
+                with contextlib.suppress(OSError):
+                    await drain()
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(scope, tracking_receive, closing_send)

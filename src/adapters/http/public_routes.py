@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,12 +38,14 @@ from compute_worker.adapters.http.wire_schemas import (
     ref,
 )
 from compute_worker.domain import errors
+from compute_worker.domain.children import parent_of
 from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment, Endpoint
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.inspect_run import HistoryPage
 from compute_worker.domain.use_cases.list_deployments import DeploymentListing
 from compute_worker.domain.use_cases.list_runs import RunFilter
 from compute_worker.domain.use_cases.trigger_run import Trigger
+from compute_worker.domain.world import Run
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 # read as JSON like every other route: curl -d sends form-urlencoded unless told otherwise
@@ -72,8 +75,9 @@ async def _body(request: Request) -> dict[str, Any]:
     return await read_object(request, services(request).max_body_bytes)
 
 
-def _run_response(run: Any, status: int = 200, **headers: str) -> Response:
-    return JSONResponse(wire.public_run_wire(run), status_code=status, headers=headers)
+async def _run_response(request: Request, run: Run, status: int = 200, **headers: str) -> Response:
+    [shown] = await services(request).app_values.readable([run])
+    return JSONResponse(wire.public_run_wire(shown), status_code=status, headers=headers)
 
 
 @operation(
@@ -103,7 +107,7 @@ async def trigger_run(request: Request) -> Response:
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
-    return _run_response(result.run, 202, **headers)
+    return await _run_response(request, result.run, 202, **headers)
 
 
 @operation(
@@ -116,12 +120,18 @@ async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     served = services(request)
     run_id = request.path_params["run_id"]
-    run = await served.query_world.get_run(run_id)
+    [run] = await served.app_values.readable([await served.query_world.get_run(run_id)])
     execution = stuck = None
     if not run.is_terminal:
         execution = await served.query_world.get_execution(run_id)
         stuck = await served.query_world.get_stuck(run_id)
-    return JSONResponse(wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck))
+    out = wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck)
+    link = parent_of(run)
+    if link is not None:
+        out["parentRunId"] = link[0]
+    children = await served.query_world.get_children(run_id)
+    out["children"] = [{"runId": child, "workflowName": name} for child, name in children]
+    return JSONResponse(out)
 
 
 @operation(
@@ -134,7 +144,7 @@ async def cancel_run(request: Request) -> Response:
     run = await services(request).cancel_run.execute(
         request.path_params["run_id"], request_context(request)
     )
-    return _run_response(run)
+    return await _run_response(request, run)
 
 
 @operation(
@@ -372,9 +382,10 @@ async def list_runs(request: Request) -> Response:
         cursor=params.get("cursor") or None,
     )
     listing = await services(request).list_runs.execute(command)
+    shown = await services(request).app_values.readable(listing.page.data)
     return JSONResponse(
         wire.page_wire(
-            listing.page,
+            replace(listing.page, data=tuple(shown)),
             lambda run: wire.public_run_wire(run, resolve, stuck=listing.stuck.get(run.run_id)),
         )
     )
@@ -396,7 +407,7 @@ async def list_run_steps(request: Request) -> Response:
 
 
 @operation(
-    "A run's event log, oldest first",
+    "A run's event log, oldest first (hook tokens only for keys holding runs:write)",
     scope="runs:read",
     responses={200: answer("page", page("PublicEvent"))},
     params=listing(SORT, RESOLVE_PARAM),
@@ -405,7 +416,7 @@ async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
     resolve = resolve_data(request.query_params.get("resolveData"))
     page = await services(request).inspect_run.events(
-        request.path_params["run_id"], _history_page(request), resolve
+        request.path_params["run_id"], _history_page(request), resolve, request.state.api_key
     )
     return JSONResponse(wire.page_wire(page, wire.public_event_wire))
 
@@ -574,7 +585,7 @@ async def trigger_schedule(request: Request) -> Response:
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
-    return _run_response(result.run, 202, **headers)
+    return await _run_response(request, result.run, 202, **headers)
 
 
 @operation(

@@ -29,6 +29,7 @@ class Operation:
     action: str | None = None  # state-changing: a failure after authentication is audited
     body: Content | None = None  # the request body, by media type (required when given)
     params: tuple[JsonSchema, ...] = field(default=())  # query and header parameters
+    child: bool = False  # a world-lane route a workflow child's key may call (its runs only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +46,12 @@ def operation(
     action: str | None = None,
     body: Content | None = None,
     params: tuple[JsonSchema, ...] = (),
+    child: bool = False,
 ) -> Callable[[Handler], Endpoint]:
     """Declare a handler's operation (``scope=None``: a public route)."""
 
     def declare(handler: Handler) -> Endpoint:
-        return Endpoint(handler, Operation(summary, scope, responses, action, body, params))
+        return Endpoint(handler, Operation(summary, scope, responses, action, body, params, child))
 
     return declare
 
@@ -68,7 +70,7 @@ class ApiRoute(Route):
         self.operation = declared
         super().__init__(
             path,
-            with_access(endpoint.handler, declared.scope, declared.action),
+            with_access(endpoint.handler, declared.scope, declared.action, declared.child),
             methods=[method],
             name=endpoint.handler.__name__,
         )

@@ -33,8 +33,10 @@ from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
 from compute_worker.domain.use_cases.resume_hook import ResumeHook
 from compute_worker.domain.use_cases.run_streams import RunStreams
 from compute_worker.domain.use_cases.schedules import ListSchedules, PauseSchedule, TriggerSchedule
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import InspectStream, ReadStream, WriteStream
 from compute_worker.domain.use_cases.trigger_run import TriggerRun
+from compute_worker.domain.wdk import AppValues
 
 MetricsAccess = Literal["loopback", "key", "open"]
 
@@ -61,6 +63,7 @@ class HttpServices:
     read_stream: ReadStream
     inspect_stream: InspectStream
     publish_message: PublishMessage
+    start_child_run: StartChildRun
     get_deployment_id: GetDeploymentId
     get_encryption_key: GetEncryptionKey
     # the public lane
@@ -69,6 +72,7 @@ class HttpServices:
     cancel_run: CancelRun
     resume_hook: ResumeHook
     list_runs: ListRuns
+    app_values: AppValues  # WDK apps' run values, decoded for the public lane
     inspect_run: InspectRun
     run_streams: RunStreams
     create_deployment: CreateDeployment

@@ -57,9 +57,12 @@ def _put_spec_version(out: dict[str, Any], spec_version: int | None) -> None:
         out["specVersion"] = spec_version
 
 
-def error_wire(error: StructuredError | None) -> dict[str, Any] | None:
+def error_wire(error: StructuredError | None) -> dict[str, Any] | bytes | None:
+    """The error as stored: ``{message, stack?, code?}``, or the runtime's own bytes."""
     if error is None:
         return None
+    if error.raw is not None:
+        return error.raw
     out: dict[str, Any] = {"message": error.message}
     if error.stack is not None:
         out["stack"] = error.stack
@@ -84,6 +87,9 @@ def run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
             out["output"] = run.output
     if run.error is not None:
         out["error"] = error_wire(run.error)
+        if run.error.code is not None:
+            out["errorCode"] = run.error.code
+    out["attributes"] = run.attributes
     out["createdAt"] = iso(run.created_at)
     out["updatedAt"] = iso(run.updated_at)
     _put_dates(
@@ -103,7 +109,8 @@ def public_run_wire(
     ``execution`` while the engine is retrying a run that does not get anywhere, and
     ``stuck`` while the stuck-run detector finds it stuck."""
     out = run_wire(run, resolve)
-    out.pop("specVersion", None)
+    for world_only in ("specVersion", "attributes", "errorCode"):
+        out.pop(world_only, None)
     if execution is not None and not run.is_terminal:
         out["execution"] = execution_wire(execution, policy or RetryPolicy())
     if stuck is not None and not run.is_terminal:
@@ -233,6 +240,8 @@ def hook_wire(hook: Hook, resolve: ResolveData = "all") -> dict[str, Any]:
         "isWebhook": hook.is_webhook,
         "createdAt": iso(hook.created_at),
     }
+    if hook.is_system:
+        out["isSystem"] = True
     _put_spec_version(out, hook.spec_version)
     if resolve == "all" and hook.metadata is not None:
         out["metadata"] = hook.metadata
@@ -287,6 +296,8 @@ def event_result_wire(result: EventResult) -> dict[str, Any]:
         out["hasMore"] = result.has_more
     if result.max_events is not None:
         out["maxEvents"] = result.max_events
+    if result.step_created:
+        out["stepCreated"] = True
     return out
 
 

@@ -96,6 +96,10 @@ def page(item: str) -> JsonSchema:
 
 
 BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"  # padded, strict
+# a run's or step's error: structured, or the bytes a spec ≥ 4 runtime serialized it to
+ERROR_VALUE: JsonSchema = {
+    "description": "a StructuredError, or a Bytes envelope of the runtime's serialized error"
+}
 
 SCHEMAS: dict[str, JsonSchema] = {
     "Error": obj(
@@ -117,7 +121,9 @@ SCHEMAS: dict[str, JsonSchema] = {
         specVersion=INT,
         input=ANY,
         output=ANY,
-        error=ref("StructuredError"),
+        error=ERROR_VALUE,
+        errorCode=STR,
+        attributes={"type": "object", "additionalProperties": STR},
         executionContext=obj(),
         createdAt=DATE,
         updatedAt=DATE,
@@ -152,7 +158,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         attempt=INT,
         input=ANY,
         output=ANY,
-        error=ref("StructuredError"),
+        error=ERROR_VALUE,
         startedAt=DATE,
         completedAt=DATE,
         retryAfter=DATE,
@@ -170,6 +176,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         environment=STR,
         metadata=ANY,
         isWebhook=BOOL,
+        isSystem=BOOL,
         createdAt=DATE,
         specVersion=INT,
     ),
@@ -205,6 +212,7 @@ SCHEMAS: dict[str, JsonSchema] = {
         cursor={"type": ["string", "null"], "description": "events.list cursor after `events`"},
         hasMore=BOOL,
         maxEvents={**INT, "description": "on run lifecycle answers: the most events a run holds"},
+        stepCreated={**BOOL, "description": "a step_started created its step (lazy start)"},
     ),
     "Deployment": obj(
         ["deploymentId", "digest", "kind", "workflows", "createdAt", "active"],
@@ -358,6 +366,14 @@ TRIGGER = obj(
     executionContext=obj(),
 )
 RESUME = obj(["token"], token=text(MAX_TOKEN), payload=ANY)
+START_CHILD = obj(
+    ["parentRunId", "workflowName", "token"],
+    parentRunId=STR,
+    workflowName=STR,
+    input={"type": "array"},
+    token={**STR, "description": "the parent's hook token: the child starts once per token"},
+)
+CHILD_STARTED = obj(["runId"], runId=STR)
 SCHEDULES = obj(["data"], data={"type": "array", "items": ref("Schedule")})
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
 APP_ENDPOINT = {"additionalProperties": False} | obj(
@@ -403,24 +419,49 @@ WEBHOOK_DUPLICATE = obj(["duplicate"], duplicate=BOOL, deliveryId=STR)
 # -- the world-proxy lane's bodies and answers -------------------------------------------------
 
 LISTING_BODY = obj(["runId"], runId=STR, pagination=PAGINATION, resolveData=RESOLVE)
+# run attributes: the key rules (domain/validation.py check_attribute_changes: 1..256
+# characters, "$…" only with allowReservedAttributes, values at most 256 UTF-8 bytes, each
+# key once, 64 per run after the merge) are checked against the run, not written here
+_ATTRIBUTES: JsonSchema = {"type": "object", "additionalProperties": STR}
+_CHANGES: JsonSchema = {
+    "type": "array",
+    "items": obj(["key", "value"], key=STR, value={"type": ["string", "null"]}),
+}
+_WRITER: JsonSchema = {
+    "oneOf": [
+        obj(["type"], type={"const": "workflow"}),
+        obj(["type", "stepId", "attempt"], type={"const": "step"}, stepId=STR, attempt=INT),
+    ]
+}
+_RESERVED_OK: JsonSchema = {"enum": [True, None], "description": "allows keys starting with $"}
+_RUN_ATTRIBUTES = {"attributes": _ATTRIBUTES, "allowReservedAttributes": _RESERVED_OK}
+
 # what each event type's ``eventData`` must hold (domain/validation.py check_request_shape)
 _EVENT_FIELDS: dict[EventType, tuple[list[str], dict[str, JsonSchema]]] = {
     EventType.RUN_CREATED: (
         ["deploymentId", "workflowName", "input"],
         {"deploymentId": text(MAX_DEPLOYMENT_ID), "workflowName": text(MAX_NAME),
-         "input": ANY, "executionContext": {"type": ["object", "null"]}},
+         "input": ANY, "executionContext": {"type": ["object", "null"]}, **_RUN_ATTRIBUTES},
     ),
     EventType.RUN_STARTED: (
-        [], {"deploymentId": text(MAX_DEPLOYMENT_ID), "workflowName": text(MAX_NAME)}
+        [],
+        {"deploymentId": text(MAX_DEPLOYMENT_ID), "workflowName": text(MAX_NAME),
+         **_RUN_ATTRIBUTES},
     ),
     EventType.STEP_CREATED: (["stepName", "input"], {"stepName": text(MAX_NAME), "input": ANY}),
     EventType.STEP_COMPLETED: (["result"], {"result": ANY}),
     EventType.STEP_RETRYING: ([], {"retryAfter": DATE_OR_MS}),
     EventType.HOOK_CREATED: (
-        ["token"], {"token": text(MAX_TOKEN), "isWebhook": {"type": ["boolean", "null"]}}
+        ["token"],
+        {"token": text(MAX_TOKEN), "isWebhook": {"type": ["boolean", "null"]},
+         "isSystem": {"type": ["boolean", "null"]}},
     ),
     EventType.HOOK_RECEIVED: (["payload"], {"payload": ANY}),
     EventType.WAIT_CREATED: (["resumeAt"], {"resumeAt": DATE_OR_MS}),
+    EventType.ATTR_SET: (
+        ["changes", "writer"],
+        {"changes": _CHANGES, "writer": _WRITER, "allowReservedAttributes": _RESERVED_OK},
+    ),
 }  # fmt: skip
 _CORRELATED = ("step", "hook", "wait")
 
@@ -515,6 +556,15 @@ KEY_REQUEST: JsonSchema = {
 KEY = obj(["key"], key={"type": ["string", "null"]})
 BY_CORRELATION = obj(
     ["correlationId"], correlationId=STR, runId=STR, pagination=PAGINATION, resolveData=RESOLVE
+)
+ATTRIBUTES = obj(["attributes"], attributes={"type": "object", "additionalProperties": STR})
+SET_ATTRIBUTES = obj(
+    ["changes"],
+    changes={
+        "type": "array",
+        "items": obj(["key", "value"], key=STR, value={"type": ["string", "null"]}),
+    },
+    allowReservedAttributes={"const": True},
 )
 RUNS_LISTING = obj(workflowName=STR, status=STATUS, pagination=PAGINATION, resolveData=RESOLVE)
 HOOKS_LISTING = obj(runId=STR, pagination=PAGINATION, resolveData=RESOLVE)

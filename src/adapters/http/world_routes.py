@@ -4,6 +4,7 @@ scope ``world:proxy``. Handlers parse, call one use case, render."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,12 +37,17 @@ from compute_worker.adapters.http.wire_schemas import (
     ref,
 )
 from compute_worker.domain import errors, ids
-from compute_worker.domain.api_keys import WORLD_SCOPE
+from compute_worker.domain.api_keys import WORLD_SCOPE, authorize_run
 from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
-from compute_worker.domain.validation import check_length, parse_date
+from compute_worker.domain.validation import (
+    allow_reserved,
+    check_length,
+    parse_attribute_changes,
+    parse_date,
+)
 from compute_worker.domain.world import CreateParams, EventRequest, EventType
 
 DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
@@ -55,11 +61,27 @@ def world(
     action: str | None = None,
     body: JsonSchema | None = None,
     params: tuple[JsonSchema, ...] = (),
+    child: bool = False,
 ) -> Callable[[Handler], Endpoint]:
-    """An operation of the lane: scope ``world:proxy``; ``action`` for a write."""
+    """An operation of the lane: scope ``world:proxy``; ``action`` for a write; ``child``:
+    open to a workflow child's ``world:child`` key too, which the handler holds to its
+    deployment's runs (``_own_run``)."""
     content: Content | None = None if body is None else schema.json_content(body)
     return operation(summary, scope=WORLD_SCOPE, responses=responses, action=action,
-                     body=content, params=params)  # fmt: skip
+                     body=content, params=params, child=child)  # fmt: skip
+
+
+async def _own_run(request: Request, run_id: str | None) -> None:
+    """``Forbidden`` unless a deployment-bound key (a workflow child's) names a run of
+    its own deployment; other keys pass without a lookup."""
+    key = getattr(request.state, "api_key", None)
+    if key is None or key.deployment_id is None:
+        return
+    run = None
+    if run_id:
+        with contextlib.suppress(errors.RunNotFound):
+            run = await services(request).query_world.get_run(run_id)
+    authorize_run(key, None if run is None else run.deployment_id, run_id or "")
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -146,12 +168,14 @@ register_url_convertor("event_id", EventIdConvertor())
     },
     action="world.events.create-batch",
     body=schema.EVENT_BATCH,
+    child=True,
 )
 async def create_events(request: Request) -> Response:
     """An extension of the lane: several events of one run in one transaction (all or
     nothing), as the engine's process backend writes them."""
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
+    await _own_run(request, run_id)
     listed = field(body, "events", list, required=True)
     if not 1 <= len(listed) <= MAX_BATCH_EVENTS:
         raise errors.InvalidRequest(
@@ -180,10 +204,12 @@ async def create_events(request: Request) -> Response:
     },
     action="world.events.create",
     body=schema.EVENT_REQUEST,
+    child=True,
 )
 async def create_event(request: Request) -> Response:
     body = await _body(request)
     params = field(body, "params", dict) or {}
+    await _own_run(request, field(body, "runId", str))
     command = CreateEvent(
         run_id=field(body, "runId", str),
         request=_event_request(body),
@@ -194,10 +220,11 @@ async def create_event(request: Request) -> Response:
     return JSONResponse(wire.event_result_wire(result))
 
 
-@world("events.list()", {200: answer("page", page("Event"))}, body=schema.LISTING_BODY)
+@world("events.list()", {200: answer("page", page("Event"))}, body=schema.LISTING_BODY, child=True)
 async def list_events(request: Request) -> Response:
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
+    await _own_run(request, run_id)
     page = await services(request).query_world.list_events(
         run_id, _paging(body), resolve_data(body.get("resolveData"))
     )
@@ -221,21 +248,47 @@ async def list_events_by_correlation(request: Request) -> Response:
     return JSONResponse(wire.page_wire(page, wire.event_wire))
 
 
-@world("events.get()", {200: answer("event", ref("Event"))}, params=(query("runId"), RESOLVE_PARAM))
+@world(
+    "events.get()",
+    {200: answer("event", ref("Event"))},
+    params=(query("runId"), RESOLVE_PARAM),
+    child=True,
+)
 async def get_event(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     run_id = request.query_params.get("runId") or None
+    await _own_run(request, run_id)
     event = await services(request).query_world.get_event(
         run_id, request.path_params["event_id"], resolve
     )
     return JSONResponse(wire.event_wire(event))
 
 
-@world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,))
+@world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,), child=True)
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
+    await _own_run(request, request.path_params["run_id"])
     run = await services(request).query_world.get_run(request.path_params["run_id"])
     return JSONResponse(wire.run_wire(run, resolve))
+
+
+@world(
+    "runs.experimentalSetAttributes() (spec ≥ 4)",
+    {200: answer("the run's attributes after the merge", schema.ATTRIBUTES)},
+    action="world.runs.attributes",
+    body=schema.SET_ATTRIBUTES,
+)
+async def set_attributes(request: Request) -> Response:
+    body = await _body(request)
+    if "changes" not in body:
+        raise errors.InvalidRequest("changes is required", {"field": "changes"})
+    merged = await services(request).proxy_world_event.set_attributes(
+        request.path_params["run_id"],
+        parse_attribute_changes(body["changes"], "changes"),
+        allow_reserved(body, "allowReservedAttributes"),
+        request_context(request),
+    )
+    return JSONResponse({"attributes": merged})
 
 
 @world("runs.list()", {200: answer("page", page("Run"))}, body=schema.RUNS_LISTING)
@@ -303,11 +356,13 @@ def _chunk_bytes(value: Any, where: str) -> bytes:
     {200: answer("written", schema.OK)},
     action="world.streams.write",
     body=schema.STREAM_WRITE,
+    child=True,
 )
 async def write_stream(request: Request) -> Response:
     body = await _body(request)
     name = field(body, "name", str, required=True)
     run_id = field(body, "runId", str, required=True)
+    await _own_run(request, run_id)
     if body.get("chunks") is not None:  # null is absent
         listed = field(body, "chunks", list, required=True)
         chunks = [_chunk_bytes(item, f"chunks[{i}]") for i, item in enumerate(listed)]
@@ -324,14 +379,14 @@ async def write_stream(request: Request) -> Response:
     {200: answer("closed", schema.OK)},
     action="world.streams.close",
     body=schema.STREAM_CLOSE,
+    child=True,
 )
 async def close_stream(request: Request) -> Response:
     body = await _body(request)
-    await services(request).write_stream.close(
-        field(body, "name", str, required=True),
-        field(body, "runId", str, required=True),
-        request_context(request),
-    )
+    name = field(body, "name", str, required=True)
+    run_id = field(body, "runId", str, required=True)
+    await _own_run(request, run_id)
+    await services(request).write_stream.close(name, run_id, request_context(request))
     return JSONResponse({"ok": True})
 
 
@@ -358,9 +413,12 @@ async def read_stream(request: Request) -> Response:
     "listStreamsByRunId()",
     {200: answer("names", schema.STREAM_NAMES)},
     params=(query("runId", NAME, True),),
+    child=True,
 )
 async def list_streams(request: Request) -> Response:
-    names = await services(request).inspect_stream.names_for_run(_query(request, "runId"))
+    run_id = _query(request, "runId")
+    await _own_run(request, run_id)
+    names = await services(request).inspect_stream.names_for_run(run_id)
     return JSONResponse({"streams": names})
 
 
@@ -429,6 +487,25 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"messageId": message_id})
 
 
+@world("Start a child run of a running workflow (compute-worker; once per token)",
+       {201: answer("the child run", schema.CHILD_STARTED)}, body=schema.START_CHILD,
+       action="runs.start_child", child=True)  # fmt: skip
+async def start_child(request: Request) -> Response:
+    body = await _body(request)
+    run_input = body.get("input", [])
+    if not isinstance(run_input, list):
+        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    parent_run_id = field(body, "parentRunId", str, required=True)
+    await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
+    run = await services(request).start_child_run.execute(
+        parent_run_id,
+        field(body, "workflowName", str, required=True),
+        run_input,
+        field(body, "token", str, required=True),
+    )
+    return JSONResponse({"runId": run.run_id}, status_code=201)
+
+
 @world("getDeploymentId()", {200: answer("the id", schema.DEPLOYMENT_ID)},
        params=schema.APP_HEADERS)  # fmt: skip
 async def deployment_id(request: Request) -> Response:
@@ -439,7 +516,12 @@ async def deployment_id(request: Request) -> Response:
     return JSONResponse({"deploymentId": found})
 
 
-@world("getEncryptionKeyForRun()", {200: answer("key", schema.KEY)}, body=schema.KEY_REQUEST)
+@world(
+    "getEncryptionKeyForRun()",
+    {200: answer("key", schema.KEY)},
+    body=schema.KEY_REQUEST,
+    child=True,
+)
 async def encryption_key(request: Request) -> Response:
     body = await _body(request)
     run = field(body, "run", dict) or {}
@@ -455,6 +537,10 @@ async def encryption_key(request: Request) -> Response:
     deployment = next(filter(None, deployments), None)
     if not run_id:
         raise errors.InvalidRequest("runId is required", {"field": "runId"})
+    await _own_run(request, run_id)
+    bound = getattr(request.state, "api_key", None)
+    if bound is not None and bound.deployment_id is not None:
+        deployment = bound.deployment_id  # the run is its deployment's: its key, nothing else
     key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 
@@ -469,7 +555,9 @@ ROUTES = [
     ApiRoute("POST", "/v1/world/events/list-by-correlation", list_events_by_correlation),
     ApiRoute("GET", "/v1/world/events/{event_id:event_id}", get_event),
     ApiRoute("POST", "/v1/world/runs/list", list_runs),
+    ApiRoute("POST", "/v1/world/runs/start-child", start_child),
     ApiRoute("GET", "/v1/world/runs/{run_id}", get_run),
+    ApiRoute("POST", "/v1/world/runs/{run_id}/attributes", set_attributes),
     ApiRoute("POST", "/v1/world/steps/list", list_steps),
     ApiRoute("GET", "/v1/world/steps/{step_id}", get_step),
     ApiRoute("POST", "/v1/world/hooks/list", list_hooks),

@@ -214,6 +214,8 @@ class AppDispatcher:
         if not held:
             log.warning("a delivery's lease was lost; another worker delivers it", extra=fields)
             return
+        if message.run_id is not None or verdict.delay_seconds == 0:
+            self._signal.notify(QUEUE_TOPIC)  # the run's next workflow message may go now
         if verdict.action == "drop":
             log.error("app message dropped: %s", verdict.reason, extra=fields)
         elif verdict.failures:

@@ -10,10 +10,12 @@ import base64
 import os
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from compute_worker.domain.ports.security import RunKeyDeriver
+from compute_worker.domain.ports.security import PayloadCipher, RunKeyDeriver
 
 SECRET_BYTES = 32
 
@@ -30,6 +32,21 @@ class HkdfRunKeyDeriver(RunKeyDeriver):
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes(32),
                     info=f"{deployment_id}|{run_id}".encode())  # fmt: skip
         return hkdf.derive(self._secret)
+
+
+class AesGcmPayloads(PayloadCipher):
+    """Reads what a WDK runtime encrypted with a run's key (``@workflow/core``
+    ``encryption.js``: a 12-byte nonce, then AES-256-GCM ciphertext with its tag)."""
+
+    NONCE_BYTES = 12
+
+    def decrypt(self, key: bytes, data: bytes) -> bytes:
+        if len(data) <= self.NONCE_BYTES:
+            raise ValueError("too short for AES-GCM")
+        try:
+            return AESGCM(key).decrypt(data[: self.NONCE_BYTES], data[self.NONCE_BYTES :], None)
+        except InvalidTag:
+            raise ValueError("the payload does not authenticate with this key") from None
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -4,8 +4,9 @@ The same rows as ``SqlQueue`` (whose claims skip these deployments), claimed per
 deployment by the dispatcher. ``available_ms`` is the lease deadline while leased; the
 attempt is counted when a message is claimed, so a worker killed mid-delivery leaves
 the count behind. A run's workflow messages (``run_id``) are never leased twice at
-once: on PostgreSQL claims take a transaction-scoped advisory lock, so the check for a
-leased sibling sees every other claim's commit; SQLite has one writer anyway.
+once: on PostgreSQL a claim holds a transaction-scoped advisory lock (or claims nothing
+this time), so the check for a leased sibling sees every other claim's commit; SQLite
+has one writer anyway.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from compute_worker.domain.deployments import EXTERNAL_KINDS, Deployment
 from compute_worker.domain.ports.queue import AppQueue
 from compute_worker.domain.wdk import AppMessage
 
-CLAIM_LOCK = 0x636F6D707574  # pg_advisory_xact_lock key of app claims ("comput")
+CLAIM_LOCK = 0x636F6D707574  # the advisory lock key of app claims ("comput")
+# never waited for: a claim shares its transaction with other writes (group commit), and
+# waiting for the lock while holding their row locks could deadlock with another worker
+TRY_CLAIM_LOCK = select(func.pg_try_advisory_xact_lock(CLAIM_LOCK))
 _sibling = aliased(queue_messages)
 _q = queue_messages.c
 
@@ -63,8 +67,8 @@ class SqlAppQueue(AppQueue):
         full = [deployment_id for deployment_id, free in room.items() if free <= 0]
 
         def claim(conn: Connection) -> list[AppMessage]:
-            if is_postgres(conn):
-                conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+            if is_postgres(conn) and not conn.execute(TRY_CLAIM_LOCK).scalar():
+                return []  # another worker is claiming: this one tries again next poll
             now = _now_ms()
             leased_sibling = exists().where(
                 _sibling.c.run_id == _q.run_id,

@@ -43,12 +43,15 @@ def decode(text: str | None) -> Any:
 def _error_text(error: StructuredError | None) -> str | None:
     if error is None:
         return None
-    return encode({"message": error.message, "stack": error.stack, "code": error.code})
+    fields = {"message": error.message, "stack": error.stack, "code": error.code}
+    return encode(fields if error.raw is None else {**fields, "raw": error.raw})
 
 
 def error_from(text: str | None) -> StructuredError | None:
     data = decode(text)
-    return None if data is None else StructuredError(data["message"], data["stack"], data["code"])
+    if data is None:
+        return None
+    return StructuredError(data["message"], data["stack"], data["code"], data.get("raw"))
 
 
 def run_values(run: Run, immutable: bool = True) -> dict[str, Any]:
@@ -62,6 +65,7 @@ def run_values(run: Run, immutable: bool = True) -> dict[str, Any]:
         "completed_ms": to_ms(run.completed_at),
         "expired_ms": to_ms(run.expired_at),
         "state_marker_ms": run.state_marker_ms,
+        "attributes": encode(run.attributes) if run.attributes else None,
     }
     if immutable:
         context = run.execution_context
@@ -94,6 +98,7 @@ def run_from(row: Any) -> Run:
         completed_at=from_ms(row.completed_ms),
         expired_at=from_ms(row.expired_ms),
         state_marker_ms=row.state_marker_ms,
+        attributes=decode(row.attributes) or {},
     )
 
 
@@ -147,6 +152,7 @@ def hook_values(hook: Hook) -> dict[str, Any]:
         "token": hook.token,
         "metadata": None if hook.metadata is None else encode(hook.metadata),
         "is_webhook": hook.is_webhook,
+        "is_system": hook.is_system,
         "spec_version": hook.spec_version,
         "owner_id": hook.owner_id,
         "project_id": hook.project_id,
@@ -162,6 +168,7 @@ def hook_from(row: Any) -> Hook:
         token=row.token,
         metadata=decode(row.metadata),
         is_webhook=bool(row.is_webhook),
+        is_system=bool(row.is_system),
         spec_version=row.spec_version,
         owner_id=row.owner_id,
         project_id=row.project_id,
@@ -276,7 +283,10 @@ def encode_run_snapshot(run: Run) -> str:
     return encode(run_values(run))
 
 
-_LATER_RUN_COLUMNS = {"state_marker_ms": None}  # absent from snapshots stored before them
+_LATER_RUN_COLUMNS = {
+    "state_marker_ms": None,
+    "attributes": None,
+}  # absent from snapshots stored before them
 
 
 def decode_run_snapshot(text: str) -> Run:

@@ -13,14 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from compute_worker.adapters.sql.dialect import insert_if_absent
 from compute_worker.adapters.sql.reads import run_read
 from compute_worker.adapters.sql.rows import to_ms
-from compute_worker.adapters.sql.schema import deployments, run_execution, run_leases, runs
+from compute_worker.adapters.sql.schema import (
+    deployments,
+    events,
+    run_execution,
+    run_leases,
+    runs,
+)
 from compute_worker.adapters.sql.writer import GroupCommitWriter
 from compute_worker.domain.deployments import EXTERNAL_KINDS
 from compute_worker.domain.ports.engine import LeaseGrant, RunLeases
+from compute_worker.domain.world import EventType
 
 LIVE_STATUSES = ("pending", "running")
 PARKED = "parked"
 NEVER_MS = 2**62
+# what others write to wake a run; one after what a parking run read keeps it from parking
+_WAKE_UPS = (EventType.HOOK_RECEIVED.value, EventType.RUN_CANCELLED.value)
 
 
 def _now_ms() -> int:
@@ -71,13 +80,20 @@ class SqlRunLeases(RunLeases):
         )
         await self._writer.run_sql(lambda conn: conn.execute(statement))
 
-    async def park(self, run_id: str, owner: str, until: datetime | None) -> None:
+    async def park(
+        self, run_id: str, owner: str, until: datetime | None, read_up_to: str | None
+    ) -> bool:
+        unread = select(events.c.event_id).where(
+            events.c.run_id == run_id, events.c.event_type.in_(_WAKE_UPS)
+        )
+        if read_up_to is not None:
+            unread = unread.where(events.c.event_id > read_up_to)
         statement = (
             update(run_leases)
-            .where(run_leases.c.run_id == run_id, run_leases.c.owner == owner)
+            .where(run_leases.c.run_id == run_id, run_leases.c.owner == owner, ~unread.exists())
             .values(owner=PARKED, expires_ms=NEVER_MS if until is None else to_ms(until))
         )
-        await self._writer.run_sql(lambda conn: conn.execute(statement))
+        return await self._writer.run_sql(lambda conn: conn.execute(statement).rowcount == 1)
 
     async def orphaned(self, limit: int) -> list[str]:
         """Only runs of this server's deployments: runs that external runtimes create

@@ -39,6 +39,7 @@ runs = Table(
     Column("completed_ms", BigInteger),
     Column("expired_ms", BigInteger),
     Column("state_marker_ms", BigInteger),
+    Column("attributes", Text),
     Index("ix_runs_created", "created_ms", "run_id"),
     Index("ix_runs_workflow", "workflow_name", "created_ms", "run_id"),
     Index("ix_runs_status", "status", "created_ms", "run_id"),
@@ -74,6 +75,7 @@ hooks = Table(
     Column("token", String(1024), nullable=False, unique=True),
     Column("metadata", Text),
     Column("is_webhook", Boolean, nullable=False),
+    Column("is_system", Boolean),
     Column("spec_version", Integer),
     Column("owner_id", String(255), nullable=False),
     Column("project_id", String(255), nullable=False),
@@ -194,6 +196,7 @@ api_keys = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger),
     Column("expires_ms", BigInteger),
+    Column("deployment_id", String(255)),  # a child's key: its deployment's runs only
 )
 
 idempotency_records = Table(

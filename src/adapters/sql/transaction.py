@@ -293,9 +293,12 @@ class SqlTransaction(Transaction):
         step = self._steps[key] = None if row is None else rows.step_from(row)
         return step
 
+    def step_to_create(self, run_id: str, step_id: str) -> Step | None:
+        return self._steps.get((run_id, step_id))  # else the insert finds out (flush)
+
     def insert_step(self, step: Step) -> bool:
         key = (step.run_id, step.step_id)
-        if self.get_step(step.run_id, step.step_id) is not None:
+        if self._steps.get(key) is not None:  # one not read here: the deferred insert checks
             return False
         self._steps[key] = step
         self._new_steps.add(key)
@@ -313,7 +316,8 @@ class SqlTransaction(Transaction):
             step = self._steps[key]
             assert step is not None
             if self._count(self.sql.insert_step, rows.step_values(step)) != 1:
-                raise errors.EntityConflict(f'Step "{step.step_id}" already exists')
+                details = {"runId": step.run_id, "stepId": step.step_id}
+                raise errors.EntityConflict(f'Step "{step.step_id}" already exists', details)
         for key in self._dirty_steps:
             step = self._steps[key]
             assert step is not None

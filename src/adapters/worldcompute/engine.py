@@ -232,7 +232,11 @@ class WorkflowEngine:
                 return False
             if run_id in self._woken:
                 continue  # woken while it stopped: the lease is still ours, run it again
-            await self._leases.park(run_id, self.worker_id, outcome.wakes_at)
+            parked = await self._leases.park(
+                run_id, self.worker_id, outcome.wakes_at, outcome.read_up_to
+            )
+            if not parked:
+                continue  # a hook payload or a cancellation it had not read: run it again
             if run_id not in self._woken:
                 return True
             # woken while the park was committed: take the parked lease back

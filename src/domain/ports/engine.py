@@ -24,6 +24,10 @@ class RunWorld(Protocol):
     def subscribe(self, run_id: str) -> Subscription: ...
     async def write_stream(self, name: str, run_id: str, chunks: Sequence[bytes]) -> None: ...
     async def close_stream(self, name: str, run_id: str) -> None: ...
+    async def start_child(self, parent_run_id: str, workflow_name: str, run_input: list[Any],
+                          token: str) -> str:  # fmt: skip
+        """Start a child run of ``parent_run_id`` once per ``token``; its run id."""
+        ...
 
 
 class LeaseGrant(Enum):
@@ -40,9 +44,14 @@ class RunLeases(Protocol):
 
     async def renew(self, owner: str, run_ids: Sequence[str], ttl_seconds: float) -> None: ...
     async def release(self, run_id: str, owner: str) -> None: ...
-    async def park(self, run_id: str, owner: str, until: datetime | None) -> None:
+    async def park(
+        self, run_id: str, owner: str, until: datetime | None, read_up_to: str | None
+    ) -> bool:
         """Suspend a run without an executor: any worker may take it when a message wakes
-        it, and ``orphaned`` returns it once ``until`` passes (never by itself if None)."""
+        it, and ``orphaned`` returns it once ``until`` passes (never by itself if None).
+        False, and the lease kept, when an event that wakes a run (a hook payload, a
+        cancellation) came after ``read_up_to`` (the last event the run read; None: its
+        whole log): its wake-up may have been spent on the run while it stopped."""
         ...
 
     async def orphaned(self, limit: int) -> list[str]:

@@ -16,6 +16,7 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     expires_at: datetime | None = None
+    deployment_id: str | None = None  # a child's key: acts on this deployment's runs only
 
     def usable_at(self, moment: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or moment < self.expires_at)
@@ -42,4 +43,11 @@ class ApiKeyStore(Protocol):
 class RunKeyDeriver(Protocol):
     def derive(self, deployment_id: str, run_id: str) -> bytes | None:
         """The run's 32-byte AES key, or None when encryption is switched off."""
+        ...
+
+
+class PayloadCipher(Protocol):
+    def decrypt(self, key: bytes, data: bytes) -> bytes:
+        """AES-256-GCM: ``data`` is the 12-byte nonce then ciphertext and tag, as the
+        WDK runtime writes it; ``ValueError`` when it does not authenticate."""
         ...

@@ -1,6 +1,7 @@
 """CancelRun: ``POST /v1/runs/:id/cancel`` — append ``run_cancelled`` (which disposes
-the run's hooks and clears its waits) and close the run's open streams; the engine sees
-the event and stops the code."""
+the run's hooks and clears its waits) and close the run's open streams; the same for its
+child runs that have not ended, recursively (``domain/children.py``). The engine sees the
+event and stops the code."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class CancelRun:
             )
         result = self._writes.append(tx, run_id, EventRequest(EventType.RUN_CANCELLED))
         self._writes.close_run_streams(tx, run_id)
-        tx.append_audit(audit_entry(context, "runs.cancel", 200, self._clock.now(), run_id))
+        children = self._writes.cancel_children(tx, run_id)
+        extra = {"cancelledChildren": children} if children else {}
+        tx.append_audit(
+            audit_entry(context, "runs.cancel", 200, self._clock.now(), run_id, **extra)
+        )
         assert result.run is not None
         return result.run

@@ -1,7 +1,8 @@
 """InspectRun: a run's steps, events and live hooks for the public lane
 (``GET /v1/runs/:id/steps|events|hooks``). An unknown run is 404 ``run_not_found``
 rather than an empty page, and hook tokens — capabilities to resume the run — are
-shown only to keys that may resume it."""
+shown only to keys that may resume it — in the hook listing and in the events that
+carry them (``hook_created``, ``hook_conflict``) alike."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from compute_worker.domain.pagination import Page, PageRequest, SortOrder
 from compute_worker.domain.ports.security import ApiKey
 from compute_worker.domain.ports.world import WorldReader
 from compute_worker.domain.views import strip_event_refs
-from compute_worker.domain.world import Event, Hook, ResolveData, Run, Step
+from compute_worker.domain.world import Event, EventType, Hook, ResolveData, Run, Step
 
 RESUME_SCOPE = "runs:write"
 STEPS_PAGE = 100
 EVENTS_PAGE = 100
 HOOKS_PAGE = 100
+TOKEN_EVENTS = frozenset({EventType.HOOK_CREATED, EventType.HOOK_CONFLICT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +56,31 @@ class InspectRun:
         await self.run(run_id)
         return await self._reader.list_steps(run_id, page)
 
-    async def events(self, run_id: str, paging: HistoryPage, resolve: ResolveData) -> Page[Event]:
+    async def events(
+        self, run_id: str, paging: HistoryPage, resolve: ResolveData, viewer: ApiKey
+    ) -> Page[Event]:
         page = paging.request(EVENTS_PAGE)
         await self.run(run_id)
         found = await self._reader.list_events(run_id, page)
-        if resolve == "all":
+        tokens_visible = RESUME_SCOPE in viewer.scopes
+        if resolve == "all" and tokens_visible:
             return found
-        return replace(found, data=tuple(strip_event_refs(event) for event in found.data))
+        shown = (strip_event_refs(event) if resolve == "none" else event for event in found.data)
+        if not tokens_visible:
+            shown = (_without_token(event) for event in shown)
+        return replace(found, data=tuple(shown))
 
     async def hooks(self, run_id: str, paging: HistoryPage, viewer: ApiKey) -> RunHooks:
         page = paging.request(HOOKS_PAGE)
         await self.run(run_id)
         found = await self._reader.list_hooks(run_id, page)
         return RunHooks(found, tokens_visible=RESUME_SCOPE in viewer.scopes)
+
+
+def _without_token(event: Event) -> Event:
+    """A hook event without its token (a capability to resume the run)."""
+    data = event.event_data
+    if event.event_type not in TOKEN_EVENTS or not isinstance(data, dict) or "token" not in data:
+        return event
+    kept = {name: value for name, value in data.items() if name != "token"}
+    return replace(event, event_data=kept or None)

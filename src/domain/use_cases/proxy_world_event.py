@@ -1,5 +1,6 @@
 """ProxyWorldEvent: ``events.create`` — append one event and update the entities it
-touches in one transaction (world.md §2), or change nothing."""
+touches in one transaction (world.md §2), or change nothing — and the lane's other write
+to a run, ``runs.experimentalSetAttributes``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.ports.clock import Clock
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.reducer import NO_PARAMS
-from compute_worker.domain.validation import check_request_shape, validate_client_run_id
+from compute_worker.domain.validation import (
+    AttributeChange,
+    check_request_shape,
+    validate_client_run_id,
+)
 from compute_worker.domain.views import strip_event_refs
 from compute_worker.domain.world import (
     CreateParams,
@@ -70,6 +75,25 @@ class ProxyWorldEvent:
         if result.run is not None:  # a run lifecycle answer: the runtime enforces the cap
             result = replace(result, max_events=self._max_events)
         return result
+
+    async def set_attributes(
+        self,
+        run_id: str,
+        changes: tuple[AttributeChange, ...],
+        allow_reserved: bool,
+        context: RequestContext | None = None,
+    ) -> dict[str, str]:
+        """The run's attributes after merging ``changes`` (a value None removes its key)."""
+
+        def work(tx: Transaction) -> dict[str, str]:
+            merged = self._writes.set_attributes(tx, run_id, changes, allow_reserved)
+            if context is not None:
+                entry = audit_entry(context, "world.runs.attributes", 200, self._clock.now(),
+                                    run_id, changes=len(changes))  # fmt: skip
+                tx.append_audit(entry)
+            return merged
+
+        return await self._uow.run(work)
 
     def _resolve_run_id(self, cmd: CreateEvent) -> str:
         if cmd.request.event_type is EventType.RUN_CREATED:

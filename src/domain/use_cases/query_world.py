@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from compute_worker.domain import errors
+from compute_worker.domain.children import START_STEP
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest
 from compute_worker.domain.ports.world import RunQuery, WorldReader
@@ -18,6 +19,7 @@ RUNS_PAGE = 20
 STEPS_PAGE = 20
 EVENTS_PAGE = 100
 HOOKS_PAGE = 100
+CHILDREN_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,22 @@ class QueryWorld:
         )  # fmt: skip
         query = RunQuery(statuses=() if status is None else (status,), workflow_name=workflow_name)
         return await self._reader.list_runs(page, query)
+
+    async def get_children(self, run_id: str) -> list[tuple[str, str]]:
+        """(run id, workflow name) of each child the run started (``domain/children.py``),
+        from its ``start_workflow:<name>`` steps, in start order."""
+        found: list[tuple[str, str]] = []
+        page = PageRequest(CHILDREN_PAGE, "asc", None)
+        while True:
+            steps = await self._reader.list_steps(run_id, page)
+            for step in steps.data:
+                output = step.output if isinstance(step.output, dict) else {}
+                if step.step_name.startswith(START_STEP) and isinstance(output.get("runId"), str):
+                    found.append((output["runId"], step.step_name[len(START_STEP) :]))
+            if not steps.has_more or not steps.data or steps.cursor is None:
+                return found
+            page = PageRequest.of(CHILDREN_PAGE, steps.cursor, "asc", default_limit=CHILDREN_PAGE,
+                                  default_order="asc")  # fmt: skip
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step:
         step = await self._reader.get_step(run_id, step_id)

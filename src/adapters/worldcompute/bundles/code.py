@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from compute_worker.adapters.worldcompute.bundles.importer import load_bundle, load_graphs
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
@@ -26,8 +27,10 @@ from compute_worker.domain.ports.engine import DeploymentCode
 
 class BundleCode(DeploymentCode):
     def __init__(
-        self, deployments: DeploymentReader, artifacts: ArtifactStore, code_dir: Path
-    ) -> None:
+        self, deployments: DeploymentReader, artifacts: ArtifactStore, code_dir: Path,
+        graph_http: HttpSettings = HttpLimits,
+    ) -> None:  # fmt: skip
+        self.graph_http = graph_http  # the limits of graph HTTP nodes (children get them too)
         self._deployments = deployments
         self._artifacts = artifacts
         self._code_dir = code_dir.resolve()  # children never resolve a path of their own
@@ -59,7 +62,7 @@ class BundleCode(DeploymentCode):
         if digest not in self._workflows:
             entrypoint = deployment.entrypoint or DEFAULT_ENTRYPOINTS[deployment.kind]
             if deployment.kind == "graph":
-                found = load_graphs((await self._bundle(deployment))[entrypoint])
+                found = load_graphs((await self._bundle(deployment))[entrypoint], self.graph_http)
             else:
                 folder = await self.folder(deployment)
                 package = "cw_bundle_" + digest.split(":")[-1][:16]

@@ -17,7 +17,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from compute_worker.adapters.worldcompute.graph.interpreter import graph_workflows
+from compute_worker.adapters.worldcompute.graph.interpreter import (
+    HttpLimits,
+    HttpSettings,
+    graph_workflows,
+)
 from compute_worker.adapters.worldcompute.runtime.failures import (
     StartFailed,
     describe_error,
@@ -97,21 +101,27 @@ def load_bundle(
     return contents(module)
 
 
-def load_graphs(raw: bytes) -> dict[str, Any]:
-    """The interpreter's workflow for each graph of a graph bundle's file; ``StartFailed``
-    when the file is not one the upload check accepts."""
+def load_graphs(raw: bytes, http: HttpSettings = HttpLimits) -> dict[str, Any]:
+    """The interpreter's workflow for each graph of a graph bundle's file (``http``: the
+    limits of its HTTP nodes); ``StartFailed`` when the upload check would refuse it."""
     try:
-        return graph_workflows(raw)
+        return graph_workflows(raw, http)
     except errors.InvalidDeployment as invalid:
         raise StartFailed(f"the graph did not load: {invalid.message}") from invalid
 
 
 def load_workflows(
-    folder: Path, entrypoint: str, kind: str, package: str = PACKAGE, *, keep_path: bool = False
+    folder: Path,
+    entrypoint: str,
+    kind: str,
+    package: str = PACKAGE,
+    *,
+    keep_path: bool = False,
+    http: HttpSettings = HttpLimits,
 ) -> dict[str, Any]:
     """Every workflow of the bundle unpacked at ``folder``, by name (``StartFailed``)."""
     if kind == "graph":  # the built-in interpreter; the bundle holds no code
-        return load_graphs((folder / entrypoint).read_bytes())
+        return load_graphs((folder / entrypoint).read_bytes(), http)
     return load_bundle(folder, entrypoint, package, keep_path=keep_path).workflows
 
 

@@ -26,6 +26,7 @@ from compute_worker.adapters.worldcompute.bundles import describe
 from compute_worker.adapters.worldcompute.bundles.importer import module_name
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
 from compute_worker.adapters.worldcompute.graph.format import parse_graphs
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import (
     DeploymentKind,
@@ -33,6 +34,7 @@ from compute_worker.domain.deployments import (
     check_workflows,
     clean_bundle_path,
 )
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.bundles import BundleLoader
 from compute_worker.domain.schedules import schedule_from_wire
 
@@ -45,10 +47,12 @@ _STDERR_LINES = 20
 
 class SubprocessBundleLoader(BundleLoader):
     def __init__(
-        self, timeout_seconds: float = 10.0, memory_limit_bytes: int = 512 * 1024 * 1024
-    ) -> None:
+        self, timeout_seconds: float = 10.0, memory_limit_bytes: int = 512 * 1024 * 1024,
+        graph_http: HttpSettings = HttpLimits,
+    ) -> None:  # fmt: skip
         self._timeout = timeout_seconds
         self._memory = memory_limit_bytes
+        self._graph_http = graph_http  # literal URLs of HTTP nodes are checked against it
 
     async def describe(
         self, kind: DeploymentKind, files: Mapping[str, bytes], entrypoint: str
@@ -56,7 +60,8 @@ class SubprocessBundleLoader(BundleLoader):
         if kind == "python":
             return await self._describe_python(files, entrypoint)
         if kind == "graph":
-            return await asyncio.to_thread(_describe_graphs, files, entrypoint)
+            policy = self._graph_http().policy
+            return await asyncio.to_thread(_describe_graphs, files, entrypoint, policy)
         raise errors.InvalidDeployment(f"unknown deployment kind {kind!r}")
 
     async def _describe_python(
@@ -114,11 +119,13 @@ class SubprocessBundleLoader(BundleLoader):
         return env
 
 
-def _describe_graphs(files: Mapping[str, bytes], entrypoint: str) -> tuple[WorkflowInfo, ...]:
+def _describe_graphs(
+    files: Mapping[str, bytes], entrypoint: str, policy: OutboundPolicy
+) -> tuple[WorkflowInfo, ...]:
     raw = files.get(entrypoint)
     if raw is None:
         raise errors.InvalidDeployment(f"the entrypoint {entrypoint!r} is not in the bundle")
-    return tuple(graph.info for graph in parse_graphs(raw, entrypoint).values())
+    return tuple(graph.info for graph in parse_graphs(raw, entrypoint, outbound=policy).values())
 
 
 def _prepare(files: Mapping[str, bytes]) -> Path:

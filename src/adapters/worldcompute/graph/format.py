@@ -12,7 +12,7 @@ edges between existing nodes, no cycles, no node unreachable from the trigger,
 ``{{@node…}}`` templates naming a node that runs before (an ancestor), and every
 expression (``data.expression`` of conditions and transforms, ``{{= … }}`` templates):
 syntax, bounds, and names of ancestor nodes only; a ``Schedule`` trigger's cron
-expression, timezone and catch-up policy.
+expression, timezone and catch-up policy; the workflow a ``run_workflow`` node names.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from compute_worker.adapters.cron import CronsimCalendar
 from compute_worker.adapters.worldcompute.graph import expressions
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, WorkflowInfo, check_workflows
+from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 from compute_worker.domain.schedules import (
     CATCH_UP_POLICIES,
     DEFAULT_TIMEZONE,
@@ -37,7 +38,9 @@ from compute_worker.domain.schedules import (
 
 NODE_TYPES = ("trigger", "action")
 # what the interpreter executes; anything else is refused at upload
-ACTION_TYPES = ("http_request", "condition", "log", "transform", "wait", "wait_for_hook")
+ACTION_TYPES = (
+    "http_request", "condition", "log", "transform", "wait", "wait_for_hook", "run_workflow",
+)  # fmt: skip
 DEFAULT_SOURCE = DEFAULT_ENTRYPOINTS["graph"]
 # ``{{= expression }}`` inside any string of a node's data (the expression holds no ``}}``)
 EXPRESSION_TEMPLATE = re.compile(r"\{\{=(?P<expr>.*?)\}\}", re.DOTALL)
@@ -49,6 +52,7 @@ REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
     "condition": (("expression", "left"),),
     "transform": (("expression", "template"),),
     "wait": (("duration", "seconds"),),
+    "run_workflow": (("workflow",),),
 }
 # ``{{@node…}}`` as the interpreter reads it
 LOOKUP_TEMPLATE = re.compile(r"\{\{\s*@(?P<node>[^:.}\s]+)")
@@ -90,9 +94,10 @@ class Graph:
 class _Problems:
     """What is wrong with a bundle's graphs, in the order found."""
 
-    def __init__(self, strict: bool) -> None:
+    def __init__(self, strict: bool, outbound: OutboundPolicy | None = None) -> None:
         self.items: list[dict[str, Any]] = []
         self.strict = strict
+        self.outbound = outbound  # where http_request nodes may go (None: not checked)
 
     def add(self, message: str, *, workflow: str | None = None, node: str | None = None,
             field: str | None = None, **extra: Any) -> None:  # fmt: skip
@@ -114,13 +119,15 @@ class _Problems:
 
 
 def parse_graphs(
-    raw: bytes, source: str = DEFAULT_SOURCE, *, strict: bool = True
-) -> dict[str, Graph]:
+    raw: bytes, source: str = DEFAULT_SOURCE, *, strict: bool = True,
+    outbound: OutboundPolicy | None = None,
+) -> dict[str, Graph]:  # fmt: skip
     """The graphs of the file ``source`` by name, in file order.
 
     ``strict=False`` (the interpreter, reading a deployment accepted earlier) skips the
-    checks added after the first release — required config, reachability, references
-    and expressions — so a graph deployed before them still runs; what it needs to be
+    checks added after the first release — required config, reachability, references,
+    expressions and literal URLs refused by ``outbound`` — so a graph deployed before
+    them still runs; what it needs to be
     walked at all (types, one trigger, edges, no cycle) is always checked."""
     try:
         document = json.loads(raw)
@@ -132,8 +139,9 @@ def parse_graphs(
             raise errors.InvalidDeployment(f"{source}: workflows must be a list of graphs")
     else:
         items = [document]
-    problems = _Problems(strict)
+    problems = _Problems(strict, outbound)
     graphs = [_graph(item, index, problems) for index, item in enumerate(items)]
+    _check_children(items, graphs, problems)
     problems.raise_any()
     found = [graph for graph in graphs if graph is not None]
     check_workflows(tuple(graph.info for graph in found), "the bundle defines no workflow graph")
@@ -168,6 +176,22 @@ def _graph(item: Any, index: int, problems: _Problems) -> Graph | None:
         return None
     actions = tuple(node_id for node_id in order if nodes[node_id].type == "action")
     return Graph(str(name), triggers[0], nodes, edges, actions, schedule)
+
+
+def _check_children(items: list[Any], graphs: list[Graph | None], problems: _Problems) -> None:
+    """A ``run_workflow`` node must name a workflow of the same bundle (unless templated)."""
+    names = {item.get("name") for item in items if isinstance(item, dict)}
+    for graph in (found for found in graphs if found is not None):
+        for node in graph.nodes.values():
+            wanted = node.data.get("workflow")
+            if node.action != "run_workflow" or not isinstance(wanted, str) or "{{" in wanted:
+                continue
+            if wanted.strip() not in names:
+                problems.add(
+                    f"workflow {graph.name!r}: node {node.id!r}: run_workflow names "
+                    f"{wanted!r}, which is not a workflow of this bundle",
+                    workflow=graph.name, node=node.id, field="data.workflow", upload_only=True,
+                )  # fmt: skip
 
 
 def _schedule(trigger: Node, label: str, problems: _Problems) -> Schedule | None:
@@ -248,6 +272,14 @@ def _check_action(node: Node, at: str, label: str, problems: _Problems) -> None:
             workflow=label, node=node.id, field="data.actionType", allowed=list(ACTION_TYPES),
         )  # fmt: skip
         return
+    url = node.data.get("url")
+    if action == "http_request" and problems.outbound is not None and isinstance(url, str) \
+            and url.strip() and "{{" not in url:  # fmt: skip
+        try:
+            problems.outbound.check_literal(url)
+        except OutboundRefused as refused:
+            problems.add(f"{at} ({node.id!r}): {refused.message}", workflow=label, node=node.id,
+                         field="data.url", upload_only=True)  # fmt: skip
     for alternatives in REQUIRED.get(str(action), ()):
         present = [key for key in alternatives if node.data.get(key) not in (None, "")]
         if not present:

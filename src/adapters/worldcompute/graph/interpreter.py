@@ -1,8 +1,9 @@
 """The graph interpreter: Workflow Studio graphs run as durable workflows.
 
 A graph (read and checked by ``graph.format``) is walked from its trigger in topological
-order. Each action node is a durable step named after its node id (``wait`` and
-``wait_for_hook`` use the workflow's own ``sleep`` and ``create_hook``); its result
+order. Each action node is a durable step named after its node id (``wait``,
+``wait_for_hook`` and ``run_workflow`` use the workflow's own ``sleep``, ``create_hook``
+and ``start_workflow``); its result
 is the node's output, which later nodes read through ``{{@nodeId:Label.path}}``
 templates (looked up, never evaluated) or through sandboxed expressions (``{{= … }}``
 templates and the ``expression`` of conditions and transforms, see ``graph.expressions``).
@@ -17,10 +18,12 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from compute_worker.adapters.guarded_http import guarded_client, read_limited
 from compute_worker.adapters.worldcompute.graph import expressions
 from compute_worker.adapters.worldcompute.graph.format import (
     EXPRESSION_TEMPLATE,
@@ -34,20 +37,61 @@ from compute_worker.domain.authoring import (
     RetryableError,
     create_hook,
     sleep,
+    start_workflow,
     step,
     workflow,
 )
+from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HTTP_TIMEOUT = 30.0
+MAX_HTTP_TIMEOUT = 300.0
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+MAX_REDIRECTS = 5
+DEFAULT_ALLOW = ("*",)  # any public host; loopback, private and metadata addresses refused
+ENV_ALLOW, ENV_DENY, ENV_MAX_BYTES = (
+    "CW_GRAPH_HTTP_ALLOW",
+    "CW_GRAPH_HTTP_DENY",
+    "CW_GRAPH_HTTP_MAX",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Where ``http_request`` nodes may go (the outbound policy: every URL, every address
+    it resolves to and every redirect hop is checked) and how big an answer may be."""
+
+    allow: tuple[str, ...] = DEFAULT_ALLOW
+    deny: tuple[str, ...] = ()  # the worker's own addresses
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+    @property
+    def policy(self) -> OutboundPolicy:
+        return OutboundPolicy(self.allow, self.deny, what="http_request")
+
+    def env(self) -> dict[str, str]:
+        """For a process backend child (``from_env`` reads it back)."""
+        return {ENV_ALLOW: json.dumps(list(self.allow)), ENV_DENY: json.dumps(list(self.deny)),
+                ENV_MAX_BYTES: str(self.max_response_bytes)}  # fmt: skip
+
+    @classmethod
+    def from_env(cls, config: dict[str, str]) -> HttpLimits:
+        if ENV_ALLOW not in config:
+            return cls()
+        return cls(tuple(json.loads(config[ENV_ALLOW])), tuple(json.loads(config[ENV_DENY])),
+                   int(config[ENV_MAX_BYTES]))  # fmt: skip
+
+
+HttpSettings = Callable[[], HttpLimits]
 
 
 def _default_transport() -> httpx.AsyncBaseTransport | None:
     return None
 
 
-# Tests swap this to route HTTP actions through ``httpx.MockTransport``.
+# Tests swap this to route HTTP actions through ``httpx.MockTransport`` (the policy still
+# checks each request's URL, but nothing is resolved).
 transport_factory: Callable[[], httpx.AsyncBaseTransport | None] = _default_transport
 
 
@@ -159,11 +203,13 @@ def _to_number(text: str, default: Any) -> Any:
 # -- actions (each one runs inside its step) -----------------------------------------------
 
 
-async def execute_action(node_id: str, config: dict[str, Any]) -> Any:
+async def execute_action(
+    node_id: str, config: dict[str, Any], http: HttpLimits | None = None
+) -> Any:
     """The body of every action step: ``config`` is the node's data, already rendered."""
     action = config.get("actionType")
     if action == "http_request":
-        return await _http_request(config)
+        return await _http_request(config, http or HttpLimits())
     if EXPRESSION_FAILURE in config:
         raise FatalError(f"node {node_id}: {config[EXPRESSION_FAILURE]}")
     if action == "condition":
@@ -182,7 +228,7 @@ async def execute_action(node_id: str, config: dict[str, Any]) -> Any:
     raise FatalError(f"node {node_id}: unknown actionType {action!r}")
 
 
-async def _http_request(config: dict[str, Any]) -> dict[str, Any]:
+async def _http_request(config: dict[str, Any], http: HttpLimits) -> dict[str, Any]:
     url = config.get("url")
     if not isinstance(url, str) or not url.strip():
         raise FatalError("http_request needs a url")
@@ -196,37 +242,62 @@ async def _http_request(config: dict[str, Any]) -> dict[str, Any]:
     content = body.encode() if isinstance(body, str) else None
     payload = body if body is not None and not isinstance(body, str) else None
     method = str(config.get("method") or "GET").upper()
-    async with httpx.AsyncClient(transport=transport_factory(), timeout=timeout) as client:
-        response = await client.request(
-            method,
-            url.strip(),
-            headers={str(key): _as_text(value) for key, value in headers.items()},
-            content=content,
-            json=payload,
-        )
+    policy = http.policy
+    try:
+        async with _client(policy, min(float(timeout), MAX_HTTP_TIMEOUT)) as client:
+            request = client.build_request(
+                method, url.strip(), content=content, json=payload,
+                headers={str(key): _as_text(value) for key, value in headers.items()},
+            )  # fmt: skip
+            response = await client.send(request, stream=True)
+            try:
+                raw = await read_limited(response, http.max_response_bytes)
+            finally:
+                await response.aclose()
+    except OutboundRefused as refused:
+        raise FatalError(refused.message) from refused
+    except httpx.TooManyRedirects as error:
+        raise FatalError(f"{method} {url}: more than {MAX_REDIRECTS} redirects") from error
     if response.status_code >= 500:
         raise RetryableError(f"{method} {url} answered {response.status_code}")
     try:
-        parsed: Any = response.json() if response.content else None
+        parsed: Any = json.loads(raw) if raw else None
     except ValueError:
-        parsed = response.text
+        parsed = raw.decode(response.encoding or "utf-8", "replace")
     return {"status": response.status_code, "headers": dict(response.headers), "body": parsed}
+
+
+def _client(policy: OutboundPolicy, timeout: float) -> httpx.AsyncClient:
+    """The guarded client (redirects followed, each hop checked again); a test transport
+    gets the same URL check on every request, redirects included."""
+
+    async def check(request: httpx.Request) -> None:
+        policy.check_literal(str(request.url))
+
+    options: dict[str, Any] = {"follow_redirects": True, "max_redirects": MAX_REDIRECTS,
+                               "event_hooks": {"request": [check]}}  # fmt: skip
+    transport = transport_factory()
+    if transport is not None:
+        return httpx.AsyncClient(transport=transport, timeout=timeout, **options)
+    return guarded_client(policy, timeout=timeout, **options)
 
 
 # -- the interpreter ---------------------------------------------------------------------
 
 
-def graph_workflows(raw: bytes) -> dict[str, Callable[..., Awaitable[Any]]]:
+def graph_workflows(
+    raw: bytes, http: HttpSettings = HttpLimits
+) -> dict[str, Callable[..., Awaitable[Any]]]:
     """A ``@workflow`` per graph of the bundle file ``raw``, by name; ``InvalidDeployment``
     when the file cannot be walked at all (the upload-only checks are skipped, so a graph
-    deployed before they existed still runs)."""
+    deployed before they existed still runs). ``http`` gives the HTTP limits in force."""
     graphs = parse_graphs(raw, strict=False)
-    return {name: graph_workflow(graph) for name, graph in graphs.items()}
+    return {name: graph_workflow(graph, http) for name, graph in graphs.items()}
 
 
-def graph_workflow(graph: Graph) -> Callable[..., Awaitable[Any]]:
+def graph_workflow(graph: Graph, http: HttpSettings = HttpLimits) -> Callable[..., Awaitable[Any]]:
     """The ``@workflow`` that interprets ``graph``."""
-    steps = {node_id: _node_step(graph.nodes[node_id]) for node_id in graph.order}
+    steps = {node_id: _node_step(graph.nodes[node_id], http) for node_id in graph.order}
 
     @workflow(name=graph.name)
     async def run(*args: Any) -> Any:
@@ -265,11 +336,15 @@ def _configure(node: Node, scope: dict[str, Any], names: dict[str, Any]) -> dict
     return config
 
 
-def _node_step(node: Node) -> Callable[..., Awaitable[Any]]:
+def _node_step(node: Node, http: HttpSettings) -> Callable[..., Awaitable[Any]]:
     retries = node.data.get("maxRetries", DEFAULT_MAX_RETRIES)
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         retries = DEFAULT_MAX_RETRIES
-    return step(name=node.id, max_retries=retries)(execute_action)
+
+    async def act(node_id: str, config: dict[str, Any]) -> Any:
+        return await execute_action(node_id, config, http())
+
+    return step(name=node.id, max_retries=retries)(act)
 
 
 def _activated(graph: Graph, node_id: str, outputs: dict[str, Any]) -> bool:
@@ -298,7 +373,34 @@ async def _run_node(
         token = config.get("token")
         hook = create_hook(token=_as_text(token) or None, metadata={"node": node.id})
         return await hook
+    if node.action == "run_workflow":
+        return await _run_workflow(config)
     return await node_step(node.id, config)
+
+
+async def _run_workflow(config: dict[str, Any]) -> dict[str, Any]:
+    """Child runs of the workflow ``config["workflow"]`` of this deployment: one with
+    ``input`` (a list, default none), or one per item of ``forEach`` (each gets the item
+    as its one argument), started together, then awaited unless ``wait`` is false."""
+    name = _as_text(config.get("workflow")).strip()
+    items = config.get("forEach")
+    if "forEach" in config and not isinstance(items, list):
+        raise FatalError("run_workflow forEach must be a list")
+    run_input = config.get("input", [])
+    if not isinstance(run_input, list):
+        run_input = [run_input]
+    inputs = [[item] for item in items] if isinstance(items, list) else [run_input]
+    children = [await start_workflow(name, *args) for args in inputs]
+    runs = [child.run_id for child in children]
+    waited = config.get("wait", True) is not False
+    if not isinstance(items, list):
+        found: dict[str, Any] = {"runId": runs[0]}
+        if waited:
+            found["output"] = await children[0].result()
+        return found
+    if not waited:
+        return {"runIds": runs}
+    return {"runIds": runs, "outputs": [await child.result() for child in children]}
 
 
 def _duration(value: Any) -> str | float:

@@ -5,6 +5,7 @@ the use cases every client of the World goes through."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from compute_worker.domain.ids import ulid_datetime
 from compute_worker.domain.pagination import PageRequest, Position
@@ -12,6 +13,7 @@ from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.ports.streams import Signal, Subscription
 from compute_worker.domain.ports.world import WorldReader
 from compute_worker.domain.use_cases.record_run_events import RecordRunEvents
+from compute_worker.domain.use_cases.start_child_run import StartChildRun
 from compute_worker.domain.use_cases.streams import WriteStream
 from compute_worker.domain.world import Event, EventRequest, EventResult, Run, run_topic
 
@@ -25,7 +27,9 @@ class LocalRunWorld(RunWorld):
         reader: WorldReader,
         streams: WriteStream,
         signal: Signal,
+        children: StartChildRun,
     ) -> None:
+        self._children = children
         self._record = record
         self._reader = reader
         self._streams = streams
@@ -59,3 +63,8 @@ class LocalRunWorld(RunWorld):
 
     async def close_stream(self, name: str, run_id: str) -> None:
         await self._streams.close(name, run_id)
+
+    async def start_child(self, parent_run_id: str, workflow_name: str, run_input: list[Any],
+                          token: str) -> str:  # fmt: skip
+        run = await self._children.execute(parent_run_id, workflow_name, run_input, token)
+        return run.run_id

@@ -1,11 +1,12 @@
 """The ``process`` backend: a deployment's code runs in child processes, never in the
 server. Each child holds one deployment's bundle, executes one run at a time, and
 reaches the World over the world-proxy lane with a key minted for it (scope
-``world:proxy``, expiring). The parent enforces limits: address space
-(``RLIMIT_AS``), per step wall-clock time and CPU time, and the workflow-code
-watchdog: a child whose event loop stops answering (a loop or a blocking call in a
-``@workflow`` body) for ``workflow_turn_seconds`` outside a step is killed. A
-cancelled run's child is killed at once, which frees its slot.
+``world:child``: its deployment's runs only; expiring, and deleted when it exits).
+The parent enforces limits: address space (``RLIMIT_AS``), per step wall-clock time
+and CPU time, and the workflow-code watchdog: a child whose event loop stops
+answering (a loop or a blocking call in a ``@workflow`` body) for
+``workflow_turn_seconds`` outside a step is killed. A cancelled run's child is killed
+at once, which frees its slot.
 A child that crashes, hangs or runs out of memory costs the step in flight an
 attempt (retried, or failed once its retries are spent); the server lives on.
 Suspended runs park (no process held) and are replayed when woken.
@@ -30,11 +31,18 @@ from typing import Any
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
 from compute_worker.adapters.worldcompute.process import child as child_module
+from compute_worker.adapters.worldcompute.process.sandbox import (
+    BUNDLE,
+    SCRATCH,
+    WORLD_SOCKET,
+    Sandbox,
+    WorldRelay,
+)
+from compute_worker.adapters.worldcompute.process.sandbox import PATH as SANDBOX_PATH
 from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome
 from compute_worker.domain import errors
-from compute_worker.domain.api_keys import WORLD_SCOPE
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
 from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.ports.metrics import ProcessObserver
@@ -104,6 +112,7 @@ class Child:
     kill_reason: str | None = None
     observer: ProcessObserver | None = None
     reader: asyncio.Task[None] | None = None
+    members: tuple[int, ...] = ()  # the processes of its session (see cpu_seconds)
     stderr: asyncio.Task[None] | None = None
 
     @property
@@ -129,12 +138,34 @@ class Child:
                 self.observer.child_killed(why)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the child so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        """User + system CPU time of the child so far (Linux /proc): of every process of
+        its session (a sandboxed child is bwrap's grandchild), found once."""
+        if not self.members:
+            self.members = _session_members(self.process.pid)
+        total = 0
+        for pid in self.members:
+            fields = _stat(pid)
+            if fields is not None:
+                total += int(fields[11]) + int(fields[12])
+        return total / _CLOCK_TICKS
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _session_members(session: int) -> tuple[int, ...]:
+    found = [session]
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != session:
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[3] == str(session):
+                found.append(int(entry.name))
+    return tuple(found)
 
 
 class ChildPool:
@@ -147,7 +178,12 @@ class ChildPool:
         world_url: Callable[[], str | None],
         limits: ProcessLimits,
         observer: ProcessObserver | None = None,
+        event_loop: str = "asyncio",
+        sandbox: Sandbox | None = None,
     ) -> None:
+        self._event_loop = event_loop  # the children's: "asyncio" or "uvloop"
+        self._sandbox = sandbox  # None: children run unboxed (the host cannot, or told so)
+        self._relay = WorldRelay()
         self._code = code
         self._keys = keys
         self._world_url = world_url
@@ -193,6 +229,7 @@ class ChildPool:
     async def close(self) -> None:
         for child in list(self._all):
             await self._stop(child)
+        await self._relay.close()
 
     async def _spawn(self, deployment: Deployment) -> Child:
         url = self._world_url()
@@ -201,7 +238,7 @@ class ChildPool:
                 "the process backend needs the server's URL (option internal_url)"
             )
         folder = await self._code.folder(deployment)
-        created = await self._keys.mint(f"child:{deployment.deployment_id}", [WORLD_SCOPE], KEY_TTL)
+        created = await self._keys.mint_child(deployment.deployment_id, KEY_TTL)
         env = {
             **child_environment(),
             child_module.ENV_URL: url,
@@ -214,9 +251,18 @@ class ChildPool:
             child_module.ENV_PARK_AFTER: str(self.limits.park_after_seconds),
             child_module.ENV_POLL: str(self.limits.poll_interval),
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
+            child_module.ENV_LOOP: self._event_loop,
+            **(self._code.graph_http().env() if deployment.kind == "graph" else {}),
         }
+        command = [sys.executable, "-m", child_module.__name__]
+        if self._sandbox is not None:
+            socket = await self._relay.path(url)
+            env.update(HOME=SCRATCH, TMPDIR=SCRATCH, PATH=SANDBOX_PATH)
+            env[child_module.ENV_BUNDLE] = BUNDLE
+            env[child_module.ENV_SOCKET] = WORLD_SOCKET
+            command = self._sandbox.command(command, folder, socket)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", child_module.__name__,
+            *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, cwd=folder, start_new_session=True,
         )  # fmt: skip
@@ -380,7 +426,9 @@ class ProcessExecutor:
             raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
         wakes_at = message.get("wakesAt")
         kind = message.get("outcome", "finished")
-        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None)
+        read_up_to = message.get("readUpTo")
+        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None,
+                       read_up_to if isinstance(read_up_to, str) else None)  # fmt: skip
 
     async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
         """Forward wake-ups to the child; kill it when a step runs out of time or CPU, when

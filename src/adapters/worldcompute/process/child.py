@@ -25,9 +25,10 @@ from typing import Any, TextIO
 
 import httpx
 
-from compute_worker.adapters.system import LocalSignal
+from compute_worker.adapters.system import LocalSignal, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
+from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits
 from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
 from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext, iso
 from compute_worker.adapters.worldcompute.runtime.failures import (
@@ -49,6 +50,8 @@ ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
+ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
+ENV_LOOP = "CW_EVENT_LOOP"
 
 
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
@@ -123,7 +126,7 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
     except errors.DomainError as error:
         return {"outcome": "interrupted", "message": error.message}
     wakes_at = iso(outcome.wakes_at) if outcome.wakes_at is not None else None
-    return {"outcome": outcome.kind, "wakesAt": wakes_at}
+    return {"outcome": outcome.kind, "wakesAt": wakes_at, "readUpTo": outcome.read_up_to}
 
 
 async def serve(out: TextIO, config: dict[str, str]) -> None:
@@ -134,7 +137,9 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
     folder = Path(config[ENV_BUNDLE])
     try:
         kind = config.get(ENV_KIND, "python")
-        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True)
+        http = HttpLimits.from_env(config)
+        workflows = load_workflows(folder, config[ENV_ENTRYPOINT], kind, keep_path=True,
+                                   http=lambda: http)  # fmt: skip
     except StartFailed as failure:
         Reporter(out, "").send({"op": "failed", "message": failure.message,
                                 "stack": failure.stack})  # fmt: skip
@@ -143,8 +148,10 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
     url = config[ENV_URL]
     headers = {"authorization": f"Bearer {config[ENV_KEY]}"}
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost", "::1")
+    socket = config.get(ENV_SOCKET)
+    transport = httpx.AsyncHTTPTransport(uds=socket, verify=not loopback) if socket else None
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
-                                 verify=not loopback) as client:  # fmt: skip
+                                 verify=not loopback, transport=transport) as client:  # fmt: skip
         world = HttpRunWorld(client, signal)
         loop = asyncio.get_running_loop()
         stdin = asyncio.StreamReader()
@@ -183,7 +190,7 @@ def main() -> None:
     limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
-    asyncio.run(serve(out, config))
+    run_on_loop(serve(out, config), config.get(ENV_LOOP) or "asyncio")
 
 
 if __name__ == "__main__":

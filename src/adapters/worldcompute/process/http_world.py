@@ -35,7 +35,8 @@ _ERRORS: dict[str, type[errors.DomainError]] = {
     for cls in (errors.InvalidRequest, errors.RunNotFound, errors.StepNotFound,
                 errors.HookNotFound, errors.WaitNotFound, errors.EntityConflict,
                 errors.RunExpired, errors.RunNotSupported, errors.StorageUnavailable,
-                errors.StreamClosed, errors.Unauthorized, errors.Forbidden)
+                errors.StreamClosed, errors.Unauthorized, errors.Forbidden,
+                errors.WorkflowNotFound, errors.RunAlreadyTerminal)
 }  # fmt: skip
 
 
@@ -87,6 +88,12 @@ class HttpRunWorld(RunWorld):
     async def close_stream(self, name: str, run_id: str) -> None:
         await self._post("/v1/world/streams/close", {"name": name, "runId": run_id})
 
+    async def start_child(self, parent_run_id: str, workflow_name: str, run_input: list[Any],
+                          token: str) -> str:  # fmt: skip
+        body = {"parentRunId": parent_run_id, "workflowName": workflow_name,
+                "input": run_input, "token": token}  # fmt: skip
+        return str((await self._post("/v1/world/runs/start-child", body))["runId"])
+
 
 def _answer(response: httpx.Response) -> Any:
     body = codec.loads(response.content, codec.STORED_MAX_DEPTH) if response.content else None
@@ -137,6 +144,7 @@ def _run(data: dict[str, Any]) -> Run:
         error=None if error is None else structured_error(error),
         spec_version=data.get("specVersion"),
         execution_context=data.get("executionContext"),
+        attributes=data.get("attributes") or {},
         created_at=parse_date(data["createdAt"], "createdAt"),
         updated_at=parse_date(data["updatedAt"], "updatedAt"),
         started_at=_date(data.get("startedAt")),

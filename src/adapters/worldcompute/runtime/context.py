@@ -34,6 +34,7 @@ from compute_worker.domain.authoring import (
     StepSpec,
     current_dispatcher,
 )
+from compute_worker.domain.children import RESULT_STEP, START_STEP, child_token
 from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.replay import KIND_PREFIX, NonDeterminism, RunHistory, call_ulid
 from compute_worker.domain.world import (
@@ -138,7 +139,7 @@ class WorkflowContext:
                     raise
                 for pending, result in zip(batch, results, strict=True):
                     if result.event is not None:
-                        self._learn([result.event])
+                        self._learn([result.event], read=False)
                     pending.future.set_result(result)
         except BaseException:
             for pending in self._queue:
@@ -148,10 +149,13 @@ class WorkflowContext:
         finally:
             self._flushing = None
 
-    def _learn(self, events: list[Event]) -> None:
+    def _learn(self, events: list[Event], read: bool = True) -> None:
+        """Fold ``events`` in; ``read`` (a page of the log, not one we just wrote) moves the
+        point ``refresh`` reads after: an event another writer appended just before ours
+        (a hook payload) has a smaller id than ours, and must still be read."""
         for event in events:
             self.history.apply(event)
-            if self._last_event_id is None or event.event_id > self._last_event_id:
+            if read and (self._last_event_id is None or event.event_id > self._last_event_id):
                 self._last_event_id = event.event_id
         self._changed.set()
 
@@ -335,6 +339,12 @@ class WorkflowContext:
         elif self._idle_since is None:
             self._idle_since = time.monotonic()
 
+    @property
+    def read_up_to(self) -> str | None:
+        """The last event id read from the log: what came after it, this run has not seen
+        (except the events it wrote itself)."""
+        return self._last_event_id
+
     def idle_seconds(self) -> float:
         """How long every branch of the workflow has waited on a sleep or a hook."""
         if self._idle_since is None or self._running_steps or self._queue or self._flushing:
@@ -345,6 +355,24 @@ class WorkflowContext:
         """When the earliest sleep ends (None: only hooks can wake the run)."""
         times = [moment for moment in self._blocked.values() if moment is not None]
         return min(times) if times else None
+
+    # -- child workflows (domain/children.py) -----------------------------------------
+
+    async def start_workflow(self, name: str, args: tuple[Any, ...]) -> WorkflowChild:
+        token = child_token(self.run.run_id, self._index)
+        hook = self.create_hook(token, {"childWorkflow": name})  # before the child can end
+        spec = StepSpec(START_STEP + name)
+        started = await self.call_step(spec, self._start_child, (name, list(args), hook.token),
+                                       {})  # fmt: skip
+        return WorkflowChild(self, name, str(started["runId"]), hook)
+
+    async def _start_child(self, name: str, args: list[Any], token: str) -> dict[str, str]:
+        """The body of a ``start_workflow:<name>`` step: the token makes it start once."""
+        try:
+            child_id = await self.world.start_child(self.run.run_id, name, args, token)
+        except (errors.NotFound, errors.InvalidRequest) as refused:
+            raise FatalError(refused.message) from refused
+        return {"runId": child_id, "workflowName": name}
 
     # -- streams and metadata ---------------------------------------------------------
 
@@ -407,12 +435,49 @@ class StepScope:
     def create_hook(self, token: str | None, metadata: Any) -> WorkflowHook:
         raise RuntimeError("create_hook() belongs in the workflow, not inside a step")
 
+    async def start_workflow(self, name: str, args: tuple[Any, ...]) -> WorkflowChild:
+        raise RuntimeError("start_workflow() belongs in the workflow, not inside a step")
+
     def writable(self, name: str) -> RunWritable:
         return self._context.writable(name)
 
     def metadata(self) -> dict[str, Any]:
         return {**self._context.metadata(), "step_id": self._step_id,
                 "step_name": self._spec.name, "attempt": self._attempt}  # fmt: skip
+
+
+class WorkflowChild:
+    """``ChildWorkflow``: the child's outcome arrives on the parent's hook and is recorded
+    by a ``workflow_result:<name>`` step, once."""
+
+    def __init__(self, context: WorkflowContext, name: str, run_id: str,
+                 hook: WorkflowHook) -> None:  # fmt: skip
+        self._context = context
+        self.workflow_name = name
+        self.run_id = run_id
+        self._hook = hook
+        self._result: asyncio.Future[Any] | None = None
+
+    async def result(self) -> Any:
+        if self._result is None:
+            self._result = asyncio.ensure_future(self._outcome())
+        return await asyncio.shield(self._result)
+
+    async def _outcome(self) -> Any:
+        outcome = await self._hook
+        spec = StepSpec(RESULT_STEP + self.workflow_name, max_retries=0)
+        return await self._context.call_step(spec, _child_result, (outcome,), {})
+
+
+async def _child_result(outcome: Any) -> Any:
+    """The body of a ``workflow_result:<name>`` step: the child's output, or its failure."""
+    if not isinstance(outcome, dict) or outcome.get("status") != "completed":
+        status = outcome.get("status") if isinstance(outcome, dict) else "unknown"
+        error = outcome.get("error") if isinstance(outcome, dict) else None
+        why = error.get("message") if isinstance(error, dict) else None
+        run_id = outcome.get("runId") if isinstance(outcome, dict) else "?"
+        raise FatalError(f"child run {run_id} {status}" + (f": {why}" if why else ""))
+    return outcome.get("output")
 
 
 class WorkflowHook:

@@ -27,6 +27,7 @@ CHECK_INTERVAL = 0.2
 class Outcome:
     kind: Literal["finished", "parked", "cancelled"]
     wakes_at: datetime | None = None
+    read_up_to: str | None = None  # parked: the last event of the log the run had read
 
 
 class RunExecutor(Protocol):
@@ -62,7 +63,7 @@ async def run_workflow(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                return Outcome("parked", wakes_at)
+                return Outcome("parked", wakes_at, context.read_up_to)
         task.result()
         return Outcome("finished")
     finally:

@@ -1,0 +1,187 @@
+"""The box a workflow child runs in: bubblewrap (``bwrap``, Debian package
+``bubblewrap``), run by the server, with the child dropped to an unprivileged uid by
+``setpriv`` when the server is root.
+
+Inside the mount namespace the child sees: its bundle read-only at ``/bundle``, the
+Python runtime read-only (the interpreter's prefix, the virtual environment, the server's
+own package), ``/usr`` and the few ``/etc`` files name resolution and TLS need, a
+private tmpfs as ``/tmp`` (its only writable place; also ``HOME``), its own ``/proc``
+(its own PID namespace: no other process is visible) and a minimal ``/dev``. Not the
+data dir, the database, the keys or other bundles. IPC, UTS and cgroup namespaces are
+its own; with ``network="none"`` so is the network namespace (only a loopback of its
+own), and the World is reached over a Unix socket bind-mounted at ``WORLD_SOCKET``,
+which the parent relays to the world lane (``WorldRelay``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BUNDLE = "/bundle"
+WORLD_SOCKET = "/run/compute-worker/world.sock"
+SCRATCH = "/tmp"
+PATH = "/usr/local/bin:/usr/bin:/bin"
+_ETC = ("resolv.conf", "hosts", "nsswitch.conf", "host.conf", "gai.conf", "localtime",
+        "ssl", "ca-certificates", "pki", "mime.types")  # fmt: skip
+_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+PROBE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """How children are boxed: ``network`` "none" (own empty network namespace) or
+    "host" (the server's network: steps may call any API); ``uid``/``gid``: what a
+    child runs as when the server is root."""
+
+    bwrap: str
+    network: str = "none"
+    uid: int = 65534
+    gid: int = 65534
+    scratch_bytes: int = 256 * 1024 * 1024
+
+    def command(self, inner: Sequence[str], bundle: Path, socket: Path | None) -> list[str]:
+        """``inner`` (a program of the Python runtime) run in the box."""
+        args = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent",
+                "--hostname", "workflow", "--proc", "/proc", "--dev", "/dev"]  # fmt: skip
+        if self.network == "none":
+            args.append("--unshare-net")
+        made: set[str] = set()
+        args += ["--ro-bind", "/usr", "/usr"]
+        for name in _MERGED:
+            host = Path("/") / name
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), str(host)]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), str(host)]
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for name in _ETC:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        for root in runtime_roots():
+            if not root.startswith("/usr/"):
+                args += [*_parents(root, made), "--ro-bind", root, root]
+        args += ["--perms", "0755", "--dir", "/run", "--perms", "0755",
+                 "--dir", str(Path(WORLD_SOCKET).parent)]  # fmt: skip
+        if socket is not None:
+            args += ["--bind", str(socket), WORLD_SOCKET]
+        args += ["--ro-bind", str(bundle), BUNDLE, "--size", str(self.scratch_bytes),
+                 "--perms", "1777", "--tmpfs", SCRATCH, "--chdir", BUNDLE]  # fmt: skip
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+            args += ["--", setpriv, f"--reuid={self.uid}", f"--regid={self.gid}",
+                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                     "--no-new-privs", *inner]  # fmt: skip
+        else:
+            args += ["--cap-drop", "ALL", "--", *inner]
+        return args
+
+
+def runtime_roots() -> list[str]:
+    """What the child's Python needs to see: the interpreter's prefix, the virtual
+    environment's and the folder holding the ``compute_worker`` package."""
+    from compute_worker.adapters.worldcompute.bundles.isolation import source_root
+
+    roots: list[str] = []
+    for path in (sys.base_prefix, sys.prefix, source_root(),
+                 str(Path(sys.executable).resolve().parent)):  # fmt: skip
+        resolved = str(Path(path).resolve())
+        if not any(resolved == r or resolved.startswith(r + "/") for r in roots):
+            roots = [r for r in roots if not r.startswith(resolved + "/")] + [resolved]
+    return sorted(roots)
+
+
+def _parents(path: str, made: set[str]) -> list[str]:
+    """``--dir`` for each missing parent of ``path``, readable by the child (bwrap would
+    otherwise copy the host's modes, e.g. ``/root``'s 0700)."""
+    args: list[str] = []
+    for parent in reversed(Path(path).parents):
+        name = str(parent)
+        if name in ("/", "/usr") or name.startswith("/usr/") or name in made:
+            continue
+        made.add(name)
+        args += ["--perms", "0755", "--dir", name]
+    return args
+
+
+def sandbox_unavailable(sandbox: Sandbox | None, bwrap: str | None) -> str | None:
+    """Why children cannot be boxed on this host (None: they can): bwrap missing, or a
+    trial box that does not start (no namespaces in this container, say)."""
+    if bwrap is None:
+        return "bwrap (Debian package bubblewrap) is not installed"
+    trial = Sandbox(bwrap) if sandbox is None else sandbox
+    with tempfile.TemporaryDirectory() as folder:
+        command = trial.command([sys.executable, "-c", "pass"], Path(folder), None)
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT,
+                                  env={"PATH": PATH}, check=False)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"a trial sandbox did not start: {error}"
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        return f"a trial sandbox did not start: {said[-1] if said else done.returncode}"
+    return None
+
+
+class WorldRelay:
+    """A Unix socket the boxed children reach the world lane through: each connection
+    is relayed byte for byte to the lane's TCP address (TLS included, end to end), so a
+    child without a network still makes its World calls. Children authenticate with
+    their own keys as over TCP."""
+
+    def __init__(self) -> None:
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._target: tuple[str, int] | None = None
+
+    async def path(self, url: str) -> Path:
+        """The socket, started on first use, relaying to ``url``."""
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._target = (parts.hostname or "127.0.0.1", port)
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="cw-world-")  # 0700
+        socket = Path(self._folder.name) / "world.sock"
+        if self._server is None:
+            self._server = await asyncio.start_unix_server(self._relay, path=str(socket))
+            socket.chmod(0o666)  # the child's uid; the folder keeps everyone else out
+        return socket
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._target is not None
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.close()
