@@ -37,7 +37,11 @@ SEMANTIC = [
     ("POST", "/v1/world/events/create", 422, "run_not_supported", ""),
     *(
         ("POST", path, 400, "invalid_request", start)
-        for path in ("/v1/world/events/create", "/v1/world/events/create-batch")
+        for path in (
+            "/v1/world/events/create",
+            "/v1/world/events/create-batch",
+            "/v1/world/runs/{runId}/attributes",
+        )
         for start in ("an attribute key", "attribute key", 'attribute "', "a run holds at most")
     ),
     ("POST", "/v1/world/events/create-batch", 422, "run_not_supported", ""),

@@ -373,6 +373,16 @@ def field(
     return value
 
 
+def input_field(body: dict[str, Any]) -> list[Any]:
+    """A run's ``input``: an array; absent or null is no arguments."""
+    value = body.get("input")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    return value
+
+
 def _json_name(python_name: str) -> str:
     return (
         python_name.replace("str", "string").replace("dict", "object").replace("list", "array")

@@ -492,9 +492,7 @@ async def publish(request: Request) -> Response:
        action="runs.start_child", child=True)  # fmt: skip
 async def start_child(request: Request) -> Response:
     body = await _body(request)
-    run_input = body.get("input", [])
-    if not isinstance(run_input, list):
-        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    run_input = wire.input_field(body)
     parent_run_id = field(body, "parentRunId", str, required=True)
     await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
     run = await services(request).start_child_run.execute(
