@@ -118,6 +118,7 @@ WORLD_ROUTES = {
     ("GET", "/v1/world/events/{}"),
     ("POST", "/v1/world/runs/list"),
     ("GET", "/v1/world/runs/{}"),
+    ("POST", "/v1/world/runs/{}/attributes"),
     ("GET", "/v1/world/steps/{}"),
     ("POST", "/v1/world/steps/list"),
     ("GET", "/v1/world/hooks/{}"),
