@@ -2,6 +2,7 @@
 # The interop proof (issue 10 §4), against fresh compute-workers started here:
 #   sqlite    one worker on an embedded SQLite file
 #   postgres  two worker processes on one fresh PostgreSQL database (127.0.0.1:5432, user postgres)
+# plus, on each database, a worker started with --no-encryption that world-testing talks to
 # and on each: @workflow/world-testing (12 tests), the stable-line app's scenarios, the
 # @workflow/web headless-Chromium check. Prints one line per suite and "N passed, M failed".
 # Usage: interop/run-all.sh [sqlite|postgres|all]     (default all; `make interop` runs all)
@@ -76,8 +77,10 @@ web_check() {  # web_check WORKER_URL
   "$node_bin" "$here/web/check-ui.mjs" "$web_url" "$run_id" "$scratch/web.png"
 }
 
-run_suites() {  # run_suites LEG WORKER_URL
-  local leg="$1" worker="$2" id
+run_suites() {  # run_suites LEG WORKER_URL PLAIN_WORKER_URL
+  # PLAIN_WORKER: one more worker on the same database started with --no-encryption, for
+  # @workflow/world-testing (it reads run outputs without a key, as world-local has none)
+  local leg="$1" worker="$2" plain="$3" id
   # One wdk deployment per leg, signed deliveries; its URL is announced by each app.
   unset WORKFLOW_COMPUTE_DEPLOYMENT_ID
   export WORKFLOW_COMPUTE_DELIVERY_SECRET="interop-$key"
@@ -87,21 +90,27 @@ run_suites() {  # run_suites LEG WORKER_URL
   else
     echo "     $leg: no wdk deployment ($(cat "$scratch/$leg-register.err"))"
   fi
-  suite "$leg-world-testing" "$here/world-testing/run.sh" "$worker" "$key"
+  suite "$leg-world-testing" "$here/world-testing/run.sh" "$plain" "$key"
   suite "$leg-app-scenarios" "$node_bin" "$here/app/scenarios.mjs" --worker "$worker" --key "$key"
   suite "$leg-web-ui" web_check "$worker"
 }
 
 if [ "$legs" = all ] || [ "$legs" = sqlite ]; then
-  if start_worker sqlite; then run_suites sqlite "$url"; else failed=$((failed + 1)); fi
+  if start_worker sqlite && first="$url" \
+     && start_worker sqlite-plain --sqlite-path "$scratch/sqlite/compute-worker.db" --no-encryption; then
+    run_suites sqlite "$first" "$url"
+  else
+    failed=$((failed + 1))
+  fi
 fi
 if [ "$legs" = all ] || [ "$legs" = postgres ]; then
   database="cw_interop_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
   if psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $database" >/dev/null; then
     dsn="postgresql+asyncpg://postgres@127.0.0.1:5432/$database"
     if start_worker pg1 --database-url "$dsn" --artifact-dir "$scratch/artifacts" && first="$url" \
-       && start_worker pg2 --database-url "$dsn" --artifact-dir "$scratch/artifacts"; then
-      run_suites postgres "$first"
+       && start_worker pg2 --database-url "$dsn" --artifact-dir "$scratch/artifacts" \
+       && start_worker pg-plain --database-url "$dsn" --artifact-dir "$scratch/artifacts" --no-encryption; then
+      run_suites postgres "$first" "$url"
     else
       failed=$((failed + 1))
     fi

@@ -51,6 +51,14 @@ WebhookCallback = Callable[[dict[str, Any]], Awaitable[None]]
 Origin = Literal["option", "flag"]
 
 
+def _span_exporter(value: Any) -> Any:
+    """An object with the SpanExporter methods (``export``, ``shutdown``), or None."""
+    if value is None or (callable(getattr(value, "export", None))
+                         and callable(getattr(value, "shutdown", None))):  # fmt: skip
+        return value
+    raise ValueError("must be an OpenTelemetry SpanExporter")
+
+
 @functools.cache
 def package_version() -> str:
     try:
@@ -337,6 +345,11 @@ class Settings(BaseSettings):
         None, "async def (delivery: dict), called after an accepted webhook delivery is stored",
         python_only=True, expect="an async function",
     )  # fmt: skip
+    trace_exporter: Annotated[Any, BeforeValidator(_span_exporter)] = setting(
+        None, "an OpenTelemetry SpanExporter receiving the server's spans (turns tracing on "
+        "like OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER; see Traces)",
+        python_only=True, expect="an OpenTelemetry SpanExporter",
+    )  # fmt: skip
     webhook_providers: JsonProviders = setting(
         (), "JSON object: provider name → {scheme, secret, trigger | resume} (see Webhooks)",
         shown="{}", metavar="JSON", secret=True,
@@ -358,7 +371,8 @@ class Settings(BaseSettings):
     )  # fmt: skip
     workflow_turn_seconds: float = setting(
         60.0, "process backend: workflow code (outside steps) holding its process this long "
-        "without yielding is killed; the run is tried 3 times, then fails",
+        "without yielding is killed (the run is tried 3 times, then fails); awaiting nothing "
+        "durable (asyncio.sleep in the body) this long fails the run",
         gt=0, le=3600,
     )  # fmt: skip
     sandbox: Annotated[Literal["auto", "required", "off"], BeforeValidator(_lower)] = setting(

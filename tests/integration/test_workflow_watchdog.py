@@ -19,9 +19,10 @@ from compute_worker import start_compute_worker_server
 from .engine_fixtures import ENGINE_SEED_KEYS, EngineApi, eventually
 
 WORKFLOWS = """
+import asyncio
 import os
 import time
-from compute_worker import workflow, step
+from compute_worker import RetryableError, sleep, workflow, step
 
 
 @step
@@ -46,6 +47,26 @@ async def blocks(path):
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     time.sleep(1e5)
+
+
+@workflow
+async def awaits_forever():
+    await double(1)
+    await asyncio.sleep(1e5)
+
+
+@step
+async def flaky(marker):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RetryableError("not yet", retry_after=2.5)
+    return "done"
+
+
+@workflow
+async def patient(marker):
+    await sleep("2500ms")
+    return await flaky(marker)
 
 
 @step
@@ -170,3 +191,29 @@ async def cancel_kills(api: EngineApi, pid_file: Path) -> None:
     assert time.monotonic() - began < 5
     await trivial_completes_promptly(api)
     assert (await api.run(run["runId"]))["status"] == "cancelled"
+
+
+async def test_workflow_code_awaiting_nothing_durable_fails_the_run_and_frees_the_slot(
+    api: EngineApi,
+) -> None:
+    began = time.monotonic()
+    run = await api.trigger("awaits_forever")
+    failed = await api.finished(run["runId"], within=30)
+    assert failed["status"] == "failed"
+    error = failed["error"]
+    assert error["code"] == "RUNTIME_ERROR"
+    assert f"awaited nothing durable for {TURN:g} s" in error["message"]
+    assert "asyncio.sleep" in error["message"]
+    assert time.monotonic() - began < 20
+    steps = await api.steps(run["runId"])
+    assert [step["status"] for step in steps] == ["completed"]  # what it did before counts
+    await trivial_completes_promptly(api)
+
+
+async def test_durable_sleeps_and_retry_delays_longer_than_the_turn_limit_are_not_stalls(
+    api: EngineApi, tmp_path: Path
+) -> None:
+    run = await api.trigger("patient", str(tmp_path / "flaky"))
+    done = await api.finished(run["runId"], within=30)
+    assert done["status"] == "completed", done
+    assert done["output"] == "done"

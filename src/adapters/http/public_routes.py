@@ -98,6 +98,7 @@ async def trigger_run(request: Request) -> Response:
         input=run_input,
         deployment_id=field(body, "deploymentId", str),
         execution_context=field(body, "executionContext", dict),
+        traceparent=services(request).tracer.current(),
     )
     result = await services(request).trigger_run.execute(command, request_context(request))
     headers = {"Location": f"/v1/runs/{result.run.run_id}"}

@@ -50,11 +50,15 @@ ENV_MEMORY = "CW_MEMORY_LIMIT"
 ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
+ENV_TURN = "CW_WORKFLOW_TURN"  # seconds workflow code may await nothing durable
 ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
 ENV_LOOP = "CW_EVENT_LOOP"
 
 
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
+
+
+TRACE = "traceparent"
 
 
 class Reporter:
@@ -73,8 +77,9 @@ class Reporter:
                    "attempt": attempt, "maxRetries": spec.max_retries,
                    "timeout": spec.timeout_seconds})  # fmt: skip
 
-    def step_ended(self, step_id: str) -> None:
-        self.send({"op": "step_done", "runId": self._run_id, "stepId": step_id})
+    def step_ended(self, step_id: str, error: str | None = None) -> None:
+        done = {"op": "step_done", "runId": self._run_id, "stepId": step_id}
+        self.send(done if error is None else {**done, "error": error[:2000]})
 
 
 class ForwardLogs(logging.Handler):
@@ -120,7 +125,18 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
         park_after = float(config.get(ENV_PARK_AFTER, "1.0"))
         root = Path(config[ENV_BUNDLE]) if config.get(ENV_KIND, "python") == "python" else None
         context = WorkflowContext(world, run, events, poll, observer=reporter, code_root=root)
-        outcome: Outcome = await run_workflow(context, workflow, park_after)
+        stall_after = float(config.get(ENV_TURN, "60"))
+        outcome: Outcome = await run_workflow(context, workflow, park_after, stall_after)
+        if outcome.kind == "stalled":
+            await context.flush()  # what it did before counts (a step's result, say)
+            message = (
+                f"the workflow code awaited nothing durable for {stall_after:g} s (an "
+                "asyncio.sleep or other I/O in the @workflow body? use "
+                "compute_worker.sleep for a durable sleep, or put the work in a step)"
+            )
+            failed = {"error": {"message": message}, "errorCode": RUNTIME_ERROR}
+            await world.record(run_id, [EventRequest(EventType.RUN_FAILED, None, None, failed)])
+            return {"outcome": "finished"}
     except (RunCancelled, errors.RunExpired, errors.EntityConflict):
         return {"outcome": "cancelled"}
     except errors.DomainError as error:
@@ -160,15 +176,16 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
         running: asyncio.Task[None] | None = None
 
-        async def execute(run_id: str) -> None:
+        async def execute(run_id: str, traceparent: str | None) -> None:
             forward.run_id = run_id
+            _carry_trace(client, traceparent)
             answer = await _execute(world, workflows, run_id, out, config)
             Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 
         while line := await stdin.readline():
             message = json.loads(line)
             if message["op"] == "run":
-                running = asyncio.create_task(execute(message["runId"]))
+                running = asyncio.create_task(execute(message["runId"], message.get(TRACE)))
             elif message["op"] == "wake":
                 signal.notify(run_topic(message["runId"]))
             elif message["op"] == "stop":
@@ -176,6 +193,18 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         beats.cancel()
         if running is not None and not running.done():
             running.cancel()
+
+
+def _carry_trace(client: httpx.AsyncClient, traceparent: str | None) -> None:
+    """The run's trace context (W3C ``traceparent``, from the parent) on every world-lane
+    request of the run, so the server's spans of them join the run's trace; and in the
+    environment as ``TRACEPARENT`` for workflow code that traces itself."""
+    if traceparent:
+        client.headers[TRACE] = traceparent
+        os.environ["TRACEPARENT"] = traceparent
+    else:
+        client.headers.pop(TRACE, None)
+        os.environ.pop("TRACEPARENT", None)
 
 
 async def _beat(reporter: Reporter, interval: float) -> None:

@@ -74,7 +74,9 @@ class StepObserver(Protocol):
     """Told when a step attempt begins and ends (the process backend's watchdog)."""
 
     def step_began(self, step_id: str, spec: StepSpec, attempt: int) -> None: ...
-    def step_ended(self, step_id: str) -> None: ...
+    def step_ended(self, step_id: str, error: str | None = None) -> None:
+        """``error``: why the attempt failed, if it did."""
+        ...
 
 
 class WorkflowContext:
@@ -103,6 +105,8 @@ class WorkflowContext:
         self._running_steps = 0
         self._blocked: dict[object, datetime | None] = {}  # waiter → when it wakes by itself
         self._idle_since: float | None = None
+        self._retry_waits = 0  # steps waiting out their retry delay
+        self._progress_at = time.monotonic()  # the last durable move (see stalled_seconds)
         if run.status == "pending":  # recorded with the first write of the run
             self._enqueue(EventRequest(EventType.RUN_STARTED))
 
@@ -148,6 +152,7 @@ class WorkflowContext:
             raise
         finally:
             self._flushing = None
+            self._progress_at = time.monotonic()
 
     def _learn(self, events: list[Event], read: bool = True) -> None:
         """Fold ``events`` in; ``read`` (a page of the log, not one we just wrote) moves the
@@ -196,7 +201,12 @@ class WorkflowContext:
         while True:
             record = self.history.steps.get(step_id)
             if record is not None and record.retry_after is not None:
-                await _sleep_until(record.retry_after)
+                self._retry_waits += 1
+                try:
+                    await _sleep_until(record.retry_after)
+                finally:
+                    self._retry_waits -= 1
+                    self._progress_at = time.monotonic()
             started = await self._submit(EventRequest(EventType.STEP_STARTED, step_id))
             attempt = started.step.attempt if started.step is not None else 1
             try:
@@ -250,16 +260,20 @@ class WorkflowContext:
         self._update_idle()
         if self._observer is not None:
             self._observer.step_began(step_id, spec, attempt)
+        failure: str | None = None
         try:
             if spec.timeout_seconds is not None:
                 return await asyncio.wait_for(fn(*args, **kwargs), spec.timeout_seconds)
             return await fn(*args, **kwargs)
+        except BaseException as error:
+            failure = str(error) or type(error).__name__
+            raise
         finally:
             current_dispatcher.reset(token)
             self._running_steps -= 1
             self._update_idle()
             if self._observer is not None:
-                self._observer.step_ended(step_id)
+                self._observer.step_ended(step_id, failure)
 
     # -- sleep ------------------------------------------------------------------------
 
@@ -333,6 +347,7 @@ class WorkflowContext:
 
     def _update_idle(self) -> None:
         """Idle: some branch waits on a sleep or a hook and no step is running."""
+        self._progress_at = time.monotonic()
         idle = bool(self._blocked) and self._running_steps == 0
         if not idle:
             self._idle_since = None
@@ -350,6 +365,14 @@ class WorkflowContext:
         if self._idle_since is None or self._running_steps or self._queue or self._flushing:
             return 0.0
         return time.monotonic() - self._idle_since
+
+    def stalled_seconds(self) -> float:
+        """How long the workflow has awaited nothing durable: no step running or waiting
+        to retry, no sleep or hook, no World write in flight — an ``asyncio.sleep`` or
+        other I/O of the ``@workflow`` body, which no replay can stand for."""
+        if self._blocked or self._running_steps or self._retry_waits or self._flushing:
+            return 0.0
+        return time.monotonic() - self._progress_at
 
     def wakes_at(self) -> datetime | None:
         """When the earliest sleep ends (None: only hooks can wake the run)."""

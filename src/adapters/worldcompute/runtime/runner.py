@@ -25,7 +25,7 @@ CHECK_INTERVAL = 0.2
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    kind: Literal["finished", "parked", "cancelled"]
+    kind: Literal["finished", "parked", "cancelled", "stalled"]
     wakes_at: datetime | None = None
     read_up_to: str | None = None  # parked: the last event of the log the run had read
 
@@ -38,8 +38,13 @@ class RunExecutor(Protocol):
 
 
 async def run_workflow(
-    context: WorkflowContext, workflow: Any, park_after: float | None = None
+    context: WorkflowContext,
+    workflow: Any,
+    park_after: float | None = None,
+    stall_after: float | None = None,
 ) -> Outcome:
+    """Run ``workflow`` to its end, or until it parks (``park_after`` s idle on sleeps and
+    hooks), is cancelled, or stalls: awaits nothing durable for ``stall_after`` s."""
     run_id = context.run.run_id
     subscription = context.world.subscribe(run_id)
     task = asyncio.create_task(context.execute(workflow))
@@ -64,6 +69,11 @@ async def run_workflow(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 return Outcome("parked", wakes_at, context.read_up_to)
+            if stall_after is not None and context.stalled_seconds() >= stall_after:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return Outcome("stalled")
         task.result()
         return Outcome("finished")
     finally:
