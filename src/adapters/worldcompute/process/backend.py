@@ -266,7 +266,8 @@ class ChildPool:
             env.update(HOME=SCRATCH, TMPDIR=SCRATCH, PATH=SANDBOX_PATH)
             env[child_module.ENV_BUNDLE] = BUNDLE
             env[child_module.ENV_SOCKET] = WORLD_SOCKET
-            command = self._sandbox.command(command, folder, socket)
+            graph = deployment.kind == "graph"
+            command = self._sandbox.command(command, folder, socket, graph=graph)
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

@@ -49,12 +49,16 @@ class Sandbox:
     gid: int = 65534
     scratch_bytes: int = 256 * 1024 * 1024
 
-    def command(self, inner: Sequence[str], bundle: Path, socket: Path | None) -> list[str]:
-        """``inner`` (a program of the Python runtime) run in the box."""
+    def command(
+        self, inner: Sequence[str], bundle: Path, socket: Path | None, *, graph: bool = False
+    ) -> list[str]:
+        """``inner`` (a program of the Python runtime) run in the box. A ``graph``
+        bundle runs no code of its author (the interpreter is the server's, and its HTTP
+        nodes obey ``graph_http_allow``), so it keeps the server's network."""
         args = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent",
                 "--hostname", "workflow", "--proc", "/proc", "--dev", "/dev"]  # fmt: skip
-        if self.network == "none":
+        if self.network == "none" and not graph:
             args.append("--unshare-net")
         made: set[str] = set()
         args += ["--ro-bind", "/usr", "/usr"]
