@@ -58,6 +58,7 @@ settings-doc: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/world_events.py
 	$(BIN)/python bench/suite.py
+	$(BIN)/python bench/wdk.py
 
 # Workflow DevKit interop (interop/README.md): pinned npm packages, Node 22 from the npm
 # registry when the machine's node is older, Debian's chromium for the web UI check.

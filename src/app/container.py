@@ -18,6 +18,7 @@ from compute_worker.adapters.cron import CronsimCalendar
 from compute_worker.adapters.fs.artifact_store import FsArtifactStore
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.adapters.http.services import HttpServices
+from compute_worker.adapters.observability.otel import build_tracer
 from compute_worker.adapters.observability.prometheus import PrometheusMetrics
 from compute_worker.adapters.outbound.app_delivery import AppDispatcher, DispatchSettings
 from compute_worker.adapters.security.api_key_cache import CachedApiKeyStore
@@ -56,6 +57,7 @@ from compute_worker.domain.execution import RetryPolicy
 from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.ports.tracing import Tracer
 from compute_worker.domain.stream_tail import StreamTail
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys, QueryAudit
 from compute_worker.domain.use_cases.authenticate import Authenticate, SeedApiKeys
@@ -151,10 +153,11 @@ def _executor(
     signal: Signal,
     world_url: Callable[[], str | None],
     metrics: PrometheusMetrics,
+    tracer: Tracer,
 ) -> RunExecutor:
     engine_settings = EngineSettings()
     if settings.worldcompute == "local":
-        return LocalExecutor(world, code, engine_settings.poll_interval)
+        return LocalExecutor(world, code, engine_settings.poll_interval, tracer)
     limits = ProcessLimits(
         memory_bytes=settings.process_memory_mb * 1024 * 1024,
         step_timeout_seconds=settings.step_timeout_seconds,
@@ -163,7 +166,7 @@ def _executor(
         children_per_deployment=settings.process_children,
     )
     loop = resolve_event_loop(settings.event_loop)
-    pool = ChildPool(code, keys, world_url, limits, metrics, loop, _sandbox(settings))
+    pool = ChildPool(code, keys, world_url, limits, metrics, loop, _sandbox(settings), tracer)
     return ProcessExecutor(pool, world, signal)
 
 
@@ -176,7 +179,8 @@ def _sandbox(settings: Settings) -> Sandbox | None:
         return None
     bwrap = shutil.which("bwrap")
     sandbox = None if bwrap is None else Sandbox(
-        bwrap, settings.sandbox_network, settings.sandbox_uid, settings.sandbox_uid
+        bwrap, settings.sandbox_network, settings.sandbox_uid, settings.sandbox_uid,
+        allow=settings.sandbox_allow,
     )  # fmt: skip
     reason = sandbox_unavailable(sandbox, bwrap)
     if reason is None:
@@ -252,6 +256,9 @@ class Container(containers.DeclarativeContainer):
     # domain services: the World's writes inside a transaction, the live read of a stream
     world_stats = providers.Singleton(SqlWorldStats, db_engine)
     metrics = providers.Singleton(_metrics, world_stats, database)  # also the observers
+    tracer = providers.Singleton(
+        lambda s: build_tracer(s.trace_exporter), settings
+    )  # OpenTelemetry when asked for, else NoTracer
     world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
     delivery_policy = providers.Singleton(
         lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
@@ -378,7 +385,7 @@ class Container(containers.DeclarativeContainer):
     )
     executor = providers.Singleton(
         _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url,
-        metrics,
+        metrics, tracer,
     )  # fmt: skip
     workflow_engine = providers.Singleton(
         WorkflowEngine,
@@ -390,6 +397,7 @@ class Container(containers.DeclarativeContainer):
         executor,
         record_execution_trouble,
         engine_settings,
+        tracer,
     )
 
     # deliveries to WDK apps (kind wdk)
@@ -437,6 +445,7 @@ class Container(containers.DeclarativeContainer):
         receive_webhook=receive_webhook,
         metrics=metrics,
         metrics_access=providers.Callable(lambda s: s.metrics_access, settings),
+        tracer=tracer,
         max_body_bytes=providers.Callable(lambda s: s.max_body_bytes, settings),
         retry_policy=retry_policy,
         version=providers.Callable(lambda s: s.version, settings),

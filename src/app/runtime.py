@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from compute_worker.adapters.observability.otel import TracingUnavailable
 from compute_worker.adapters.security.run_keys import load_or_create_secret
 from compute_worker.adapters.sql.database import Database
 from compute_worker.adapters.sql.pg_signal import PostgresSignal
@@ -76,6 +77,10 @@ class Runtime:
                 lambda: load_or_create_secret(settings.secret_path),
             )
         self.container.run_key_secret.override(secret)
+        try:
+            self.container.tracer()  # tracing asked for but unavailable: say so now
+        except TracingUnavailable as error:
+            raise StartupError(f"cannot start tracing: {error}") from None
         database = guard_os(
             f"open the database {settings.sqlite_path}",
             "sqlite_path",
@@ -187,6 +192,7 @@ class Runtime:
         if isinstance(signal, PostgresSignal):
             await signal.close()
         await self.container.database().close()
+        await asyncio.to_thread(self.container.tracer().shutdown)  # export what is left
         if self._started_at is not None:
             uptime = round(time.monotonic() - self._started_at, 3)
             self._started_at = None

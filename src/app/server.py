@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 from compute_worker.adapters.http import metrics_routes, public_routes, ui_routes, world_routes
 from compute_worker.adapters.http.app import build_app
 from compute_worker.adapters.http.services import HttpServices
+from compute_worker.adapters.observability.otel import wanted as tracing_wanted
 from compute_worker.app.errors import StartupError
 from compute_worker.app.guards import check_target_world
 from compute_worker.app.runtime import Runtime
@@ -61,6 +63,7 @@ def create_app(
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,
         rate_limited=settings.rate_limit_per_minute > 0,
+        traced=settings.trace_exporter is not None or tracing_wanted(os.environ),
     )
     return app
 

@@ -51,6 +51,14 @@ WebhookCallback = Callable[[dict[str, Any]], Awaitable[None]]
 Origin = Literal["option", "flag"]
 
 
+def _span_exporter(value: Any) -> Any:
+    """An object with the SpanExporter methods (``export``, ``shutdown``), or None."""
+    if value is None or (callable(getattr(value, "export", None))
+                         and callable(getattr(value, "shutdown", None))):  # fmt: skip
+        return value
+    raise ValueError("must be an OpenTelemetry SpanExporter")
+
+
 @functools.cache
 def package_version() -> str:
     try:
@@ -337,6 +345,11 @@ class Settings(BaseSettings):
         None, "async def (delivery: dict), called after an accepted webhook delivery is stored",
         python_only=True, expect="an async function",
     )  # fmt: skip
+    trace_exporter: Annotated[Any, BeforeValidator(_span_exporter)] = setting(
+        None, "an OpenTelemetry SpanExporter receiving the server's spans (turns tracing on "
+        "like OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER; see Traces)",
+        python_only=True, expect="an OpenTelemetry SpanExporter",
+    )  # fmt: skip
     webhook_providers: JsonProviders = setting(
         (), "JSON object: provider name → {scheme, secret, trigger | resume} (see Webhooks)",
         shown="{}", metavar="JSON", secret=True,
@@ -367,9 +380,17 @@ class Settings(BaseSettings):
         "model). auto: when the host can; when it cannot, a warning, and serve without --dev "
         "refuses to start; required: refuse to start without it; off: accept the risk",
     )  # fmt: skip
-    sandbox_network: Annotated[Literal["none", "host"], BeforeValidator(_lower)] = setting(
+    sandbox_network: Annotated[
+        Literal["none", "allow-list", "host"], BeforeValidator(_lower)
+    ] = setting(
         "none", "process backend: a sandboxed child's network: none (its own, empty; the World "
-        "still answers over a Unix socket) or host (the server's: steps may call any API)",
+        "still answers over a Unix socket), allow-list (the same, plus an HTTP(S) proxy to the "
+        "hosts of sandbox_allow) or host (the server's: steps may call any API)",
+    )  # fmt: skip
+    sandbox_allow: HostPatterns = setting(
+        (), "hosts a sandboxed child may reach with sandbox_network=allow-list, through "
+        "HTTP_PROXY/HTTPS_PROXY: comma-separated patterns (as delivery_allow)",
+        shown="none", metavar="PATTERNS",
     )  # fmt: skip
     sandbox_uid: int = setting(
         65534, "process backend: the unprivileged uid (and gid) a sandboxed child runs as when "

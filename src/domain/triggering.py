@@ -12,6 +12,7 @@ from typing import Any
 from compute_worker.domain import errors
 from compute_worker.domain.audit import RequestContext, audit_entry
 from compute_worker.domain.idempotency import IdempotencyRecord, check_key, request_hash
+from compute_worker.domain.ports.tracing import TRACEPARENT
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.world import Run
 from compute_worker.domain.world_writes import WorldWrites
@@ -25,6 +26,9 @@ class Trigger:
     input: list[Any] = field(default_factory=list)
     deployment_id: str | None = None
     execution_context: dict[str, Any] | None = None
+    # the trigger's trace (W3C traceparent), kept in the run's executionContext so that
+    # its execution joins the trace; not part of what the Idempotency-Key identifies
+    traceparent: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -33,6 +37,14 @@ class Trigger:
             "deploymentId": self.deployment_id,
             "executionContext": self.execution_context,
         }
+
+    def run_context(self) -> dict[str, Any] | None:
+        """The run's execution context: the caller's, with the trigger's trace unless the
+        caller gave one."""
+        given = self.execution_context
+        if self.traceparent is None or (given is not None and TRACEPARENT in given):
+            return given
+        return {**(given or {}), TRACEPARENT: self.traceparent}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +73,7 @@ def start_once(
     holder = tx.idempotency_holder(cmd.scope, key, now)
     if holder is None:
         run = writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
-                               cmd.execution_context)  # fmt: skip
+                               cmd.run_context())  # fmt: skip
         holder = tx.record_idempotency(
             IdempotencyRecord(cmd.scope, key, digest, now + retention, 202, run), now
         )

@@ -88,8 +88,7 @@ async def servers(
     engine_db: dict[str, Any], backend: str, tmp_path: Path
 ) -> AsyncIterator[Servers]:
     options = {"data_dir": tmp_path / "data", "port": 0, "seed_api_keys": ENGINE_SEED_KEYS,
-               "worldcompute": backend, "graph_http_allow": "localhost", **engine_db,
-               "sandbox_network": "host"}  # the graphs call the test's HTTP server  # fmt: skip
+               "worldcompute": backend, "graph_http_allow": "localhost", **engine_db}  # fmt: skip
     group = Servers(options)
     try:
         yield group

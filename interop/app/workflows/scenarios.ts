@@ -115,3 +115,11 @@ export async function stepsAroundSleep(seconds: number) {
   const after = await double(before);
   return { before, after };
 }
+
+/** Ten sequential trivial steps: bench/wdk.py's per-step figure (worker vs world-local). */
+export async function tenSteps(n: number) {
+  'use workflow';
+  let value = n;
+  for (let i = 0; i < 10; i++) value = await add(value, 1);
+  return { value };
+}

@@ -20,6 +20,7 @@ from compute_worker.adapters.http.middleware import (
     RateLimitHeadersMiddleware,
     RequestMetricsMiddleware,
     RequireHttpsMiddleware,
+    TracingMiddleware,
     UnreadBodyMiddleware,
 )
 from compute_worker.adapters.http.services import HttpServices
@@ -34,10 +35,11 @@ def build_app(
     require_https: bool = False,
     trust_forwarded_proto: bool = False,
     rate_limited: bool = True,
+    traced: bool = False,
 ) -> Starlette:
     """Layers that would do nothing are left out (each costs every request a call):
     HTTPS enforcement unless ``require_https``, the rate-limit headers unless
-    ``rate_limited`` (a rate limiter is configured)."""
+    ``rate_limited`` (a rate limiter is configured), the request spans unless ``traced``."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, HttpServices]]:
@@ -52,6 +54,7 @@ def build_app(
         middleware=[
             Middleware(UnreadBodyMiddleware),
             Middleware(CorrelationIdMiddleware),
+            *([Middleware(TracingMiddleware)] if traced else []),
             *([https] if require_https else []),
             *([Middleware(RateLimitHeadersMiddleware)] if rate_limited else []),
             Middleware(RequestMetricsMiddleware),

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from compute_worker.adapters.http.context import correlation_id
 from compute_worker.adapters.http.errors import error_response
 from compute_worker.domain.errors import HttpsRequired
+from compute_worker.domain.ports.tracing import CORRELATION_ID, TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +228,52 @@ class UnreadBodyMiddleware:
             await send(message)
 
         await self.app(scope, tracking_receive, closing_send)
+
+
+class TracingMiddleware:
+    """A server span per request (``Tracer`` of the ``HttpServices``): continued from the
+    caller's W3C ``traceparent`` when it sends one, current while the route runs (so a
+    triggered run joins the trace), named by method and route template, and returned to
+    the caller as ``traceparent``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        served = scope.get("state", {}).get("services") if scope["type"] == "http" else None
+        if served is None or not served.tracer.enabled:
+            await self.app(scope, receive, send)
+            return
+        tracer = served.tracer
+        headers = dict(scope["headers"])
+        parent = headers.get(TRACEPARENT_HEADER, b"").decode("latin-1") or None
+        span = tracer.start(
+            scope["method"],
+            {"http.request.method": scope["method"], "url.path": scope["path"],
+             CORRELATION_ID: correlation_id.get() or ""},
+            parent=parent, server=True,
+        )  # fmt: skip
+        answer = (span.traceparent or "").encode("latin-1")
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span.set("http.response.status_code", message["status"])
+                if message["status"] >= 500:
+                    span.fail(f"HTTP {message['status']}")
+                message["headers"] = [
+                    *(h for h in message.get("headers", []) if h[0] != TRACEPARENT_HEADER),
+                    (TRACEPARENT_HEADER, answer),
+                ]
+            await send(message)
+
+        try:
+            with tracer.active(span):
+                await self.app(scope, receive, send_with_trace)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            span.set("http.route", route)
+            span.rename(f"{scope['method']} {route}")
+            span.end()
+
+
+TRACEPARENT_HEADER = TRACEPARENT.encode()

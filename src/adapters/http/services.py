@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from compute_worker.adapters.http.rate_limit import RateLimiter
 from compute_worker.domain.execution import RetryPolicy
+from compute_worker.domain.ports.tracing import Tracer
 from compute_worker.domain.use_cases.authenticate import Authenticate
 from compute_worker.domain.use_cases.cancel_run import CancelRun
 from compute_worker.domain.use_cases.check_health import CheckHealth
@@ -86,6 +87,7 @@ class HttpServices:
     # GET /metrics and the request counts it shows
     metrics: Metrics
     metrics_access: MetricsAccess
+    tracer: Tracer  # a span per request (and the trace a triggered run joins)
     # settings the routes read
     max_body_bytes: int
     retry_policy: RetryPolicy  # shown beside a run's execution record

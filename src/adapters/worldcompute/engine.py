@@ -23,17 +23,28 @@ from compute_worker.adapters.worldcompute.runtime.failures import (
 )
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome, RunExecutor
 from compute_worker.domain import errors
+from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
 from compute_worker.domain.ports.queue import QueueConsumer
 from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.ports.tracing import (
+    DEPLOYMENT_ID,
+    RUN_ID,
+    TRACEPARENT,
+    WORKFLOW_NAME,
+    NoTracer,
+    Tracer,
+)
 from compute_worker.domain.use_cases.record_execution_trouble import RecordExecutionTrouble
 from compute_worker.domain.world import (
     QUEUE_TOPIC,
     RUNTIME_ERROR,
     WORKFLOW_QUEUE_PREFIX,
+    Event,
     EventRequest,
     EventType,
     QueueMessage,
+    Run,
     run_topic,
 )
 
@@ -68,6 +79,7 @@ class WorkflowEngine:
         executor: RunExecutor,
         trouble: RecordExecutionTrouble,
         settings: EngineSettings | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._queue = queue
         self._leases = leases
@@ -77,6 +89,7 @@ class WorkflowEngine:
         self._executor = executor
         self._trouble = trouble
         self.settings = settings or EngineSettings()
+        self._tracer = tracer or NoTracer()
         self.worker_id = worker_name()
         self._live: dict[str, asyncio.Task[None]] = {}
         # live runs a wake-up reached: one that comes while a run is parking would be lost
@@ -253,10 +266,29 @@ class WorkflowEngine:
             return None  # a run of an external runtime: not ours to execute
         events = await self._world.events(run_id)  # run_started rides on the first write
         try:
-            return await self._executor.execute(run, deployment, events)
+            return await self._traced(run, deployment, events)
         except errors.WorkflowNotFound as error:
             await self._world.record(
                 run_id, [EventRequest(EventType.RUN_FAILED, None, None,
                                       error_data(error, RUNTIME_ERROR))]
             )  # fmt: skip
             return None
+
+    async def _traced(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome:
+        """The execution in a span of its own, in the trace of what triggered the run (its
+        ``executionContext.traceparent``); the executor's step spans are its children."""
+        parent = (run.execution_context or {}).get(TRACEPARENT)
+        attributes = {RUN_ID: run.run_id, WORKFLOW_NAME: run.workflow_name,
+                      DEPLOYMENT_ID: run.deployment_id}  # fmt: skip
+        span = self._tracer.start(f"run {run.workflow_name}", attributes,
+                                  parent if isinstance(parent, str) else None)  # fmt: skip
+        try:
+            with self._tracer.active(span):
+                outcome = await self._executor.execute(run, deployment, events)
+            span.set("workflow.outcome", outcome.kind)
+            return outcome
+        except BaseException as error:
+            span.fail(str(error) or type(error).__name__)
+            raise
+        finally:
+            span.end()

@@ -55,7 +55,7 @@ class TriggerRun:
         now = self._clock.now()
         try:
             run = self._writes.start_run(tx, cmd.workflow_name, cmd.input, cmd.deployment_id,
-                                         cmd.execution_context)  # fmt: skip
+                                         cmd.run_context())  # fmt: skip
         except errors.DomainError:
             holder = tx.idempotency_holder(cmd.scope, key, now)
             if holder is None:

@@ -33,6 +33,7 @@ from compute_worker.adapters.worldcompute.bundles.isolation import child_environ
 from compute_worker.adapters.worldcompute.process import child as child_module
 from compute_worker.adapters.worldcompute.process.sandbox import (
     BUNDLE,
+    EGRESS_SOCKET,
     SCRATCH,
     WORLD_SOCKET,
     Sandbox,
@@ -42,11 +43,14 @@ from compute_worker.adapters.worldcompute.process.sandbox import PATH as SANDBOX
 from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome
+from compute_worker.adapters.worldcompute.runtime.tracing import TracedSteps
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.ports.metrics import ProcessObserver
 from compute_worker.domain.ports.streams import Signal
+from compute_worker.domain.ports.tracing import NoTracer, Tracer
 from compute_worker.domain.use_cases.api_keys import ManageApiKeys
 from compute_worker.domain.validation import parse_date
 from compute_worker.domain.world import (
@@ -111,6 +115,7 @@ class Child:
     answer: asyncio.Future[dict[str, Any]] | None = None
     kill_reason: str | None = None
     observer: ProcessObserver | None = None
+    traced: TracedSteps | None = None  # the step spans of the run it executes
     reader: asyncio.Task[None] | None = None
     members: tuple[int, ...] = ()  # the processes of its session (see cpu_seconds)
     stderr: asyncio.Task[None] | None = None
@@ -180,15 +185,20 @@ class ChildPool:
         observer: ProcessObserver | None = None,
         event_loop: str = "asyncio",
         sandbox: Sandbox | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._event_loop = event_loop  # the children's: "asyncio" or "uvloop"
         self._sandbox = sandbox  # None: children run unboxed (the host cannot, or told so)
-        self._relay = WorldRelay()
+        policy = None
+        if sandbox is not None and sandbox.network == "allow-list":
+            policy = OutboundPolicy(sandbox.allow, what="sandbox network")
+        self._relay = WorldRelay(policy)
         self._code = code
         self._keys = keys
         self._world_url = world_url
         self.limits = limits
         self._observer = observer
+        self.tracer = tracer or NoTracer()
         self._lost: dict[str, int] = {}  # children that died, by deployment, not yet replaced
         self._idle: dict[str, list[Child]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -261,7 +271,11 @@ class ChildPool:
             env.update(HOME=SCRATCH, TMPDIR=SCRATCH, PATH=SANDBOX_PATH)
             env[child_module.ENV_BUNDLE] = BUNDLE
             env[child_module.ENV_SOCKET] = WORLD_SOCKET
-            command = self._sandbox.command(command, folder, socket)
+            graph = deployment.kind == "graph"
+            egress = await self._relay.egress_path()
+            if egress is not None and not graph:
+                env[child_module.ENV_EGRESS] = EGRESS_SOCKET
+            command = self._sandbox.command(command, folder, socket, graph=graph, egress=egress)
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -327,8 +341,13 @@ async def _read_messages(child: Child) -> None:
                 message["stepId"], message["name"], message["attempt"], message["maxRetries"],
                 message.get("timeout"), time.monotonic(), child.cpu_seconds(),
             )  # fmt: skip
+            if child.traced is not None:
+                child.traced.begin(message["stepId"], str(message["name"]), message["attempt"])
         elif op == "step_done":
             child.steps.pop(message["stepId"], None)
+            if child.traced is not None:
+                error = message.get("error")
+                child.traced.end(message["stepId"], None if error is None else str(error))
         elif op == "log":
             _forward_log(child, message)
         elif op in ("ready", "done") and child.answer is not None and not child.answer.done():
@@ -386,7 +405,7 @@ class ProcessExecutor:
         for _ in range(MAX_CRASHES):
             child = await self._pool.checkout(deployment)
             try:
-                result = await self._run_in(child, run.run_id)
+                result = await self._run_in(child, run)
             finally:
                 await self._pool.checkin(child)
             if isinstance(result, Outcome):
@@ -406,12 +425,16 @@ class ProcessExecutor:
         )
         return Outcome("finished")  # fmt: skip
 
-    async def _run_in(self, child: Child, run_id: str) -> Outcome | Crash:
+    async def _run_in(self, child: Child, run: Run) -> Outcome | Crash:
+        run_id = run.run_id
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         child.answer, child.kill_reason = answer, None
         child.steps.clear()
         child.heard = time.monotonic()
-        child.send({"op": "run", "runId": run_id})
+        tracer = self._pool.tracer
+        trace = tracer.current()  # the run's span, carried into the child
+        child.traced = TracedSteps(tracer, trace, run) if tracer.enabled else None
+        child.send({"op": "run", "runId": run_id, **({"traceparent": trace} if trace else {})})
         subscription = self._signal.subscribe(run_topic(run_id))
         watch = asyncio.create_task(self._watch(child, run_id, subscription.wait))
         try:
@@ -423,6 +446,9 @@ class ProcessExecutor:
         finally:
             watch.cancel()
             subscription.close()
+            if child.traced is not None:  # attempts its process did not report the end of
+                child.traced.close(child.kill_reason or "the workflow process stopped")
+                child.traced = None
         if message.get("outcome") == "interrupted":
             raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
         wakes_at = message.get("wakesAt")

@@ -14,10 +14,12 @@ on stdin; the child answers ``ready`` (with the names of the workflows it loaded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import resource
+import socket as sock_module
 import sys
 import threading
 from pathlib import Path
@@ -52,10 +54,14 @@ ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
 ENV_TURN = "CW_WORKFLOW_TURN"  # seconds workflow code may await nothing durable
 ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
+ENV_EGRESS = "CW_EGRESS_SOCKET"  # sandbox network "allow-list": the parent's proxy
 ENV_LOOP = "CW_EVENT_LOOP"
 
 
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
+
+
+TRACE = "traceparent"
 
 
 class Reporter:
@@ -74,8 +80,9 @@ class Reporter:
                    "attempt": attempt, "maxRetries": spec.max_retries,
                    "timeout": spec.timeout_seconds})  # fmt: skip
 
-    def step_ended(self, step_id: str) -> None:
-        self.send({"op": "step_done", "runId": self._run_id, "stepId": step_id})
+    def step_ended(self, step_id: str, error: str | None = None) -> None:
+        done = {"op": "step_done", "runId": self._run_id, "stepId": step_id}
+        self.send(done if error is None else {**done, "error": error[:2000]})
 
 
 class ForwardLogs(logging.Handler):
@@ -172,15 +179,16 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
         beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
         running: asyncio.Task[None] | None = None
 
-        async def execute(run_id: str) -> None:
+        async def execute(run_id: str, traceparent: str | None) -> None:
             forward.run_id = run_id
+            _carry_trace(client, traceparent)
             answer = await _execute(world, workflows, run_id, out, config)
             Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 
         while line := await stdin.readline():
             message = json.loads(line)
             if message["op"] == "run":
-                running = asyncio.create_task(execute(message["runId"]))
+                running = asyncio.create_task(execute(message["runId"], message.get(TRACE)))
             elif message["op"] == "wake":
                 signal.notify(run_topic(message["runId"]))
             elif message["op"] == "stop":
@@ -190,6 +198,18 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
             running.cancel()
 
 
+def _carry_trace(client: httpx.AsyncClient, traceparent: str | None) -> None:
+    """The run's trace context (W3C ``traceparent``, from the parent) on every world-lane
+    request of the run, so the server's spans of them join the run's trace; and in the
+    environment as ``TRACEPARENT`` for workflow code that traces itself."""
+    if traceparent:
+        client.headers[TRACE] = traceparent
+        os.environ["TRACEPARENT"] = traceparent
+    else:
+        client.headers.pop(TRACE, None)
+        os.environ.pop("TRACEPARENT", None)
+
+
 async def _beat(reporter: Reporter, interval: float) -> None:
     """Tell the parent, now and then, that workflow code is not hogging the event loop."""
     while True:
@@ -197,9 +217,46 @@ async def _beat(reporter: Reporter, interval: float) -> None:
         reporter.send({"op": "beat"})
 
 
+def _proxy_through(socket: str) -> None:
+    """Serve the parent's allow-list proxy (a Unix socket) on a loopback port of this
+    network namespace, from a thread of its own (a step blocking the event loop must not
+    block its own requests), and point ``HTTP(S)_PROXY`` of the bundle's code at it."""
+    listener = sock_module.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def relay(a: sock_module.socket, b: sock_module.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(sock_module.SHUT_WR)
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = sock_module.socket(sock_module.AF_UNIX)
+            try:
+                upstream.connect(socket)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=relay, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True, name="egress-proxy").start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ[name] = url
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        os.environ.pop(name, None)
+
+
 def main() -> None:
     config = _take_config()
     limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
+    if config.get(ENV_EGRESS):
+        _proxy_through(config[ENV_EGRESS])
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
     run_on_loop(serve(out, config), config.get(ENV_LOOP) or "asyncio")

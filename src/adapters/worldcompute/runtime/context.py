@@ -74,7 +74,9 @@ class StepObserver(Protocol):
     """Told when a step attempt begins and ends (the process backend's watchdog)."""
 
     def step_began(self, step_id: str, spec: StepSpec, attempt: int) -> None: ...
-    def step_ended(self, step_id: str) -> None: ...
+    def step_ended(self, step_id: str, error: str | None = None) -> None:
+        """``error``: why the attempt failed, if it did."""
+        ...
 
 
 class WorkflowContext:
@@ -258,16 +260,20 @@ class WorkflowContext:
         self._update_idle()
         if self._observer is not None:
             self._observer.step_began(step_id, spec, attempt)
+        failure: str | None = None
         try:
             if spec.timeout_seconds is not None:
                 return await asyncio.wait_for(fn(*args, **kwargs), spec.timeout_seconds)
             return await fn(*args, **kwargs)
+        except BaseException as error:
+            failure = str(error) or type(error).__name__
+            raise
         finally:
             current_dispatcher.reset(token)
             self._running_steps -= 1
             self._update_idle()
             if self._observer is not None:
-                self._observer.step_ended(step_id)
+                self._observer.step_ended(step_id, failure)
 
     # -- sleep ------------------------------------------------------------------------
 
