@@ -88,13 +88,14 @@ def check_request_shape(request: EventRequest) -> None:
             )
         if name in data:
             check_length(data[name], _MAX_LENGTHS[name], f"data.eventData.{name}")
-    if kind is EventType.RUN_CREATED and not isinstance(data.get("executionContext", {}), dict):
+    context = data.get("executionContext")
+    if kind is EventType.RUN_CREATED and context is not None and not isinstance(context, dict):
         raise errors.InvalidRequest(
             "eventData.executionContext must be an object",
             {"field": "data.eventData.executionContext"},
         )
     for flag in ("isWebhook", "isSystem"):
-        if kind is EventType.HOOK_CREATED and not isinstance(data.get(flag, False), bool):
+        if kind is EventType.HOOK_CREATED and data.get(flag) not in (None, True, False):
             raise errors.InvalidRequest(
                 f"eventData.{flag} must be a boolean", {"field": f"data.eventData.{flag}"}
             )

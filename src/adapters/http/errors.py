@@ -15,6 +15,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from compute_worker.adapters.http.wire import JSONResponse, PayloadTooLarge
 from compute_worker.domain import errors
@@ -98,7 +99,21 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, code, message)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:  # every method of the path, not only the first route's
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the routes whose path matches; a literal path (``/v1/runs/resume``)
+    hides the templates it also fits (``/v1/runs/{runId}``)."""
+    matching = [
+        route
+        for route in request.app.routes
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    literal = [route for route in matching if not route.param_convertors]
+    return sorted({method for route in literal or matching for method in route.methods})
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -77,7 +77,9 @@ def _operation(declared: Operation, path: str) -> JsonSchema:
         if declared.child:
             out["x-child-scope"] = CHILD_SCOPE  # a workflow child's key, on its own runs
     if declared.body is not None:
-        out["requestBody"] = {"required": True, "content": _media(declared.body)}
+        body = {media: _null_is_absent(schema) if media == "application/json" else schema
+                for media, schema in declared.body.items()}  # fmt: skip
+        out["requestBody"] = {"required": True, "content": _media(body)}
     in_path = [
         {"name": name, "in": "path", "required": True, "schema": STR}
         for name in _PATH_PARAM.findall(path)
@@ -85,6 +87,36 @@ def _operation(declared: Operation, path: str) -> JsonSchema:
     if in_path or declared.params:
         out["parameters"] = [*in_path, *declared.params]
     return out
+
+
+def _null_is_absent(schema: JsonSchema) -> JsonSchema:
+    """A request body's schema with every optional member also accepting ``null``: the
+    server reads a JSON null as a member left out (``wire.field``), except inside a
+    member marked ``x-verbatim``."""
+    if schema.get("x-verbatim"):
+        return schema
+    found = dict(schema)
+    required = set(schema.get("required", ()))
+    if "properties" in schema:
+        found["properties"] = {
+            name: _null_is_absent(member) if name in required else _or_null(_null_is_absent(member))
+            for name, member in schema["properties"].items()
+        }
+    for combinator in ("oneOf", "anyOf", "allOf"):
+        if combinator in schema:
+            found[combinator] = [_null_is_absent(branch) for branch in schema[combinator]]
+    if isinstance(schema.get("items"), dict):
+        found["items"] = _null_is_absent(schema["items"])
+    return found
+
+
+def _or_null(schema: JsonSchema) -> JsonSchema:
+    kind = schema.get("type")
+    if not schema or kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return schema
+    if isinstance(kind, str) and "enum" not in schema and "const" not in schema:
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _answer(description: str, content: Any) -> JsonSchema:

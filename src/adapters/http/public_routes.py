@@ -90,9 +90,7 @@ async def _run_response(request: Request, run: Run, status: int = 200, **headers
 )
 async def trigger_run(request: Request) -> Response:
     body = await _body(request)
-    run_input = body.get("input", [])
-    if not isinstance(run_input, list):
-        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    run_input = wire.input_field(body)
     command = Trigger(
         workflow_name=field(body, "workflowName", str, required=True),
         idempotency_key=request.headers.get("idempotency-key"),
@@ -350,7 +348,7 @@ PAGING = ("limit", "cursor")
     scope="runs:read",
     responses={200: answer("page", page("Run"))},
     params=(
-        query("status", {"type": "string", "description": "one or several, comma-separated"}),
+        query("status", schema.STATUSES),
         query("workflowName"),
         query("deploymentId"),
         query("createdAfter", DATE),

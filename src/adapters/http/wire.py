@@ -363,11 +363,23 @@ def field(
         return None
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise errors.InvalidRequest(f"{where} must be a number", {"field": where})
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON knows numbers only: 3.0 is the integer 3
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise errors.InvalidRequest(
             f"{where} must be of type {_json_name(names)}", {"field": where}
         )
+    return value
+
+
+def input_field(body: dict[str, Any]) -> list[Any]:
+    """A run's ``input``: an array; absent or null is no arguments."""
+    value = body.get("input")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise errors.InvalidRequest("input must be an array", {"field": "input"})
     return value
 
 

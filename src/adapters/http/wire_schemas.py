@@ -10,7 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from compute_worker.domain.idempotency import MAX_KEY_LENGTH
+from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.stuck import STUCK_REASONS
+from compute_worker.domain.use_cases.publish_message import MAX_DELAY_SECONDS
+from compute_worker.domain.validation import MAX_SPEC_VERSION
+from compute_worker.domain.wdk import MAX_HEADERS, MAX_URL
+from compute_worker.domain.world import (
+    MAX_CORRELATION_ID,
+    MAX_DEPLOYMENT_ID,
+    MAX_NAME,
+    MAX_RUN_ID,
+    MAX_TOKEN,
+    QUEUE_NAME,
+    EventType,
+)
 
 JsonSchema = dict[str, Any]
 
@@ -36,9 +50,38 @@ STATUS: JsonSchema = {
     "type": "string",
     "enum": ["pending", "running", "completed", "failed", "cancelled"],
 }
+
+
+def text(max_length: int | None = None, **more: Any) -> JsonSchema:
+    """A non-empty string (the server refuses an empty one), at most ``max_length`` long."""
+    found: JsonSchema = {"type": "string", "minLength": 1, **more}
+    if max_length is not None:
+        found["maxLength"] = max_length
+    return found
+
+
+NAME = text()
+# dates on the World lane: ISO-8601, or epoch milliseconds (zod coerce.date; years 1..9999)
+DATE_OR_MS: JsonSchema = {
+    "anyOf": [
+        DATE,
+        {"type": "number", "minimum": -62_135_596_800_000, "maximum": 253_402_300_799_999},
+    ]
+}
+LIMIT: JsonSchema = {"type": "integer", "description": "clamped to 1..1000"}
+# an opaque cursor: the ``cursor`` of an earlier page (any other string is a 400)
+CURSOR: JsonSchema = {"type": "string", "format": "cursor"}
+STREAM_CURSOR: JsonSchema = {"type": "string", "format": "stream-cursor"}  # getStreamChunks'
+
+_ONE_STATUS = "\\s*(pending|running|completed|failed|cancelled)?\\s*"
+STATUSES: JsonSchema = {
+    "type": "string",
+    "pattern": f"^{_ONE_STATUS}(,{_ONE_STATUS})*$",
+    "description": "one or several, comma-separated",
+}
 PAGINATION = obj(
-    limit={"type": "integer", "minimum": 1, "maximum": 1000},
-    cursor=STR,
+    limit=LIMIT,
+    cursor=CURSOR,
     sortOrder={"type": "string", "enum": ["asc", "desc"]},
 )
 
@@ -47,11 +90,12 @@ def page(item: str) -> JsonSchema:
     return obj(
         ["data", "cursor", "hasMore"],
         data={"type": "array", "items": ref(item)},
-        cursor={"type": ["string", "null"]},
+        cursor={"type": ["string", "null"], "format": "cursor"},
         hasMore=BOOL,
     )
 
 
+BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"  # padded, strict
 # a run's or step's error: structured, or the bytes a spec ≥ 4 runtime serialized it to
 ERROR_VALUE: JsonSchema = {
     "description": "a StructuredError, or a Bytes envelope of the runtime's serialized error"
@@ -65,8 +109,9 @@ SCHEMAS: dict[str, JsonSchema] = {
     "Bytes": obj(
         ["__type", "data"],
         __type={"const": "Uint8Array"},
-        data={"type": "string", "contentEncoding": "base64"},
-    ),
+        data={"type": "string", "contentEncoding": "base64", "pattern": BASE64},
+    )
+    | {"additionalProperties": False},  # with any other member it is a plain object
     "Run": obj(
         ["runId", "status", "deploymentId", "workflowName", "createdAt", "updatedAt"],
         runId=STR,
@@ -292,28 +337,35 @@ ERROR = ref("Error")
 
 
 def query(name: str, schema: JsonSchema = STR, required: bool = False) -> JsonSchema:
+    """An empty integer, boolean or date parameter is one left out (``wire.int_param``)."""
+    if not required and (schema.get("type") in ("integer", "boolean") or "format" in schema):
+        schema = {"anyOf": [schema, {"const": ""}]}
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
 def listing(*extra: JsonSchema) -> tuple[JsonSchema, ...]:
-    return (query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), query("cursor"),
-            *extra)  # fmt: skip
+    return (query("limit", LIMIT), query("cursor", CURSOR), *extra)
 
 
 SORT = query("sortOrder", {"type": "string", "enum": ["asc", "desc"]})
 RESOLVE_PARAM = query("resolveData", RESOLVE)
-IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True, "schema": STR}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "schema": text(MAX_KEY_LENGTH, pattern="^[ -~]+$"),
+}
 
 # -- the public lane's bodies and answers ------------------------------------------------------
 
 TRIGGER = obj(
     ["workflowName"],
-    workflowName=STR,
+    workflowName=NAME,
     input={"type": "array"},
-    deploymentId=STR,
+    deploymentId=NAME,
     executionContext=obj(),
 )
-RESUME = obj(["token"], token=STR, payload=ANY)
+RESUME = obj(["token"], token=text(MAX_TOKEN), payload=ANY)
 START_CHILD = obj(
     ["parentRunId", "workflowName", "token"],
     parentRunId=STR,
@@ -324,10 +376,14 @@ START_CHILD = obj(
 CHILD_STARTED = obj(["runId"], runId=STR)
 SCHEDULES = obj(["data"], data={"type": "array", "items": ref("Schedule")})
 RESUMED = obj(["runId", "hookId", "token"], runId=STR, hookId=STR, token=STR)
-APP_ENDPOINT = obj(
+APP_ENDPOINT = {"additionalProperties": False} | obj(
     ["url"],
-    url={"type": "string", "description": "the app's base URL (allowed by delivery_allow)"},
-    headers={"type": "object", "additionalProperties": STR},
+    url=text(
+        MAX_URL,
+        pattern=r"^\s*https?://[^?#]+$",
+        description="the app's base URL (allowed by delivery_allow): no query or fragment",
+    ),
+    headers={"type": "object", "additionalProperties": STR, "maxProperties": MAX_HEADERS},
     deliverySecret={"type": "string", "description": "signs deliveries; never shown"},
 )
 BUNDLE_UPLOAD: Content = {
@@ -336,7 +392,7 @@ BUNDLE_UPLOAD: Content = {
             obj(
                 ["files"],
                 kind={"enum": ["python", "graph"]},
-                files={"type": "object", "additionalProperties": STR},
+                files={"type": "object", "additionalProperties": STR, "minProperties": 1},
                 entrypoint=STR,
                 metadata=obj(),
             ),
@@ -363,36 +419,130 @@ WEBHOOK_DUPLICATE = obj(["duplicate"], duplicate=BOOL, deliveryId=STR)
 # -- the world-proxy lane's bodies and answers -------------------------------------------------
 
 LISTING_BODY = obj(["runId"], runId=STR, pagination=PAGINATION, resolveData=RESOLVE)
-EVENT_DATA = obj(["eventType"], eventType=STR, correlationId=STR, specVersion=INT, eventData=obj())
-EVENT_REQUEST = obj(
+# run attributes: the key rules (domain/validation.py check_attribute_changes: 1..256
+# characters, "$…" only with allowReservedAttributes, values at most 256 UTF-8 bytes, each
+# key once, 64 per run after the merge) are checked against the run, not written here
+_ATTRIBUTES: JsonSchema = {"type": "object", "additionalProperties": STR}
+_CHANGES: JsonSchema = {
+    "type": "array",
+    "items": obj(["key", "value"], key=STR, value={"type": ["string", "null"]}),
+}
+_WRITER: JsonSchema = {
+    "oneOf": [
+        obj(["type"], type={"const": "workflow"}),
+        obj(["type", "stepId", "attempt"], type={"const": "step"}, stepId=STR, attempt=INT),
+    ]
+}
+_RESERVED_OK: JsonSchema = {"enum": [True, None], "description": "allows keys starting with $"}
+_RUN_ATTRIBUTES = {"attributes": _ATTRIBUTES, "allowReservedAttributes": _RESERVED_OK}
+
+# what each event type's ``eventData`` must hold (domain/validation.py check_request_shape)
+_EVENT_FIELDS: dict[EventType, tuple[list[str], dict[str, JsonSchema]]] = {
+    EventType.RUN_CREATED: (
+        ["deploymentId", "workflowName", "input"],
+        {"deploymentId": text(MAX_DEPLOYMENT_ID), "workflowName": text(MAX_NAME),
+         "input": ANY, "executionContext": {"type": ["object", "null"]}, **_RUN_ATTRIBUTES},
+    ),
+    EventType.RUN_STARTED: (
+        [],
+        {"deploymentId": text(MAX_DEPLOYMENT_ID), "workflowName": text(MAX_NAME),
+         **_RUN_ATTRIBUTES},
+    ),
+    EventType.STEP_CREATED: (["stepName", "input"], {"stepName": text(MAX_NAME), "input": ANY}),
+    EventType.STEP_COMPLETED: (["result"], {"result": ANY}),
+    EventType.STEP_RETRYING: ([], {"retryAfter": DATE_OR_MS}),
+    EventType.HOOK_CREATED: (
+        ["token"],
+        {"token": text(MAX_TOKEN), "isWebhook": {"type": ["boolean", "null"]},
+         "isSystem": {"type": ["boolean", "null"]}},
+    ),
+    EventType.HOOK_RECEIVED: (["payload"], {"payload": ANY}),
+    EventType.WAIT_CREATED: (["resumeAt"], {"resumeAt": DATE_OR_MS}),
+    EventType.ATTR_SET: (
+        ["changes", "writer"],
+        {"changes": _CHANGES, "writer": _WRITER, "allowReservedAttributes": _RESERVED_OK},
+    ),
+}  # fmt: skip
+_CORRELATED = ("step", "hook", "wait")
+
+
+def _event_data(kind: EventType) -> JsonSchema:
+    required, fields = _EVENT_FIELDS.get(kind, ([], {}))
+    correlated = kind.family in _CORRELATED
+    correlation = (
+        text(MAX_CORRELATION_ID) if correlated else {**STR, "maxLength": MAX_CORRELATION_ID}
+    )
+    return obj(
+        [
+            "eventType",
+            *(["correlationId"] if correlated else []),
+            *(["eventData"] if required else []),
+        ],
+        eventType={"const": kind.value},
+        correlationId=correlation if correlated else {**STR, "maxLength": MAX_CORRELATION_ID},
+        specVersion={"type": "integer", "minimum": 0, "maximum": MAX_SPEC_VERSION - 1},
+        # kept as sent: a null member is a null value here, not a member left out
+        eventData=obj(required, **fields) | {"x-verbatim": True},
+    )
+
+
+def _events(*left_out: EventType) -> JsonSchema:
+    # hook_conflict is written by the world only
+    kinds = [k for k in EventType if k is not EventType.HOOK_CONFLICT and k not in left_out]
+    return {"oneOf": [_event_data(kind) for kind in kinds]}
+
+
+EVENT_DATA = _events()
+_RUN_CREATED = {"properties": {"data": {"properties": {"eventType": {"const": "run_created"}}}}}
+EVENT_REQUEST: JsonSchema = {
+    # run_created may leave runId out (the world mints one); every other event names its run
+    "anyOf": [_RUN_CREATED, obj(["runId"], runId=text(MAX_RUN_ID))],
+} | obj(
     ["data"],
     runId={"type": ["string", "null"]},
     data=EVENT_DATA,
     params=obj(
         resolveData=RESOLVE,
         stateUpdatedAt={
-            **INT,
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": MAX_STORED_INT,
             "description": "epoch ms of the latest event the caller loaded: 412 "
             "PreconditionFailedError when a hook_received or step_completed written without "
             "it is newer",
         },
-        occurredAt={**DATE, "description": "when it happened on the client; returned on the event"},
+        occurredAt={**DATE_OR_MS, "description": "when it happened on the client; on the event"},
         requestId={**STR, "description": "kept in the audit log", "maxLength": 255},
+        sinceCursor={
+            **STR,
+            "description": "on step_completed/step_failed: answer the events after this "
+            "events.list cursor (events, cursor, hasMore)",
+        },
         v1Compat=BOOL,
         skipPreload=BOOL,
     ),
 )
 EVENT_BATCH = obj(
     ["runId", "events"],
-    runId=STR,
-    events={"type": "array", "items": EVENT_DATA, "minItems": 1, "maxItems": 1000},
+    runId=text(MAX_RUN_ID),
+    events={
+        "type": "array",
+        "items": _events(EventType.RUN_CREATED),  # a run is created by events.create
+        "minItems": 1,
+        "maxItems": 1000,
+    },
 )
 EVENT_RESULTS = obj(["results"], results={"type": "array", "items": ref("EventResult")})
 PUBLISH = obj(
     ["queueName", "message"],
-    queueName=STR,
+    queueName=text(MAX_NAME, pattern=QUEUE_NAME.pattern),
     message=ANY,
-    opts=obj(deploymentId=STR, idempotencyKey=STR, delaySeconds={"type": "number"}, headers=obj()),
+    opts=obj(
+        deploymentId={**STR, "maxLength": MAX_DEPLOYMENT_ID},
+        idempotencyKey={**STR, "maxLength": MAX_NAME},
+        delaySeconds={"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
+        headers=obj(),
+    ),
 )
 QUEUED = obj(["messageId"], messageId=STR)
 DEPLOYMENT_ID = obj(["deploymentId"], deploymentId=STR)
@@ -402,7 +552,12 @@ APP_HEADERS = (
     {"name": "x-compute-app-url", "in": "header", "schema": STR,
      "description": "where the app listens now: its deliveries go there"},
 )  # fmt: skip
-KEY_REQUEST = obj(runId=STR, deploymentId=STR, run=ref("Run"), context=obj(deploymentId=STR))
+# the run's id in ``runId`` or in ``run.runId``
+KEY_REQUEST: JsonSchema = {
+    **obj(runId=STR, deploymentId=STR, run=obj(runId=STR, deploymentId=STR),
+          context=obj(deploymentId=STR)),
+    "anyOf": [obj(["runId"], runId=NAME), obj(["run"], run=obj(["runId"], runId=NAME))],
+}  # fmt: skip
 KEY = obj(["key"], key={"type": ["string", "null"]})
 BY_CORRELATION = obj(
     ["correlationId"], correlationId=STR, runId=STR, pagination=PAGINATION, resolveData=RESOLVE
@@ -419,15 +574,21 @@ SET_ATTRIBUTES = obj(
 RUNS_LISTING = obj(workflowName=STR, status=STATUS, pagination=PAGINATION, resolveData=RESOLVE)
 HOOKS_LISTING = obj(runId=STR, pagination=PAGINATION, resolveData=RESOLVE)
 CHUNK: JsonSchema = {"oneOf": [STR, ref("Bytes")]}
-STREAM_WRITE = obj(
-    ["name", "runId"], name=STR, runId=STR, chunk=CHUNK, chunks={"type": "array", "items": CHUNK}
-)
-STREAM_CLOSE = obj(["name", "runId"], name=STR, runId=STR)
+# the server reads ``chunks`` when given, else ``chunk``
+STREAM_WRITE: JsonSchema = {
+    "anyOf": [
+        obj(["name", "runId", "chunk"], name=text(MAX_NAME), runId=text(MAX_RUN_ID),
+            chunk=CHUNK, chunks={"type": "null"}),
+        obj(["name", "runId", "chunks"], name=text(MAX_NAME), runId=text(MAX_RUN_ID),
+            chunks={"type": "array", "items": CHUNK}, chunk=ANY),
+    ]
+}  # fmt: skip
+STREAM_CLOSE = obj(["name", "runId"], name=text(MAX_NAME), runId=text(MAX_RUN_ID))
 STREAM_NAMES = obj(["streams"], streams={"type": "array", "items": STR})
 STREAM_CHUNKS = obj(
     ["data", "cursor", "hasMore", "done"],
     data={"type": "array", "items": obj(["index", "data"], index=INT, data=ref("Bytes"))},
-    cursor={"type": ["string", "null"]},
+    cursor={**STREAM_CURSOR, "type": ["string", "null"]},
     hasMore=BOOL,
     done=BOOL,
 )

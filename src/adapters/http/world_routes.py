@@ -27,8 +27,9 @@ from compute_worker.adapters.http.wire import (
 from compute_worker.adapters.http.wire_schemas import (
     BINARY,
     INT,
+    NAME,
     RESOLVE_PARAM,
-    STR,
+    STREAM_CURSOR,
     Content,
     JsonSchema,
     page,
@@ -37,7 +38,7 @@ from compute_worker.adapters.http.wire_schemas import (
 )
 from compute_worker.domain import errors, ids
 from compute_worker.domain.api_keys import WORLD_SCOPE, authorize_run
-from compute_worker.domain.pagination import MAX_STORED_INT
+from compute_worker.domain.pagination import MAX_STORED_INT, decode_cursor
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
@@ -128,15 +129,19 @@ def _create_params(params: dict[str, Any]) -> CreateParams:
         raise errors.InvalidRequest(
             "params.stateUpdatedAt must be epoch milliseconds", {"field": "params.stateUpdatedAt"}
         )
+    for flag in ("v1Compat", "skipPreload"):  # accepted, change nothing, yet booleans
+        field(params, flag, bool, path=f"params.{flag}")
     occurred = params.get("occurredAt")
     request_id = field(params, "requestId", str, path="params.requestId")
     check_length(request_id, MAX_REQUEST_ID, "params.requestId")
+    since = field(params, "sinceCursor", str, path="params.sinceCursor")
     return CreateParams(
         state_updated_at=None if seen is None else int(seen),
         occurred_at=None
         if occurred is None
         else parse_date(occurred, "occurredAt", "params.occurredAt"),
         request_id=request_id,
+        since=None if since is None else decode_cursor(since, "params.sinceCursor"),
     )
 
 
@@ -158,7 +163,11 @@ register_url_convertor("event_id", EventIdConvertor())
 
 @world(
     "events.create() for several events of one run, all or nothing",
-    {200: answer("the result of each event", schema.EVENT_RESULTS)},
+    {
+        200: answer("the result of each event", schema.EVENT_RESULTS),
+        410: answer("the run is already terminal", ref("Error")),
+        422: answer("the run's specVersion is newer than this server's", ref("Error")),
+    },
     action="world.events.create-batch",
     body=schema.EVENT_BATCH,
     child=True,
@@ -189,7 +198,12 @@ async def create_events(request: Request) -> Response:
 
 @world(
     "events.create()",
-    {200: answer("result", ref("EventResult"))},
+    {
+        200: answer("result", ref("EventResult")),
+        410: answer("the run is already terminal", ref("Error")),
+        422: answer("the run's specVersion is newer than this server's", ref("Error")),
+        412: answer("an event newer than params.stateUpdatedAt", ref("Error")),
+    },
     action="world.events.create",
     body=schema.EVENT_REQUEST,
     child=True,
@@ -351,10 +365,10 @@ async def write_stream(request: Request) -> Response:
     name = field(body, "name", str, required=True)
     run_id = field(body, "runId", str, required=True)
     await _own_run(request, run_id)
-    if "chunks" in body:
+    if body.get("chunks") is not None:  # null is absent
         listed = field(body, "chunks", list, required=True)
         chunks = [_chunk_bytes(item, f"chunks[{i}]") for i, item in enumerate(listed)]
-    elif "chunk" in body:
+    elif body.get("chunk") is not None:
         chunks = [_chunk_bytes(body["chunk"], "chunk")]
     else:
         raise errors.InvalidRequest("chunk or chunks is required", {"field": "chunk"})
@@ -388,7 +402,7 @@ def _query(request: Request, name: str) -> str:
 @world(
     "readFromStream(): live bytes until the stream closes",
     {200: ("raw bytes", BINARY)},
-    params=(query("name", STR, True), query("startIndex", INT)),
+    params=(query("name", NAME, True), query("startIndex", INT)),
 )
 async def read_stream(request: Request) -> Response:
     name = _query(request, "name")
@@ -400,7 +414,7 @@ async def read_stream(request: Request) -> Response:
 @world(
     "listStreamsByRunId()",
     {200: answer("names", schema.STREAM_NAMES)},
-    params=(query("runId", STR, True),),
+    params=(query("runId", NAME, True),),
     child=True,
 )
 async def list_streams(request: Request) -> Response:
@@ -413,7 +427,12 @@ async def list_streams(request: Request) -> Response:
 @world(
     "getStreamChunks()",
     {200: answer("page", schema.STREAM_CHUNKS)},
-    params=(query("name", STR, True), query("runId"), query("limit", INT), query("cursor")),
+    params=(
+        query("name", NAME, True),
+        query("runId"),
+        query("limit", INT),
+        query("cursor", STREAM_CURSOR),
+    ),
 )
 async def stream_chunks(request: Request) -> Response:
     page = await services(request).inspect_stream.chunks(
@@ -432,7 +451,7 @@ async def stream_chunks(request: Request) -> Response:
 @world(
     "getStreamInfo()",
     {200: answer("info", schema.STREAM_INFO)},
-    params=(query("name", STR, True), query("runId")),
+    params=(query("name", NAME, True), query("runId")),
 )
 async def stream_info(request: Request) -> Response:
     info = await services(request).inspect_stream.info(_query(request, "name"))
@@ -475,9 +494,7 @@ async def publish(request: Request) -> Response:
        action="runs.start_child", child=True)  # fmt: skip
 async def start_child(request: Request) -> Response:
     body = await _body(request)
-    run_input = body.get("input", [])
-    if not isinstance(run_input, list):
-        raise errors.InvalidRequest("input must be an array", {"field": "input"})
+    run_input = wire.input_field(body)
     parent_run_id = field(body, "parentRunId", str, required=True)
     await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
     run = await services(request).start_child_run.execute(
@@ -509,12 +526,15 @@ async def encryption_key(request: Request) -> Response:
     body = await _body(request)
     run = field(body, "run", dict) or {}
     context = field(body, "context", dict) or {}
-    run_id = field(body, "runId", str) or field(run, "runId", str, path="run.runId")
-    deployment = (
-        field(body, "deploymentId", str)
-        or field(run, "deploymentId", str, path="run.deploymentId")
-        or field(context, "deploymentId", str, path="context.deploymentId")
-    )
+    # every member is checked, the first one given counts
+    run_ids = [field(body, "runId", str), field(run, "runId", str, path="run.runId")]
+    deployments = [
+        field(body, "deploymentId", str),
+        field(run, "deploymentId", str, path="run.deploymentId"),
+        field(context, "deploymentId", str, path="context.deploymentId"),
+    ]
+    run_id = next(filter(None, run_ids), None)
+    deployment = next(filter(None, deployments), None)
     if not run_id:
         raise errors.InvalidRequest("runId is required", {"field": "runId"})
     await _own_run(request, run_id)
