@@ -384,6 +384,11 @@ def _exit_reason(code: int | None) -> str:
         name = signal.Signals(-code).name
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"the workflow process was killed by {name}{hint}"
+    if code is not None and 128 < code < 128 + signal.NSIG:
+        # bubblewrap reports a child killed by a signal as 128 + the signal, like a shell
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(code - 128).name
+            return f"the workflow process exited with status {code} (killed by {name}?)"
     return f"the workflow process exited with status {code}"
 
 
