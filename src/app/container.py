@@ -179,7 +179,8 @@ def _sandbox(settings: Settings) -> Sandbox | None:
         return None
     bwrap = shutil.which("bwrap")
     sandbox = None if bwrap is None else Sandbox(
-        bwrap, settings.sandbox_network, settings.sandbox_uid, settings.sandbox_uid
+        bwrap, settings.sandbox_network, settings.sandbox_uid, settings.sandbox_uid,
+        allow=settings.sandbox_allow,
     )  # fmt: skip
     reason = sandbox_unavailable(sandbox, bwrap)
     if reason is None:

@@ -380,9 +380,17 @@ class Settings(BaseSettings):
         "model). auto: when the host can; when it cannot, a warning, and serve without --dev "
         "refuses to start; required: refuse to start without it; off: accept the risk",
     )  # fmt: skip
-    sandbox_network: Annotated[Literal["none", "host"], BeforeValidator(_lower)] = setting(
+    sandbox_network: Annotated[
+        Literal["none", "allow-list", "host"], BeforeValidator(_lower)
+    ] = setting(
         "none", "process backend: a sandboxed child's network: none (its own, empty; the World "
-        "still answers over a Unix socket) or host (the server's: steps may call any API)",
+        "still answers over a Unix socket), allow-list (the same, plus an HTTP(S) proxy to the "
+        "hosts of sandbox_allow) or host (the server's: steps may call any API)",
+    )  # fmt: skip
+    sandbox_allow: HostPatterns = setting(
+        (), "hosts a sandboxed child may reach with sandbox_network=allow-list, through "
+        "HTTP_PROXY/HTTPS_PROXY: comma-separated patterns (as delivery_allow)",
+        shown="none", metavar="PATTERNS",
     )  # fmt: skip
     sandbox_uid: int = setting(
         65534, "process backend: the unprivileged uid (and gid) a sandboxed child runs as when "

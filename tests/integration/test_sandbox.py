@@ -8,10 +8,12 @@ Real servers, real child processes."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,29 @@ async def blocks():
 @workflow
 async def trivial(x):
     return x
+
+
+@step
+async def egress(allowed, denied):
+    import urllib.request
+    import httpx
+    out = {}
+    async with httpx.AsyncClient(timeout=10) as client:  # HTTP(S)_PROXY from the box
+        out["allowed"] = (await client.get(allowed)).text
+        out["denied"] = (await client.get(denied)).status_code
+        try:
+            await client.get("https://example.com/")
+            out["https"] = "ok"
+        except httpx.ProxyError:
+            out["https"] = "ProxyError"
+    out["urllib"] = urllib.request.urlopen(allowed, timeout=10).read().decode()
+    out["direct"] = _outcome(lambda: _connect("1.1.1.1", 53))
+    return out
+
+
+@workflow
+async def reaches(allowed, denied):
+    return await egress(allowed, denied)
 
 
 @step
@@ -177,6 +202,46 @@ async def test_a_step_that_reads_the_encryption_key_fails_clearly(
     assert "No such file or directory" in failed["error"]["message"], failed["error"]
     assert "encryption.key" in failed["error"]["message"]
     assert (await boxed_api.http.get("/v1/health")).status_code == 200
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello from an allowed host"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@boxed
+async def test_the_allow_list_network_reaches_only_the_allowed_hosts(tmp_path: Path) -> None:
+    hello = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=hello.serve_forever, daemon=True).start()
+    port = hello.server_address[1]
+    handle = await _serve(tmp_path, sandbox="required", sandbox_network="allow-list",
+                          sandbox_allow=f"127.0.0.1:{port}")  # fmt: skip
+    try:
+        async with EngineApi(handle.url) as api:
+            await api.deploy(HOSTILE)
+            allowed = f"http://127.0.0.1:{port}/"
+            denied = f"{handle.url}/v1/health"  # the worker's own port: not in the list
+            run = await api.trigger("reaches", allowed, denied)
+            done = await api.finished(run["runId"], 60)
+    finally:
+        await asyncio.wait_for(handle.close(), 30)
+        hello.shutdown()
+        hello.server_close()
+    assert done["status"] == "completed", done
+    assert done["output"] == {
+        "allowed": "hello from an allowed host",
+        "denied": 403,
+        "https": "ProxyError",
+        "urllib": "hello from an allowed host",
+        "direct": "OSError",
+    }
 
 
 def _boxed_processes(marker: str) -> set[int]:

@@ -33,6 +33,7 @@ from compute_worker.adapters.worldcompute.bundles.isolation import child_environ
 from compute_worker.adapters.worldcompute.process import child as child_module
 from compute_worker.adapters.worldcompute.process.sandbox import (
     BUNDLE,
+    EGRESS_SOCKET,
     SCRATCH,
     WORLD_SOCKET,
     Sandbox,
@@ -45,6 +46,7 @@ from compute_worker.adapters.worldcompute.runtime.runner import Outcome
 from compute_worker.adapters.worldcompute.runtime.tracing import TracedSteps
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
+from compute_worker.domain.outbound import OutboundPolicy
 from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.ports.metrics import ProcessObserver
 from compute_worker.domain.ports.streams import Signal
@@ -187,7 +189,10 @@ class ChildPool:
     ) -> None:
         self._event_loop = event_loop  # the children's: "asyncio" or "uvloop"
         self._sandbox = sandbox  # None: children run unboxed (the host cannot, or told so)
-        self._relay = WorldRelay()
+        policy = None
+        if sandbox is not None and sandbox.network == "allow-list":
+            policy = OutboundPolicy(sandbox.allow, what="sandbox network")
+        self._relay = WorldRelay(policy)
         self._code = code
         self._keys = keys
         self._world_url = world_url
@@ -267,7 +272,10 @@ class ChildPool:
             env[child_module.ENV_BUNDLE] = BUNDLE
             env[child_module.ENV_SOCKET] = WORLD_SOCKET
             graph = deployment.kind == "graph"
-            command = self._sandbox.command(command, folder, socket, graph=graph)
+            egress = await self._relay.egress_path()
+            if egress is not None and not graph:
+                env[child_module.ENV_EGRESS] = EGRESS_SOCKET
+            command = self._sandbox.command(command, folder, socket, graph=graph, egress=egress)
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

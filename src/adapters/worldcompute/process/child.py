@@ -14,10 +14,12 @@ on stdin; the child answers ``ready`` (with the names of the workflows it loaded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import resource
+import socket as sock_module
 import sys
 import threading
 from pathlib import Path
@@ -52,6 +54,7 @@ ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
 ENV_TURN = "CW_WORKFLOW_TURN"  # seconds workflow code may await nothing durable
 ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
+ENV_EGRESS = "CW_EGRESS_SOCKET"  # sandbox network "allow-list": the parent's proxy
 ENV_LOOP = "CW_EVENT_LOOP"
 
 
@@ -214,9 +217,46 @@ async def _beat(reporter: Reporter, interval: float) -> None:
         reporter.send({"op": "beat"})
 
 
+def _proxy_through(socket: str) -> None:
+    """Serve the parent's allow-list proxy (a Unix socket) on a loopback port of this
+    network namespace, from a thread of its own (a step blocking the event loop must not
+    block its own requests), and point ``HTTP(S)_PROXY`` of the bundle's code at it."""
+    listener = sock_module.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def relay(a: sock_module.socket, b: sock_module.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(sock_module.SHUT_WR)
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = sock_module.socket(sock_module.AF_UNIX)
+            try:
+                upstream.connect(socket)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=relay, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True, name="egress-proxy").start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ[name] = url
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        os.environ.pop(name, None)
+
+
 def main() -> None:
     config = _take_config()
     limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
+    if config.get(ENV_EGRESS):
+        _proxy_through(config[ENV_EGRESS])
     out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
     run_on_loop(serve(out, config), config.get(ENV_LOOP) or "asyncio")

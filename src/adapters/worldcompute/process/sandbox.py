@@ -10,7 +10,10 @@ private tmpfs as ``/tmp`` (its only writable place; also ``HOME``), its own ``/p
 data dir, the database, the keys or other bundles. IPC, UTS and cgroup namespaces are
 its own; with ``network="none"`` so is the network namespace (only a loopback of its
 own), and the World is reached over a Unix socket bind-mounted at ``WORLD_SOCKET``,
-which the parent relays to the world lane (``WorldRelay``).
+which the parent relays to the world lane (``WorldRelay``). With
+``network="allow-list"`` the namespace is empty too, and a second socket
+(``EGRESS_SOCKET``) leads to an HTTP proxy of the parent that connects only to hosts of
+the allow-list (``EgressProxy``); the child points ``HTTP(S)_PROXY`` at it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket as socket_module
 import subprocess
 import sys
 import tempfile
@@ -27,8 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
+
 BUNDLE = "/bundle"
 WORLD_SOCKET = "/run/compute-worker/world.sock"
+EGRESS_SOCKET = "/run/compute-worker/egress.sock"  # network "allow-list": the way out
+MAX_PROXY_HEAD = 64 * 1024
 SCRATCH = "/tmp"
 PATH = "/usr/local/bin:/usr/bin:/bin"
 _ETC = ("resolv.conf", "hosts", "nsswitch.conf", "host.conf", "gai.conf", "localtime",
@@ -39,18 +47,26 @@ PROBE_TIMEOUT = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Sandbox:
-    """How children are boxed: ``network`` "none" (own empty network namespace) or
-    "host" (the server's network: steps may call any API); ``uid``/``gid``: what a
-    child runs as when the server is root."""
+    """How children are boxed: ``network`` "none" (own empty network namespace),
+    "allow-list" (the same, with a proxy to ``allow``'s hosts) or "host" (the server's
+    network: steps may call any API); ``uid``/``gid``: what a child runs as when the
+    server is root."""
 
     bwrap: str
     network: str = "none"
     uid: int = 65534
     gid: int = 65534
     scratch_bytes: int = 256 * 1024 * 1024
+    allow: tuple[str, ...] = ()  # network "allow-list": host patterns (domain.outbound)
 
     def command(
-        self, inner: Sequence[str], bundle: Path, socket: Path | None, *, graph: bool = False
+        self,
+        inner: Sequence[str],
+        bundle: Path,
+        socket: Path | None,
+        *,
+        graph: bool = False,
+        egress: Path | None = None,
     ) -> list[str]:
         """``inner`` (a program of the Python runtime) run in the box. A ``graph``
         bundle runs no code of its author (the interpreter is the server's, and its HTTP
@@ -58,7 +74,7 @@ class Sandbox:
         args = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent",
                 "--hostname", "workflow", "--proc", "/proc", "--dev", "/dev"]  # fmt: skip
-        if self.network == "none" and not graph:
+        if self.network != "host" and not graph:
             args.append("--unshare-net")
         made: set[str] = set()
         args += ["--ro-bind", "/usr", "/usr"]
@@ -78,6 +94,8 @@ class Sandbox:
                  "--dir", str(Path(WORLD_SOCKET).parent)]  # fmt: skip
         if socket is not None:
             args += ["--bind", str(socket), WORLD_SOCKET]
+        if egress is not None:
+            args += ["--bind", str(egress), EGRESS_SOCKET]
         args += ["--ro-bind", str(bundle), BUNDLE, "--size", str(self.scratch_bytes),
                  "--perms", "1777", "--tmpfs", SCRATCH, "--chdir", BUNDLE]  # fmt: skip
         if os.geteuid() == 0:
@@ -142,10 +160,24 @@ class WorldRelay:
     child without a network still makes its World calls. Children authenticate with
     their own keys as over TCP."""
 
-    def __init__(self) -> None:
+    def __init__(self, egress: OutboundPolicy | None = None) -> None:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._target: tuple[str, int] | None = None
+        self._egress = None if egress is None else EgressProxy(egress)
+        self._egress_server: asyncio.AbstractServer | None = None
+
+    async def egress_path(self) -> Path | None:
+        """The allow-list proxy's socket (None without an allow-list), started on first use."""
+        if self._egress is None or self._folder is None:
+            return None
+        socket = Path(self._folder.name) / "egress.sock"
+        if self._egress_server is None:
+            self._egress_server = await asyncio.start_unix_server(
+                self._egress.serve, path=str(socket), limit=MAX_PROXY_HEAD
+            )
+            socket.chmod(0o666)
+        return socket
 
     async def path(self, url: str) -> Path:
         """The socket, started on first use, relaying to ``url``."""
@@ -170,13 +202,70 @@ class WorldRelay:
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        for server in (self._server, self._egress_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+        self._server = self._egress_server = None
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = None
+
+
+class EgressProxy:
+    """The HTTP proxy a child with the ``allow-list`` network reaches the outside by:
+    ``CONNECT host:port`` (HTTPS, end to end) or an absolute-form request (plain HTTP,
+    sent on with ``connection: close`` so each request is checked), to hosts the policy
+    allows — by name, then each address the name resolves to (a DNS answer cannot swap
+    in an internal address). Anything else: 403 with the reason."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self._policy = policy
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin1").split(" ", 2)
+            url = f"https://{target}" if method == "CONNECT" else target
+            up_reader, up_writer = await self._connect(url)
+        except OutboundRefused as refused:
+            _answer(writer, 403, refused.message)
+            return
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            _answer(writer, 502, "the proxy could not reach the host")
+            return
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            up_writer.write(_closing(head))
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    async def _connect(self, url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        target = self._policy.check_url(url)
+        found = await asyncio.get_running_loop().getaddrinfo(
+            target.host, target.port, type=socket_module.SOCK_STREAM
+        )
+        for *_, address in found:
+            self._policy.check_address(target, str(address[0]))
+        return await asyncio.open_connection(str(found[0][4][0]), target.port)
+
+
+def _closing(head: bytes) -> bytes:
+    """A request head with ``connection: close`` in place of its own connection headers."""
+    lines = head[:-4].split(b"\r\n")
+    kept = [line for line in lines[1:]
+            if not line.lower().startswith((b"connection:", b"proxy-connection:"))]  # fmt: skip
+    return b"\r\n".join([lines[0], *kept, b"connection: close"]) + b"\r\n\r\n"
+
+
+def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    body = message.encode()
+    reason = {403: "Forbidden", 502: "Bad Gateway"}[status]
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")  # fmt: skip
+    writer.write(head.encode() + body)
+    with contextlib.suppress(OSError, RuntimeError):
+        writer.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
