@@ -23,8 +23,9 @@ at a time of ``noStep`` (0 steps) and of ``tenSteps`` (10 sequential trivial ste
 each timed from ``POST /start`` until ``GET /runs/:id`` (the app's runtime reading its
 World) says completed, polled every ``--poll-ms``. Per round: "wall" = p50 10-step
 latency / 10, "marginal" = (p50 10-step - p50 0-step) / 10 (what a step adds; start
-and polling cancel out), and the CPU a 10-step run cost each process. Then one
-table: min / median over the rounds, worker and local side by side, worker / local.
+and polling cancel out), and the CPU a 10-step run cost each process, also net of what
+answering the polls costs (measured beforehand on a finished run). Then one table:
+min / median over the rounds, worker and local side by side, worker / local.
 
 The Python client shares the cores with Node and the worker, so every figure is a
 bound. This is a benchmark, never a test: it asserts nothing.
@@ -129,26 +130,49 @@ class Target:
     label: str
     client: httpx.AsyncClient
     pids: dict[str, int]  # process name -> pid, for the CPU a run costs
+    polling: dict[str, float]  # process name -> CPU s per s spent answering the polls alone
 
 
 async def run_to_end(target: Target, workflow: str, args: list[int], expected: object,
                      poll_s: float) -> float:  # fmt: skip
     """Seconds from ``POST /start`` to the run read back completed with ``expected``."""
     started = time.perf_counter()
+    run_id = await start(target, workflow, args)
+    await wait_completed(target, run_id, expected, poll_s)
+    return time.perf_counter() - started
+
+
+async def start(target: Target, workflow: str, args: list[int]) -> str:
     answer = await target.client.post("/start", json={"workflow": workflow, "args": args})
     if answer.status_code != 202:
         raise RuntimeError(f"{target.label}: /start {workflow}: {answer.status_code} {answer.text}")
-    run_id = answer.json()["runId"]
+    return str(answer.json()["runId"])
+
+
+async def wait_completed(target: Target, run_id: str, expected: object, poll_s: float) -> None:
     while True:
         run = (await target.client.get(f"/runs/{run_id}")).json()
         if run.get("status") == "completed":
-            elapsed = time.perf_counter() - started
             if run.get("output") != expected:
                 raise RuntimeError(f"{target.label}: run {run_id} returned {run.get('output')!r}")
-            return elapsed
+            return
         if run.get("status") in ("failed", "cancelled"):
             raise RuntimeError(f"{target.label}: run {run_id} ended {run}")
         await asyncio.sleep(poll_s)
+
+
+async def polling_cost(target: Target, poll_s: float, seconds: float = 2.0) -> dict[str, float]:
+    """CPU s per s each process spends answering ``GET /runs/:id`` every ``poll_s`` for a
+    run that is over: what the watching costs, taken out of the CPU per run."""
+    run_id = await start(target, "noStep", [1, 2])
+    await wait_completed(target, run_id, ZERO_OUTPUT, poll_s)
+    before = {name: cpu_seconds(pid) for name, pid in target.pids.items()}
+    started = time.perf_counter()
+    while time.perf_counter() < started + seconds:
+        await target.client.get(f"/runs/{run_id}")
+        await asyncio.sleep(poll_s)
+    elapsed = time.perf_counter() - started
+    return {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in target.pids.items()}
 
 
 async def one_round(target: Target, samples: int, poll_s: float) -> dict[str, float]:
@@ -163,7 +187,9 @@ async def one_round(target: Target, samples: int, poll_s: float) -> dict[str, fl
         "marginal": (statistics.median(ten) - statistics.median(zero)) * 100,
     }
     for name, pid in target.pids.items():
-        figures[f"cpu {name}"] = (cpu_seconds(pid) - cpu_before[name]) * 1000 / samples
+        used = cpu_seconds(pid) - cpu_before[name]
+        figures[f"cpu {name}"] = used * 1000 / samples
+        figures[f"net {name}"] = (used - target.polling[name] * sum(ten)) * 1000 / samples
     print(f"  {target.label:6s} " + "  ".join(f"{k} {v:.1f}" for k, v in figures.items()),
           flush=True)  # fmt: skip
     return figures
@@ -186,12 +212,16 @@ def table(results: dict[str, dict[str, list[float]]]) -> None:
         print(f"| {name} | {min(worker[key]):.2f} | {statistics.median(worker[key]):.2f} | "
               f"{min(local[key]):.2f} | {statistics.median(local[key]):.2f} | "
               f"{ratio:.2f}x |")  # fmt: skip
-    cpu_names = [key for key in worker if key.startswith("cpu ")]
-    worker_cpu = sum(statistics.median(worker[key]) for key in cpu_names)
-    local_cpu = statistics.median(local["cpu app"])
-    parts = " + ".join(f"{key[4:]} {statistics.median(worker[key]):.1f}" for key in cpu_names)
-    print(f"| CPU per 10-step run, ms (median) | {parts} | = {worker_cpu:.1f} | | "
-          f"{local_cpu:.1f} | {worker_cpu / local_cpu:.2f}x |")  # fmt: skip
+    for prefix, name in (
+        ("cpu", "CPU per 10-step run, ms (median)"),
+        ("net", "CPU per 10-step run net of the polling, ms (median)"),
+    ):
+        names = [key for key in worker if key.startswith(f"{prefix} ")]
+        worker_cpu = sum(statistics.median(worker[key]) for key in names)
+        local_cpu = statistics.median(local[f"{prefix} app"])
+        parts = " + ".join(f"{key[4:]} {statistics.median(worker[key]):.1f}" for key in names)
+        print(f"| {name} | {parts} | = {worker_cpu:.1f} | | {local_cpu:.1f} | "
+              f"{worker_cpu / local_cpu:.2f}x |")  # fmt: skip
 
 
 async def main() -> None:
@@ -238,11 +268,15 @@ async def main() -> None:
             pids = {"app": app.process.pid}
             if app.label == "worker":
                 pids["worker"] = server.process.pid
-            targets.append(Target(app.label, client, pids))
+            targets.append(Target(app.label, client, pids, {}))
         poll_s = args.poll_ms / 1000
         for target in targets:  # warm up: bundles loaded, connections open
             for _ in range(3):
                 await run_to_end(target, "tenSteps", [0], TEN_OUTPUT, poll_s)
+            target.polling = await polling_cost(target, poll_s)
+            print(f"{target.label}: polling a finished run every {args.poll_ms:g} ms costs "
+                  + ", ".join(f"{name} {share:.0%} of a core" for name, share
+                              in target.polling.items()))  # fmt: skip
         print(f"interop/app (workflow 4.8.9) on Node {version}: worker = compute-worker serve "
               f"(SQLite, world-compute, the worker's own delivery) at {worker_url}; local = "
               f"@workflow/world-local; {args.samples} runs per latency one at a time, polled "

@@ -216,6 +216,10 @@ class FakeTransaction(Transaction):
         found = [e for e in self.state.events.values() if e.run_id == run_id]
         return sorted(found, key=lambda e: (to_ms(e.created_at), e.event_id))
 
+    def run_events_after(self, run_id: str, after: Position, limit: int) -> list[Event]:
+        mark = (after.created_ms, after.item_id)
+        return [e for e in self.run_events(run_id) if _event_key(e) > mark][:limit]
+
     # -- streams --------------------------------------------------------------------------
 
     def stream_is_closed(self, name: str) -> bool:
@@ -498,6 +502,10 @@ class FakeStuckRuns(StuckRunStore):
 
 
 _ATTEMPT_EVENTS = frozenset({EventType.STEP_STARTED, EventType.STEP_RETRYING})
+
+
+def _event_key(event: Event) -> tuple[int, str]:
+    return (to_ms(event.created_at), event.event_id)
 
 
 def _event_position(event: Event) -> Position:

@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from compute_worker.domain.pagination import Position
+
 RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 StepStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 WaitStatus = Literal["waiting", "completed"]
@@ -187,6 +189,9 @@ class CreateParams:
     state_updated_at: int | None = None
     occurred_at: datetime | None = None
     request_id: str | None = None
+    # on step_completed / step_failed: answer the events written after this events.list
+    # position (the runtime's inline loop skips its events.list with them)
+    since: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ _LIFECYCLE = frozenset(
     {EventType.RUN_STARTED, EventType.RUN_COMPLETED, EventType.RUN_FAILED,
      EventType.RUN_CANCELLED}
 )  # fmt: skip
+_STEP_ENDINGS = frozenset({EventType.STEP_COMPLETED, EventType.STEP_FAILED})
+DELTA_PAGE = 100  # events answered after ``sinceCursor``: one events.list page (hasMore past it)
 DEFAULT_KEY_RETENTION = timedelta(hours=24)  # a queue idempotency key, after its message
 runs_log = logging.getLogger("compute_worker.runs")
 
@@ -116,7 +118,14 @@ class WorldWrites:
         if events:
             step = transition.step
             tx.after_commit(lambda: self._observer.events_committed(changed, step, events))
-        log = tuple(tx.run_events(run_id)) if transition.answer_with_log else None
+        log, cursor, has_more = None, None, None
+        if transition.answer_with_log:
+            log, has_more = tuple(tx.run_events(run_id)), False
+            cursor = _cursor_after(log[-1]) if log else None
+        elif params.since is not None and request.event_type in _STEP_ENDINGS and events:
+            found = tx.run_events_after(run_id, params.since, DELTA_PAGE + 1)
+            log, has_more = tuple(found[:DELTA_PAGE]), len(found) > DELTA_PAGE
+            cursor = _cursor_after(log[-1]) if log else encode_cursor(params.since)
         return EventResult(
             event=events[-1] if events and transition.answer_with_event else None,
             run=transition.answer_run,
@@ -124,8 +133,8 @@ class WorldWrites:
             hook=transition.answer_hook,
             wait=transition.answer_wait,
             events=log,
-            cursor=None if not log else _cursor_after(log[-1]),
-            has_more=None if log is None else False,
+            cursor=cursor,
+            has_more=has_more,
             step_created=transition.step_created,
         )
 

@@ -20,6 +20,7 @@ from compute_worker.domain.use_cases.proxy_world_event import DEFAULT_MAX_EVENTS
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
 from compute_worker.domain.world import CreateParams, EventType, StructuredError
+from compute_worker.domain.world_writes import DELTA_PAGE
 from tests.contracts.conftest import World
 
 PAYLOAD = b"devl\x00\x01\xfe\xff"
@@ -753,6 +754,46 @@ async def test_run_started_answers_the_log_with_its_cursor(world: World) -> None
     step = await world.create(run_id, E.STEP_CREATED, world.ids.new(ids.STEP),
                               {"stepName": STEP_NAME, "input": PAYLOAD})  # fmt: skip
     assert step.max_events is None and step.cursor is None  # not a run lifecycle answer
+
+
+async def test_step_endings_answer_the_events_since_a_cursor(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    loaded = await world.query.list_events(run_id, Paging(), "all")
+    since = CreateParams(since=decode_cursor(loaded.cursor or ""))
+    step_id = await new_step(world, run_id, started=True)
+    hook_id, _ = await new_hook(world, run_id)
+    await world.create(run_id, E.HOOK_RECEIVED, hook_id, {"payload": PAYLOAD})
+    done = await world.create(run_id, E.STEP_COMPLETED, step_id, {"result": PAYLOAD}, params=since)
+    assert done.events is not None and done.has_more is False
+    delta = [e.event_type for e in done.events]
+    assert delta == [E.STEP_CREATED, E.STEP_STARTED, E.HOOK_CREATED, E.HOOK_RECEIVED,
+                     E.STEP_COMPLETED]  # fmt: skip
+    listed = await world.query.list_events(run_id, Paging(cursor=loaded.cursor), "all")
+    assert done.events == listed.data and done.cursor == listed.cursor
+    # nothing after the cursor past the delta; stripped with resolveData none
+    later = await new_step(world, run_id, started=True)
+    empty = CreateParams(since=decode_cursor(done.cursor or ""))
+    failed = await world.create(run_id, E.STEP_FAILED, later, {"error": "x"}, resolve="none",
+                                params=empty)  # fmt: skip
+    assert failed.events is not None
+    assert [e.event_type for e in failed.events] == [E.STEP_CREATED, E.STEP_STARTED, E.STEP_FAILED]
+    assert failed.events[0].event_data == {"stepName": STEP_NAME}  # the input stripped
+    # other events do not answer a delta
+    other = await new_step(world, run_id)
+    started = await world.create(run_id, E.STEP_STARTED, other, params=empty)
+    assert started.events is None and started.cursor is None
+
+
+async def test_a_delta_longer_than_a_page_says_so(world: World) -> None:
+    run_id = await new_run(world, started=True)
+    loaded = await world.query.list_events(run_id, Paging(), "all")
+    step_id = await new_step(world, run_id, started=True)
+    for _ in range(DELTA_PAGE):
+        wait = {"resumeAt": iso(world.now())}
+        await world.create(run_id, E.WAIT_CREATED, world.ids.new(ids.WAIT), wait)
+    since = CreateParams(since=decode_cursor(loaded.cursor or ""))
+    done = await world.create(run_id, E.STEP_COMPLETED, step_id, {"result": PAYLOAD}, params=since)
+    assert done.events is not None and len(done.events) == DELTA_PAGE and done.has_more is True
 
 
 async def test_event_ids_increase_in_creation_order(world: World) -> None:

@@ -710,6 +710,8 @@ async def test_stale_state_updated_at_is_412_and_occurred_at_is_kept(
         {"occurredAt": True},
         {"requestId": 5},
         {"requestId": "r" * 256},
+        {"sinceCursor": "not a cursor"},
+        {"sinceCursor": 3},
     ):
         refused = await create_event(client, run_id, "wait_created", new_id("wait_"), wait,
                                      params=bad)  # fmt: skip
@@ -948,8 +950,17 @@ async def test_a_spec_5_run_over_the_wire(client: httpx.AsyncClient) -> None:
     again = await create_event(client, run_id, "step_started", step_id, lazy, spec_version=5)
     assert_error(again, 409, "entity_conflict", "EntityConflictError")
     assert _types(await run_events(client, run_id))[-2:] == ["step_created", "step_started"]
+    before = assert_ok(await client.post("/v1/world/events/list", json={"runId": run_id}))
+    step_two = new_id("step_")
+    await ok_event(client, run_id, "step_started", step_two, lazy, spec_version=5)
+    since = {"sinceCursor": before["cursor"]}
+    delta = await ok_event(client, run_id, "step_completed", step_two, {"result": gzipped},
+                           params=since)  # fmt: skip
+    assert _types(delta["events"]) == ["step_created", "step_started", "step_completed"]
+    assert delta["hasMore"] is False and isinstance(delta["cursor"], str)
     done = await ok_event(client, run_id, "step_completed", step_id, {"result": gzipped})
     assert "stepCreated" not in done and done["step"]["output"] == gzipped
+    assert "events" not in done and "cursor" not in done
 
     changes = [{"key": "team", "value": None}, {"key": "stage", "value": "2"}]
     attr_data = {"changes": changes, "writer": {"type": "workflow"}}

@@ -38,7 +38,7 @@ from compute_worker.adapters.http.wire_schemas import (
 )
 from compute_worker.domain import errors, ids
 from compute_worker.domain.api_keys import WORLD_SCOPE, authorize_run
-from compute_worker.domain.pagination import MAX_STORED_INT
+from compute_worker.domain.pagination import MAX_STORED_INT, decode_cursor
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
 from compute_worker.domain.use_cases.query_world import Paging
@@ -134,12 +134,14 @@ def _create_params(params: dict[str, Any]) -> CreateParams:
     occurred = params.get("occurredAt")
     request_id = field(params, "requestId", str, path="params.requestId")
     check_length(request_id, MAX_REQUEST_ID, "params.requestId")
+    since = field(params, "sinceCursor", str, path="params.sinceCursor")
     return CreateParams(
         state_updated_at=None if seen is None else int(seen),
         occurred_at=None
         if occurred is None
         else parse_date(occurred, "occurredAt", "params.occurredAt"),
         request_id=request_id,
+        since=None if since is None else decode_cursor(since, "params.sinceCursor"),
     )
 
 

@@ -15,7 +15,18 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, select, update
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -47,6 +58,7 @@ from compute_worker.domain.audit import AuditEntry
 from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
+from compute_worker.domain.pagination import Position
 from compute_worker.domain.ports.transactions import Transaction
 from compute_worker.domain.schedules import ScheduleState
 from compute_worker.domain.wdk import serial_run_id
@@ -73,6 +85,7 @@ class _Statements:
     last_event_id: Select[Any]
     insert_events: Insert
     run_events: Select[Any]
+    run_events_after: Select[Any]
     stream_closed: Select[Any]
     open_streams: Select[Any]
     insert_chunks: Insert
@@ -143,6 +156,19 @@ def statements(dialect: str) -> _Statements:
         run_events=select(events)
         .where(events.c.run_id == run_id)
         .order_by(events.c.created_ms, events.c.event_id),
+        run_events_after=select(events)
+        .where(
+            events.c.run_id == run_id,
+            or_(
+                events.c.created_ms > bindparam("b_after_ms"),
+                and_(
+                    events.c.created_ms == bindparam("b_after_ms"),
+                    events.c.event_id > bindparam("b_after_id"),
+                ),
+            ),
+        )
+        .order_by(events.c.created_ms, events.c.event_id)
+        .limit(bindparam("b_limit")),
         stream_closed=select(stream_chunks.c.seq)
         .where(stream_chunks.c.name == bindparam("b_name"), stream_chunks.c.eof.is_(True))
         .limit(1),
@@ -380,6 +406,12 @@ class SqlTransaction(Transaction):
         self.flush()
         found = self.cursor.all(self.sql.run_events, {"b_run_id": run_id})
         return [rows.event_from(row) for row in found]
+
+    def run_events_after(self, run_id: str, after: Position, limit: int) -> list[Event]:
+        self.flush()
+        params = {"b_run_id": run_id, "b_after_ms": after.created_ms,
+                  "b_after_id": after.item_id, "b_limit": limit}  # fmt: skip
+        return [rows.event_from(row) for row in self.cursor.all(self.sql.run_events_after, params)]
 
     # -- streams ------------------------------------------------------------------------
 

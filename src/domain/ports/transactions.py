@@ -18,6 +18,7 @@ from compute_worker.domain.audit import AuditEntry
 from compute_worker.domain.deployments import Deployment, Endpoint
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.idempotency import IdempotencyRecord
+from compute_worker.domain.pagination import Position
 from compute_worker.domain.schedules import ScheduleState
 from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wait
 
@@ -54,6 +55,9 @@ class Transaction(Protocol):
     def last_event_id(self, run_id: str) -> str | None: ...
     def insert_events(self, events: Sequence[Event]) -> None: ...
     def run_events(self, run_id: str) -> list[Event]: ...
+    def run_events_after(self, run_id: str, after: Position, limit: int) -> list[Event]:
+        """Up to ``limit`` events of the run sorted after ``after`` (an events.list cursor)."""
+        ...
 
     # streams
     def stream_is_closed(self, name: str) -> bool: ...

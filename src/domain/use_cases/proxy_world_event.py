@@ -72,6 +72,8 @@ class ProxyWorldEvent:
         result = await self._uow.run(work)
         if cmd.resolve_data == "none" and result.event is not None:
             result = replace(result, event=strip_event_refs(result.event))
+        if cmd.resolve_data == "none" and cmd.params.since is not None and result.events:
+            result = replace(result, events=tuple(strip_event_refs(e) for e in result.events))
         if result.run is not None:  # a run lifecycle answer: the runtime enforces the cap
             result = replace(result, max_events=self._max_events)
         return result
