@@ -30,8 +30,7 @@ from typing import Any
 
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
-from compute_worker.adapters.worldcompute.process import child as child_module
-from compute_worker.adapters.worldcompute.process.sandbox import (
+from compute_worker.adapters.worldcompute.bundles.sandbox import (
     BUNDLE,
     EGRESS_SOCKET,
     SCRATCH,
@@ -39,7 +38,8 @@ from compute_worker.adapters.worldcompute.process.sandbox import (
     Sandbox,
     WorldRelay,
 )
-from compute_worker.adapters.worldcompute.process.sandbox import PATH as SANDBOX_PATH
+from compute_worker.adapters.worldcompute.bundles.sandbox import PATH as SANDBOX_PATH
+from compute_worker.adapters.worldcompute.process import child as child_module
 from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome
