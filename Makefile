@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 HOST_FLAG = $(if $(filter command line,$(origin HOST)),--host '$(HOST)')
 PORT_FLAG = $(if $(filter command line,$(origin PORT)),--port '$(PORT)')
 
-.PHONY: run test lint bench clean settings-doc screenshots interop-setup interop
+.PHONY: run test lint bench attack chaos clean settings-doc screenshots interop-setup interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,20 @@ lint: $(STAMP)
 test: lint sandbox-setup
 	interop/scripts/ensure-chromium.sh
 	$(BIN)/pytest
+
+# the attack suite, long: hostile workflow code (5 saturation rounds), schemathesis with
+# 100 examples per operation, and the sandbox, watchdog and child-key tests it builds on
+attack: $(STAMP) sandbox-setup
+	COMPUTE_WORKER_ATTACK_ROUNDS=5 COMPUTE_WORKER_FUZZ_EXAMPLES=100 $(BIN)/pytest -q -s \
+		tests/integration/test_attack.py tests/integration/test_openapi_fuzz.py \
+		tests/integration/test_sandbox.py tests/integration/test_workflow_watchdog.py \
+		tests/integration/test_child_credentials.py
+
+# the chaos suite, long: kill -9 cycles on SQLite and PostgreSQL (two workers), and a
+# PostgreSQL cluster of its own restarted every 5-40 s; prints the figures
+chaos: $(STAMP)
+	COMPUTE_WORKER_CHAOS_RUNS=200 COMPUTE_WORKER_CHAOS_CYCLES=10 $(BIN)/pytest -q -s \
+		tests/integration/test_chaos.py
 
 # the README's dashboard screenshots (docs/img/), taken by the dashboard's browser test
 screenshots: $(STAMP)

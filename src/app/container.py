@@ -40,6 +40,7 @@ from compute_worker.adapters.system import LocalSignal, SystemClock, resolve_eve
 from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
+from compute_worker.adapters.worldcompute.bundles.sandbox import Sandbox, sandbox_unavailable
 from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
 from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
@@ -49,7 +50,6 @@ from compute_worker.adapters.worldcompute.process.backend import (
     ProcessExecutor,
     ProcessLimits,
 )
-from compute_worker.adapters.worldcompute.process.sandbox import Sandbox, sandbox_unavailable
 from compute_worker.adapters.worldcompute.runtime.runner import RunExecutor
 from compute_worker.app.errors import StartupError
 from compute_worker.app.settings import Settings
@@ -154,6 +154,7 @@ def _executor(
     world_url: Callable[[], str | None],
     metrics: PrometheusMetrics,
     tracer: Tracer,
+    sandbox: Sandbox | None,
 ) -> RunExecutor:
     engine_settings = EngineSettings()
     if settings.worldcompute == "local":
@@ -166,13 +167,16 @@ def _executor(
         children_per_deployment=settings.process_children,
     )
     loop = resolve_event_loop(settings.event_loop)
-    pool = ChildPool(code, keys, world_url, limits, metrics, loop, _sandbox(settings), tracer)
+    pool = ChildPool(code, keys, world_url, limits, metrics, loop, sandbox, tracer)
     return ProcessExecutor(pool, world, signal)
 
 
 def _sandbox(settings: Settings) -> Sandbox | None:
     """The box of workflow children, said at start-up; ``StartupError`` when it is
-    required and the host cannot give it."""
+    required and the host cannot give it. None with the local backend (workflow code runs
+    in the server's process there: nothing to box)."""
+    if settings.worldcompute != "process":
+        return None
     if settings.sandbox == "off":
         log.warning("workflow children run WITHOUT a sandbox (sandbox=off): their code can "
                     "read and write what the server can")  # fmt: skip
@@ -248,7 +252,10 @@ class Container(containers.DeclarativeContainer):
         FsArtifactStore, providers.Callable(lambda s: s.artifact_dir, settings)
     )
     graph_http = providers.Callable(_graph_http, settings, world_url)
-    bundle_loader = providers.Singleton(SubprocessBundleLoader, graph_http=graph_http)
+    sandbox = providers.Singleton(_sandbox, settings)
+    bundle_loader = providers.Singleton(
+        SubprocessBundleLoader, graph_http=graph_http, sandbox=sandbox
+    )
     webhook_verifiers = providers.Singleton(
         lambda: {scheme: verifier() for scheme, verifier in VERIFIERS.items()}
     )
@@ -385,7 +392,7 @@ class Container(containers.DeclarativeContainer):
     )
     executor = providers.Singleton(
         _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url,
-        metrics, tracer,
+        metrics, tracer, sandbox,
     )  # fmt: skip
     workflow_engine = providers.Singleton(
         WorkflowEngine,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from compute_worker import StartupError, start_compute_worker_server
-from compute_worker.adapters.worldcompute.process.sandbox import sandbox_unavailable
+from compute_worker.adapters.worldcompute.bundles.sandbox import sandbox_unavailable
 
 from .engine_fixtures import CLI, ENGINE_SEED_KEYS, EngineApi, eventually
 
@@ -295,6 +295,21 @@ async def test_cancel_kills_every_process_of_the_box_at_once(tmp_path: Path) -> 
             assert done["output"] == 7
     finally:
         await asyncio.wait_for(handle.close(), 30)
+
+
+@boxed
+@pytest.mark.parametrize("boxed_api", ["none"], indirect=True)
+async def test_the_upload_check_imports_a_bundle_in_the_box(
+    boxed_api: EngineApi, tmp_path: Path
+) -> None:
+    key = tmp_path / "data" / "encryption.key"
+    assert key.exists()
+    source = f"SECRET = open({str(key)!r}, 'rb').read()  # at import: the upload check\n"
+    body = {"kind": "python", "files": {"workflows.py": source}}
+    response = await boxed_api.http.post("/v1/deployments", json=body)
+    assert response.status_code == 422, response.text
+    assert "No such file or directory" in response.json()["message"]
+    assert (await boxed_api.http.get("/v1/health")).status_code == 200
 
 
 def _path_without_bwrap(tmp_path: Path) -> str:

@@ -514,7 +514,8 @@ EVENT_REQUEST: JsonSchema = {
         occurredAt={**DATE_OR_MS, "description": "when it happened on the client; on the event"},
         requestId={**STR, "description": "kept in the audit log", "maxLength": 255},
         sinceCursor={
-            **STR,
+            **CURSOR,
+            "minLength": 1,
             "description": "on step_completed/step_failed: answer the events after this "
             "events.list cursor (events, cursor, hasMore)",
         },

@@ -25,6 +25,8 @@ from compute_worker.adapters.cron import schedule_problems
 from compute_worker.adapters.worldcompute.bundles import describe
 from compute_worker.adapters.worldcompute.bundles.importer import module_name
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
+from compute_worker.adapters.worldcompute.bundles.sandbox import BUNDLE, SCRATCH, Sandbox
+from compute_worker.adapters.worldcompute.bundles.sandbox import PATH as SANDBOX_PATH
 from compute_worker.adapters.worldcompute.graph.format import parse_graphs
 from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.domain import errors
@@ -48,8 +50,9 @@ _STDERR_LINES = 20
 class SubprocessBundleLoader(BundleLoader):
     def __init__(
         self, timeout_seconds: float = 10.0, memory_limit_bytes: int = 512 * 1024 * 1024,
-        graph_http: HttpSettings = HttpLimits,
+        graph_http: HttpSettings = HttpLimits, sandbox: Sandbox | None = None,
     ) -> None:  # fmt: skip
+        self._sandbox = sandbox  # the process backend's box: the check imports in it too
         self._timeout = timeout_seconds
         self._memory = memory_limit_bytes
         self._graph_http = graph_http  # literal URLs of HTTP nodes are checked against it
@@ -87,14 +90,21 @@ class SubprocessBundleLoader(BundleLoader):
         Output goes to files, not pipes: a process the bundle started and detached
         could hold a pipe open forever, and waiting for it would hang the server."""
         out, err = await asyncio.to_thread(_open_outputs, work)
+        env = self._child_env()
+        command = [sys.executable, "-m", describe.__name__, str(work / _BUNDLE), entrypoint]
+        if self._sandbox is not None:
+            command = self._sandbox.command(
+                [*command[:3], BUNDLE, entrypoint], work / _BUNDLE, None, offline=True
+            )
+            env.update(HOME=SCRATCH, TMPDIR=SCRATCH, PATH=SANDBOX_PATH)
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", describe.__name__, str(work / _BUNDLE), entrypoint,
+                *command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=work / _BUNDLE,
-                env=self._child_env(),
+                env=env,
                 start_new_session=True,  # its own process group, so helpers die with it
             )  # fmt: skip
         finally:

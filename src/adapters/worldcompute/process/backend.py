@@ -30,8 +30,7 @@ from typing import Any
 
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
-from compute_worker.adapters.worldcompute.process import child as child_module
-from compute_worker.adapters.worldcompute.process.sandbox import (
+from compute_worker.adapters.worldcompute.bundles.sandbox import (
     BUNDLE,
     EGRESS_SOCKET,
     SCRATCH,
@@ -39,7 +38,8 @@ from compute_worker.adapters.worldcompute.process.sandbox import (
     Sandbox,
     WorldRelay,
 )
-from compute_worker.adapters.worldcompute.process.sandbox import PATH as SANDBOX_PATH
+from compute_worker.adapters.worldcompute.bundles.sandbox import PATH as SANDBOX_PATH
+from compute_worker.adapters.worldcompute.process import child as child_module
 from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome
@@ -392,6 +392,11 @@ def _exit_reason(code: int | None) -> str:
         name = signal.Signals(-code).name
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"the workflow process was killed by {name}{hint}"
+    if code is not None and 128 < code < 128 + signal.NSIG:
+        # bubblewrap reports a child killed by a signal as 128 + the signal, like a shell
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(code - 128).name
+            return f"the workflow process exited with status {code} (killed by {name}?)"
     return f"the workflow process exited with status {code}"
 
 

@@ -67,14 +67,16 @@ class Sandbox:
         *,
         graph: bool = False,
         egress: Path | None = None,
+        offline: bool = False,
     ) -> list[str]:
         """``inner`` (a program of the Python runtime) run in the box. A ``graph``
         bundle runs no code of its author (the interpreter is the server's, and its HTTP
-        nodes obey ``graph_http_allow``), so it keeps the server's network."""
+        nodes obey ``graph_http_allow``), so it keeps the server's network; ``offline``:
+        no network whatever the setting (the upload check)."""
         args = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent",
                 "--hostname", "workflow", "--proc", "/proc", "--dev", "/dev"]  # fmt: skip
-        if self.network != "host" and not graph:
+        if offline or (self.network != "host" and not graph):
             args.append("--unshare-net")
         made: set[str] = set()
         args += ["--ro-bind", "/usr", "/usr"]
