@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from compute_worker.adapters.worldcompute.process.sandbox import sandbox_unavailable
+from compute_worker.adapters.worldcompute.bundles.sandbox import sandbox_unavailable
 
 from .engine_fixtures import EngineApi, ServerProcess
 
