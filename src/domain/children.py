@@ -8,8 +8,11 @@ node) is a run of its own on the parent's deployment, linked both ways.
 - The child carries ``{"parentRunId", "parentToken"}`` in its execution context; when it
   ends, its outcome (``child_outcome``) is delivered to that hook in the same transaction,
   and the parent's ``child.result()`` records it as a step ``workflow_result:<name>``.
-- Cancelling a run cancels its children that have not ended, recursively (the children
-  are found in its step history). A parent that completes or fails leaves them running.
+- Cancelling a run cancels its children that have not ended, recursively. The children
+  are found in its step history and, for a child whose start step has not been recorded
+  yet, through the idempotency record of each child hook's token: a child start locks the
+  parent and refuses an ended one, so no child escapes a cancel. A parent that completes
+  or fails leaves its children running.
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def child_outcome(run: Run) -> dict[str, Any]:
     if run.error is not None:
         outcome["error"] = {"message": run.error.message}
     return outcome
+
+
+def child_tokens(run_id: str, events: list[Event]) -> list[str]:
+    """The tokens of the child hooks the run ``run_id`` created, in creation order."""
+    prefix = f"{TOKEN_PREFIX}{run_id}:"
+    tokens = (
+        (event.event_data or {}).get("token")
+        for event in events
+        if event.event_type == EventType.HOOK_CREATED
+    )
+    return [token for token in tokens if isinstance(token, str) and token.startswith(prefix)]
 
 
 def children_of(events: list[Event]) -> list[str]:

@@ -19,7 +19,13 @@ from datetime import timedelta
 from typing import Any
 
 from compute_worker.domain import errors, ids
-from compute_worker.domain.children import child_outcome, children_of, parent_of
+from compute_worker.domain.children import (
+    CHILD_SCOPE,
+    child_outcome,
+    child_tokens,
+    children_of,
+    parent_of,
+)
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.execution import ExecutionRecord, Verdict
 from compute_worker.domain.ids import IdFactory
@@ -280,7 +286,7 @@ class WorldWrites:
     def cancel_children(self, tx: Transaction, run_id: str) -> list[str]:
         """Cancel the children of ``run_id`` that have not ended, and theirs; their ids."""
         cancelled: list[str] = []
-        for child_id in children_of(tx.run_events(run_id)):
+        for child_id in self._children(tx, run_id):
             child = tx.lock_run(child_id)
             if child is None or child.is_terminal:
                 continue
@@ -288,6 +294,18 @@ class WorldWrites:
             self.close_run_streams(tx, child_id)
             cancelled += [child_id, *self.cancel_children(tx, child_id)]
         return cancelled
+
+    def _children(self, tx: Transaction, run_id: str) -> list[str]:
+        """The children the run's log names, and those whose start committed before the
+        start step's result was recorded (found by their token's idempotency record)."""
+        events = tx.run_events(run_id)
+        found = children_of(events)
+        now = self._clock.now()
+        for token in child_tokens(run_id, events):
+            holder = tx.idempotency_holder(CHILD_SCOPE, token, now)
+            if holder is not None and holder.run is not None and holder.run.run_id not in found:
+                found.append(holder.run.run_id)
+        return found
 
     def append_chunks(
         self,

@@ -116,3 +116,24 @@ async def test_cancelling_a_parent_cancels_its_live_children_recursively() -> No
     assert statuses == {child: "cancelled", done: "completed", grandchild: "cancelled"}
     (entry,) = [e for e in family.store.audit if e.action == "runs.cancel"]
     assert entry.metadata["cancelledChildren"] == [child, grandchild]
+
+
+async def test_a_child_whose_start_step_is_not_recorded_yet_is_cancelled_with_its_parent() -> None:
+    """The parent is cancelled between the child's start and its start step's result: the
+    child's token still leads the cascade to it."""
+    family = Family()
+    parent = await family.run_of("parent")
+    token = child_token(parent, 0)
+    await family.record.execute(parent, [
+        EventRequest(EventType.HOOK_CREATED, "hook_0", None, {"token": token}),
+        EventRequest(EventType.STEP_CREATED, "step_0", None,
+                     {"stepName": START_STEP + "child", "input": []}),
+        EventRequest(EventType.STEP_STARTED, "step_0"),
+    ])  # fmt: skip
+    child = await family.start.execute(parent, "child", [0], token)
+    await family.cancel.execute(parent, CTX)
+    assert family.store.runs[child.run_id].status == "cancelled"
+    (entry,) = [e for e in family.store.audit if e.action == "runs.cancel"]
+    assert entry.metadata["cancelledChildren"] == [child.run_id]
+    with pytest.raises(errors.RunAlreadyTerminal):  # and the cancelled parent starts no more
+        await family.start.execute(parent, "child", [1], child_token(parent, 1))
