@@ -7,10 +7,20 @@ from sqlalchemy import exc
 from compute_worker.domain import errors
 
 
+class WriteConflict(errors.StorageUnavailable):
+    """A concurrent transaction made this one fail (PostgreSQL chose it as a deadlock's
+    victim, or a serialization failure): nothing was written, running it again is safe."""
+
+
+TRANSIENT = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
 def translate(error: Exception) -> Exception:
     """The domain error a database failure means to a caller, or the error itself."""
     if isinstance(error, errors.DomainError):
         return error
+    if _sqlstate(error) in TRANSIENT:
+        return WriteConflict("The write collided with a concurrent one; retry shortly")
     if isinstance(error, exc.IntegrityError):
         return errors.EntityConflict("The write conflicts with existing data")
     if isinstance(error, exc.DataError) or _sqlstate(error).startswith(DATA_EXCEPTION):

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import random
 import threading
 import time
 from collections import deque
@@ -37,7 +38,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from compute_worker.adapters.sql.errors import translate
+from compute_worker.adapters.sql.errors import WriteConflict, translate
 from compute_worker.adapters.sql.prepared import Cursor
 from compute_worker.adapters.sql.transaction import SqlTransaction
 from compute_worker.domain import errors
@@ -143,6 +144,10 @@ class Committer(Protocol):
 
 
 WRITES_FAILING_FOR = 60.0  # seconds a failed write marks the database unhealthy
+# a unit PostgreSQL aborted for a deadlock (two transactions locking the same runs in
+# opposite orders, e.g. a child ending while its parent is cancelled) runs again, in a
+# later batch, this many times in all before its caller sees storage_unavailable
+CONFLICT_ATTEMPTS = 4
 
 
 class GroupCommitWriter(UnitOfWork):
@@ -152,15 +157,26 @@ class GroupCommitWriter(UnitOfWork):
 
     async def run(self, work: Callable[[Transaction], R]) -> R:
         loop = asyncio.get_running_loop()
-        unit = _Unit(work, loop.create_future(), loop)
-        self._committer.submit(unit)  # before any await: submission order is call order
-        try:
-            result: R = await unit.future
-        except errors.StorageUnavailable:
-            self._failed_at = time.monotonic()
-            raise
-        self._failed_at = None
-        return result
+        attempt = 1
+        while True:
+            unit = _Unit(work, loop.create_future(), loop)
+            self._committer.submit(unit)  # before any await: submission order is call order
+            try:
+                result: R = await unit.future
+            except WriteConflict:
+                if attempt == CONFLICT_ATTEMPTS:
+                    self._failed_at = time.monotonic()
+                    raise
+                log.info("write collided with a concurrent one; retrying",
+                         extra={"attempt": attempt})  # fmt: skip
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+                attempt += 1
+                continue
+            except errors.StorageUnavailable:
+                self._failed_at = time.monotonic()
+                raise
+            self._failed_at = None
+            return result
 
     def raise_if_failing(self) -> None:
         """``StorageUnavailable`` while the last write failed for want of storage (disk

@@ -1,0 +1,48 @@
+"""The group-commit writer runs a unit PostgreSQL aborted for a deadlock again, a bounded
+number of times, then says ``storage_unavailable`` (and health turns degraded)."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute_worker.adapters.sql.errors import WriteConflict
+from compute_worker.adapters.sql.writer import CONFLICT_ATTEMPTS, GroupCommitWriter
+from compute_worker.domain import errors
+
+
+class CollidingCommitter:
+    """Fails the first ``collisions`` units it is handed as deadlock victims."""
+
+    observer = None
+
+    def __init__(self, collisions: int) -> None:
+        self.collisions = collisions
+        self.handed = 0
+
+    def submit(self, unit) -> None:  # type: ignore[no-untyped-def]
+        self.handed += 1
+        if self.handed <= self.collisions:
+            unit.future.set_exception(WriteConflict("deadlock"))
+        else:
+            unit.future.set_result(unit.work(None))
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_unit_that_collided_runs_again_until_it_lands() -> None:
+    committer = CollidingCommitter(CONFLICT_ATTEMPTS - 1)
+    writer = GroupCommitWriter(committer)
+    assert await writer.run(lambda tx: "written") == "written"
+    assert committer.handed == CONFLICT_ATTEMPTS
+    writer.raise_if_failing()  # healthy: the write landed
+
+
+async def test_a_unit_that_keeps_colliding_fails_as_storage_unavailable() -> None:
+    committer = CollidingCommitter(CONFLICT_ATTEMPTS)
+    writer = GroupCommitWriter(committer)
+    with pytest.raises(errors.StorageUnavailable):
+        await writer.run(lambda tx: "never")
+    assert committer.handed == CONFLICT_ATTEMPTS  # bounded: no fifth try
+    with pytest.raises(errors.StorageUnavailable):
+        writer.raise_if_failing()
