@@ -2,8 +2,10 @@
 ``compute-worker serve`` and all of its children at random moments while runs are in
 flight, cycle after cycle — on SQLite, on PostgreSQL with two worker processes, and on a
 PostgreSQL cluster of the test's own (initdb/pg_ctl in a temp dir, a free port) restarted
-under load. Then one more start, and the books: runs lost, steps re-run after their
-completion was recorded, duplicate terminal events, early wakes — all must be 0.
+under load (new runs keep coming, each trigger retried with its Idempotency-Key until it
+is accepted, as a client would). Then one more start, and the books: runs lost, steps
+re-run after their completion was recorded, duplicate terminal events, early wakes — all
+must be 0.
 
 ``COMPUTE_WORKER_CHAOS_RUNS`` / ``_CYCLES``: short 6 runs, 2 cycles; ``make chaos`` 200, 10."""
 
@@ -19,11 +21,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .engine_fixtures import TERMINAL, EngineApi, ServerProcess, eventually, read_lines
@@ -154,8 +158,9 @@ async def settle(api: EngineApi, run_ids: list[str], within: float) -> None:
 
 
 def report(name: str, figures: Counter[str], kills: int, seconds: float) -> None:
+    runs = figures["runs completed"] + figures["runs lost"]
     print(
-        f"\nchaos {name}: {RUNS} runs x {CYCLES} cycles, {kills} processes killed, "
+        f"\nchaos {name}: {runs} runs x {CYCLES} cycles, {kills} processes killed, "
         f"{seconds:.0f}s: " + ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
     )
     for zero in ZEROS:
@@ -222,6 +227,32 @@ async def test_kill_9_cycles_on_postgres_with_two_workers(
 # -- a PostgreSQL cluster of the test's own, restarted under load -----------------------
 
 
+async def trigger_until_accepted(api: EngineApi, lines: Path, within: float = 90.0) -> str:
+    """One run, its trigger repeated with the same Idempotency-Key through a database
+    restart (503, a dropped connection) until the worker accepts it: the run's id."""
+    body = {"workflowName": "chaotic", "input": [str(lines)]}
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            response = await api.http.post("/v1/runs", json=body, headers=headers)
+            if response.status_code in (200, 202):
+                run_id: str = response.json()["runId"]
+                return run_id
+            assert response.status_code == 503, (response.status_code, response.text)
+        assert time.monotonic() < deadline, "a trigger was refused for 90 s"
+        await asyncio.sleep(0.2)
+
+
+async def keep_triggering(api: EngineApi, lines: Path, run_ids: list[str],
+                          stop: asyncio.Event) -> None:  # fmt: skip
+    """New runs, a few a second, until ``stop``: restarts always find runs in flight."""
+    while not stop.is_set():
+        run_ids.append(await trigger_until_accepted(api, lines))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -280,13 +311,17 @@ async def test_postgres_restarted_under_load(
         async with EngineApi(urls[0], timeout=60) as api:
             await api.deploy(WORKFLOWS)
             run_ids = await trigger_all(api, lines)
+            stop = asyncio.Event()
+            more = asyncio.ensure_future(keep_triggering(api, lines, run_ids, stop))
             for _ in range(CYCLES):
                 await asyncio.sleep(rng.uniform(low, high))
                 await asyncio.to_thread(
                     subprocess.run, as_postgres(*ctl, "-m", "immediate", "restart"),
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            await settle(api, run_ids, 180 + RUNS)
+            stop.set()
+            await asyncio.wait_for(more, 120)
+            await settle(api, run_ids, 180 + len(run_ids))
             figures = await Books().audit(api, run_ids, lines)
         assert all(s.process is not None and s.process.poll() is None for s in servers)
         report("postgres restarts", figures, 0, time.monotonic() - began)

@@ -26,6 +26,8 @@ def translate(error: Exception) -> Exception:
     if isinstance(error, exc.DataError) or _sqlstate(error).startswith(DATA_EXCEPTION):
         # e.g. a text longer than its column (PostgreSQL enforces lengths, SQLite does not)
         return errors.InvalidRequest("A value is too long or out of range to be stored")
+    if _sqlstate(error).startswith(UNAVAILABLE):
+        return errors.StorageUnavailable("The database is unavailable or busy; retry shortly")
     if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError):
         return errors.StorageUnavailable("The database is unavailable or busy; retry shortly")
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
@@ -36,6 +38,10 @@ def translate(error: Exception) -> Exception:
 
 
 DATA_EXCEPTION = "22"  # SQLSTATE class: the value does not fit its column
+# SQLSTATE prefixes of a server that cannot serve now (asyncpg raises some of them as a
+# plain driver error): connection exceptions, insufficient resources (disk full, too many
+# connections), and shutting down, crashed or still starting up (57P01-57P03)
+UNAVAILABLE = ("08", "53", "57P01", "57P02", "57P03")
 
 
 def _sqlstate(error: BaseException) -> str:
