@@ -149,9 +149,7 @@ def _executor(
     settings: Settings,
     world: LocalRunWorld,
     code: BundleCode,
-    keys: ManageApiKeys,
     signal: Signal,
-    world_url: Callable[[], str | None],
     metrics: PrometheusMetrics,
     tracer: Tracer,
     sandbox: Sandbox | None,
@@ -165,9 +163,10 @@ def _executor(
         step_cpu_seconds=settings.step_timeout_seconds,
         workflow_turn_seconds=settings.workflow_turn_seconds,
         children_per_deployment=settings.process_children,
+        body_bytes=settings.max_body_bytes,
     )
     loop = resolve_event_loop(settings.event_loop)
-    pool = ChildPool(code, keys, world_url, limits, metrics, loop, sandbox, tracer)
+    pool = ChildPool(code, limits, metrics, loop, sandbox, tracer)
     return ProcessExecutor(pool, world, signal)
 
 
@@ -391,8 +390,7 @@ class Container(containers.DeclarativeContainer):
         RecordExecutionTrouble, writer, clock, world_writes, retry_policy
     )
     executor = providers.Singleton(
-        _executor, settings, run_world, deployment_code, manage_api_keys, signal, world_url,
-        metrics, tracer, sandbox,
+        _executor, settings, run_world, deployment_code, signal, metrics, tracer, sandbox,
     )  # fmt: skip
     workflow_engine = providers.Singleton(
         WorkflowEngine,

@@ -5,10 +5,11 @@ lives (health ``ok``), the run gets a clear outcome, and no secret is read.
 
 The cases of issue 11: workflow code that loops or blocks; steps that segfault, allocate
 10 GiB, busy-loop past their timeout, ``os._exit``, hang; a step that tries to read the
-dev key, the encryption key, the database, the server's ``/proc``, to list other
-deployments' runs with its own key, to write outside its folder, to reach the worker's
-port. Other files test each mechanism on its own (test_sandbox.py, test_workflow_watchdog.py,
-test_process_backend.py, test_child_credentials.py); this one is the attacker's view.
+dev key, the encryption key, the database, the server's ``/proc``, to find a World
+credential, to reach another deployment's run over its pipe to the parent, to write
+outside its folder, to reach the worker's port. Other files test each mechanism on its
+own (test_sandbox.py, test_workflow_watchdog.py, test_process_backend.py,
+test_child_credentials.py); this one is the attacker's view.
 ``COMPUTE_WORKER_ATTACK_ROUNDS`` repeats the saturation case (``make attack``: 5)."""
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ import os
 import socket
 import time
 
-import httpx
-
 from compute_worker import StepFailedError, step, workflow
 
 
@@ -80,13 +79,6 @@ def _outcome(action):
     return "ok" if found is None else "ok: " + repr(found)[:80]
 
 
-def _answer(path, body=None):
-    try:
-        return _world("GET" if body is None else "POST", path, body)
-    except Exception as error:
-        return type(error).__name__
-
-
 def _read(path):
     with open(path, "rb") as f:
         return f.read(64)
@@ -97,16 +89,29 @@ def _append(path):
         f.write("#")
 
 
-def _world(method, path, body=None):
-    # the runtime drops its key from os.environ; the process's first environment keeps it
+def _world_credential():
+    # the runtime drops its settings from os.environ; the process's first environment keeps them
     with open("/proc/self/environ", "rb") as f:
-        env = dict(item.split("=", 1) for item in f.read().decode().split(chr(0)) if "=" in item)
-    socket_path = env.get("CW_WORLD_SOCKET")
-    transport = httpx.HTTPTransport(uds=socket_path) if socket_path else None
-    with httpx.Client(base_url=env["CW_WORLD_URL"], transport=transport, timeout=5,
-                      headers={"Authorization": "Bearer " + env["CW_WORLD_KEY"]}) as http:
-        answer = http.request(method, path, json=body)
-    return answer.status_code if answer.status_code >= 400 else answer.text
+        found = [item for item in f.read().split(b"\\0") if item.startswith(b"CW_WORLD")]
+    if not found:
+        raise LookupError("none")
+    return found
+
+
+async def _over_the_pipe(call):
+    try:
+        await call
+    except Exception as error:
+        return type(error).__name__
+    return "ok"
+
+
+def _pipe_world():
+    import gc
+
+    from compute_worker.adapters.worldcompute.process.pipe import PipeRunWorld
+
+    return next(o for o in gc.get_objects() if isinstance(o, PipeRunWorld))
 
 
 @step
@@ -120,10 +125,11 @@ async def pry(files, server_pid, port, data_dir, other_run):
     found["connect worker port"] = _outcome(
         lambda: socket.create_connection(("127.0.0.1", port), timeout=3).close()
     )
-    found["list every run"] = _answer("/v1/world/runs/list", {})
-    found["another deployment's run"] = _answer("/v1/world/runs/" + other_run)
-    found["another run's key"] = _answer("/v1/world/encryption-key", {"runId": other_run})
-    found["public lane"] = _answer("/v1/runs")
+    found["a World credential"] = _outcome(_world_credential)
+    world = _pipe_world()
+    found["another deployment's run"] = await _over_the_pipe(world.run(other_run))
+    found["another deployment's events"] = await _over_the_pipe(world.events(other_run))
+    found["list every run"] = await _over_the_pipe(world._call("list_runs"))
     return found
 
 
@@ -285,9 +291,10 @@ async def test_a_prying_step_reads_no_secret_and_reaches_nothing(target: Target)
         print("\n".join(f"{what}: {result}" for what, result in sorted(outcomes.items())))
         leaked = {what: result for what, result in outcomes.items() if str(result).startswith("ok")}
         assert not leaked, leaked
-        for what in ("list every run", "another deployment's run", "another run's key"):
-            assert outcomes[what] in (403, 404), (what, outcomes[what])
-        assert outcomes["public lane"] in (401, 403), outcomes["public lane"]
+        assert outcomes["a World credential"] == "LookupError", outcomes
+        for what in ("another deployment's run", "another deployment's events"):
+            assert outcomes[what] == "Forbidden", (what, outcomes[what])
+        assert outcomes["list every run"] == "InvalidRequest", outcomes
         assert not (target.data_dir / "planted").exists()
         key_text = secrets["dev-api-key"].decode().strip()
         for event in await api.events(done["runId"]):

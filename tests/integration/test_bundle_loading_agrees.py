@@ -145,8 +145,7 @@ async def child_load(code: BundleCode, deployment: Deployment, case: Case) -> Ou
     folder = await code.folder(deployment)
     env = {
         **child_environment(),
-        child_module.ENV_URL: "http://127.0.0.1:9",  # never called: no run is assigned
-        child_module.ENV_KEY: "unused",
+        child_module.ENV_MESSAGE_BYTES: "1000000",
         child_module.ENV_BUNDLE: str(folder),
         child_module.ENV_ENTRYPOINT: case.entry,
         child_module.ENV_KIND: case.kind,

@@ -1,7 +1,10 @@
-"""A workflow child's key, as hostile workflow code would use it: code that digs the key
-out of its own process acts on its own deployment's runs (events, run, streams, its
-runs' encryption key) and on nothing else — not another deployment's runs, not a run
-listing, not the public API. Real server, real child processes."""
+"""A workflow child, as hostile workflow code would use it: it holds no credential (no
+key, no world-lane address in its environment), and the World it reaches over its pipe
+to the parent answers for the run it executes and for nothing else — not another run of
+its deployment, not another deployment's run. Whatever it writes on the pipe (another
+run's id, lines that are not JSON, members of the wrong type, a line over the limit) is
+refused or passed over, the server lives, and the run gets a clear outcome. Real server,
+real child processes."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from compute_worker import start_compute_worker_server
 
 from .engine_fixtures import ENGINE_SEED_KEYS, EngineApi
 
+BODY_BYTES = 1_000_000  # max_body_bytes of the server below
+
 OTHER = """
 from compute_worker import workflow
 
@@ -24,53 +29,88 @@ async def other(x):
 """
 
 HOSTILE = """
-import os
-import httpx
+import gc
+
 from compute_worker import run_metadata, step, workflow
+from compute_worker.adapters.worldcompute.process.pipe import PipeRunWorld
+from compute_worker.domain.world import EventRequest, EventType
 
 
-def _lane():
+def _world():
+    return next(o for o in gc.get_objects() if isinstance(o, PipeRunWorld))
+
+
+async def _outcome(call):
+    try:
+        await call
+    except Exception as error:
+        return type(error).__name__
+    return "ok"
+
+
+def _environment():
     raw = open("/proc/self/environ", "rb").read().split(b"\\0")
-    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
-    socket = env.get("CW_WORLD_SOCKET")
-    transport = httpx.AsyncHTTPTransport(uds=socket) if socket else None
-    return httpx.AsyncClient(base_url=env["CW_WORLD_URL"], transport=transport,
-                             headers={"authorization": "Bearer " + env["CW_WORLD_KEY"]})
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 @step
-async def probe(other_run, other_deployment):
+async def probe(other_run, sibling_run):
     own = run_metadata()["run_id"]
-    async with _lane() as lane:
-        async def code(method, path, body=None):
-            return (await lane.request(method, path, json=body)).status_code
+    world = _world()
+    cancel = [EventRequest(EventType.RUN_CANCELLED, None, None, None)]
+    found = {}
+    for name, run_id in (("other", other_run), ("sibling", sibling_run)):
+        found[name + "Run"] = await _outcome(world.run(run_id))
+        found[name + "Events"] = await _outcome(world.events(run_id))
+        found[name + "Cancel"] = await _outcome(world.record(run_id, cancel))
+        found[name + "Stream"] = await _outcome(world.write_stream("x", run_id, [b"hi"]))
+        found[name + "Close"] = await _outcome(world.close_stream("x", run_id))
+        found[name + "Child"] = await _outcome(world.start_child(run_id, "other", [], "t"))
+    found["unknownMethod"] = await _outcome(world._call("list_runs"))
+    found["wrongType"] = await _outcome(world._call("events", runId=[own]))
+    found["ownRun"] = await _outcome(world.run(own))
+    found["ownEvents"] = await _outcome(world.events(own))
+    found["credentials"] = sorted(n for n in _environment() if n.startswith("CW_WORLD"))
+    return found
 
-        return {
-            "listRuns": await code("POST", "/v1/world/runs/list", {}),
-            "otherRun": await code("GET", f"/v1/world/runs/{other_run}"),
-            "otherEvents": await code("POST", "/v1/world/events/list", {"runId": other_run}),
-            "otherKey": await code("POST", "/v1/world/encryption-key", {"runId": other_run}),
-            "otherStream": await code("POST", "/v1/world/streams/write",
-                                      {"name": "x", "runId": other_run, "chunk": "hi"}),
-            "otherCancel": await code("POST", "/v1/world/events/create",
-                                      {"runId": other_run, "data": {"eventType": "run_cancelled"}}),
-            "unknownRun": await code("GET", "/v1/world/runs/wrun_01J00000000000000000000000"),
-            "byCorrelation": await code("POST", "/v1/world/events/list-by-correlation",
-                                        {"correlationId": "x"}),
-            "publish": await code("POST", "/v1/queue/publish",
-                                  {"queueName": "__wkf_workflow_other", "message": {}}),
-            "publicRuns": await code("GET", "/v1/runs"),
-            "ownRun": await code("GET", f"/v1/world/runs/{own}"),
-            "ownEvents": await code("POST", "/v1/world/events/list", {"runId": own}),
-            "ownKey": await code("POST", "/v1/world/encryption-key",
-                                 {"runId": own, "deploymentId": other_deployment}),
-        }
+
+@step
+async def scribble():
+    world = _world()
+    for line in (b"not json\\n", b"[1, 2]\\n", b"\\xff\\xfe\\n", b'{"op": "step"}\\n',
+                 b'{"op": "step", "stepId": 1, "name": [], "attempt": "x"}\\n',
+                 b'{"op": "step_done"}\\n', b'{"op": "call", "method": "run"}\\n',
+                 b'{"op": "log", "level": 5, "message": {"a": 1}}\\n',
+                 b'{"op": "call", "id": 99999, "method": "run", "runId": 7}\\n'):
+        world._write(line)
+    return "scribbled"
 
 
 @workflow
-async def hostile(other_run, other_deployment):
-    return await probe(other_run, other_deployment)
-"""
+async def hostile(other_run, sibling_run):
+    return {"probe": await probe(other_run, sibling_run), "scribble": await scribble()}
+
+
+@workflow
+async def sibling():
+    return "mine"
+
+
+@workflow
+async def oversized():
+    _world()._write(b'{"op": "log", "message": "' + b"x" * TOO_LONG + b'"}\\n')
+    return "never"
+
+
+@step
+async def big(size):
+    return b"\\x01" * size
+
+
+@workflow
+async def large(size):
+    return len(await big(size))
+""".replace("TOO_LONG", str(BODY_BYTES + 10_000))
 
 
 @pytest.fixture
@@ -82,6 +122,7 @@ async def api(tmp_path: Path) -> AsyncIterator[EngineApi]:
             seed_api_keys=ENGINE_SEED_KEYS,
             worldcompute="process",
             process_memory_mb=512,
+            max_body_bytes=BODY_BYTES,
         ),
         30,
     )
@@ -92,30 +133,48 @@ async def api(tmp_path: Path) -> AsyncIterator[EngineApi]:
         await asyncio.wait_for(handle.close(), 30)
 
 
-async def test_a_childs_key_acts_only_on_runs_of_its_own_deployment(api: EngineApi) -> None:
-    other_deployment = await api.deploy(OTHER)
+async def test_a_child_has_no_credential_and_acts_on_its_own_run_only(api: EngineApi) -> None:
+    await api.deploy(OTHER)
     other = await api.finished((await api.trigger("other", 1))["runId"], 40)
     assert other["status"] == "completed"
     await api.deploy(HOSTILE)
+    sibling = await api.finished((await api.trigger("sibling"))["runId"], 40)
 
-    run = await api.trigger("hostile", other["runId"], other_deployment)
+    run = await api.trigger("hostile", other["runId"], sibling["runId"])
     done = await api.finished(run["runId"], 40)
 
     assert done["status"] == "completed", done
+    refused = {f"{who}{what}": "Forbidden" for who in ("other", "sibling")
+               for what in ("Run", "Events", "Cancel", "Stream", "Close", "Child")}  # fmt: skip
     assert done["output"] == {
-        "listRuns": 403,
-        "otherRun": 403,
-        "otherEvents": 403,
-        "otherKey": 403,
-        "otherStream": 403,
-        "otherCancel": 403,
-        "unknownRun": 403,
-        "byCorrelation": 403,
-        "publish": 403,
-        "publicRuns": 403,
-        "ownRun": 200,
-        "ownEvents": 200,
-        "ownKey": 200,
+        "probe": {
+            **refused,
+            "unknownMethod": "InvalidRequest",
+            "wrongType": "InvalidRequest",
+            "ownRun": "ok",
+            "ownEvents": "ok",
+            "credentials": [],
+        },
+        "scribble": "scribbled",
     }
-    assert (await api.run(other["runId"]))["status"] == "completed"
+    for bystander in (other, sibling):
+        assert (await api.run(bystander["runId"]))["status"] == "completed"
+        assert [e["eventType"] for e in await api.events(bystander["runId"])][-1] == (
+            "run_completed"
+        )
     assert (await api.http.get("/v1/health")).status_code == 200
+
+
+async def test_a_line_over_the_limit_kills_the_child_and_the_run_fails_clearly(
+    api: EngineApi,
+) -> None:
+    await api.deploy(HOSTILE)
+    run = await api.trigger("oversized")
+    done = await api.finished(run["runId"], 60)
+    assert done["status"] == "failed", done
+    assert "failed 3 times" in done["error"]["message"], done["error"]
+    assert "sent a message over" in done["error"]["message"], done["error"]
+    assert (await api.http.get("/v1/health")).status_code == 200
+    # a large result within the limit passes (base64 makes 600 kB about 800 kB)
+    large = await api.finished((await api.trigger("large", 600_000))["runId"], 40)
+    assert large["status"] == "completed" and large["output"] == 600_000, large

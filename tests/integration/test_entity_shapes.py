@@ -1,6 +1,6 @@
 """The four hand-written shapes of a run, step, event and hook agree: the SQL rows
 (``adapters/sql/rows.py``, through a real database), the wire (``adapters/http/wire.py``),
-the child's decoder (``adapters/worldcompute/process/http_world.py``) and the OpenAPI
+the readers of the process backend's child (``adapters/world_wire.py``) and the OpenAPI
 schemas (``adapters/http/wire_schemas.py``). Each entity below sets every field, so a
 field one of them forgets fails here."""
 
@@ -17,12 +17,11 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from compute_worker.adapters import codec
+from compute_worker.adapters import codec, world_wire
 from compute_worker.adapters.http import wire
 from compute_worker.adapters.http.wire_schemas import SCHEMAS
 from compute_worker.adapters.sql import rows
 from compute_worker.adapters.sql.schema import events, hooks, metadata, runs, steps, waits
-from compute_worker.adapters.worldcompute.process import http_world
 from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
 from compute_worker.domain.world import (
     Event,
@@ -206,29 +205,31 @@ def over_the_wire(written: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_child_decodes_every_field_the_wire_writes() -> None:
-    assert http_world._run(over_the_wire(wire.run_wire(RUN))) == RUN
-    decoded = http_world._run(over_the_wire(wire.run_wire(SERIALIZED)))
+    assert world_wire.run_from(over_the_wire(world_wire.run_wire(RUN))) == RUN
+    decoded = world_wire.run_from(over_the_wire(world_wire.run_wire(SERIALIZED)))
     assert decoded.error is not None and decoded.error.raw == b"devl\x00\xff"
-    assert http_world._step(over_the_wire(wire.step_wire(STEP))) == STEP
-    assert http_world._event(over_the_wire(wire.event_wire(EVENT))) == EVENT
+    assert world_wire.step_from(over_the_wire(world_wire.step_wire(STEP))) == STEP
+    assert world_wire.event_from(over_the_wire(world_wire.event_wire(EVENT))) == EVENT
     result = EventResult(
         event=EVENT, run=RUN, step=STEP, events=(EVENT, EVENT), cursor="c", has_more=False,
-        max_events=25_000,
+        max_events=25_000, step_created=True,
     )  # fmt: skip
-    assert http_world._result(over_the_wire(wire.event_result_wire(result))) == result
+    assert world_wire.result_from(over_the_wire(world_wire.event_result_wire(result))) == result
 
 
 def test_the_world_lane_shapes_are_the_documented_ones() -> None:
-    check("Run", wire.run_wire(RUN))
-    check("Run", wire.run_wire(SERIALIZED))
-    assert over_the_wire(wire.run_wire(SERIALIZED))["error"] == b"devl\x00\xff"
-    check("Step", wire.step_wire(STEP))
-    check("Event", wire.event_wire(EVENT))
-    check("Hook", wire.hook_wire(HOOK))
-    check("Wait", wire.wait_wire(WAIT))
+    check("Run", world_wire.run_wire(RUN))
+    check("Run", world_wire.run_wire(SERIALIZED))
+    assert over_the_wire(world_wire.run_wire(SERIALIZED))["error"] == b"devl\x00\xff"
+    check("Step", world_wire.step_wire(STEP))
+    check("Event", world_wire.event_wire(EVENT))
+    check("Hook", world_wire.hook_wire(HOOK))
+    check("Wait", world_wire.wait_wire(WAIT))
     result = EventResult(EVENT, RUN, STEP, HOOK, WAIT, (EVENT,), "c", True, 25_000)
-    check("EventResult", wire.event_result_wire(result))
-    assert "stateMarkerMs" not in wire.run_wire(RUN) and "state_marker_ms" not in wire.run_wire(RUN)
+    check("EventResult", world_wire.event_result_wire(result))
+    assert "stateMarkerMs" not in world_wire.run_wire(
+        RUN
+    ) and "state_marker_ms" not in world_wire.run_wire(RUN)
 
 
 def test_the_public_lane_shapes_are_the_documented_ones() -> None:

@@ -19,13 +19,7 @@ from compute_worker.adapters.http.auth import request_context
 from compute_worker.adapters.http.routing import ApiRoute, answer, operation
 from compute_worker.adapters.http.services import services
 from compute_worker.adapters.http.sse import sse_events
-from compute_worker.adapters.http.wire import (
-    JSONResponse,
-    field,
-    int_param,
-    read_object,
-    resolve_data,
-)
+from compute_worker.adapters.http.wire import JSONResponse, int_param, read_object, resolve_data
 from compute_worker.adapters.http.wire_schemas import (
     DATE,
     INT,
@@ -37,6 +31,7 @@ from compute_worker.adapters.http.wire_schemas import (
     query,
     ref,
 )
+from compute_worker.adapters.world_wire import field, input_field
 from compute_worker.domain import errors
 from compute_worker.domain.children import parent_of
 from compute_worker.domain.deployments import MAX_BUNDLE_BYTES, Deployment, Endpoint
@@ -90,7 +85,7 @@ async def _run_response(request: Request, run: Run, status: int = 200, **headers
 )
 async def trigger_run(request: Request) -> Response:
     body = await _body(request)
-    run_input = wire.input_field(body)
+    run_input = input_field(body)
     command = Trigger(
         workflow_name=field(body, "workflowName", str, required=True),
         idempotency_key=request.headers.get("idempotency-key"),

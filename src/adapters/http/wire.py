@@ -1,32 +1,24 @@
 """The wire format: camelCase JSON, ISO-8601 UTC dates with milliseconds, bytes as
-Uint8Array envelopes. The only module that spells camelCase."""
+Uint8Array envelopes. The World's own entities are ``adapters.world_wire``'s (the process
+backend speaks them too); with it, the only module that spells camelCase."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from compute_worker.adapters import codec
+from compute_worker.adapters.world_wire import event_wire, iso, run_wire, step_wire
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import Deployment, WorkflowInfo
 from compute_worker.domain.execution import ExecutionRecord, RetryPolicy
 from compute_worker.domain.pagination import Page
 from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.use_cases.schedules import ScheduleView
-from compute_worker.domain.world import (
-    Event,
-    EventResult,
-    Hook,
-    ResolveData,
-    Run,
-    Step,
-    StructuredError,
-    Wait,
-)
+from compute_worker.domain.world import Event, Hook, ResolveData, Run, Step
 
 T = TypeVar("T")
 JSON_TYPE = "application/json; charset=utf-8"
@@ -37,65 +29,6 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return codec.dumps(content)
-
-
-def iso(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _put_dates(out: dict[str, Any], **dates: datetime | None) -> None:
-    for name, value in dates.items():
-        if value is not None:
-            out[name] = iso(value)
-
-
-def _put_spec_version(out: dict[str, Any], spec_version: int | None) -> None:
-    """Unset optional fields are left out: WDK's schemas use ``optional()``, which
-    refuses ``null``."""
-    if spec_version is not None:
-        out["specVersion"] = spec_version
-
-
-def error_wire(error: StructuredError | None) -> dict[str, Any] | bytes | None:
-    """The error as stored: ``{message, stack?, code?}``, or the runtime's own bytes."""
-    if error is None:
-        return None
-    if error.raw is not None:
-        return error.raw
-    out: dict[str, Any] = {"message": error.message}
-    if error.stack is not None:
-        out["stack"] = error.stack
-    if error.code is not None:
-        out["code"] = error.code
-    return out
-
-
-def run_wire(run: Run, resolve: ResolveData = "all") -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "runId": run.run_id,
-        "status": run.status,
-        "deploymentId": run.deployment_id,
-        "workflowName": run.workflow_name,
-    }
-    _put_spec_version(out, run.spec_version)
-    if run.execution_context is not None:
-        out["executionContext"] = run.execution_context
-    if resolve == "all":
-        out["input"] = run.input
-        if run.status == "completed":
-            out["output"] = run.output
-    if run.error is not None:
-        out["error"] = error_wire(run.error)
-        if run.error.code is not None:
-            out["errorCode"] = run.error.code
-    out["attributes"] = run.attributes
-    out["createdAt"] = iso(run.created_at)
-    out["updatedAt"] = iso(run.updated_at)
-    _put_dates(
-        out, startedAt=run.started_at, completedAt=run.completed_at, expiredAt=run.expired_at
-    )
-    return out
 
 
 def public_run_wire(
@@ -203,104 +136,6 @@ def deployment_wire(deployment: Deployment) -> dict[str, Any]:
     return out
 
 
-def step_wire(step: Step, resolve: ResolveData = "all") -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "runId": step.run_id,
-        "stepId": step.step_id,
-        "stepName": step.step_name,
-        "status": step.status,
-        "attempt": step.attempt,
-    }
-    _put_spec_version(out, step.spec_version)
-    if resolve == "all":
-        out["input"] = step.input
-        if step.status == "completed":
-            out["output"] = step.output
-    if step.error is not None:
-        out["error"] = error_wire(step.error)
-    out["createdAt"] = iso(step.created_at)
-    out["updatedAt"] = iso(step.updated_at)
-    _put_dates(
-        out,
-        startedAt=step.started_at,
-        completedAt=step.completed_at,
-        retryAfter=step.retry_after,
-    )
-    return out
-
-
-def hook_wire(hook: Hook, resolve: ResolveData = "all") -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "runId": hook.run_id,
-        "hookId": hook.hook_id,
-        "token": hook.token,
-        "ownerId": hook.owner_id,
-        "projectId": hook.project_id,
-        "environment": hook.environment,
-        "isWebhook": hook.is_webhook,
-        "createdAt": iso(hook.created_at),
-    }
-    if hook.is_system:
-        out["isSystem"] = True
-    _put_spec_version(out, hook.spec_version)
-    if resolve == "all" and hook.metadata is not None:
-        out["metadata"] = hook.metadata
-    return out
-
-
-def wait_wire(wait: Wait) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "waitId": wait.wait_id,
-        "runId": wait.run_id,
-        "status": wait.status,
-        "createdAt": iso(wait.created_at),
-        "updatedAt": iso(wait.updated_at),
-    }
-    _put_spec_version(out, wait.spec_version)
-    _put_dates(out, resumeAt=wait.resume_at, completedAt=wait.completed_at)
-    return out
-
-
-def event_wire(event: Event) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "eventId": event.event_id,
-        "runId": event.run_id,
-        "eventType": event.event_type.value,
-        "createdAt": iso(event.created_at),
-    }
-    _put_dates(out, occurredAt=event.occurred_at)
-    _put_spec_version(out, event.spec_version)
-    if event.correlation_id is not None:
-        out["correlationId"] = event.correlation_id
-    if event.event_data is not None:
-        out["eventData"] = event.event_data
-    return out
-
-
-def event_result_wire(result: EventResult) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if result.event is not None:
-        out["event"] = event_wire(result.event)
-    if result.run is not None:
-        out["run"] = run_wire(result.run)
-    if result.step is not None:
-        out["step"] = step_wire(result.step)
-    if result.hook is not None:
-        out["hook"] = hook_wire(result.hook)
-    if result.wait is not None:
-        out["wait"] = wait_wire(result.wait)
-    if result.events is not None:
-        out["events"] = [event_wire(event) for event in result.events]
-        out["cursor"] = result.cursor
-    if result.has_more is not None:
-        out["hasMore"] = result.has_more
-    if result.max_events is not None:
-        out["maxEvents"] = result.max_events
-    if result.step_created:
-        out["stepCreated"] = True
-    return out
-
-
 def page_wire(page: Page[T], render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
     return {
         "data": [render(item) for item in page.data],
@@ -348,46 +183,6 @@ async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object", {"field": "body"})
     return body
-
-
-def field(
-    body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = False,
-    path: str | None = None,
-) -> Any:  # fmt: skip
-    """``body[name]`` checked against ``kind``; None when absent and not required."""
-    where = path or name
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise errors.InvalidRequest(f"{where} is required", {"field": where})
-        return None
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise errors.InvalidRequest(f"{where} must be a number", {"field": where})
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)  # JSON knows numbers only: 3.0 is the integer 3
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise errors.InvalidRequest(
-            f"{where} must be of type {_json_name(names)}", {"field": where}
-        )
-    return value
-
-
-def input_field(body: dict[str, Any]) -> list[Any]:
-    """A run's ``input``: an array; absent or null is no arguments."""
-    value = body.get("input")
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise errors.InvalidRequest("input must be an array", {"field": "input"})
-    return value
-
-
-def _json_name(python_name: str) -> str:
-    return (
-        python_name.replace("str", "string").replace("dict", "object").replace("list", "array")
-        .replace("int", "integer").replace("float", "number").replace("bool", "boolean")
-    )  # fmt: skip
 
 
 def resolve_data(value: Any, where: str = "resolveData") -> ResolveData:

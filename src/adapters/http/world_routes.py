@@ -12,18 +12,13 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from compute_worker.adapters import world_wire
 from compute_worker.adapters.http import wire
 from compute_worker.adapters.http import wire_schemas as schema
 from compute_worker.adapters.http.auth import Handler, request_context
 from compute_worker.adapters.http.routing import Answers, ApiRoute, Endpoint, answer, operation
 from compute_worker.adapters.http.services import services
-from compute_worker.adapters.http.wire import (
-    JSONResponse,
-    field,
-    int_param,
-    read_object,
-    resolve_data,
-)
+from compute_worker.adapters.http.wire import JSONResponse, int_param, read_object, resolve_data
 from compute_worker.adapters.http.wire_schemas import (
     BINARY,
     INT,
@@ -35,6 +30,12 @@ from compute_worker.adapters.http.wire_schemas import (
     page,
     query,
     ref,
+)
+from compute_worker.adapters.world_wire import (
+    event_request_from,
+    event_requests_from,
+    field,
+    input_field,
 )
 from compute_worker.domain import errors, ids
 from compute_worker.domain.api_keys import WORLD_SCOPE, authorize_run
@@ -48,7 +49,7 @@ from compute_worker.domain.validation import (
     parse_attribute_changes,
     parse_date,
 )
-from compute_worker.domain.world import CreateParams, EventRequest, EventType
+from compute_worker.domain.world import CreateParams, EventRequest
 
 DEPLOYMENT_HEADER = "x-compute-deployment-id"  # the app's own deployment (LANE.md §1)
 APP_URL_HEADER = "x-compute-app-url"  # where the app listens now (LANE.md §3)
@@ -98,26 +99,9 @@ def _paging(body: dict[str, Any]) -> Paging:
 
 
 def _event_request(body: dict[str, Any]) -> EventRequest:
-    return _event_data(field(body, "data", dict, required=True), "data")
+    return event_request_from(field(body, "data", dict, required=True), "data")
 
 
-def _event_data(data: dict[str, Any], where: str) -> EventRequest:
-    kind = field(data, "eventType", str, required=True, path=f"{where}.eventType")
-    try:
-        event_type = EventType(kind)
-    except ValueError:
-        raise errors.InvalidRequest(
-            f"{where}.eventType {kind!r} is not an event type", {"field": f"{where}.eventType"}
-        ) from None
-    return EventRequest(
-        event_type=event_type,
-        correlation_id=field(data, "correlationId", str, path=f"{where}.correlationId"),
-        spec_version=field(data, "specVersion", int, path=f"{where}.specVersion"),
-        event_data=field(data, "eventData", dict, path=f"{where}.eventData"),
-    )
-
-
-MAX_BATCH_EVENTS = 1000
 MAX_REQUEST_ID = 255
 
 
@@ -178,22 +162,11 @@ async def create_events(request: Request) -> Response:
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
     await _own_run(request, run_id)
-    listed = field(body, "events", list, required=True)
-    if not 1 <= len(listed) <= MAX_BATCH_EVENTS:
-        raise errors.InvalidRequest(
-            f"events must hold 1 to {MAX_BATCH_EVENTS} items", {"field": "events"}
-        )
-    requests = []
-    for index, item in enumerate(listed):
-        if not isinstance(item, dict):
-            raise errors.InvalidRequest(
-                f"events[{index}] must be an object", {"field": f"events[{index}]"}
-            )
-        requests.append(_event_data(item, f"events[{index}]"))
+    requests = event_requests_from(field(body, "events", list, required=True))
     results = await services(request).record_run_events.execute(
         run_id, requests, request_context(request)
     )
-    return JSONResponse({"results": [wire.event_result_wire(result) for result in results]})
+    return JSONResponse({"results": [world_wire.event_result_wire(result) for result in results]})
 
 
 @world(
@@ -219,7 +192,7 @@ async def create_event(request: Request) -> Response:
         params=_create_params(params),
     )
     result = await services(request).proxy_world_event.execute(command, request_context(request))
-    return JSONResponse(wire.event_result_wire(result))
+    return JSONResponse(world_wire.event_result_wire(result))
 
 
 @world("events.list()", {200: answer("page", page("Event"))}, body=schema.LISTING_BODY, child=True)
@@ -230,7 +203,7 @@ async def list_events(request: Request) -> Response:
     page = await services(request).query_world.list_events(
         run_id, _paging(body), resolve_data(body.get("resolveData"))
     )
-    return JSONResponse(wire.page_wire(page, wire.event_wire))
+    return JSONResponse(wire.page_wire(page, world_wire.event_wire))
 
 
 @world(
@@ -247,7 +220,7 @@ async def list_events_by_correlation(request: Request) -> Response:
         resolve_data(body.get("resolveData")),
         field(body, "runId", str),
     )
-    return JSONResponse(wire.page_wire(page, wire.event_wire))
+    return JSONResponse(wire.page_wire(page, world_wire.event_wire))
 
 
 @world(
@@ -263,7 +236,7 @@ async def get_event(request: Request) -> Response:
     event = await services(request).query_world.get_event(
         run_id, request.path_params["event_id"], resolve
     )
-    return JSONResponse(wire.event_wire(event))
+    return JSONResponse(world_wire.event_wire(event))
 
 
 @world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,), child=True)
@@ -271,7 +244,7 @@ async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     await _own_run(request, request.path_params["run_id"])
     run = await services(request).query_world.get_run(request.path_params["run_id"])
-    return JSONResponse(wire.run_wire(run, resolve))
+    return JSONResponse(world_wire.run_wire(run, resolve))
 
 
 @world(
@@ -300,7 +273,7 @@ async def list_runs(request: Request) -> Response:
     page = await services(request).query_world.list_runs(
         _paging(body), field(body, "workflowName", str), field(body, "status", str)
     )
-    return JSONResponse(wire.page_wire(page, lambda run: wire.run_wire(run, resolve)))
+    return JSONResponse(wire.page_wire(page, lambda run: world_wire.run_wire(run, resolve)))
 
 
 @world("steps.get()", {200: answer("step", ref("Step"))}, params=(query("runId"), RESOLVE_PARAM))
@@ -308,7 +281,7 @@ async def get_step(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     run_id = request.query_params.get("runId") or None
     step = await services(request).query_world.get_step(run_id, request.path_params["step_id"])
-    return JSONResponse(wire.step_wire(step, resolve))
+    return JSONResponse(world_wire.step_wire(step, resolve))
 
 
 @world("steps.list()", {200: answer("page", page("Step"))}, body=schema.LISTING_BODY)
@@ -318,21 +291,21 @@ async def list_steps(request: Request) -> Response:
     page = await services(request).query_world.list_steps(
         field(body, "runId", str, required=True), _paging(body)
     )
-    return JSONResponse(wire.page_wire(page, lambda step: wire.step_wire(step, resolve)))
+    return JSONResponse(wire.page_wire(page, lambda step: world_wire.step_wire(step, resolve)))
 
 
 @world("hooks.get()", {200: answer("hook", ref("Hook"))}, params=(RESOLVE_PARAM,))
 async def get_hook(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     hook = await services(request).query_world.get_hook(request.path_params["hook_id"])
-    return JSONResponse(wire.hook_wire(hook, resolve))
+    return JSONResponse(world_wire.hook_wire(hook, resolve))
 
 
 @world("hooks.getByToken()", {200: answer("hook", ref("Hook"))}, params=(RESOLVE_PARAM,))
 async def get_hook_by_token(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     hook = await services(request).query_world.get_hook_by_token(request.path_params["token"])
-    return JSONResponse(wire.hook_wire(hook, resolve))
+    return JSONResponse(world_wire.hook_wire(hook, resolve))
 
 
 @world("hooks.list()", {200: answer("page", page("Hook"))}, body=schema.HOOKS_LISTING)
@@ -340,7 +313,7 @@ async def list_hooks(request: Request) -> Response:
     body = await _body(request)
     resolve = resolve_data(body.get("resolveData"))
     page = await services(request).query_world.list_hooks(field(body, "runId", str), _paging(body))
-    return JSONResponse(wire.page_wire(page, lambda hook: wire.hook_wire(hook, resolve)))
+    return JSONResponse(wire.page_wire(page, lambda hook: world_wire.hook_wire(hook, resolve)))
 
 
 def _chunk_bytes(value: Any, where: str) -> bytes:
@@ -494,7 +467,7 @@ async def publish(request: Request) -> Response:
        action="runs.start_child", child=True)  # fmt: skip
 async def start_child(request: Request) -> Response:
     body = await _body(request)
-    run_input = wire.input_field(body)
+    run_input = input_field(body)
     parent_run_id = field(body, "parentRunId", str, required=True)
     await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
     run = await services(request).start_child_run.execute(

@@ -94,7 +94,7 @@ class SubprocessBundleLoader(BundleLoader):
         command = [sys.executable, "-m", describe.__name__, str(work / _BUNDLE), entrypoint]
         if self._sandbox is not None:
             command = self._sandbox.command(
-                [*command[:3], BUNDLE, entrypoint], work / _BUNDLE, None, offline=True
+                [*command[:3], BUNDLE, entrypoint], work / _BUNDLE, offline=True
             )
             env.update(HOME=SCRATCH, TMPDIR=SCRATCH, PATH=SANDBOX_PATH)
         try:

@@ -9,11 +9,11 @@ private tmpfs as ``/tmp`` (its only writable place; also ``HOME``), its own ``/p
 (its own PID namespace: no other process is visible) and a minimal ``/dev``. Not the
 data dir, the database, the keys or other bundles. IPC, UTS and cgroup namespaces are
 its own; with ``network="none"`` so is the network namespace (only a loopback of its
-own), and the World is reached over a Unix socket bind-mounted at ``WORLD_SOCKET``,
-which the parent relays to the world lane (``WorldRelay``). With
-``network="allow-list"`` the namespace is empty too, and a second socket
-(``EGRESS_SOCKET``) leads to an HTTP proxy of the parent that connects only to hosts of
-the allow-list (``EgressProxy``); the child points ``HTTP(S)_PROXY`` at it.
+own): the World is reached through the parent over the child's stdin and stdout. With
+``network="allow-list"`` the namespace is empty too, and a Unix socket bind-mounted at
+``EGRESS_SOCKET`` leads to an HTTP proxy of the parent that connects only to hosts of
+the allow-list (``EgressProxy``, served by ``EgressSocket``); the child points
+``HTTP(S)_PROXY`` at it.
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from compute_worker.domain.outbound import OutboundPolicy, OutboundRefused
 
 BUNDLE = "/bundle"
-WORLD_SOCKET = "/run/compute-worker/world.sock"
 EGRESS_SOCKET = "/run/compute-worker/egress.sock"  # network "allow-list": the way out
 MAX_PROXY_HEAD = 64 * 1024
 SCRATCH = "/tmp"
@@ -63,7 +61,6 @@ class Sandbox:
         self,
         inner: Sequence[str],
         bundle: Path,
-        socket: Path | None,
         *,
         graph: bool = False,
         egress: Path | None = None,
@@ -93,9 +90,7 @@ class Sandbox:
             if not root.startswith("/usr/"):
                 args += [*_parents(root, made), "--ro-bind", root, root]
         args += ["--perms", "0755", "--dir", "/run", "--perms", "0755",
-                 "--dir", str(Path(WORLD_SOCKET).parent)]  # fmt: skip
-        if socket is not None:
-            args += ["--bind", str(socket), WORLD_SOCKET]
+                 "--dir", str(Path(EGRESS_SOCKET).parent)]  # fmt: skip
         if egress is not None:
             args += ["--bind", str(egress), EGRESS_SOCKET]
         args += ["--ro-bind", str(bundle), BUNDLE, "--size", str(self.scratch_bytes),
@@ -144,7 +139,7 @@ def sandbox_unavailable(sandbox: Sandbox | None, bwrap: str | None) -> str | Non
         return "bwrap (Debian package bubblewrap) is not installed"
     trial = Sandbox(bwrap) if sandbox is None else sandbox
     with tempfile.TemporaryDirectory() as folder:
-        command = trial.command([sys.executable, "-c", "pass"], Path(folder), None)
+        command = trial.command([sys.executable, "-c", "pass"], Path(folder))
         try:
             done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT,
                                   env={"PATH": PATH}, check=False)  # fmt: skip
@@ -156,59 +151,32 @@ def sandbox_unavailable(sandbox: Sandbox | None, bwrap: str | None) -> str | Non
     return None
 
 
-class WorldRelay:
-    """A Unix socket the boxed children reach the world lane through: each connection
-    is relayed byte for byte to the lane's TCP address (TLS included, end to end), so a
-    child without a network still makes its World calls. Children authenticate with
-    their own keys as over TCP."""
+class EgressSocket:
+    """The Unix socket the boxed children of the ``allow-list`` network reach the outside
+    through: each connection is served by an ``EgressProxy`` of the parent."""
 
-    def __init__(self, egress: OutboundPolicy | None = None) -> None:
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self._proxy = EgressProxy(policy)
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._server: asyncio.AbstractServer | None = None
-        self._target: tuple[str, int] | None = None
-        self._egress = None if egress is None else EgressProxy(egress)
-        self._egress_server: asyncio.AbstractServer | None = None
 
-    async def egress_path(self) -> Path | None:
-        """The allow-list proxy's socket (None without an allow-list), started on first use."""
-        if self._egress is None or self._folder is None:
-            return None
-        socket = Path(self._folder.name) / "egress.sock"
-        if self._egress_server is None:
-            self._egress_server = await asyncio.start_unix_server(
-                self._egress.serve, path=str(socket), limit=MAX_PROXY_HEAD
-            )
-            socket.chmod(0o666)
-        return socket
-
-    async def path(self, url: str) -> Path:
-        """The socket, started on first use, relaying to ``url``."""
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._target = (parts.hostname or "127.0.0.1", port)
+    async def path(self) -> Path:
+        """The socket, started on first use."""
         if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="cw-world-")  # 0700
-        socket = Path(self._folder.name) / "world.sock"
+            self._folder = tempfile.TemporaryDirectory(prefix="cw-egress-")  # 0700
+        socket = Path(self._folder.name) / "egress.sock"
         if self._server is None:
-            self._server = await asyncio.start_unix_server(self._relay, path=str(socket))
+            self._server = await asyncio.start_unix_server(
+                self._proxy.serve, path=str(socket), limit=MAX_PROXY_HEAD
+            )
             socket.chmod(0o666)  # the child's uid; the folder keeps everyone else out
         return socket
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert self._target is not None
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
     async def close(self) -> None:
-        for server in (self._server, self._egress_server):
-            if server is not None:
-                server.close()
-                await server.wait_closed()
-        self._server = self._egress_server = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = None

@@ -1,12 +1,12 @@
 """The ``process`` backend: a deployment's code runs in child processes, never in the
 server. Each child holds one deployment's bundle, executes one run at a time, and
-reaches the World over the world-proxy lane with a key minted for it (scope
-``world:child``: its deployment's runs only; expiring, and deleted when it exits).
-The parent enforces limits: address space (``RLIMIT_AS``), per step wall-clock time
-and CPU time, and the workflow-code watchdog: a child whose event loop stops
-answering (a loop or a blocking call in a ``@workflow`` body) for
-``workflow_turn_seconds`` outside a step is killed. A cancelled run's child is killed
-at once, which frees its slot.
+reaches the World through the parent over its stdin and stdout (``pipe``): the parent
+answers the World calls of the run the child executes, and of no other, through its
+in-process RunWorld; a child holds no credential. The parent enforces limits: address
+space (``RLIMIT_AS``), per step wall-clock time and CPU time, and the workflow-code
+watchdog: a child whose event loop stops answering (a loop or a blocking call in a
+``@workflow`` body) for ``workflow_turn_seconds`` outside a step is killed. A cancelled
+run's child is killed at once, which frees its slot.
 A child that crashes, hangs or runs out of memory costs the step in flight an
 attempt (retried, or failed once its retries are spent); the server lives on.
 Suspended runs park (no process held) and are replayed when woken.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -28,18 +27,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from compute_worker.adapters import codec, world_wire
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.isolation import child_environment
 from compute_worker.adapters.worldcompute.bundles.sandbox import (
     BUNDLE,
     EGRESS_SOCKET,
     SCRATCH,
-    WORLD_SOCKET,
+    EgressSocket,
     Sandbox,
-    WorldRelay,
 )
 from compute_worker.adapters.worldcompute.bundles.sandbox import PATH as SANDBOX_PATH
 from compute_worker.adapters.worldcompute.process import child as child_module
+from compute_worker.adapters.worldcompute.process.pipe import CALL, WorldCalls
 from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome
@@ -51,7 +51,6 @@ from compute_worker.domain.ports.engine import RunWorld
 from compute_worker.domain.ports.metrics import ProcessObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.tracing import NoTracer, Tracer
-from compute_worker.domain.use_cases.api_keys import ManageApiKeys
 from compute_worker.domain.validation import parse_date
 from compute_worker.domain.world import (
     RUNTIME_ERROR,
@@ -64,8 +63,8 @@ from compute_worker.domain.world import (
 
 log = logging.getLogger(__name__)
 
-KEY_TTL = timedelta(hours=1)
-RECYCLE_AFTER = timedelta(minutes=45)  # well before the key expires
+RECYCLE_AFTER = timedelta(minutes=45)  # what a bundle leaks from run to run stays bounded
+ENVELOPE_BYTES = 4096  # of a World call around its arguments (a world-lane request's body)
 START_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.1
 MAX_CRASHES = 3
@@ -83,6 +82,12 @@ class ProcessLimits:
     children_per_deployment: int = 4
     park_after_seconds: float = 1.0
     poll_interval: float = 1.0
+    body_bytes: int = 10 * 1024 * 1024  # the world lane's max_body_bytes: a call's arguments
+
+    @property
+    def message_bytes(self) -> int:
+        """The longest line the parent reads of a child (a longer one: it is killed)."""
+        return self.body_bytes + ENVELOPE_BYTES
 
 
 @dataclass
@@ -108,7 +113,6 @@ class Crash:
 class Child:
     deployment_id: str
     process: asyncio.subprocess.Process
-    key_id: str
     started: float = field(default_factory=time.monotonic)
     steps: dict[str, StepInFlight] = field(default_factory=dict)
     heard: float = field(default_factory=time.monotonic)  # last message of any kind
@@ -119,6 +123,7 @@ class Child:
     reader: asyncio.Task[None] | None = None
     members: tuple[int, ...] = ()  # the processes of its session (see cpu_seconds)
     stderr: asyncio.Task[None] | None = None
+    calls: WorldCalls | None = None  # the World calls of the run it executes
 
     @property
     def step(self) -> StepInFlight | None:
@@ -131,7 +136,15 @@ class Child:
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
+        self.process.stdin.write(codec.dumps(message) + b"\n")
+
+    async def reply(self, message: dict[str, Any]) -> None:
+        """``send``, then wait while the child is slow to read (its replies pile up no
+        further than the calls in flight)."""
+        self.send(message)
+        assert self.process.stdin is not None
+        with contextlib.suppress(ConnectionError):
+            await self.process.stdin.drain()
 
     def kill(self, reason: str, why: str) -> None:
         """``reason``: for the run's error; ``why``: the short kind the metrics count."""
@@ -179,8 +192,6 @@ class ChildPool:
     def __init__(
         self,
         code: BundleCode,
-        keys: ManageApiKeys,
-        world_url: Callable[[], str | None],
         limits: ProcessLimits,
         observer: ProcessObserver | None = None,
         event_loop: str = "asyncio",
@@ -189,13 +200,10 @@ class ChildPool:
     ) -> None:
         self._event_loop = event_loop  # the children's: "asyncio" or "uvloop"
         self._sandbox = sandbox  # None: children run unboxed (the host cannot, or told so)
-        policy = None
+        self._egress = None
         if sandbox is not None and sandbox.network == "allow-list":
-            policy = OutboundPolicy(sandbox.allow, what="sandbox network")
-        self._relay = WorldRelay(policy)
+            self._egress = EgressSocket(OutboundPolicy(sandbox.allow, what="sandbox network"))
         self._code = code
-        self._keys = keys
-        self._world_url = world_url
         self.limits = limits
         self._observer = observer
         self.tracer = tracer or NoTracer()
@@ -239,20 +247,13 @@ class ChildPool:
     async def close(self) -> None:
         for child in list(self._all):
             await self._stop(child)
-        await self._relay.close()
+        if self._egress is not None:
+            await self._egress.close()
 
     async def _spawn(self, deployment: Deployment) -> Child:
-        url = self._world_url()
-        if url is None:
-            raise errors.StorageUnavailable(
-                "the process backend needs the server's URL (option internal_url)"
-            )
         folder = await self._code.folder(deployment)
-        created = await self._keys.mint_child(deployment.deployment_id, KEY_TTL)
         env = {
             **child_environment(),
-            child_module.ENV_URL: url,
-            child_module.ENV_KEY: created.secret,
             child_module.ENV_BUNDLE: str(folder),
             child_module.ENV_ENTRYPOINT: deployment.entrypoint
             or DEFAULT_ENTRYPOINTS[deployment.kind],
@@ -263,26 +264,26 @@ class ChildPool:
             child_module.ENV_BEAT: str(beat_interval(self.limits.workflow_turn_seconds)),
             child_module.ENV_TURN: str(self.limits.workflow_turn_seconds),
             child_module.ENV_LOOP: self._event_loop,
+            child_module.ENV_MESSAGE_BYTES: str(self.limits.message_bytes),
             **(self._code.graph_http().env() if deployment.kind == "graph" else {}),
         }
         command = [sys.executable, "-m", child_module.__name__]
         if self._sandbox is not None:
-            socket = await self._relay.path(url)
             env.update(HOME=SCRATCH, TMPDIR=SCRATCH, PATH=SANDBOX_PATH)
             env[child_module.ENV_BUNDLE] = BUNDLE
-            env[child_module.ENV_SOCKET] = WORLD_SOCKET
             graph = deployment.kind == "graph"
-            egress = await self._relay.egress_path()
-            if egress is not None and not graph:
+            egress = None
+            if self._egress is not None and not graph:
+                egress = await self._egress.path()
                 env[child_module.ENV_EGRESS] = EGRESS_SOCKET
-            command = self._sandbox.command(command, folder, socket, graph=graph, egress=egress)
+            command = self._sandbox.command(command, folder, graph=graph, egress=egress)
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, cwd=folder, start_new_session=True,
+            limit=self.limits.message_bytes,
         )  # fmt: skip
-        child = Child(deployment.deployment_id, process, created.key.key_id,
-                      observer=self._observer)  # fmt: skip
+        child = Child(deployment.deployment_id, process, observer=self._observer)
         self._all.add(child)
         if self._observer is not None:
             lost = self._lost.get(deployment.deployment_id, 0)
@@ -291,7 +292,7 @@ class ChildPool:
         child.stderr = asyncio.create_task(_forward_stderr(child))
         ready = asyncio.get_running_loop().create_future()
         child.answer = ready
-        child.reader = asyncio.create_task(_read_messages(child))
+        child.reader = asyncio.create_task(_read_messages(child, self.limits.message_bytes))
         try:
             await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT)
         except StartFailed:
@@ -317,8 +318,6 @@ class ChildPool:
     async def _forget(self, child: Child) -> None:
         if child in self._all:
             self._all.discard(child)
-            with contextlib.suppress(errors.DomainError):
-                await self._keys.discard(child.key_id)
             if child.alive:
                 child.kill("forgotten", "stop")
             with contextlib.suppress(Exception):
@@ -327,39 +326,69 @@ class ChildPool:
                 self._observer.child_exited()
 
 
-async def _read_messages(child: Child) -> None:
+async def _read_messages(child: Child, limit: int) -> None:
+    """The child's messages, until it exits. It runs hostile code: a line that is not a
+    message is passed over, a member of the wrong type leaves the message unheard, and a
+    line longer than ``limit`` (none of its own is) gets the child killed."""
     assert child.process.stdout is not None
-    while line := await child.process.stdout.readline():
+    while True:
         try:
-            message = json.loads(line)
+            line = await child.process.stdout.readline()
+        except ValueError:  # asyncio's LimitOverrunError, as readline raises it
+            child.kill(f"the workflow process sent a message over {limit} bytes", "protocol")
+            break
+        if not line:
+            break
+        try:
+            message = codec.loads(line)
         except ValueError:
+            log.warning("a workflow process sent a line that is not JSON",
+                        extra={"deploymentId": child.deployment_id})  # fmt: skip
+            continue
+        if not isinstance(message, dict):
             continue
         child.heard = time.monotonic()
-        op = message.get("op")
-        if op == "step":
-            child.steps[message["stepId"]] = StepInFlight(
-                message["stepId"], message["name"], message["attempt"], message["maxRetries"],
-                message.get("timeout"), time.monotonic(), child.cpu_seconds(),
-            )  # fmt: skip
-            if child.traced is not None:
-                child.traced.begin(message["stepId"], str(message["name"]), message["attempt"])
-        elif op == "step_done":
-            child.steps.pop(message["stepId"], None)
-            if child.traced is not None:
-                error = message.get("error")
-                child.traced.end(message["stepId"], None if error is None else str(error))
-        elif op == "log":
-            _forward_log(child, message)
-        elif op in ("ready", "done") and child.answer is not None and not child.answer.done():
-            child.answer.set_result(message)
-        elif op == "failed" and child.answer is not None and not child.answer.done():
-            child.answer.set_exception(
-                StartFailed(str(message.get("message")), message.get("stack"))
-            )
+        try:
+            await _take(child, message)
+        except errors.InvalidRequest as refused:
+            log.warning("a workflow process sent a malformed message: %s", refused.message,
+                        extra={"deploymentId": child.deployment_id})  # fmt: skip
     await child.process.wait()
     if child.answer is not None and not child.answer.done():
         reason = child.kill_reason or _exit_reason(child.process.returncode)
         child.answer.set_exception(RuntimeError(reason))
+
+
+async def _take(child: Child, message: dict[str, Any]) -> None:
+    op = message.get("op")
+    if op == CALL:
+        if child.calls is None:
+            raise errors.InvalidRequest("a World call while no run is assigned")
+        await child.calls.take(message)
+    elif op == "step":
+        step_id: str = world_wire.field(message, "stepId", str, required=True)
+        name: str = world_wire.field(message, "name", str, required=True)
+        attempt: int = world_wire.field(message, "attempt", int, required=True)
+        retries: int = world_wire.field(message, "maxRetries", int, required=True)
+        timeout = world_wire.field(message, "timeout", (int, float))
+        child.steps[step_id] = StepInFlight(step_id, name, attempt, retries, timeout,
+                                            time.monotonic(), child.cpu_seconds())  # fmt: skip
+        if child.traced is not None:
+            child.traced.begin(step_id, name, attempt)
+    elif op == "step_done":
+        step_id = world_wire.field(message, "stepId", str, required=True)
+        child.steps.pop(step_id, None)
+        if child.traced is not None:
+            error = message.get("error")
+            child.traced.end(step_id, None if error is None else str(error)[:2000])
+    elif op == "log":
+        _forward_log(child, message)
+    elif op in ("ready", "done") and child.answer is not None and not child.answer.done():
+        child.answer.set_result(message)
+    elif op == "failed" and child.answer is not None and not child.answer.done():
+        child.answer.set_exception(
+            StartFailed(str(message.get("message")), world_wire.field(message, "stack", str))
+        )
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -377,8 +406,14 @@ def _forward_log(child: Child, message: dict[str, Any]) -> None:
 
 async def _forward_stderr(child: Child) -> None:
     assert child.process.stderr is not None
-    while line := await child.process.stderr.readline():
-        log.info("workflow process: %s", line.decode(errors="replace").rstrip(),
+    while True:
+        try:
+            line = await child.process.stderr.readline()
+        except ValueError:  # a line over the limit: the rest of it comes next
+            continue
+        if not line:
+            return
+        log.info("workflow process: %s", line.decode(errors="replace").rstrip()[:10_000],
                  extra={"deploymentId": child.deployment_id})  # fmt: skip
 
 
@@ -439,6 +474,7 @@ class ProcessExecutor:
         tracer = self._pool.tracer
         trace = tracer.current()  # the run's span, carried into the child
         child.traced = TracedSteps(tracer, trace, run) if tracer.enabled else None
+        child.calls = WorldCalls(self._world, run_id, child.reply)
         child.send({"op": "run", "runId": run_id, **({"traceparent": trace} if trace else {})})
         subscription = self._signal.subscribe(run_topic(run_id))
         watch = asyncio.create_task(self._watch(child, run_id, subscription.wait))
@@ -451,6 +487,8 @@ class ProcessExecutor:
         finally:
             watch.cancel()
             subscription.close()
+            calls, child.calls = child.calls, None  # no call is taken after the run's end
+            await calls.drain()
             if child.traced is not None:  # attempts its process did not report the end of
                 child.traced.close(child.kill_reason or "the workflow process stopped")
                 child.traced = None

@@ -2,20 +2,21 @@
 ``python -m compute_worker.adapters.worldcompute.process.child``.
 
 It imports one deployment's bundle, then executes the runs the parent assigns
-(one at a time), talking to the World over the world-proxy lane with a
-short-lived key. Protocol: JSON lines; the parent writes ``run``/``wake``/``stop``
-on stdin; the child answers ``ready`` (with the names of the workflows it loaded) or
-``failed`` (the bundle did not load, in the words the upload check uses), then
-``step`` / ``step_done`` (for the parent's time and CPU watchdog), ``beat`` (every
-``CW_BEAT_INTERVAL`` s while the event loop is free: the workflow-code watchdog) and
-``done`` on the original stdout. Anything the bundle prints goes to stderr.
+(one at a time), reaching the World through the parent over the same pipes
+(``pipe.PipeRunWorld``): it holds no credential. Protocol: JSON lines
+(``adapters.codec``); the parent writes ``run``/``wake``/``stop`` and the ``reply`` to
+each World call on stdin; the child answers ``ready`` (with the names of the workflows it
+loaded) or ``failed`` (the bundle did not load, in the words the upload check uses), then
+``call`` (a World call), ``step`` / ``step_done`` (for the parent's time and CPU
+watchdog), ``beat`` (every ``CW_BEAT_INTERVAL`` s while the event loop is free: the
+workflow-code watchdog), ``log`` and ``done`` on the original stdout, no line longer than
+``CW_MESSAGE_BYTES``. Anything the bundle prints goes to stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import resource
@@ -23,15 +24,14 @@ import socket as sock_module
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
-import httpx
-
+from compute_worker.adapters import codec
 from compute_worker.adapters.system import LocalSignal, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
 from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits
-from compute_worker.adapters.worldcompute.process.http_world import HttpRunWorld
+from compute_worker.adapters.worldcompute.process.pipe import REPLY, PipeRunWorld
 from compute_worker.adapters.worldcompute.runtime.context import WorkflowContext, iso
 from compute_worker.adapters.worldcompute.runtime.failures import (
     RunCancelled,
@@ -43,8 +43,6 @@ from compute_worker.domain import errors
 from compute_worker.domain.authoring import StepSpec
 from compute_worker.domain.world import RUNTIME_ERROR, EventRequest, EventType, run_topic
 
-ENV_URL = "CW_WORLD_URL"
-ENV_KEY = "CW_WORLD_KEY"
 ENV_BUNDLE = "CW_BUNDLE_DIR"
 ENV_ENTRYPOINT = "CW_ENTRYPOINT"
 ENV_KIND = "CW_KIND"
@@ -53,27 +51,30 @@ ENV_PARK_AFTER = "CW_PARK_AFTER"
 ENV_POLL = "CW_POLL_INTERVAL"
 ENV_BEAT = "CW_BEAT_INTERVAL"
 ENV_TURN = "CW_WORKFLOW_TURN"  # seconds workflow code may await nothing durable
-ENV_SOCKET = "CW_WORLD_SOCKET"  # in a sandbox: the World over this Unix socket
+ENV_MESSAGE_BYTES = "CW_MESSAGE_BYTES"  # the longest line the parent reads
 ENV_EGRESS = "CW_EGRESS_SOCKET"  # sandbox network "allow-list": the parent's proxy
 ENV_LOOP = "CW_EVENT_LOOP"
 
 
 _WRITING = threading.Lock()  # log records may come from the bundle's own threads
-
-
+MAX_LOG_CHARS = 10_000  # of a log record's message (the parent keeps as many)
 TRACE = "traceparent"
+_FROM_PARENT = sys.maxsize  # the parent is trusted: a reply is as long as the run's log
+
+
+def _write(out: BinaryIO, line: bytes) -> None:
+    with _WRITING:
+        out.write(line)
+        out.flush()
 
 
 class Reporter:
-    def __init__(self, out: TextIO, run_id: str) -> None:
+    def __init__(self, out: BinaryIO, run_id: str) -> None:
         self._out = out
         self._run_id = run_id
 
     def send(self, message: dict[str, Any]) -> None:
-        line = json.dumps(message, default=str) + "\n"
-        with _WRITING:
-            self._out.write(line)
-            self._out.flush()
+        _write(self._out, codec.dumps(message) + b"\n")
 
     def step_began(self, step_id: str, spec: StepSpec, attempt: int) -> None:
         self.send({"op": "step", "runId": self._run_id, "stepId": step_id, "name": spec.name,
@@ -89,7 +90,7 @@ class ForwardLogs(logging.Handler):
     """Log records of the bundle (and of the graph interpreter) go to the parent, which
     writes them into the server's structured log with the run id."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         super().__init__(logging.DEBUG)
         self._reporter = Reporter(out, "")
         self.run_id: str | None = None
@@ -97,7 +98,8 @@ class ForwardLogs(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self._reporter.send({"op": "log", "level": record.levelname.lower(),
-                                 "logger": record.name, "message": record.getMessage(),
+                                 "logger": record.name[:200],
+                                 "message": record.getMessage()[:MAX_LOG_CHARS],
                                  "runId": self.run_id})  # fmt: skip
         except Exception:
             self.handleError(record)
@@ -108,8 +110,8 @@ def _take_config() -> dict[str, str]:
     return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("CW_")}
 
 
-async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
-                   out: TextIO, config: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+async def _execute(world: PipeRunWorld, workflows: dict[str, Any], run_id: str,
+                   out: BinaryIO, config: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     reporter = Reporter(out, run_id)
     try:
         run = await world.run(run_id)
@@ -148,10 +150,10 @@ async def _execute(world: HttpRunWorld, workflows: dict[str, Any], run_id: str,
     return {"outcome": outcome.kind, "wakesAt": wakes_at, "readUpTo": outcome.read_up_to}
 
 
-async def serve(out: TextIO, config: dict[str, str]) -> None:
+async def serve(out: BinaryIO, config: dict[str, str]) -> None:
     forward = ForwardLogs(out)
     logging.basicConfig(level=logging.INFO, handlers=[forward], force=True)
-    for chatty in ("httpx", "httpcore"):  # our own World calls, one line each
+    for chatty in ("httpx", "httpcore"):  # graph HTTP nodes' requests, one line each
         logging.getLogger(chatty).setLevel(logging.WARNING)
     folder = Path(config[ENV_BUNDLE])
     try:
@@ -164,49 +166,43 @@ async def serve(out: TextIO, config: dict[str, str]) -> None:
                                 "stack": failure.stack})  # fmt: skip
         return
     signal = LocalSignal()
-    url = config[ENV_URL]
-    headers = {"authorization": f"Bearer {config[ENV_KEY]}"}
-    loopback = httpx.URL(url).host in ("127.0.0.1", "localhost", "::1")
-    socket = config.get(ENV_SOCKET)
-    transport = httpx.AsyncHTTPTransport(uds=socket, verify=not loopback) if socket else None
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
-                                 verify=not loopback, transport=transport) as client:  # fmt: skip
-        world = HttpRunWorld(client, signal)
-        loop = asyncio.get_running_loop()
-        stdin = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-        Reporter(out, "").send({"op": "ready", "workflows": sorted(workflows)})
-        beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
-        running: asyncio.Task[None] | None = None
+    world = PipeRunWorld(lambda line: _write(out, line), signal, int(config[ENV_MESSAGE_BYTES]))
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=_FROM_PARENT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    Reporter(out, "").send({"op": "ready", "workflows": sorted(workflows)})
+    beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
+    running: asyncio.Task[None] | None = None
 
-        async def execute(run_id: str, traceparent: str | None) -> None:
-            forward.run_id = run_id
-            _carry_trace(client, traceparent)
-            answer = await _execute(world, workflows, run_id, out, config)
-            Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
+    async def execute(run_id: str, traceparent: str | None) -> None:
+        forward.run_id = run_id
+        _carry_trace(traceparent)
+        answer = await _execute(world, workflows, run_id, out, config)
+        Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 
-        while line := await stdin.readline():
-            message = json.loads(line)
-            if message["op"] == "run":
-                running = asyncio.create_task(execute(message["runId"], message.get(TRACE)))
-            elif message["op"] == "wake":
-                signal.notify(run_topic(message["runId"]))
-            elif message["op"] == "stop":
-                break
-        beats.cancel()
-        if running is not None and not running.done():
-            running.cancel()
+    while line := await stdin.readline():
+        message = codec.loads(line, codec.STORED_MAX_DEPTH)
+        if message["op"] == REPLY:
+            world.answer(message)
+        elif message["op"] == "run":
+            running = asyncio.create_task(execute(message["runId"], message.get(TRACE)))
+        elif message["op"] == "wake":
+            signal.notify(run_topic(message["runId"]))
+        elif message["op"] == "stop":
+            break
+    world.hang_up()
+    beats.cancel()
+    if running is not None and not running.done():
+        running.cancel()
 
 
-def _carry_trace(client: httpx.AsyncClient, traceparent: str | None) -> None:
-    """The run's trace context (W3C ``traceparent``, from the parent) on every world-lane
-    request of the run, so the server's spans of them join the run's trace; and in the
-    environment as ``TRACEPARENT`` for workflow code that traces itself."""
+def _carry_trace(traceparent: str | None) -> None:
+    """The run's trace context (W3C ``traceparent``, from the parent) in the environment
+    as ``TRACEPARENT``, for workflow code that traces itself (the parent answers the run's
+    World calls in the run's trace)."""
     if traceparent:
-        client.headers[TRACE] = traceparent
         os.environ["TRACEPARENT"] = traceparent
     else:
-        client.headers.pop(TRACE, None)
         os.environ.pop("TRACEPARENT", None)
 
 
@@ -257,7 +253,7 @@ def main() -> None:
     limit_resource(resource.RLIMIT_AS, int(config.get(ENV_MEMORY) or 0))
     if config.get(ENV_EGRESS):
         _proxy_through(config[ENV_EGRESS])
-    out = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout
+    out = os.fdopen(os.dup(1), "wb")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # what the bundle prints goes to stderr
     run_on_loop(serve(out, config), config.get(ENV_LOOP) or "asyncio")
 
