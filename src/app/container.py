@@ -108,12 +108,12 @@ def _signal(settings: Settings) -> Signal:
     return LocalSignal()
 
 
-def _graph_http(settings: Settings, world_url: Callable[[], str | None]) -> HttpSettings:
+def _graph_http(settings: Settings, own_url: Callable[[], str | None]) -> HttpSettings:
     """The limits of graph HTTP nodes, with the worker's own addresses denied (known once
     it listens, so computed when asked)."""
 
     def limits() -> HttpLimits:
-        urls = [world_url(), settings.internal_url, f"http://{settings.host}:{settings.port}"]
+        urls = [own_url(), settings.internal_url, f"http://{settings.host}:{settings.port}"]
         return HttpLimits(settings.graph_http_allow, _own_addresses(urls),
                           settings.graph_http_max_bytes)  # fmt: skip
 
@@ -219,7 +219,7 @@ def _dispatch_settings(settings: Settings) -> DispatchSettings:
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     run_key_secret: providers.Dependency[bytes | None] = providers.Dependency()  # from runtime
-    world_url: providers.Dependency[Callable[[], str | None]] = providers.Dependency()
+    own_url: providers.Dependency[Callable[[], str | None]] = providers.Dependency()
 
     # infrastructure
     clock = providers.Singleton(SystemClock)
@@ -250,7 +250,7 @@ class Container(containers.DeclarativeContainer):
     artifacts = providers.Singleton(
         FsArtifactStore, providers.Callable(lambda s: s.artifact_dir, settings)
     )
-    graph_http = providers.Callable(_graph_http, settings, world_url)
+    graph_http = providers.Callable(_graph_http, settings, own_url)
     sandbox = providers.Singleton(_sandbox, settings)
     bundle_loader = providers.Singleton(
         SubprocessBundleLoader, graph_http=graph_http, sandbox=sandbox

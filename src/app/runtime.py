@@ -41,7 +41,7 @@ class Runtime:
         self,
         settings: Settings,
         execute: bool = False,
-        world_url: Callable[[], str | None] | None = None,
+        own_url: Callable[[], str | None] | None = None,
         listening_url: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
@@ -55,7 +55,7 @@ class Runtime:
         self._detector: asyncio.Task[None] | None = None
         self.container = Container(
             settings=settings,
-            world_url=world_url or (lambda: settings.internal_url),
+            own_url=own_url or (lambda: settings.internal_url),
         )
 
     async def __aenter__(self) -> Container:

@@ -40,18 +40,18 @@ START_TIMEOUT = 30.0
 
 def create_app(
     settings: Settings,
-    world_url: Callable[[], str | None] | None = None,
+    own_url: Callable[[], str | None] | None = None,
     listening_url: Callable[[], str | None] | None = None,
 ) -> Starlette:
     """The ASGI app; refuses (``StartupRefused``) an unsafe production configuration.
 
-    ``world_url`` tells the process backend's children where the world lane is
-    (default: the ``internal_url`` option); ``listening_url`` is logged at start."""
+    ``own_url``: where the worker is reached (default: the ``internal_url`` option), an
+    address graph HTTP nodes are refused; ``listening_url`` is logged at start."""
     check_target_world(settings)
 
     @asynccontextmanager
     async def services() -> AsyncIterator[HttpServices]:
-        runtime = Runtime(settings, execute=True, world_url=world_url, listening_url=listening_url)
+        runtime = Runtime(settings, execute=True, own_url=own_url, listening_url=listening_url)
         app.state.runtime = runtime  # the server stops its engine before closing connections
         async with runtime as container:
             yield container.http_services()

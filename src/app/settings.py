@@ -358,7 +358,8 @@ class Settings(BaseSettings):
         24.0, "hours a POST /v1/runs Idempotency-Key is kept", gt=0, le=24 * 366
     )
     internal_url: Annotated[str | None, BeforeValidator(_http_url)] = setting(
-        None, "where process children reach the world lane (set it behind another ASGI server)",
+        None, "where the worker is reached, refused to graph HTTP nodes like its bound "
+        "address (set it behind another ASGI server)",
         shown="the bound address", metavar="URL",
     )  # fmt: skip
     process_memory_mb: int = setting(
@@ -384,8 +385,8 @@ class Settings(BaseSettings):
         Literal["none", "allow-list", "host"], BeforeValidator(_lower)
     ] = setting(
         "none", "process backend: a sandboxed child's network: none (its own, empty; the World "
-        "still answers over a Unix socket), allow-list (the same, plus an HTTP(S) proxy to the "
-        "hosts of sandbox_allow) or host (the server's: steps may call any API)",
+        "still answers over its stdin and stdout), allow-list (the same, plus an HTTP(S) proxy "
+        "to the hosts of sandbox_allow) or host (the server's: steps may call any API)",
     )  # fmt: skip
     sandbox_allow: HostPatterns = setting(
         (), "hosts a sandboxed child may reach with sandbox_network=allow-list, through "

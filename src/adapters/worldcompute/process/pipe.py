@@ -73,7 +73,7 @@ class PipeRunWorld(RunWorld):
     async def _call(self, method: str, **arguments: Any) -> Any:
         call_id = next(self._ids)
         line = codec.dumps({"op": CALL, "id": call_id, "method": method, **arguments})
-        if len(line) > self._max_bytes:  # the world lane's 413, as HttpRunWorld saw it
+        if len(line) > self._max_bytes:  # as the world lane's 413 was seen over HTTP
             raise errors.StorageUnavailable(
                 f"the {method} call exceeds {self._max_bytes} bytes (max_body_bytes)"
             )
