@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from compute_worker.adapters.http.wire import hook_wire, run_wire, step_wire
 from compute_worker.adapters.security.run_keys import HkdfRunKeyDeriver
+from compute_worker.adapters.world_wire import hook_wire, run_wire, step_wire
 from compute_worker.domain import errors, ids
 from compute_worker.domain.pagination import decode_cursor
 from compute_worker.domain.use_cases.get_encryption_key import GetEncryptionKey
