@@ -31,10 +31,6 @@ PUBLIC_SCOPES = frozenset(
     {"trigger:write", "runs:read", "runs:write", "deploy:read", "deploy:write"}
 )
 WORLD_SCOPE = "world:proxy"
-# A workflow child's key: the lane's run-bound operations, on runs of the key's own
-# deployment only (``ApiKey.deployment_id``). Only minted, never granted (not in
-# ALL_SCOPES): a key with it is made by ``ManageApiKeys.mint_child``.
-CHILD_SCOPE = "world:child"
 ADMIN_SCOPE = "admin"
 ALL_SCOPES = PUBLIC_SCOPES | {WORLD_SCOPE, ADMIN_SCOPE}
 KEYS_TOPIC = "api-keys"  # notified when a stored key changes (revoked, deleted, re-seeded)
@@ -53,26 +49,10 @@ def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
     return wanted
 
 
-def authorize(key: ApiKey, required_scope: str, *, child: bool = False) -> None:
-    """``Forbidden`` unless ``key`` holds ``required_scope``; a route open to workflow
-    children (``child``) of the world lane also admits a ``world:child`` key, which the
-    handler then holds to its deployment's runs (``authorize_run``)."""
-    if required_scope in key.scopes:
-        return
-    if not (child and required_scope == WORLD_SCOPE and CHILD_SCOPE in key.scopes):
+def authorize(key: ApiKey, required_scope: str) -> None:
+    """``Forbidden`` unless ``key`` holds ``required_scope``."""
+    if required_scope not in key.scopes:
         raise errors.Forbidden(
             f"This API key lacks the scope {required_scope}",
             {"requiredScope": required_scope},
-        )
-
-
-def authorize_run(key: ApiKey | None, run_deployment_id: str | None, run_id: str) -> None:
-    """``Forbidden`` when ``key`` is bound to a deployment and the run is not one of its
-    own (or does not exist: a child learns nothing of other runs)."""
-    if key is None or key.deployment_id is None:
-        return
-    if run_deployment_id != key.deployment_id:
-        raise errors.Forbidden(
-            f"this key acts only on runs of deployment {key.deployment_id}",
-            {"runId": run_id, "deploymentId": key.deployment_id},
         )

@@ -1,6 +1,7 @@
 """What an operator sees of runs: one structured log line per run start and end (with run
 id, workflow and duration), workflow code's own log records (a graph ``log`` node) in the
-server's log, and no key of a workflow child left behind once the child is gone."""
+server's log, and no API key made for workflow children (they hold none: their World is
+their pipe to the server)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ async def test_each_run_start_and_end_is_one_log_line_and_workflow_logs_reach_th
     assert said, _log_records(server)[-20:]
 
 
-async def test_workflow_children_leave_no_api_keys_behind(tmp_path: Path) -> None:
+async def test_workflow_children_get_no_api_keys(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = ServerProcess(["--worldcompute", "process", "--data-dir", str(data)], tmp_path, "s")
     server.start()

@@ -18,7 +18,7 @@ import pytest
 
 from compute_worker.adapters.system import LocalSignal
 from compute_worker.domain import errors, ids
-from compute_worker.domain.api_keys import authorize, authorize_run, hash_secret, new_secret
+from compute_worker.domain.api_keys import hash_secret, new_secret
 from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.deployments import Deployment, WorkflowInfo
 from compute_worker.domain.ids import IdFactory
@@ -726,29 +726,6 @@ async def test_a_minted_key_works_until_its_ttl_runs_out(app: App) -> None:
     app.clock.advance(1)
     with pytest.raises(errors.Unauthorized):
         await app.authenticate.execute(minted.secret, "world:proxy")
-
-
-async def test_a_childs_key_is_bound_to_its_deployment_and_only_minted(app: App) -> None:
-    minted = await app.manage_keys.mint_child("dpl_a", timedelta(minutes=5))
-    key = await app.authenticate.identify(minted.secret)
-    assert (key.name, key.scopes, key.deployment_id) == ("child:dpl_a", {"world:child"}, "dpl_a")
-    assert key.expires_at == NOW + timedelta(minutes=5)
-    authorize(key, "world:proxy", child=True)  # a route open to children
-    for scope, child in (("world:proxy", False), ("runs:read", True), ("admin", True)):
-        with pytest.raises(errors.Forbidden):
-            authorize(key, scope, child=child)
-    authorize_run(key, "dpl_a", "wrun_own")
-    for deployment in ("dpl_b", None):  # another deployment's run, or none at all
-        with pytest.raises(errors.Forbidden) as raised:
-            authorize_run(key, deployment, "wrun_x")
-        assert raised.value.details == {"runId": "wrun_x", "deploymentId": "dpl_a"}
-    proxy = await app.manage_keys.mint("proxy", {"world:proxy"}, timedelta(minutes=5))
-    authorize_run(await app.authenticate.identify(proxy.secret), "dpl_b", "wrun_x")
-    with pytest.raises(errors.InvalidRequest):  # never granted by hand
-        await app.manage_keys.create("ci", {"world:child"})
-    await app.manage_keys.discard(minted.key.key_id)
-    with pytest.raises(errors.Unauthorized):
-        await app.authenticate.identify(minted.secret)
 
 
 @pytest.mark.parametrize("key_id", ["key_missing", "revoked"])

@@ -61,14 +61,11 @@ def _limit(request: Request, identity: str) -> None:
         raise
 
 
-def with_access(
-    handler: Handler, scope: str | None, action: str | None, child: bool = False
-) -> Handler:
+def with_access(handler: Handler, scope: str | None, action: str | None) -> Handler:
     """``handler`` behind its route's access. With a ``scope``: authenticate, check the
-    key holds it (or, on a route open to workflow children, ``world:child``), apply the
-    key's rate limit; with an ``action`` the route changes state and a failure after
-    authentication is audited too. Without one: a public route, rate-limited per client
-    address."""
+    key holds it, apply the key's rate limit; with an ``action`` the route changes state
+    and a failure after authentication is audited too. Without one: a public route,
+    rate-limited per client address."""
     if scope is None:
 
         @functools.wraps(handler)
@@ -84,7 +81,7 @@ def with_access(
         try:
             key = await services(request).authenticate.identify(bearer_secret(request))
             request.state.api_key = key  # audit rows name the key, even when refused
-            authorize(key, scope, child=child)
+            authorize(key, scope)
         except (errors.Unauthorized, errors.Forbidden) as exc:
             await _audit_failure(request, "auth.failure", exc)
             raise

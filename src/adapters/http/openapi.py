@@ -25,7 +25,6 @@ from compute_worker.adapters.http.wire_schemas import (
     json_content,
     obj,
 )
-from compute_worker.domain.api_keys import CHILD_SCOPE
 
 # what any route may answer besides its own answers
 ERRORS = {
@@ -74,8 +73,6 @@ def _operation(declared: Operation, path: str) -> JsonSchema:
     if declared.scope is not None:
         out["security"] = [{"bearer": []}]
         out["x-required-scope"] = declared.scope
-        if declared.child:
-            out["x-child-scope"] = CHILD_SCOPE  # a workflow child's key, on its own runs
     if declared.body is not None:
         body = {media: _null_is_absent(schema) if media == "application/json" else schema
                 for media, schema in declared.body.items()}  # fmt: skip

@@ -29,7 +29,6 @@ class Operation:
     action: str | None = None  # state-changing: a failure after authentication is audited
     body: Content | None = None  # the request body, by media type (required when given)
     params: tuple[JsonSchema, ...] = field(default=())  # query and header parameters
-    child: bool = False  # a world-lane route a workflow child's key may call (its runs only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +45,11 @@ def operation(
     action: str | None = None,
     body: Content | None = None,
     params: tuple[JsonSchema, ...] = (),
-    child: bool = False,
 ) -> Callable[[Handler], Endpoint]:
     """Declare a handler's operation (``scope=None``: a public route)."""
 
     def declare(handler: Handler) -> Endpoint:
-        return Endpoint(handler, Operation(summary, scope, responses, action, body, params, child))
+        return Endpoint(handler, Operation(summary, scope, responses, action, body, params))
 
     return declare
 
@@ -70,7 +68,7 @@ class ApiRoute(Route):
         self.operation = declared
         super().__init__(
             path,
-            with_access(endpoint.handler, declared.scope, declared.action, declared.child),
+            with_access(endpoint.handler, declared.scope, declared.action),
             methods=[method],
             name=endpoint.handler.__name__,
         )

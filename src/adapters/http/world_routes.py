@@ -4,7 +4,6 @@ scope ``world:proxy``. Handlers parse, call one use case, render."""
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +37,7 @@ from compute_worker.adapters.world_wire import (
     input_field,
 )
 from compute_worker.domain import errors, ids
-from compute_worker.domain.api_keys import WORLD_SCOPE, authorize_run
+from compute_worker.domain.api_keys import WORLD_SCOPE
 from compute_worker.domain.pagination import MAX_STORED_INT, decode_cursor
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent
 from compute_worker.domain.use_cases.publish_message import Publish
@@ -62,27 +61,11 @@ def world(
     action: str | None = None,
     body: JsonSchema | None = None,
     params: tuple[JsonSchema, ...] = (),
-    child: bool = False,
 ) -> Callable[[Handler], Endpoint]:
-    """An operation of the lane: scope ``world:proxy``; ``action`` for a write; ``child``:
-    open to a workflow child's ``world:child`` key too, which the handler holds to its
-    deployment's runs (``_own_run``)."""
+    """An operation of the lane: scope ``world:proxy``; ``action`` for a write."""
     content: Content | None = None if body is None else schema.json_content(body)
     return operation(summary, scope=WORLD_SCOPE, responses=responses, action=action,
-                     body=content, params=params, child=child)  # fmt: skip
-
-
-async def _own_run(request: Request, run_id: str | None) -> None:
-    """``Forbidden`` unless a deployment-bound key (a workflow child's) names a run of
-    its own deployment; other keys pass without a lookup."""
-    key = getattr(request.state, "api_key", None)
-    if key is None or key.deployment_id is None:
-        return
-    run = None
-    if run_id:
-        with contextlib.suppress(errors.RunNotFound):
-            run = await services(request).query_world.get_run(run_id)
-    authorize_run(key, None if run is None else run.deployment_id, run_id or "")
+                     body=content, params=params)  # fmt: skip
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -154,14 +137,12 @@ register_url_convertor("event_id", EventIdConvertor())
     },
     action="world.events.create-batch",
     body=schema.EVENT_BATCH,
-    child=True,
 )
 async def create_events(request: Request) -> Response:
     """An extension of the lane: several events of one run in one transaction (all or
-    nothing), as the engine's process backend writes them."""
+    nothing)."""
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
-    await _own_run(request, run_id)
     requests = event_requests_from(field(body, "events", list, required=True))
     results = await services(request).record_run_events.execute(
         run_id, requests, request_context(request)
@@ -179,12 +160,10 @@ async def create_events(request: Request) -> Response:
     },
     action="world.events.create",
     body=schema.EVENT_REQUEST,
-    child=True,
 )
 async def create_event(request: Request) -> Response:
     body = await _body(request)
     params = field(body, "params", dict) or {}
-    await _own_run(request, field(body, "runId", str))
     command = CreateEvent(
         run_id=field(body, "runId", str),
         request=_event_request(body),
@@ -195,11 +174,10 @@ async def create_event(request: Request) -> Response:
     return JSONResponse(world_wire.event_result_wire(result))
 
 
-@world("events.list()", {200: answer("page", page("Event"))}, body=schema.LISTING_BODY, child=True)
+@world("events.list()", {200: answer("page", page("Event"))}, body=schema.LISTING_BODY)
 async def list_events(request: Request) -> Response:
     body = await _body(request)
     run_id = field(body, "runId", str, required=True)
-    await _own_run(request, run_id)
     page = await services(request).query_world.list_events(
         run_id, _paging(body), resolve_data(body.get("resolveData"))
     )
@@ -227,22 +205,19 @@ async def list_events_by_correlation(request: Request) -> Response:
     "events.get()",
     {200: answer("event", ref("Event"))},
     params=(query("runId"), RESOLVE_PARAM),
-    child=True,
 )
 async def get_event(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     run_id = request.query_params.get("runId") or None
-    await _own_run(request, run_id)
     event = await services(request).query_world.get_event(
         run_id, request.path_params["event_id"], resolve
     )
     return JSONResponse(world_wire.event_wire(event))
 
 
-@world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,), child=True)
+@world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,))
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
-    await _own_run(request, request.path_params["run_id"])
     run = await services(request).query_world.get_run(request.path_params["run_id"])
     return JSONResponse(world_wire.run_wire(run, resolve))
 
@@ -331,13 +306,11 @@ def _chunk_bytes(value: Any, where: str) -> bytes:
     {200: answer("written", schema.OK)},
     action="world.streams.write",
     body=schema.STREAM_WRITE,
-    child=True,
 )
 async def write_stream(request: Request) -> Response:
     body = await _body(request)
     name = field(body, "name", str, required=True)
     run_id = field(body, "runId", str, required=True)
-    await _own_run(request, run_id)
     if body.get("chunks") is not None:  # null is absent
         listed = field(body, "chunks", list, required=True)
         chunks = [_chunk_bytes(item, f"chunks[{i}]") for i, item in enumerate(listed)]
@@ -354,13 +327,11 @@ async def write_stream(request: Request) -> Response:
     {200: answer("closed", schema.OK)},
     action="world.streams.close",
     body=schema.STREAM_CLOSE,
-    child=True,
 )
 async def close_stream(request: Request) -> Response:
     body = await _body(request)
     name = field(body, "name", str, required=True)
     run_id = field(body, "runId", str, required=True)
-    await _own_run(request, run_id)
     await services(request).write_stream.close(name, run_id, request_context(request))
     return JSONResponse({"ok": True})
 
@@ -388,11 +359,9 @@ async def read_stream(request: Request) -> Response:
     "listStreamsByRunId()",
     {200: answer("names", schema.STREAM_NAMES)},
     params=(query("runId", NAME, True),),
-    child=True,
 )
 async def list_streams(request: Request) -> Response:
     run_id = _query(request, "runId")
-    await _own_run(request, run_id)
     names = await services(request).inspect_stream.names_for_run(run_id)
     return JSONResponse({"streams": names})
 
@@ -464,12 +433,11 @@ async def publish(request: Request) -> Response:
 
 @world("Start a child run of a running workflow (compute-worker; once per token)",
        {201: answer("the child run", schema.CHILD_STARTED)}, body=schema.START_CHILD,
-       action="runs.start_child", child=True)  # fmt: skip
+       action="runs.start_child")  # fmt: skip
 async def start_child(request: Request) -> Response:
     body = await _body(request)
     run_input = input_field(body)
     parent_run_id = field(body, "parentRunId", str, required=True)
-    await _own_run(request, parent_run_id)  # a child's key: a parent of its own deployment
     run = await services(request).start_child_run.execute(
         parent_run_id,
         field(body, "workflowName", str, required=True),
@@ -493,7 +461,6 @@ async def deployment_id(request: Request) -> Response:
     "getEncryptionKeyForRun()",
     {200: answer("key", schema.KEY)},
     body=schema.KEY_REQUEST,
-    child=True,
 )
 async def encryption_key(request: Request) -> Response:
     body = await _body(request)
@@ -510,10 +477,6 @@ async def encryption_key(request: Request) -> Response:
     deployment = next(filter(None, deployments), None)
     if not run_id:
         raise errors.InvalidRequest("runId is required", {"field": "runId"})
-    await _own_run(request, run_id)
-    bound = getattr(request.state, "api_key", None)
-    if bound is not None and bound.deployment_id is not None:
-        deployment = bound.deployment_id  # the run is its deployment's: its key, nothing else
     key = await services(request).get_encryption_key.execute(run_id, deployment)
     return JSONResponse({"key": None if key is None else base64.b64encode(key).decode()})
 

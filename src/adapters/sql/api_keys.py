@@ -36,7 +36,6 @@ def _key_from(row: Any) -> ApiKey:
         created_at=at_ms(row.created_ms),
         revoked_at=from_ms(row.revoked_ms),
         expires_at=from_ms(row.expires_ms),
-        deployment_id=row.deployment_id,
     )
 
 
@@ -55,7 +54,6 @@ def _values(key: ApiKey, secret_hash: str) -> dict[str, Any]:
         "created_ms": to_ms(key.created_at),
         "revoked_ms": to_ms(key.revoked_at),
         "expires_ms": to_ms(key.expires_at),
-        "deployment_id": key.deployment_id,
     }
 
 

@@ -196,7 +196,9 @@ api_keys = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger),
     Column("expires_ms", BigInteger),
-    Column("deployment_id", String(255)),  # a child's key: its deployment's runs only
+    # written by earlier versions only (their workflow children's keys); kept for them,
+    # should they share the database
+    Column("deployment_id", String(255)),
 )
 
 idempotency_records = Table(

@@ -16,7 +16,6 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     expires_at: datetime | None = None
-    deployment_id: str | None = None  # a child's key: acts on this deployment's runs only
 
     def usable_at(self, moment: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or moment < self.expires_at)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from compute_worker.domain import errors, ids
-from compute_worker.domain.api_keys import CHILD_SCOPE, check_scopes, hash_secret, new_secret
+from compute_worker.domain.api_keys import check_scopes, hash_secret, new_secret
 from compute_worker.domain.audit import AuditEntry
 from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.ports.audit import AuditLog, AuditQuery
@@ -40,21 +40,11 @@ class ManageApiKeys:
 
     async def mint(self, name: str, scopes: Iterable[str], ttl: timedelta) -> CreatedKey:
         """A short-lived key (e.g. for a helper process)."""
-        return await self._mint(name, check_scopes(scopes), ttl, None)
-
-    async def mint_child(self, deployment_id: str, ttl: timedelta) -> CreatedKey:
-        """A workflow child's key: scope ``world:child``, acting only on runs of
-        ``deployment_id``, for ``ttl`` at most (the child discards it when it exits)."""
-        return await self._mint(f"child:{deployment_id}", frozenset({CHILD_SCOPE}), ttl,
-                                deployment_id)  # fmt: skip
-
-    async def _mint(self, name: str, scopes: frozenset[str], ttl: timedelta,
-                    deployment_id: str | None) -> CreatedKey:  # fmt: skip
+        granted = check_scopes(scopes)
         if not name.strip() or ttl <= timedelta(0):
             raise errors.InvalidRequest("a minted key needs a name and a positive lifetime")
         now = self._clock.now()
-        key = ApiKey(self._ids.new(ids.KEY), name, scopes, now, expires_at=now + ttl,
-                     deployment_id=deployment_id)  # fmt: skip
+        key = ApiKey(self._ids.new(ids.KEY), name, granted, now, expires_at=now + ttl)
         secret = new_secret()
         await self._keys.create(key, hash_secret(secret))
         return CreatedKey(key, secret)
