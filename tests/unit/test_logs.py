@@ -24,6 +24,7 @@ def test_http_client_request_lines_show_only_at_debug(capsys: pytest.CaptureFixt
         logging.getLogger("httpx").info("HTTP Request: POST http://app/ 200 OK")
         assert "HTTP Request" in capsys.readouterr().err
     finally:
-        root.handlers[:], root.level = handlers, level
+        root.handlers[:] = handlers
+        root.setLevel(level)
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.NOTSET)
