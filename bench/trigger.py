@@ -1,7 +1,8 @@
 """POST /v1/runs over HTTP, beside the same server's GET /v1/health rate.
 
     .venv/bin/python bench/trigger.py [--seconds 5] [--repeat 3] [--connections 64]
-                                      [--client raw|httpx] [--http2]
+                                      [--client raw|httpx] [--http2] [--split]
+                                      [--database-url postgresql://...]
 
 Starts ``compute-worker serve`` as a subprocess (SQLite in a temp data dir,
 ``--worldcompute local``, a seeded key with every scope), deploys and activates a
@@ -22,6 +23,10 @@ per request and collapses at 64 connections (client-bound: ~170 req/s against a
 bare Starlette app on this machine), so it measures httpx, not the server.
 ``--http2`` uses httpx with h2c prior knowledge (one connection, N streams). The
 CPU each side used is printed, so a client-bound figure shows.
+
+``--split`` runs two processes on the same data dir: ``--role api`` takes the load and
+``--role executor`` executes the runs it accepts (the 0-step latency then crosses
+processes: SQLite has no cross-process signal, the executor polls every 0.5 s).
 
 Figures are medians of ``--repeat`` rounds (health and trigger interleaved).
 Targets (shared/PERFORMANCE.md): trigger >= 50 % of health, p99 <= 50 ms; 0-step
@@ -309,16 +314,26 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="0-step runs for the latency")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--http2", action="store_true", help="httpx, h2c with prior knowledge")
+    parser.add_argument("--split", action="store_true",
+                        help="two processes on one database: --role api takes the load, "
+                             "--role executor runs what it accepts")  # fmt: skip
+    parser.add_argument("--database-url", help="PostgreSQL instead of SQLite (an empty database)")
     args = parser.parse_args()
+    database = ["--database-url", args.database_url] if args.database_url else []
     client_name = "httpx" if args.http2 else args.client
     folder = Path(tempfile.mkdtemp(prefix="cw-trigger-"))
     key = "bench_" + secrets.token_hex(16)
-    server = Server(folder, key)
+    server = Server(folder, key, flags=[*database, *(["--role", "api"] if args.split else [])])
+    executor: Server | None = None
     raw: list[RawConnection] = []
     client: httpx.AsyncClient | None = None
     try:
         url = await server.wait_listening()
         pid = server.process.pid
+        if args.split:  # the same data dir: database, artifacts and secret shared
+            executor = Server(folder, key, flags=[*database, "--role", "executor"])
+            await executor.wait_listening()
+        busy = pid if executor is None else executor.process.pid  # who executes the runs
         deployment_id = await deploy(url, key)
         if client_name == "raw":
             raw = [RawConnection(url, key) for _ in range(args.connections)]
@@ -329,11 +344,13 @@ async def main() -> None:
         for _ in range(200):  # warm up both routes
             await health(senders[0])
             await trigger(senders[0])
-        await wait_idle(pid)
+        await wait_idle(busy)
         protocol = "h2c (prior knowledge)" if args.http2 else "HTTP/1.1"
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-        print(f"compute-worker serve (subprocess, SQLite, worldcompute local) at {url}, "
-              f"deployment {deployment_id}")  # fmt: skip
+        roles = "--role api + a --role executor process" if args.split else "--role both"
+        kind = "PostgreSQL" if database else "SQLite"
+        print(f"compute-worker serve (subprocess, {kind}, worldcompute local, {roles}) at "
+              f"{url}, deployment {deployment_id}")  # fmt: skip
         print(f"{protocol}, client {client_name} on {loop}, {args.connections} connections, "
               f"{args.seconds:g} s per figure, median of {args.repeat}\n")  # fmt: skip
         floor_rounds: list[Load] = []
@@ -344,7 +361,7 @@ async def main() -> None:
             floor_rounds.append(await load(senders, pid, "floor", args.seconds))
             health_rounds.append(await load(senders, pid, "health", args.seconds))
             trigger_rounds.append(await load(senders, pid, "trigger", args.seconds))
-            drains.append(await wait_idle(pid))  # the triggered runs execute after their 202
+            drains.append(await wait_idle(busy))  # the triggered runs execute after their 202
         floor = report("GET (404)", floor_rounds)
         baseline = report("GET /v1/health", health_rounds)
         ours = report("POST /v1/runs", trigger_rounds)
@@ -367,6 +384,8 @@ async def main() -> None:
         if client is not None:
             await client.aclose()
         server.stop()
+        if executor is not None:
+            executor.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

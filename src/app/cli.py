@@ -191,7 +191,10 @@ async def _serve(settings: Settings, dev: bool) -> None:
             key = settings.seed_api_keys[-1].secret
             print(f"dev API key (all scopes): {key}", flush=True)
             print(f"  (kept in {settings.dev_key_path})", flush=True)
-            print(await _ensure_demo(handle.url, key), flush=True)
+            if settings.role == "executor":
+                print("role executor: the demo deployment is for an api node", flush=True)
+            else:
+                print(await _ensure_demo(handle.url, key), flush=True)
         await stop.wait()
     finally:
         await handle.close()

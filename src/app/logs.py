@@ -44,3 +44,8 @@ def configure_logging(level: str = "info") -> None:
     # alembic logs each of its plugins at info when it is first imported (the server
     # imports it lazily, after this): noise, not an event of the server
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx says "HTTP Request: POST …" at info for every delivery to a WDK app and every
+    # outbound graph request; our own lines say what matters (failures, with the run)
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(quiet)

@@ -33,8 +33,9 @@ STUCK_SCAN_MAX_SECONDS = 30.0
 
 
 class Runtime:
-    """``execute=True`` (the server) also starts the workflow engine and logs
-    ``compute-worker started`` (with ``listening_url()``) and ``compute-worker stopped``.
+    """``execute=True`` (the server) also starts the housekeeping, logs ``compute-worker
+    started`` (with ``listening_url()``) and ``compute-worker stopped``, and, unless its
+    ``role`` is ``api``, the workflow engine, the app dispatcher and the scheduler.
     A start that failed keeps its ``StartupError`` in ``failure``."""
 
     def __init__(
@@ -45,8 +46,8 @@ class Runtime:
         listening_url: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
-        self.execute = execute
         self.serving = execute
+        self.execute = execute and settings.role != "api"
         self.failure: StartupError | None = None
         self._listening_url = listening_url or (lambda: settings.internal_url)
         self._started_at: float | None = None
@@ -93,11 +94,12 @@ class Runtime:
             if isinstance(signal, PostgresSignal):
                 await signal.start()
             await self.container.seed_api_keys().execute(settings.seed_api_keys)
+            if self.serving:
+                self._housekeeping = asyncio.create_task(self._keep_house())
+                self._detector = asyncio.create_task(self._detect_stuck_runs())
             if self.execute:
                 await self.container.workflow_engine().start()
                 await self.container.app_dispatcher().start()
-                self._housekeeping = asyncio.create_task(self._keep_house())
-                self._detector = asyncio.create_task(self._detect_stuck_runs())
                 if settings.schedule_poll_seconds > 0:
                     self._scheduler = asyncio.create_task(self._schedule())
         except BaseException:
@@ -112,6 +114,7 @@ class Runtime:
                     "url": self._listening_url(),
                     "database": settings.database_kind,
                     "databaseAt": database.config.where(),
+                    "role": settings.role,
                     "worldcompute": settings.worldcompute,
                     "dataDir": str(settings.data_dir),
                     "version": settings.version,

@@ -56,9 +56,11 @@ def create_app(
         async with runtime as container:
             yield container.http_services()
 
-    ui = ui_routes.ROUTES if settings.ui else []
+    public, ui = public_routes.ROUTES, ui_routes.ROUTES if settings.ui else []
+    if settings.role == "executor":  # clients use the api nodes; probes still see health
+        public, ui = [route for route in public if route.path == "/v1/health"], []
     app = build_app(
-        [*public_routes.ROUTES, *world_routes.ROUTES, *metrics_routes.ROUTES, *ui],
+        [*public, *world_routes.ROUTES, *metrics_routes.ROUTES, *ui],
         services,
         require_https=settings.require_https,
         trust_forwarded_proto=settings.trust_forwarded_proto,

@@ -282,6 +282,11 @@ class Settings(BaseSettings):
     worldcompute: Annotated[Literal["process", "local"], BeforeValidator(_lower)] = setting(
         "process", "execution backend: process (isolated children) or local (in the server)"
     )
+    role: Annotated[Literal["both", "api", "executor"], BeforeValidator(_lower)] = setting(
+        "both",
+        "what this process does: both, api (serves the API, executes nothing) or "
+        "executor (executes runs; serves only health, metrics and the internal lane)",
+    )
     expected_target_world: Text | None = setting(
         None, "world that WORKFLOW_TARGET_WORLD must name in production", metavar="WORLD"
     )

@@ -75,7 +75,10 @@ class Sandbox:
                 "--hostname", "workflow", "--proc", "/proc", "--dev", "/dev"]  # fmt: skip
         if offline or (self.network != "host" and not graph):
             args.append("--unshare-net")
-        made: set[str] = set()
+        # the scratch tmpfs before the runtime's binds: a runtime installed under /tmp
+        # (a virtual environment made there) is bound on top of it, not hidden by it
+        args += ["--size", str(self.scratch_bytes), "--perms", "1777", "--tmpfs", SCRATCH]
+        made: set[str] = {SCRATCH}
         args += ["--ro-bind", "/usr", "/usr"]
         for name in _MERGED:
             host = Path("/") / name
@@ -93,8 +96,7 @@ class Sandbox:
                  "--dir", str(Path(EGRESS_SOCKET).parent)]  # fmt: skip
         if egress is not None:
             args += ["--bind", str(egress), EGRESS_SOCKET]
-        args += ["--ro-bind", str(bundle), BUNDLE, "--size", str(self.scratch_bytes),
-                 "--perms", "1777", "--tmpfs", SCRATCH, "--chdir", BUNDLE]  # fmt: skip
+        args += ["--ro-bind", str(bundle), BUNDLE, "--chdir", BUNDLE]
         if os.geteuid() == 0:
             setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
             args += ["--", setpriv, f"--reuid={self.uid}", f"--regid={self.gid}",
