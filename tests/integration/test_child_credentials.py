@@ -2,7 +2,8 @@
 key, no world-lane address in its environment), and the World it reaches over its pipe
 to the parent answers for the run it executes and for nothing else — not another run of
 its deployment, not another deployment's run. Whatever it writes on the pipe (another
-run's id, lines that are not JSON, members of the wrong type, a line over the limit) is
+run's id, lines that are not JSON, members of the wrong type, a line over the limit, a
+forged "done" with a malformed outcome) is
 refused or passed over, the server lives, and the run gets a clear outcome. Real server,
 real child processes."""
 
@@ -29,6 +30,7 @@ async def other(x):
 """
 
 HOSTILE = """
+import asyncio
 import gc
 
 from compute_worker import run_metadata, step, workflow
@@ -99,6 +101,14 @@ async def sibling():
 @workflow
 async def oversized():
     _world()._write(b'{"op": "log", "message": "' + b"x" * TOO_LONG + b'"}\\n')
+    return "never"
+
+
+@workflow
+async def false_outcome():
+    own = run_metadata()["run_id"]
+    _world()._write(b'{"op": "done", "runId": "' + own.encode() + b'", "wakesAt": "soon"}\\n')
+    await asyncio.sleep(30)  # the parent has the child killed by then
     return "never"
 
 
@@ -175,6 +185,10 @@ async def test_a_line_over_the_limit_kills_the_child_and_the_run_fails_clearly(
     assert "failed 3 times" in done["error"]["message"], done["error"]
     assert "sent a message over" in done["error"]["message"], done["error"]
     assert (await api.http.get("/v1/health")).status_code == 200
+    # a forged "done" with an outcome that is no outcome: the child is killed, the run fails
+    forged = await api.finished((await api.trigger("false_outcome"))["runId"], 60)
+    assert forged["status"] == "failed", forged
+    assert "malformed outcome" in forged["error"]["message"], forged["error"]
     # a large result within the limit passes (base64 makes 600 kB about 800 kB)
     large = await api.finished((await api.trigger("large", 600_000))["runId"], 40)
     assert large["status"] == "completed" and large["output"] == 600_000, large

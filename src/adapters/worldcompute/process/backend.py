@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from compute_worker.adapters import codec, world_wire
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
@@ -42,7 +42,7 @@ from compute_worker.adapters.worldcompute.process import child as child_module
 from compute_worker.adapters.worldcompute.process.pipe import CALL, WorldCalls
 from compute_worker.adapters.worldcompute.runtime.context import backoff, iso
 from compute_worker.adapters.worldcompute.runtime.failures import StartFailed
-from compute_worker.adapters.worldcompute.runtime.runner import Outcome
+from compute_worker.adapters.worldcompute.runtime.runner import Outcome, OutcomeKind
 from compute_worker.adapters.worldcompute.runtime.tracing import TracedSteps
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import DEFAULT_ENTRYPOINTS, Deployment
@@ -435,6 +435,26 @@ def _exit_reason(code: int | None) -> str:
     return f"the workflow process exited with status {code}"
 
 
+OUTCOMES: dict[str, OutcomeKind] = {kind: kind for kind in get_args(OutcomeKind)}
+
+
+def _outcome(message: dict[str, Any]) -> Outcome | None:
+    """The outcome a child's ``done`` message reports; None when it is malformed (the
+    child runs user code: its messages are checked like any input)."""
+    kind, wakes_at, read_up_to = (message.get(name) for name in ("outcome", "wakesAt",
+                                                                  "readUpTo"))  # fmt: skip
+    kind = "finished" if kind is None else kind
+    known = OUTCOMES.get(kind) if isinstance(kind, str) else None
+    if known is None or not isinstance(read_up_to, str | None):
+        return None
+    if wakes_at is None:
+        return Outcome(known, None, read_up_to)
+    try:
+        return Outcome(known, parse_date(wakes_at, "wakesAt"), read_up_to)
+    except errors.DomainError:
+        return None
+
+
 class ProcessExecutor:
     def __init__(self, pool: ChildPool, world: RunWorld, signal: Signal) -> None:
         self._pool = pool
@@ -494,11 +514,12 @@ class ProcessExecutor:
                 child.traced = None
         if message.get("outcome") == "interrupted":
             raise errors.StorageUnavailable(message.get("message", "the World was unavailable"))
-        wakes_at = message.get("wakesAt")
-        kind = message.get("outcome", "finished")
-        read_up_to = message.get("readUpTo")
-        return Outcome(kind, parse_date(wakes_at, "wakesAt") if wakes_at else None,
-                       read_up_to if isinstance(read_up_to, str) else None)  # fmt: skip
+        outcome = _outcome(message)
+        if outcome is None:
+            reason = "the workflow process sent a malformed outcome"
+            child.kill(reason, "protocol")
+            return Crash(reason, None)
+        return outcome
 
     async def _watch(self, child: Child, run_id: str, wait: Callable[[float], Any]) -> None:
         """Forward wake-ups to the child; kill it when a step runs out of time or CPU, when

@@ -23,9 +23,12 @@ from compute_worker.domain.world import Event, Run
 CHECK_INTERVAL = 0.2
 
 
+OutcomeKind = Literal["finished", "parked", "cancelled", "stalled"]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    kind: Literal["finished", "parked", "cancelled", "stalled"]
+    kind: OutcomeKind
     wakes_at: datetime | None = None
     read_up_to: str | None = None  # parked: the last event of the log the run had read
 
