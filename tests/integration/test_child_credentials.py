@@ -3,9 +3,8 @@ key, no world-lane address in its environment), and the World it reaches over it
 to the parent answers for the run it executes and for nothing else — not another run of
 its deployment, not another deployment's run. Whatever it writes on the pipe (another
 run's id, lines that are not JSON, members of the wrong type, a line over the limit, a
-forged "done" with a malformed outcome) is
-refused or passed over, the server lives, and the run gets a clear outcome. Real server,
-real child processes."""
+forged "done" with a malformed outcome) is refused or passed over, the server lives, and
+the run gets a clear outcome. Real server, real child processes."""
 
 from __future__ import annotations
 
