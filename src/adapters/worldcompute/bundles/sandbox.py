@@ -161,6 +161,7 @@ class EgressSocket:
         self._proxy = EgressProxy(policy)
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._open: set[asyncio.StreamWriter] = set()  # connections being served
 
     async def path(self) -> Path:
         """The socket, started on first use."""
@@ -169,14 +170,26 @@ class EgressSocket:
         socket = Path(self._folder.name) / "egress.sock"
         if self._server is None:
             self._server = await asyncio.start_unix_server(
-                self._proxy.serve, path=str(socket), limit=MAX_PROXY_HEAD
+                self._serve, path=str(socket), limit=MAX_PROXY_HEAD
             )
             socket.chmod(0o666)  # the child's uid; the folder keeps everyone else out
         return socket
 
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        try:
+            await self._proxy.serve(reader, writer)
+        finally:
+            self._open.discard(writer)
+            writer.close()
+
     async def close(self) -> None:
+        """Stop listening and close the connections still open (a server's ``close``
+        leaves them to their handlers)."""
         if self._server is not None:
             self._server.close()
+            for writer in list(self._open):
+                writer.close()
             await self._server.wait_closed()
             self._server = None
         if self._folder is not None:

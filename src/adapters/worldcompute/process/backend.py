@@ -336,6 +336,10 @@ async def _read_messages(child: Child, limit: int) -> None:
             line = await child.process.stdout.readline()
         except ValueError:  # asyncio's LimitOverrunError, as readline raises it
             child.kill(f"the workflow process sent a message over {limit} bytes", "protocol")
+            # read on to the end: a pipe left full is never seen closing, and its
+            # transport would stay open after the child is gone
+            while await child.process.stdout.read(1 << 16):
+                pass
             break
         if not line:
             break
