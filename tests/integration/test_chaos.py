@@ -172,6 +172,21 @@ def worker(args: list[str], tmp_path: Path, name: str) -> ServerProcess:
     return ServerProcess(["--worldcompute", "process", "--sandbox", "off", *args], tmp_path, name)
 
 
+@contextlib.contextmanager
+def shown_and_stopped(servers: list[ServerProcess]) -> Iterator[None]:
+    """Stop ``servers`` (as the list holds them at the end) however the block ends; print
+    their last log lines when it failed."""
+    try:
+        yield
+    except BaseException:
+        for server in servers:
+            print(server.stdout_path.stem, server.logs()[-3000:])
+        raise
+    finally:
+        for server in servers:
+            server.stop()
+
+
 async def chaos(tmp_path: Path, make: list[list[str]], name: str) -> None:
     """``make``: the arguments of each worker process (one or several on one database)."""
     lines = tmp_path / "steps.txt"
@@ -180,9 +195,10 @@ async def chaos(tmp_path: Path, make: list[list[str]], name: str) -> None:
     servers: list[ServerProcess] = []
     run_ids: list[str] = []
     rng = random.Random(os.environ.get("COMPUTE_WORKER_CHAOS_SEED", "11"))
-    try:
+    with shown_and_stopped(servers):
         for cycle in range(CYCLES + 1):
-            servers = [worker(args, tmp_path, f"{name}-{i}-{cycle}") for i, args in enumerate(make)]
+            servers[:] = [worker(args, tmp_path, f"{name}-{i}-{cycle}")
+                          for i, args in enumerate(make)]  # fmt: skip
             for server in servers:
                 server.start()
             urls = [await server.ready(60) for server in servers]
@@ -198,13 +214,6 @@ async def chaos(tmp_path: Path, make: list[list[str]], name: str) -> None:
             for server in servers:
                 kills += kill_tree(server)
         report(name, figures, kills, time.monotonic() - began)
-    except BaseException:
-        for server in servers:
-            print(server.stdout_path.stem, server.logs()[-3000:])
-        raise
-    finally:
-        for server in servers:
-            server.stop()
 
 
 async def test_kill_9_cycles_on_sqlite(tmp_path: Path) -> None:
@@ -304,7 +313,7 @@ async def test_postgres_restarted_under_load(
     rng = random.Random(os.environ.get("COMPUTE_WORKER_CHAOS_SEED", "11"))
     low, high = (5.0, 40.0) if RUNS >= 100 else (2.0, 4.0)
     began = time.monotonic()
-    try:
+    with shown_and_stopped(servers):
         for server in servers:
             server.start()
         urls = [await server.ready(60) for server in servers]
@@ -325,10 +334,3 @@ async def test_postgres_restarted_under_load(
             figures = await Books().audit(api, run_ids, lines)
         assert all(s.process is not None and s.process.poll() is None for s in servers)
         report("postgres restarts", figures, 0, time.monotonic() - began)
-    except BaseException:
-        for server in servers:
-            print(server.stdout_path.stem, server.logs()[-3000:])
-        raise
-    finally:
-        for server in servers:
-            server.stop()
