@@ -93,6 +93,7 @@ class FakeStore:
     audit: list[AuditEntry] = field(default_factory=list)
     deliveries: dict[tuple[str, str], Any] = field(default_factory=dict)
     executions: dict[str, ExecutionRecord] = field(default_factory=dict)
+    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # run id: owner, expiry
     schedules: dict[str, ScheduleState] = field(default_factory=dict)
     stuck: dict[str, StuckRun] = field(default_factory=dict)
     last_seq: int = 0
@@ -271,6 +272,15 @@ class FakeTransaction(Transaction):
 
     def put_execution(self, record: ExecutionRecord) -> None:
         self.state.executions[record.run_id] = record
+
+    # -- the run's lease ------------------------------------------------------------------
+
+    def lease_new_run(self, run_id: str, owner: str, expires_at: datetime) -> None:
+        assert run_id not in self.state.leases, f"{run_id} is leased already"
+        self.state.leases[run_id] = (owner, expires_at)
+
+    def end_run_lease(self, run_id: str) -> None:
+        self.state.leases.pop(run_id, None)
 
     # -- deployments ----------------------------------------------------------------------
 

@@ -41,7 +41,11 @@ from compute_worker.adapters.webhooks.verifiers import VERIFIERS
 from compute_worker.adapters.worldcompute.bundles.code import BundleCode
 from compute_worker.adapters.worldcompute.bundles.loader import SubprocessBundleLoader
 from compute_worker.adapters.worldcompute.bundles.sandbox import Sandbox, sandbox_unavailable
-from compute_worker.adapters.worldcompute.engine import EngineSettings, WorkflowEngine
+from compute_worker.adapters.worldcompute.engine import (
+    EngineSettings,
+    StartOnAccept,
+    WorkflowEngine,
+)
 from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits, HttpSettings
 from compute_worker.adapters.worldcompute.local.executor import LocalExecutor
 from compute_worker.adapters.worldcompute.local.world import LocalRunWorld
@@ -265,7 +269,11 @@ class Container(containers.DeclarativeContainer):
     tracer = providers.Singleton(
         lambda s: build_tracer(s.trace_exporter), settings
     )  # OpenTelemetry when asked for, else NoTracer
-    world_writes = providers.Singleton(WorldWrites, ids, clock, signal, observer=metrics)
+    # new runs start on the node that accepts them, once its engine runs (engine.py)
+    start_on_accept = providers.Singleton(StartOnAccept)
+    world_writes = providers.Singleton(
+        WorldWrites, ids, clock, signal, observer=metrics, starts=start_on_accept
+    )
     delivery_policy = providers.Singleton(
         lambda s: OutboundPolicy(s.delivery_allow, what="queue delivery"), settings
     )
@@ -403,6 +411,7 @@ class Container(containers.DeclarativeContainer):
         record_execution_trouble,
         engine_settings,
         tracer,
+        start_on_accept,
     )
 
     # deliveries to WDK apps (kind wdk)

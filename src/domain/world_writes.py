@@ -31,6 +31,7 @@ from compute_worker.domain.execution import ExecutionRecord, Verdict
 from compute_worker.domain.ids import IdFactory
 from compute_worker.domain.pagination import Position, encode_cursor
 from compute_worker.domain.ports.clock import Clock
+from compute_worker.domain.ports.engine import RunStarts
 from compute_worker.domain.ports.metrics import NoObserver, RunObserver
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.transactions import Transaction
@@ -82,12 +83,16 @@ class WorldWrites:
         signal: Signal,
         key_retention: timedelta = DEFAULT_KEY_RETENTION,
         observer: RunObserver | None = None,
+        starts: RunStarts | None = None,
     ) -> None:
+        """``starts``: this node's engine, when new runs start where they are accepted
+        (``RunStarts``); without it every new run is left to the queue."""
         self._ids = ids
         self._clock = clock
         self._signal = signal
         self._key_retention = key_retention
         self._observer: RunObserver = observer or NoObserver()
+        self._starts = starts
 
     # -- events -------------------------------------------------------------------------
 
@@ -120,6 +125,7 @@ class WorldWrites:
         if changed is not None and any(event.event_type in _LIFECYCLE for event in events):
             tx.after_commit(lambda: log_run(changed))
             if changed.is_terminal:
+                tx.end_run_lease(run_id)  # in the final commit: no release to write after
                 self._tell_parent(tx, changed)
         if events:
             step = transition.step
@@ -214,7 +220,7 @@ class WorldWrites:
         execution_context: dict[str, Any] | None,
     ) -> Run:
         """Create a run of ``workflow_name`` on the deployment (default: the active one)
-        and enqueue it."""
+        and enqueue it, or lease it to this node's engine, which starts it once committed."""
         deployment = _deployment(tx, deployment_id)
         spec_version = None
         stored_input: Any = run_input
@@ -245,9 +251,17 @@ class WorldWrites:
         tx.note_new_run(run_id)
         request = EventRequest(EventType.RUN_CREATED, None, spec_version, data)
         result = self.append(tx, run_id, request)
-        assert result.run is not None
-        self.wake(tx, result.run)
-        return result.run
+        run, created = result.run, result.event
+        assert run is not None and created is not None
+        starts = self._starts
+        claim = None if starts is None or deployment.external else starts.claim(deployment)
+        if starts is None or claim is None:
+            self.wake(tx, run)
+            return run
+        expires = self._clock.now() + timedelta(seconds=claim.ttl_seconds)
+        tx.lease_new_run(run_id, claim.owner, expires)
+        tx.after_commit(lambda: starts.start(run, [created]))
+        return run
 
     def resume_hook(self, tx: Transaction, token: str, payload: Any) -> Hook:
         """Deliver ``payload`` to the live hook holding ``token`` (``hook_received``) and

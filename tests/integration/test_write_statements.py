@@ -3,13 +3,17 @@
 The writer thread's connection traces every statement it runs; a change that adds a
 round trip to a trigger shows here. The floor of a trigger: BEGIN, the active
 deployment, the run, its queue message, the idempotency record, the audit entry,
-the run's events, COMMIT. Of a step, as the engine writes it (the previous step's
-``step_completed`` with the next one's ``step_created`` and ``step_started``): BEGIN, the
-run (locked), the finished step, the run's state marker, the new step, the finished
-step's update, the three events (one ``executemany``), COMMIT."""
+the run's events, COMMIT. On a node that executes what it accepts, the run's lease in
+place of its queue message, and the run's whole life two transactions when it has no
+step: the trigger's and the one that ends it (which also ends the lease). Of a step, as
+the engine writes it (the previous step's ``step_completed`` with the next one's
+``step_created`` and ``step_started``): BEGIN, the run (locked), the finished step, the
+run's state marker, the new step, the finished step's update, the three events (one
+``executemany``), COMMIT."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from compute_worker.app.container import Container
 from compute_worker.app.runtime import Runtime
 from compute_worker.app.settings import Settings
 from compute_worker.domain.audit import RequestContext
+from compute_worker.domain.ports.world import WorldReader
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.trigger_run import Trigger
 from compute_worker.domain.world import EventRequest, EventType
@@ -53,9 +58,11 @@ class Traced:
         return shown
 
 
-@pytest.fixture
-async def traced(tmp_path: Path) -> AsyncIterator[Traced]:
-    runtime = Runtime(Settings.load({"data_dir": tmp_path}, env={}))
+@pytest.fixture(params=[False], ids=["api"])
+async def traced(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Traced]:
+    """``request.param``: the runtime executes runs (its engine started) or not."""
+    settings = Settings.load({"data_dir": tmp_path, "schedule_poll_seconds": 0}, env={})
+    runtime = Runtime(settings, execute=request.param)
     found = Traced(runtime.container)
     engine = runtime.container.database().writer_engine
     assert engine is not None
@@ -120,3 +127,42 @@ async def test_a_step_is_one_transaction_reading_only_the_run_and_the_finished_s
         "INSERT events",
         "COMMIT",
     ]
+
+
+@pytest.mark.parametrize("traced", [True], ids=["executing"], indirect=True)
+async def test_a_run_accepted_where_it_executes_costs_two_transactions(traced: Traced) -> None:
+    trigger, reader = traced.container.trigger_run(), traced.container.world_reader()
+    warm = (await trigger.execute(Trigger("zero", "warm", "key_a"), CONTEXT)).run
+    await _until_completed(reader, warm.run_id)
+    traced.statements.clear()
+    run = (await trigger.execute(Trigger("zero", "k1", "key_a"), CONTEXT)).run
+    await _until_completed(reader, run.run_id)
+    touching = ("runs", "events", "run_leases", "queue_messages")
+    transactions = [verbs for verbs in _transactions(traced.verbs())
+                    if any(verb.split()[-1] in touching for verb in verbs)]  # fmt: skip
+    trigger_commit, final_commit = transactions  # no claim, no lease taken, none released
+    assert trigger_commit == [
+        "BEGIN", "SELECT active_deployment", "INSERT runs", "INSERT run_leases",
+        "INSERT idempotency_records", "INSERT audit_log", "INSERT events", "COMMIT",
+    ]  # fmt: skip
+    assert "DELETE run_leases" in final_commit and final_commit[-1] == "COMMIT"
+    assert not any("queue_messages" in verb for verb in traced.verbs())
+
+
+async def _until_completed(reader: WorldReader, run_id: str) -> None:
+    for _ in range(500):
+        found = await reader.get_run(run_id)
+        if found is not None and found.status == "completed":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{run_id} did not complete")
+
+
+def _transactions(verbs: list[str]) -> list[list[str]]:
+    found: list[list[str]] = []
+    for verb in verbs:
+        if verb == "BEGIN":
+            found.append([])
+        if found:
+            found[-1].append(verb)
+    return found

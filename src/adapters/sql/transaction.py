@@ -45,6 +45,7 @@ from compute_worker.adapters.sql.schema import (
     queue_keys,
     queue_messages,
     run_execution,
+    run_leases,
     runs,
     schedules,
     steps,
@@ -103,6 +104,8 @@ class _Statements:
     delete_key: Delete
     insert_message: Insert
     insert_key: Insert
+    insert_lease: Insert
+    delete_lease: Delete
     get_execution: Select[Any]
     put_execution: Insert
     lock_schedule: Select[Any]
@@ -207,6 +210,8 @@ def statements(dialect: str) -> _Statements:
         insert_audit=audit_log.insert(),
         record_delivery=insert_ignoring_conflicts(dialect, webhook_deliveries),
         insert_key=queue_keys.insert(),
+        insert_lease=run_leases.insert(),
+        delete_lease=delete(run_leases).where(run_leases.c.run_id == run_id),
         get_execution=select(run_execution).where(run_execution.c.run_id == run_id),
         put_execution=upsert(dialect, run_execution),
         lock_schedule=locked(
@@ -491,6 +496,15 @@ class SqlTransaction(Transaction):
 
     def put_execution(self, record: ExecutionRecord) -> None:
         self.cursor.execute(self.sql.put_execution, rows.execution_values(record))
+
+    # -- the run's lease ----------------------------------------------------------------
+
+    def lease_new_run(self, run_id: str, owner: str, expires_at: datetime) -> None:
+        values = {"run_id": run_id, "owner": owner, "expires_ms": rows.to_ms(expires_at)}
+        self.cursor.execute(self.sql.insert_lease, values)
+
+    def end_run_lease(self, run_id: str) -> None:
+        self.cursor.execute(self.sql.delete_lease, {"b_run_id": run_id})
 
     # -- deployments --------------------------------------------------------------------
 

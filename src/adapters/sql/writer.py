@@ -62,13 +62,15 @@ class _Unit:
     callbacks: list[Callable[[], Any]] = field(default_factory=list)
 
     def settle(self) -> None:
-        """On the event loop: hand the outcome to the caller, then run after-commit work."""
-        if self.future.done():
-            return
+        """On the event loop: hand the outcome to the caller, then run after-commit work —
+        also when the caller stopped waiting (a client gone mid-request): what committed
+        must still be signalled, and a run accepted here started."""
         if self.error is not None:
-            self.future.set_exception(self.error)
+            if not self.future.done():
+                self.future.set_exception(self.error)
             return
-        self.future.set_result(self.outcome)
+        if not self.future.done():
+            self.future.set_result(self.outcome)
         for callback in self.callbacks:
             try:
                 callback()

@@ -1,9 +1,12 @@
 """The workflow engine: claims workflow messages, executes runs durably, recovers orphans.
 
 A run is executed by at most one worker at a time (a run lease renewed by a
-heartbeat). Queue messages are wake-ups: the worker that owns the run pokes its
-live coroutine; another worker starts (replays) it when nobody owns it. A worker
-that dies stops renewing; its leases run out and a live worker replays its runs.
+heartbeat). A new run starts on the worker that accepted it: its lease is written in
+the commit that creates it (``StartOnAccept``), and the worker executes it from the
+run and log it already holds. Queue messages are wake-ups: the worker that owns the
+run pokes its live coroutine; another worker starts (replays) it when nobody owns it.
+A worker that dies stops renewing; its leases run out and a live worker replays its
+runs. A run's final write ends its lease.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from compute_worker.adapters.worldcompute.runtime.failures import (
@@ -24,7 +28,14 @@ from compute_worker.adapters.worldcompute.runtime.failures import (
 from compute_worker.adapters.worldcompute.runtime.runner import Outcome, RunExecutor
 from compute_worker.domain import errors
 from compute_worker.domain.deployments import Deployment
-from compute_worker.domain.ports.engine import DeploymentCode, LeaseGrant, RunLeases, RunWorld
+from compute_worker.domain.ports.engine import (
+    DeploymentCode,
+    LeaseClaim,
+    LeaseGrant,
+    RunLeases,
+    RunStarts,
+    RunWorld,
+)
 from compute_worker.domain.ports.queue import QueueConsumer
 from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.tracing import (
@@ -68,6 +79,31 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+# a run the engine has in memory already (a run it accepted): no need to read it
+Known = tuple[Run, list[Event]]
+
+
+class StartOnAccept(RunStarts):
+    """The ``RunStarts`` the World's writes are built with (the container builds them
+    before the engine that uses them): the engine attaches itself while it runs; until
+    then, and once it stops, new runs are left to the queue."""
+
+    def __init__(self) -> None:
+        self._engine: WorkflowEngine | None = None
+
+    def attach(self, engine: WorkflowEngine | None) -> None:
+        self._engine = engine
+
+    def claim(self, deployment: Deployment) -> LeaseClaim | None:
+        engine = self._engine
+        return None if engine is None else engine.claim_new_run()
+
+    def start(self, run: Run, events: Sequence[Event]) -> None:
+        engine = self._engine
+        if engine is not None:  # stopped meanwhile: the lease runs out, recovery starts it
+            engine.start_new_run(run, events)
+
+
 class WorkflowEngine:
     def __init__(
         self,
@@ -80,6 +116,7 @@ class WorkflowEngine:
         trouble: RecordExecutionTrouble,
         settings: EngineSettings | None = None,
         tracer: Tracer | None = None,
+        starts: StartOnAccept | None = None,
     ) -> None:
         self._queue = queue
         self._leases = leases
@@ -90,6 +127,7 @@ class WorkflowEngine:
         self._trouble = trouble
         self.settings = settings or EngineSettings()
         self._tracer = tracer or NoTracer()
+        self._starts = starts
         self.worker_id = worker_name()
         self._live: dict[str, asyncio.Task[None]] = {}
         # live runs a wake-up reached: one that comes while a run is parking would be lost
@@ -103,9 +141,13 @@ class WorkflowEngine:
             asyncio.create_task(self._heartbeat(), name="engine-heartbeat"),
             asyncio.create_task(self._recover(), name="engine-recover"),
         ]
+        if self._starts is not None:
+            self._starts.attach(self)
 
     async def stop(self) -> None:
         """Stop claiming and executing; runs in flight are released for other workers."""
+        if self._starts is not None:
+            self._starts.attach(None)
         for task in [*self._tasks, *self._live.values()]:
             task.cancel()
         for task in [*self._tasks, *self._live.values()]:
@@ -204,10 +246,24 @@ class WorkflowEngine:
         self._live[run_id] = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
         return True
 
-    async def _execute(self, run_id: str) -> None:
-        parked = False
+    def claim_new_run(self) -> LeaseClaim | None:
+        """The lease for a run being created here, unless this worker is full."""
+        if len(self._live) >= self.settings.max_live_runs:
+            return None
+        return LeaseClaim(self.worker_id, self.settings.lease_seconds)
+
+    def start_new_run(self, run: Run, events: Sequence[Event]) -> None:
+        """Execute a run created with this worker's lease, from what its commit wrote."""
+        if run.run_id not in self._live:
+            known = (run, list(events))
+            self._live[run.run_id] = asyncio.create_task(
+                self._execute(run.run_id, known), name=f"run-{run.run_id}"
+            )
+
+    async def _execute(self, run_id: str, known: Known | None = None) -> None:
+        lease_done = False
         try:
-            parked = await self._execute_run(run_id)
+            lease_done = await self._execute_run(run_id, known)
         except asyncio.CancelledError:
             raise
         except (RunCancelled, errors.RunExpired, errors.EntityConflict):
@@ -224,7 +280,7 @@ class WorkflowEngine:
         finally:
             self._live.pop(run_id, None)
             self._woken.discard(run_id)
-            if not parked:
+            if not lease_done:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._leases.release(run_id, self.worker_id))
 
@@ -235,13 +291,19 @@ class WorkflowEngine:
             log.warning("run failed: %s" if failed else "run could not start, will retry: %s",
                         message, extra={"runId": run_id})  # fmt: skip
 
-    async def _execute_run(self, run_id: str) -> bool:
-        """Execute until the run ends or parks; True when it parked (or, woken while
-        parking, went to another worker)."""
+    async def _execute_run(self, run_id: str, known: Known | None) -> bool:
+        """Execute until the run ends or parks; True when its lease needs no release: it
+        parked (or, woken while parking, went to another worker), or its final write
+        ended the lease."""
         while True:
             self._woken.discard(run_id)
-            outcome = await self._execute_once(run_id)
-            if outcome is None or outcome.kind != "parked":
+            outcome = await self._execute_once(run_id, known)
+            known = None
+            if outcome is None:
+                return False
+            if outcome.kind in ("finished", "cancelled"):
+                return True
+            if outcome.kind != "parked":
                 return False
             if run_id in self._woken:
                 continue  # woken while it stopped: the lease is still ours, run it again
@@ -257,14 +319,15 @@ class WorkflowEngine:
             if grant is None:
                 return True  # another worker took the parked run and executes it
 
-    async def _execute_once(self, run_id: str) -> Outcome | None:
-        run = await self._world.run(run_id)
+    async def _execute_once(self, run_id: str, known: Known | None) -> Outcome | None:
+        run = known[0] if known is not None else await self._world.run(run_id)
         if run is None or run.is_terminal:
             return None
         deployment = await self._code.deployment(run.deployment_id)
         if deployment is None:
             return None  # a run of an external runtime: not ours to execute
-        events = await self._world.events(run_id)  # run_started rides on the first write
+        # run_started rides on the first write
+        events = known[1] if known is not None else await self._world.events(run_id)
         try:
             return await self._traced(run, deployment, events)
         except errors.WorkflowNotFound as error:

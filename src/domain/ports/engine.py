@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -57,6 +58,30 @@ class RunLeases(Protocol):
     async def orphaned(self, limit: int) -> list[str]:
         """Runs not yet terminal whose lease is missing or expired, leaving out those the
         engine must not try again yet (``ExecutionRecord.next_attempt_at``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseClaim:
+    """The lease a new run is written with when the node accepting it executes it."""
+
+    owner: str
+    ttl_seconds: float
+
+
+class RunStarts(Protocol):
+    """Start on accept: the node that creates a run executes it at once. Its lease is
+    written in the commit that creates the run, in place of the wake-up message, so
+    there is no message to claim and no lease to take; if the node dies before the run
+    ends, the lease runs out and ``RunLeases.orphaned`` hands the run to another."""
+
+    def claim(self, deployment: Deployment) -> LeaseClaim | None:
+        """The lease to write for a new run of ``deployment`` that this node will execute;
+        None when it will not (not executing runs, full, or not its kind of run)."""
+        ...
+
+    def start(self, run: Run, events: Sequence[Event]) -> None:
+        """Once the run's commit is durable: execute it (``events``: its log so far)."""
         ...
 
 
