@@ -230,25 +230,25 @@ class Container(containers.DeclarativeContainer):
     ids = providers.Singleton(IdFactory)
     signal = providers.Singleton(_signal, settings)
     database = providers.Singleton(Database, providers.Callable(_database_config, settings))
-    db_engine = providers.Callable(lambda db: db.db_engine, database)  # SQLAlchemy's
+    reads = providers.Callable(lambda db: db.reads, database)
     writer = providers.Callable(lambda db: db.writer, database)
     rate_limiter = providers.Singleton(_rate_limiter, settings)
 
     # ports → adapters
-    world_reader = providers.Singleton(SqlWorldReader, db_engine)
-    stream_reader = providers.Singleton(SqlStreamReader, db_engine)
+    world_reader = providers.Singleton(SqlWorldReader, reads)
+    stream_reader = providers.Singleton(SqlStreamReader, reads)
     queue = providers.Singleton(SqlQueue, writer)
-    deployments = providers.Singleton(SqlDeployments, db_engine)
-    schedules = providers.Singleton(SqlSchedules, db_engine)
+    deployments = providers.Singleton(SqlDeployments, reads)
+    schedules = providers.Singleton(SqlSchedules, reads)
     cron_calendar = providers.Singleton(CronsimCalendar)
     api_keys = providers.Singleton(
         CachedApiKeyStore,
-        providers.Singleton(SqlApiKeyStore, db_engine, writer),
+        providers.Singleton(SqlApiKeyStore, reads, writer),
         clock,
         settings.provided.api_key_cache_seconds,
         signal,
     )
-    audit_log = providers.Singleton(SqlAuditLog, db_engine, writer)
+    audit_log = providers.Singleton(SqlAuditLog, reads, writer)
     run_keys = providers.Singleton(HkdfRunKeyDeriver, run_key_secret)
     housekeeping = providers.Singleton(SqlHousekeeping, writer)
     artifacts = providers.Singleton(
@@ -264,7 +264,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # domain services: the World's writes inside a transaction, the live read of a stream
-    world_stats = providers.Singleton(SqlWorldStats, db_engine)
+    world_stats = providers.Singleton(SqlWorldStats, reads)
     metrics = providers.Singleton(_metrics, world_stats, database)  # also the observers
     tracer = providers.Singleton(
         lambda s: build_tracer(s.trace_exporter), settings
@@ -364,7 +364,7 @@ class Container(containers.DeclarativeContainer):
     record_refusal = providers.Singleton(RecordRefusal, audit_log, clock)
 
     # the workflow engine (worldcompute)
-    run_leases = providers.Singleton(SqlRunLeases, db_engine, writer)
+    run_leases = providers.Singleton(SqlRunLeases, reads, writer)
     start_child_run = providers.Singleton(
         StartChildRun, writer, clock, world_writes, idempotency_retention
     )
@@ -387,7 +387,7 @@ class Container(containers.DeclarativeContainer):
         ),
         settings,
     )
-    stuck_runs = providers.Singleton(SqlStuckRuns, db_engine, writer)
+    stuck_runs = providers.Singleton(SqlStuckRuns, reads, writer)
     detect_stuck_runs = providers.Singleton(
         DetectStuckRuns,
         stuck_runs,
@@ -415,7 +415,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # deliveries to WDK apps (kind wdk)
-    app_queue = providers.Singleton(SqlAppQueue, db_engine, writer)
+    app_queue = providers.Singleton(SqlAppQueue, reads, writer)
     app_dispatcher = providers.Singleton(
         AppDispatcher,
         app_queue,

@@ -14,11 +14,10 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql.dialect import insert_if_absent
 from compute_worker.adapters.sql.pg_signal import CHANNEL
-from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.reads import SqlReads
 from compute_worker.adapters.sql.rows import at_ms, from_ms, to_ms
 from compute_worker.adapters.sql.schema import api_keys
 from compute_worker.adapters.sql.writer import GroupCommitWriter
@@ -58,8 +57,8 @@ def _values(key: ApiKey, secret_hash: str) -> dict[str, Any]:
 
 
 class SqlApiKeyStore(ApiKeyStore):
-    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads, writer: GroupCommitWriter) -> None:
+        self._reads = reads
         self._writer = writer
 
     async def find_by_hash(self, secret_hash: str) -> ApiKey | None:
@@ -69,7 +68,7 @@ class SqlApiKeyStore(ApiKeyStore):
             row = conn.execute(query).first()
             return None if row is None else _key_from(row)
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def upsert_seed(self, key: ApiKey, secret_hash: str) -> None:
         def upsert(conn: Connection) -> None:
@@ -90,9 +89,7 @@ class SqlApiKeyStore(ApiKeyStore):
 
     async def list(self) -> Sequence[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_ms, api_keys.c.key_id)
-        return await run_read(
-            self._db_engine, lambda conn: [_key_from(row) for row in conn.execute(query)]
-        )
+        return await self._reads.run(lambda conn: [_key_from(row) for row in conn.execute(query)])
 
     async def revoke(self, key_id: str, at: datetime) -> bool:
         statement = (

@@ -16,14 +16,13 @@ from collections.abc import Mapping
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
 from compute_worker.adapters import codec
 from compute_worker.adapters.sql import rows
 from compute_worker.adapters.sql.dialect import is_postgres, locked
 from compute_worker.adapters.sql.queue import APP_DEPLOYMENTS
-from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.reads import SqlReads
 from compute_worker.adapters.sql.schema import deployments, queue_messages
 from compute_worker.adapters.sql.writer import GroupCommitWriter
 from compute_worker.domain.deployments import EXTERNAL_KINDS, Deployment
@@ -43,8 +42,8 @@ def _now_ms() -> int:
 
 
 class SqlAppQueue(AppQueue):
-    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads, writer: GroupCommitWriter) -> None:
+        self._reads = reads
         self._writer = writer
 
     async def apps(self) -> list[Deployment]:
@@ -53,7 +52,7 @@ class SqlAppQueue(AppQueue):
         def fetch(conn: Connection) -> list[Deployment]:
             return [rows.deployment_from(row, None) for row in conn.execute(query)]
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def claim(
         self,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql import rows
-from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.reads import SqlReads
 from compute_worker.adapters.sql.schema import audit_log
 from compute_worker.adapters.sql.writer import GroupCommitWriter
 from compute_worker.domain.audit import AuditEntry
@@ -15,8 +14,8 @@ from compute_worker.domain.ports.audit import AuditLog, AuditQuery
 
 
 class SqlAuditLog(AuditLog):
-    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads, writer: GroupCommitWriter) -> None:
+        self._reads = reads
         self._writer = writer
 
     async def append(self, entry: AuditEntry) -> None:
@@ -35,4 +34,4 @@ class SqlAuditLog(AuditLog):
         def fetch(conn: Connection) -> list[AuditEntry]:
             return [rows.audit_from(row) for row in conn.execute(statement)]
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from compute_worker.adapters.sql.reads import READ_THREADS, SqlReads
 from compute_worker.adapters.sql.writer import (
     AsyncCommitter,
     Committer,
@@ -61,8 +62,8 @@ class DatabaseUnavailable(Exception):
 
 
 class Database:
-    """The async engine (reads, ``db_engine``) and the group-commit writer (writes) of one
-    database."""
+    """The reads (``reads``), the group-commit writer (writes) and the async engine
+    (``db_engine``: PostgreSQL's pool, and the probes) of one database."""
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
@@ -75,6 +76,7 @@ class Database:
                 pool_pre_ping=True,
             )  # fmt: skip
             committer = AsyncCommitter(self.db_engine, POSTGRES_FLUSHERS)
+            self.reads = SqlReads(self.db_engine)
         else:
             _create_private_file(config.sqlite_path)
             self.db_engine = create_async_engine(f"sqlite+aiosqlite:///{config.sqlite_path}")
@@ -88,6 +90,14 @@ class Database:
             begin_immediate(writer_engine)
             committer = SqliteCommitter(writer_engine)
             self.writer_engine = writer_engine
+            read_engine = create_engine(
+                f"sqlite+pysqlite:///{config.sqlite_path}",
+                pool_size=READ_THREADS,
+                max_overflow=0,
+                connect_args={"check_same_thread": False},
+            )
+            _sqlite_pragmas(read_engine)
+            self.reads = SqlReads(self.db_engine, read_engine)
         self.writer = GroupCommitWriter(committer)
 
     @property
@@ -119,6 +129,7 @@ class Database:
 
     async def close(self) -> None:
         await self.writer.close()
+        self.reads.close()
         await self.db_engine.dispose()
 
 

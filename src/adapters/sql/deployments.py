@@ -7,10 +7,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql import rows
-from compute_worker.adapters.sql.reads import paged, run_read
+from compute_worker.adapters.sql.reads import SqlReads, paged
 from compute_worker.adapters.sql.schema import active_deployment, deployments, runs
 from compute_worker.domain.deployments import Deployment
 from compute_worker.domain.pagination import Page, PageRequest
@@ -24,11 +23,11 @@ _ACTIVE = select(active_deployment.c.deployment_id).where(active_deployment.c.sl
 
 
 class SqlDeployments(DeploymentReader):
-    def __init__(self, db_engine: AsyncEngine) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads) -> None:
+        self._reads = reads
 
     async def active_deployment_id(self) -> str | None:
-        return await run_read(self._db_engine, lambda conn: conn.execute(_ACTIVE).scalar())
+        return await self._reads.run(lambda conn: conn.execute(_ACTIVE).scalar())
 
     async def get(self, deployment_id: str) -> Deployment | None:
         query = select(deployments).where(deployments.c.deployment_id == deployment_id)
@@ -38,7 +37,7 @@ class SqlDeployments(DeploymentReader):
             active = conn.execute(_ACTIVE).scalar()
             return None if row is None else rows.deployment_from(row, active)
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def list_deployments(self, page: PageRequest) -> Page[Deployment]:
         def fetch(conn: Connection) -> Page[Deployment]:
@@ -49,7 +48,7 @@ class SqlDeployments(DeploymentReader):
 
             return paged(conn, deployments, "deployment_id", [], page, mapper)
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def pinned_runs(self, deployment_ids: Sequence[str]) -> dict[str, int]:
         if not deployment_ids:
@@ -63,4 +62,4 @@ class SqlDeployments(DeploymentReader):
         def fetch(conn: Connection) -> dict[str, int]:
             return {deployment_id: int(count) for deployment_id, count in conn.execute(query)}
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)

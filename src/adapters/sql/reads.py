@@ -1,16 +1,18 @@
-"""Read side: ``SqlWorldReader`` and ``SqlStreamReader`` on the async SQLAlchemy engine.
+"""Read side: ``SqlReads`` (how every adapter's queries reach the database), and
+``SqlWorldReader`` and ``SqlStreamReader``.
 
-Queries are synchronous Core functions run through ``AsyncConnection.run_sync``,
-so every read is one pooled connection and no ORM.
+Queries are synchronous Core functions, each run whole on one pooled connection; no ORM.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, select, tuple_
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql import rows
@@ -35,12 +37,52 @@ from compute_worker.domain.world import TERMINAL_RUN_STATUSES, Event, Hook, Run,
 T = TypeVar("T")
 
 
-async def run_read(db_engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
-    try:
-        async with db_engine.connect() as conn:
-            return await conn.run_sync(fn)
-    except Exception as error:
-        raise translate(error) from error
+READ_THREADS = 4
+
+
+class SqlReads:
+    """How the read side runs a query: a synchronous Core function, whole, on a pooled
+    connection.
+
+    SQLite: plain pysqlite connections on threads of their own, so a read is one hand-off
+    to a thread and back. Through aiosqlite and the async engine each statement, fetch
+    and connection reset was a hop of its own: a read took ~3x as long, and the event
+    loop carried the greenlet bridge (bench/RESULTS.md, "Reads on threads").
+    PostgreSQL: ``AsyncConnection.run_sync`` on the asyncpg pool.
+    """
+
+    def __init__(
+        self, db_engine: AsyncEngine, sqlite: Engine | None = None, threads: int = READ_THREADS
+    ) -> None:
+        self._db_engine = db_engine
+        self._sqlite = sqlite
+        self._threads = (
+            None
+            if sqlite is None
+            else ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sqlite-read")
+        )
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            if self._threads is not None:
+                loop = asyncio.get_running_loop()
+                read: T = await loop.run_in_executor(self._threads, self._read, fn)
+                return read
+            async with self._db_engine.connect() as conn:
+                return await conn.run_sync(fn)
+        except Exception as error:
+            raise translate(error) from error
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sqlite is not None
+        with self._sqlite.connect() as conn:
+            return fn(conn)
+
+    def close(self) -> None:
+        """Reads still running finish on their threads; their connections close after."""
+        if self._threads is not None and self._sqlite is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._sqlite.dispose()
 
 
 def paged(
@@ -109,23 +151,23 @@ def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
 
 
 class SqlWorldReader(WorldReader):
-    def __init__(self, db_engine: AsyncEngine) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads) -> None:
+        self._reads = reads
 
     async def _one(self, query: Select[Any], mapper: Callable[[Any], T]) -> T | None:
         def fetch(conn: Connection) -> T | None:
             row = conn.execute(query).first()
             return None if row is None else mapper(row)
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def get_run(self, run_id: str) -> Run | None:
         return await self._one(select(runs).where(runs.c.run_id == run_id), rows.run_from)
 
     async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]:
         where = _run_filters(query or RunQuery())
-        return await run_read(
-            self._db_engine, lambda conn: paged(conn, runs, "run_id", where, page, rows.run_from)
+        return await self._reads.run(
+            lambda conn: paged(conn, runs, "run_id", where, page, rows.run_from)
         )
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step | None:
@@ -136,8 +178,8 @@ class SqlWorldReader(WorldReader):
 
     async def list_steps(self, run_id: str, page: PageRequest) -> Page[Step]:
         where = [steps.c.run_id == run_id]
-        return await run_read(
-            self._db_engine, lambda conn: paged(conn, steps, "step_id", where, page, rows.step_from)
+        return await self._reads.run(
+            lambda conn: paged(conn, steps, "step_id", where, page, rows.step_from)
         )
 
     async def get_event(self, run_id: str | None, event_id: str) -> Event | None:
@@ -148,8 +190,7 @@ class SqlWorldReader(WorldReader):
 
     async def list_events(self, run_id: str, page: PageRequest) -> Page[Event]:
         where = [events.c.run_id == run_id]
-        return await run_read(
-            self._db_engine,
+        return await self._reads.run(
             lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
         )
 
@@ -159,8 +200,7 @@ class SqlWorldReader(WorldReader):
         where = [events.c.correlation_id == correlation_id]
         if run_id is not None:
             where.append(events.c.run_id == run_id)
-        return await run_read(
-            self._db_engine,
+        return await self._reads.run(
             lambda conn: paged(conn, events, "event_id", where, page, rows.event_from),
         )
 
@@ -169,7 +209,7 @@ class SqlWorldReader(WorldReader):
         return await self._one(query, rows.execution_from)
 
     async def stuck_runs(self, run_ids: Sequence[str]) -> Mapping[str, StuckRun]:
-        return await run_read(self._db_engine, lambda conn: stuck_records(conn, run_ids, True))
+        return await self._reads.run(lambda conn: stuck_records(conn, run_ids, True))
 
     async def get_hook(self, hook_id: str) -> Hook | None:
         return await self._one(select(hooks).where(hooks.c.hook_id == hook_id), rows.hook_from)
@@ -179,14 +219,14 @@ class SqlWorldReader(WorldReader):
 
     async def list_hooks(self, run_id: str | None, page: PageRequest) -> Page[Hook]:
         where = [] if run_id is None else [hooks.c.run_id == run_id]
-        return await run_read(
-            self._db_engine, lambda conn: paged(conn, hooks, "hook_id", where, page, rows.hook_from)
+        return await self._reads.run(
+            lambda conn: paged(conn, hooks, "hook_id", where, page, rows.hook_from)
         )
 
 
 class SqlStreamReader(StreamReader):
-    def __init__(self, db_engine: AsyncEngine) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads) -> None:
+        self._reads = reads
 
     async def chunks_after(self, name: str, after_seq: int, limit: int) -> list[StoredChunk]:
         query = (
@@ -199,7 +239,7 @@ class SqlStreamReader(StreamReader):
         def fetch(conn: Connection) -> list[StoredChunk]:
             return [StoredChunk(r.seq, bytes(r.data), bool(r.eof)) for r in conn.execute(query)]
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def data_chunk_count(self, name: str) -> tuple[int, bool]:
         is_data = and_(
@@ -214,7 +254,7 @@ class SqlStreamReader(StreamReader):
             count, done = conn.execute(query).one()
             return int(count), bool(done)
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def data_chunks(
         self, name: str, start_index: int, limit: int
@@ -235,7 +275,7 @@ class SqlStreamReader(StreamReader):
             found = [bytes(row.data) for row in conn.execute(query)]
             return found[:limit], len(found) > limit
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def names_for_run(self, run_id: str) -> list[str]:
         query = (
@@ -247,7 +287,7 @@ class SqlStreamReader(StreamReader):
         def fetch(conn: Connection) -> list[str]:
             return [row.name for row in conn.execute(query)]
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def run_streams(self, run_id: str) -> list[StreamSummary]:
         chunk = stream_chunks.alias("chunk")
@@ -273,4 +313,4 @@ class SqlStreamReader(StreamReader):
                 for name, count, done in conn.execute(query)
             ]
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)

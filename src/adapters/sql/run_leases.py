@@ -8,10 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql.dialect import insert_if_absent
-from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.reads import SqlReads
 from compute_worker.adapters.sql.rows import to_ms
 from compute_worker.adapters.sql.schema import (
     deployments,
@@ -37,8 +36,8 @@ def _now_ms() -> int:
 
 
 class SqlRunLeases(RunLeases):
-    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads, writer: GroupCommitWriter) -> None:
+        self._reads = reads
         self._writer = writer
 
     async def acquire(self, run_id: str, owner: str, ttl_seconds: float) -> LeaseGrant | None:
@@ -118,4 +117,4 @@ class SqlRunLeases(RunLeases):
             .order_by(runs.c.created_ms)
             .limit(limit)
         )
-        return await run_read(self._db_engine, lambda conn: list(conn.execute(query).scalars()))
+        return await self._reads.run(lambda conn: list(conn.execute(query).scalars()))

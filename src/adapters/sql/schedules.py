@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql import rows
-from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.reads import SqlReads
 from compute_worker.adapters.sql.schema import schedules
 from compute_worker.domain.ports.schedules import ScheduleReader
 from compute_worker.domain.schedules import ScheduleState
 
 
 class SqlSchedules(ScheduleReader):
-    def __init__(self, db_engine: AsyncEngine) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads) -> None:
+        self._reads = reads
 
     async def list_schedules(self) -> list[ScheduleState]:
         query = select(schedules).order_by(schedules.c.name)
@@ -23,7 +22,7 @@ class SqlSchedules(ScheduleReader):
         def fetch(conn: Connection) -> list[ScheduleState]:
             return [rows.schedule_from(row) for row in conn.execute(query)]
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)
 
     async def get_schedule(self, name: str) -> ScheduleState | None:
         query = select(schedules).where(schedules.c.name == name)
@@ -32,4 +31,4 @@ class SqlSchedules(ScheduleReader):
             row = conn.execute(query).first()
             return None if row is None else rows.schedule_from(row)
 
-        return await run_read(self._db_engine, fetch)
+        return await self._reads.run(fetch)

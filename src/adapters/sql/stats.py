@@ -7,20 +7,19 @@ import time
 
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from compute_worker.adapters.sql.reads import run_read
+from compute_worker.adapters.sql.reads import SqlReads
 from compute_worker.adapters.sql.schema import hooks, queue_messages, run_stuck, runs, waits
 from compute_worker.domain.ports.metrics import QueueBacklog, WorldStats, WorldStatsReader
 from compute_worker.domain.world import TERMINAL_RUN_STATUSES
 
 
 class SqlWorldStats(WorldStatsReader):
-    def __init__(self, db_engine: AsyncEngine) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads) -> None:
+        self._reads = reads
 
     async def world_stats(self) -> WorldStats:
-        return await run_read(self._db_engine, _stats)
+        return await self._reads.run(_stats)
 
 
 def _stats(conn: Connection) -> WorldStats:

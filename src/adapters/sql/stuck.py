@@ -10,11 +10,10 @@ from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from compute_worker.adapters.sql import rows
 from compute_worker.adapters.sql.dialect import upsert
-from compute_worker.adapters.sql.reads import run_read, stuck_records
+from compute_worker.adapters.sql.reads import SqlReads, stuck_records
 from compute_worker.adapters.sql.schema import (
     events,
     hooks,
@@ -36,12 +35,12 @@ _FOREVER = datetime.max.replace(tzinfo=UTC)  # a wait without an end
 
 
 class SqlStuckRuns(StuckRunStore):
-    def __init__(self, db_engine: AsyncEngine, writer: GroupCommitWriter) -> None:
-        self._db_engine = db_engine
+    def __init__(self, reads: SqlReads, writer: GroupCommitWriter) -> None:
+        self._reads = reads
         self._writer = writer
 
     async def live_runs(self, after: ScanMark | None, limit: int) -> Sequence[RunProgress]:
-        return await run_read(self._db_engine, lambda conn: _live_runs(conn, after, limit))
+        return await self._reads.run(lambda conn: _live_runs(conn, after, limit))
 
     async def save(self, stuck: Sequence[StuckRun], cleared: Sequence[str]) -> None:
         def save(conn: Connection) -> None:
