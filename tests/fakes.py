@@ -34,7 +34,7 @@ from compute_worker.domain.ports.streams import StoredChunk, StreamReader, Strea
 from compute_worker.domain.ports.stuck import ScanMark, StuckRunStore
 from compute_worker.domain.ports.transactions import Transaction, UnitOfWork
 from compute_worker.domain.ports.webhooks import SignatureVerifier
-from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.ports.world import RunDetails, RunQuery, WorldReader
 from compute_worker.domain.schedules import ScheduleState
 from compute_worker.domain.stuck import FailingStep, RunProgress, StuckRun
 from compute_worker.domain.world import Event, EventType, Hook, QueueMessage, Run, Step, Wait
@@ -450,6 +450,23 @@ class FakeWorldReader(WorldReader):
     async def stuck_runs(self, run_ids: Sequence[str]) -> Mapping[str, StuckRun]:
         live = {r for r in run_ids if r in self.store.runs and not self.store.runs[r].is_terminal}
         return {r: self.store.stuck[r] for r in live if r in self.store.stuck}
+
+    async def run_details(self, run_id: str, step_prefix: str) -> RunDetails | None:
+        run = self.store.runs.get(run_id)
+        if run is None:
+            return None
+        live = not run.is_terminal
+        named = sorted(
+            (s for s in self.store.steps.values()
+             if s.run_id == run_id and s.step_name.startswith(step_prefix)),
+            key=lambda s: (to_ms(s.created_at), s.step_id),
+        )  # fmt: skip
+        return RunDetails(
+            run,
+            self.store.executions.get(run_id) if live else None,
+            self.store.stuck.get(run_id) if live else None,
+            tuple(named),
+        )
 
 
 class FakeStuckRuns(StuckRunStore):

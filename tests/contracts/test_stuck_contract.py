@@ -95,3 +95,32 @@ async def test_each_cause_is_reported_and_waiting_runs_are_not(world: World) -> 
         await detector.tick()
     left = await world.reader.stuck_runs(list(expected))
     assert set(left) == set(expected) - {silent, lost}
+
+
+async def test_a_run_view_holds_its_trouble_and_stuck_record_while_live_and_its_children(
+    world: World,
+) -> None:
+    run_id = await new_run(world, started=True)
+    await trouble(world).executor_lost(run_id)
+    for name, output in (("start_workflow:child", {"runId": "wrun_CHILD1"}),
+                         ("start_workflow%x", {"runId": "wrun_NOT"}),  # LIKE's % is no wildcard
+                         ("start_workflow:other", {"runId": "wrun_CHILD2"}),
+                         ("plain", {"runId": "wrun_NOT"})):  # fmt: skip
+        step_id = world.ids.new(ids.STEP)
+        await world.create(run_id, E.STEP_CREATED, step_id, {"stepName": name, "input": []})
+        await world.create(run_id, E.STEP_STARTED, step_id)
+        await world.create(run_id, E.STEP_COMPLETED, step_id, {"result": output})
+    await world.pass_time(THRESHOLD.total_seconds() + 0.2)
+    for _ in range(3):
+        await DetectStuckRuns(world.stuck, world.clock, THRESHOLD).tick()
+
+    view = await world.query.get_run_view(run_id)
+    assert view.run.run_id == run_id and view.run.status == "running"
+    assert view.execution is not None and view.execution.lost_executors == 1
+    assert view.stuck is not None and view.stuck.reason == NO_PROGRESS
+    assert view.stuck == (await world.reader.stuck_runs([run_id]))[run_id]
+    assert view.children == [("wrun_CHILD1", "child"), ("wrun_CHILD2", "other")]
+
+    await world.create(run_id, E.RUN_COMPLETED, data={"output": 1})
+    ended = await world.query.get_run_view(run_id)
+    assert (ended.execution, ended.stuck, len(ended.children)) == (None, None, 2)

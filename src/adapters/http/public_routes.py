@@ -111,18 +111,13 @@ async def trigger_run(request: Request) -> Response:
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
     served = services(request)
-    run_id = request.path_params["run_id"]
-    [run] = await served.app_values.readable([await served.query_world.get_run(run_id)])
-    execution = stuck = None
-    if not run.is_terminal:
-        execution = await served.query_world.get_execution(run_id)
-        stuck = await served.query_world.get_stuck(run_id)
-    out = wire.public_run_wire(run, resolve, execution, served.retry_policy, stuck)
+    view = await served.query_world.get_run_view(request.path_params["run_id"])
+    [run] = await served.app_values.readable([view.run])
+    out = wire.public_run_wire(run, resolve, view.execution, served.retry_policy, view.stuck)
     link = parent_of(run)
     if link is not None:
         out["parentRunId"] = link[0]
-    children = await served.query_world.get_children(run_id)
-    out["children"] = [{"runId": child, "workflowName": name} for child, name in children]
+    out["children"] = [{"runId": child, "workflowName": name} for child, name in view.children]
     return JSONResponse(out)
 
 

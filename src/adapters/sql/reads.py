@@ -30,7 +30,7 @@ from compute_worker.adapters.sql.schema import (
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest, Position, encode_cursor
 from compute_worker.domain.ports.streams import StoredChunk, StreamReader, StreamSummary
-from compute_worker.domain.ports.world import RunQuery, WorldReader
+from compute_worker.domain.ports.world import RunDetails, RunQuery, WorldReader
 from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.world import TERMINAL_RUN_STATUSES, Event, Hook, Run, Step
 
@@ -163,6 +163,28 @@ class SqlWorldReader(WorldReader):
 
     async def get_run(self, run_id: str) -> Run | None:
         return await self._one(select(runs).where(runs.c.run_id == run_id), rows.run_from)
+
+    async def run_details(self, run_id: str, step_prefix: str) -> RunDetails | None:
+        def fetch(conn: Connection) -> RunDetails | None:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+            if row is None:
+                return None
+            run = rows.run_from(row)
+            execution = stuck = None
+            if not run.is_terminal:
+                query = select(run_execution).where(run_execution.c.run_id == run_id)
+                found = conn.execute(query).first()
+                execution = None if found is None else rows.execution_from(found)
+                stuck = stuck_records(conn, [run_id]).get(run_id)
+            named = conn.execute(
+                select(steps)
+                .where(steps.c.run_id == run_id, steps.c.step_name.startswith(step_prefix,
+                                                                               autoescape=True))
+                .order_by(steps.c.created_ms, steps.c.step_id)
+            )  # fmt: skip
+            return RunDetails(run, execution, stuck, tuple(rows.step_from(r) for r in named))
+
+        return await self._reads.run(fetch)
 
     async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]:
         where = _run_filters(query or RunQuery())

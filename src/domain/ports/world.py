@@ -26,6 +26,16 @@ class RunQuery:
     stuck: bool | None = None  # only runs the detector found stuck (True) or not (False)
 
 
+@dataclass(frozen=True, slots=True)
+class RunDetails:
+    """A run with what its public view shows beside it, read together."""
+
+    run: Run
+    execution: ExecutionRecord | None  # while it is live: the engine's count of its troubles
+    stuck: StuckRun | None  # while it is live: why the detector found it stuck
+    named_steps: tuple[Step, ...]  # its steps whose name starts with the prefix asked, in order
+
+
 class WorldReader(Protocol):
     async def get_run(self, run_id: str) -> Run | None: ...
     async def list_runs(self, page: PageRequest, query: RunQuery | None = None) -> Page[Run]: ...
@@ -45,4 +55,8 @@ class WorldReader(Protocol):
 
     async def stuck_runs(self, run_ids: Sequence[str]) -> Mapping[str, StuckRun]:
         """What the stuck-run detector recorded for those of ``run_ids`` still live."""
+        ...
+
+    async def run_details(self, run_id: str, step_prefix: str) -> RunDetails | None:
+        """The run and its details in one read (``GET /v1/runs/:id`` is polled)."""
         ...

@@ -19,7 +19,6 @@ RUNS_PAGE = 20
 STEPS_PAGE = 20
 EVENTS_PAGE = 100
 HOOKS_PAGE = 100
-CHILDREN_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +26,16 @@ class Paging:
     limit: int | None = None
     cursor: str | None = None
     sort_order: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    run: Run
+    execution: ExecutionRecord | None
+    stuck: StuckRun | None
+    # (run id, workflow name) of each child the run started (``domain/children.py``), from
+    # its ``start_workflow:<name>`` steps, in start order
+    children: list[tuple[str, str]]
 
 
 class QueryWorld:
@@ -38,14 +47,6 @@ class QueryWorld:
         if run is None:
             raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
         return run
-
-    async def get_execution(self, run_id: str) -> ExecutionRecord | None:
-        """The engine's count of the run's failed starts and lost executors, if any."""
-        return await self._reader.get_execution(run_id)
-
-    async def get_stuck(self, run_id: str) -> StuckRun | None:
-        """Why the stuck-run detector found the run stuck, if it did."""
-        return (await self._reader.stuck_runs([run_id])).get(run_id)
 
     async def list_runs(
         self, paging: Paging, workflow_name: str | None = None, status: str | None = None
@@ -61,21 +62,17 @@ class QueryWorld:
         query = RunQuery(statuses=() if status is None else (status,), workflow_name=workflow_name)
         return await self._reader.list_runs(page, query)
 
-    async def get_children(self, run_id: str) -> list[tuple[str, str]]:
-        """(run id, workflow name) of each child the run started (``domain/children.py``),
-        from its ``start_workflow:<name>`` steps, in start order."""
-        found: list[tuple[str, str]] = []
-        page = PageRequest(CHILDREN_PAGE, "asc", None)
-        while True:
-            steps = await self._reader.list_steps(run_id, page)
-            for step in steps.data:
-                output = step.output if isinstance(step.output, dict) else {}
-                if step.step_name.startswith(START_STEP) and isinstance(output.get("runId"), str):
-                    found.append((output["runId"], step.step_name[len(START_STEP) :]))
-            if not steps.has_more or not steps.data or steps.cursor is None:
-                return found
-            page = PageRequest.of(CHILDREN_PAGE, steps.cursor, "asc", default_limit=CHILDREN_PAGE,
-                                  default_order="asc")  # fmt: skip
+    async def get_run_view(self, run_id: str) -> RunView:
+        """The run with its trouble count and stuck record while live, and its children."""
+        details = await self._reader.run_details(run_id, START_STEP)
+        if details is None:
+            raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
+        children = []
+        for step in details.named_steps:
+            output = step.output if isinstance(step.output, dict) else {}
+            if isinstance(output.get("runId"), str):
+                children.append((output["runId"], step.step_name[len(START_STEP) :]))
+        return RunView(details.run, details.execution, details.stuck, children)
 
     async def get_step(self, run_id: str | None, step_id: str) -> Step:
         step = await self._reader.get_step(run_id, step_id)
