@@ -98,7 +98,9 @@ class StepInFlight:
     max_retries: int
     timeout: float | None  # the step's own; else the backend's limit
     began: float
-    cpu_at_start: float
+    # the child's CPU seconds when the watchdog first saw the step (within WATCH_INTERVAL
+    # of its start): read then, not on every step's message, as it costs /proc reads
+    cpu_at_start: float | None = None
 
 
 @dataclass
@@ -376,7 +378,7 @@ async def _take(child: Child, message: dict[str, Any]) -> None:
         retries: int = world_wire.field(message, "maxRetries", int, required=True)
         timeout = world_wire.field(message, "timeout", (int, float))
         child.steps[step_id] = StepInFlight(step_id, name, attempt, retries, timeout,
-                                            time.monotonic(), child.cpu_seconds())  # fmt: skip
+                                            time.monotonic())  # fmt: skip
         if child.traced is not None:
             child.traced.begin(step_id, name, attempt)
     elif op == "step_done":
@@ -466,10 +468,15 @@ class ProcessExecutor:
         self._signal = signal
 
     async def execute(self, run: Run, deployment: Deployment, events: list[Event]) -> Outcome:
-        for _ in range(MAX_CRASHES):
+        for attempt in range(MAX_CRASHES):
+            if attempt:  # replayed from the log as the crashed child left it
+                found = await self._world.run(run.run_id)
+                if found is None or found.is_terminal:
+                    return Outcome("finished")
+                run, events = found, await self._world.events(run.run_id)
             child = await self._pool.checkout(deployment)
             try:
-                result = await self._run_in(child, run)
+                result = await self._run_in(child, run, events)
             finally:
                 await self._pool.checkin(child)
             if isinstance(result, Outcome):
@@ -489,7 +496,9 @@ class ProcessExecutor:
         )
         return Outcome("finished")  # fmt: skip
 
-    async def _run_in(self, child: Child, run: Run) -> Outcome | Crash:
+    async def _run_in(self, child: Child, run: Run, events: list[Event]) -> Outcome | Crash:
+        """Execute ``run`` in ``child``, handing it the run and its log (what the engine
+        read, or wrote when it accepted the run): no World call before its code starts."""
         run_id = run.run_id
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         child.answer, child.kill_reason = answer, None
@@ -499,7 +508,9 @@ class ProcessExecutor:
         trace = tracer.current()  # the run's span, carried into the child
         child.traced = TracedSteps(tracer, trace, run) if tracer.enabled else None
         child.calls = WorldCalls(self._world, run_id, child.reply)
-        child.send({"op": "run", "runId": run_id, **({"traceparent": trace} if trace else {})})
+        child.send({"op": "run", "runId": run_id, "run": world_wire.run_wire(run),
+                    "events": [world_wire.event_wire(event) for event in events],
+                    **({"traceparent": trace} if trace else {})})  # fmt: skip
         subscription = self._signal.subscribe(run_topic(run_id))
         watch = asyncio.create_task(self._watch(child, run_id, subscription.wait))
         try:
@@ -556,6 +567,8 @@ class ProcessExecutor:
             if time.monotonic() - step.began > timeout:
                 child.kill(f"step {step.name} exceeded its timeout of {timeout:g} s",
                            "step_timeout")  # fmt: skip
+            elif step.cpu_at_start is None:
+                step.cpu_at_start = child.cpu_seconds()
             elif child.cpu_seconds() - step.cpu_at_start > limits.step_cpu_seconds:
                 child.kill(f"step {step.name} exceeded {limits.step_cpu_seconds:g} s of CPU time",
                            "step_cpu")  # fmt: skip

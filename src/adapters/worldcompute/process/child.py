@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from compute_worker.adapters import codec
+from compute_worker.adapters import codec, world_wire
 from compute_worker.adapters.system import LocalSignal, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
@@ -110,13 +110,13 @@ def _take_config() -> dict[str, str]:
     return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("CW_")}
 
 
-async def _execute(world: PipeRunWorld, workflows: dict[str, Any], run_id: str,
+async def _execute(world: PipeRunWorld, workflows: dict[str, Any], given: dict[str, Any],
                    out: BinaryIO, config: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """Execute the run the parent ``given`` (its ``run`` and its log, ``events``)."""
+    run_id = given["runId"]
     reporter = Reporter(out, run_id)
     try:
-        run = await world.run(run_id)
-        if run is None or run.is_terminal:
-            return {"outcome": "finished"}
+        run = world_wire.run_from(given["run"])
         workflow = workflows.get(run.workflow_name)
         if workflow is None:
             error = errors.WorkflowNotFound(f"workflow {run.workflow_name!r} is not in the bundle")
@@ -125,7 +125,7 @@ async def _execute(world: PipeRunWorld, workflows: dict[str, Any], run_id: str,
                 [EventRequest(EventType.RUN_FAILED, None, None, error_data(error, RUNTIME_ERROR))],
             )
             return {"outcome": "finished"}  # fmt: skip
-        events = await world.events(run_id)
+        events = [world_wire.event_from(item) for item in given["events"]]
         poll = float(config.get(ENV_POLL, "1.0"))
         park_after = float(config.get(ENV_PARK_AFTER, "1.0"))
         root = Path(config[ENV_BUNDLE]) if config.get(ENV_KIND, "python") == "python" else None
@@ -174,10 +174,10 @@ async def serve(out: BinaryIO, config: dict[str, str]) -> None:
     beats = asyncio.create_task(_beat(Reporter(out, ""), float(config.get(ENV_BEAT, "1"))))
     running: asyncio.Task[None] | None = None
 
-    async def execute(run_id: str, traceparent: str | None) -> None:
-        forward.run_id = run_id
-        _carry_trace(traceparent)
-        answer = await _execute(world, workflows, run_id, out, config)
+    async def execute(given: dict[str, Any]) -> None:
+        run_id = forward.run_id = given["runId"]
+        _carry_trace(given.get(TRACE))
+        answer = await _execute(world, workflows, given, out, config)
         Reporter(out, run_id).send({"op": "done", "runId": run_id, **answer})
 
     while line := await stdin.readline():
@@ -185,7 +185,7 @@ async def serve(out: BinaryIO, config: dict[str, str]) -> None:
         if message["op"] == REPLY:
             world.answer(message)
         elif message["op"] == "run":
-            running = asyncio.create_task(execute(message["runId"], message.get(TRACE)))
+            running = asyncio.create_task(execute(message))
         elif message["op"] == "wake":
             signal.notify(run_topic(message["runId"]))
         elif message["op"] == "stop":
