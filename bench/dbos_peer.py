@@ -2,13 +2,17 @@
 
     .venv/bin/pip install -e '.[bench]'   # dbos
     .venv/bin/python bench/dbos_peer.py [--seconds 2] [--repeat 3] [--samples 100]
-                                        [--dbos-api sync|async]
+                                        [--dbos-api sync|async] [--postgres ADMIN_URL]
 
 A 10-step workflow of trivial steps (each returns x + 1). DBOS runs it on a SQLite
 system database in a temp dir, twice: with SQLite's default (rollback) journal,
 then with ``PRAGMA journal_mode=WAL`` set on the file before DBOS opens it. Our
 engine runs the same workflow through bench/engine.py's ``Bench`` (in process,
 SQLite WAL synchronous=FULL, ``worldcompute local``).
+
+With ``--postgres`` (the admin URL of a PostgreSQL server), both also run on PostgreSQL,
+each in a fresh database of that server: DBOS with it as its system database, ours with
+it as ``database_url`` — the per-process figures the PostgreSQL target compares.
 
 For each: workflows/s one at a time and 20 at a time (DBOS: sync workflows on
 threads by default, measured faster here than its asyncio API; ``--dbos-api
@@ -32,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -40,9 +45,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import engine
+from compute_worker.app.runtime import Runtime
 
 HAVE_DBOS = importlib.util.find_spec("dbos") is not None
 if HAVE_DBOS:
+    import psycopg  # DBOS's driver
     from dbos import DBOS
 
 CONCURRENCY = (1, 20)
@@ -167,32 +174,38 @@ def measure_dbos(folder: Path, wal: bool, args: argparse.Namespace) -> Figures:
     if wal:  # persistent in the file: DBOS's connections open it in WAL
         with sqlite3.connect(path) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
-    DBOS(config={"name": "cw-bench-peer", "system_database_url": f"sqlite:///{path}",
+    figures = run_dbos(f"sqlite:///{path}", args)
+    with sqlite3.connect(path) as connection:
+        journal = connection.execute("PRAGMA journal_mode").fetchone()[0]
+    return Figures(f"DBOS, SQLite journal={journal}", *figures)
+
+
+def run_dbos(database_url: str, args: argparse.Namespace) -> tuple[dict[int, float], float, float]:
+    DBOS(config={"name": "cw-bench-peer", "system_database_url": database_url,
                  "log_level": "WARNING"})  # fmt: skip
     DBOS.launch()
     try:
-        with sqlite3.connect(path) as connection:
-            journal = connection.execute("PRAGMA journal_mode").fetchone()[0]
         if args.dbos_api == "sync":
-            rates, ten_ms, zero_ms = dbos_sync(args)
-        else:
-            rates, ten_ms, zero_ms = asyncio.run(dbos_async(args))
+            return dbos_sync(args)
+        return asyncio.run(dbos_async(args))
     finally:
         DBOS.destroy()  # keeps the registry: the same functions serve the next launch
-    name = f"DBOS, SQLite journal={journal}"
-    return Figures(name, rates, ten_ms, zero_ms)
 
 
 # -- ours (bench/engine.py) ------------------------------------------------------------
 
 
-async def measure_ours(folder: Path, args: argparse.Namespace) -> Figures:
+async def measure_ours(
+    folder: Path, args: argparse.Namespace, database_url: str | None = None
+) -> Figures:
     """bench/engine.py's setup (its ``main`` does it inline), with its ``Bench``."""
-    settings = engine.Settings.load({"data_dir": folder / "ours", "worldcompute": "local",
-                                     "internal_url": None}, env={})  # fmt: skip
-    async with engine.Runtime(settings, execute=True) as container:
+    options = {"data_dir": folder / "ours", "worldcompute": "local", "internal_url": None}
+    if database_url is not None:
+        options["database_url"] = database_url
+    settings = engine.Settings.load(options, env={})
+    async with Runtime(settings, execute=True) as container:
         created = await container.create_deployment().execute(
-            engine.NewDeployment("python", {"workflows.py": engine.BUNDLE}), engine.CONTEXT
+            engine.NewDeployment("python", {"workflows.py": engine.BUNDLE.encode()}), engine.CONTEXT
         )
         await container.activate_deployment().execute(created.deployment_id, engine.CONTEXT)
         bench = engine.Bench(container)
@@ -207,7 +220,28 @@ async def measure_ours(folder: Path, args: argparse.Namespace) -> Figures:
             )
             for concurrency in CONCURRENCY
         }  # fmt: skip
-    return Figures("ours (engine.py), SQLite WAL FULL", rates, ten_ms, zero_ms)
+    where = "SQLite WAL FULL" if database_url is None else "PostgreSQL"
+    return Figures(f"ours (engine.py), {where}", rates, ten_ms, zero_ms)
+
+
+def on_postgres(admin: str, folder: Path, args: argparse.Namespace) -> list[Figures]:
+    """DBOS and ours, each on a fresh database of the server at ``admin``."""
+    rows = []
+    for who in ("dbos", "ours"):
+        name = f"cw_peer_{who}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        url = admin.rsplit("/", 1)[0] + "/" + name
+        try:
+            if who == "dbos":
+                rows.append(Figures("DBOS, PostgreSQL", *run_dbos(url, args)))
+            else:
+                async_url = url.replace("postgresql://", "postgresql+asyncpg://")
+                rows.append(asyncio.run(measure_ours(folder / "pg", args, async_url)))
+        finally:
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return rows
 
 
 # -- report ----------------------------------------------------------------------------
@@ -237,6 +271,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per throughput (median)")
     parser.add_argument("--samples", type=int, default=100, help="runs per latency median")
     parser.add_argument("--dbos-api", choices=["sync", "async"], default="sync")
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server: also measure both "
+                        "on it (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")  # fmt: skip
     args = parser.parse_args()
     if not HAVE_DBOS:
         print("dbos is not installed: .venv/bin/pip install -e '.[bench]' (nothing measured)")
@@ -249,10 +285,14 @@ def main() -> None:
               f"{os.cpu_count()} CPUs\n")  # fmt: skip
         rows = [measure_dbos(folder, wal, args) for wal in (False, True)]
         rows.append(asyncio.run(measure_ours(folder, args)))
+        if args.postgres:
+            rows.extend(on_postgres(args.postgres, folder, args))
         table(rows)
         print()
         for peer in rows[:2]:
             ratios(rows[2], peer)
+        if args.postgres:
+            ratios(rows[4], rows[3])
         print("\nwall = 10-step latency / 10; marginal = (10-step - 0-step latency) / 10; "
               "both one at a time.\n"
               "targets: per step <= 0.6 ms; >= 3,000 steps/s at 20 at a time")  # fmt: skip

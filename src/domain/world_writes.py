@@ -102,9 +102,11 @@ class WorldWrites:
         run_id: str,
         request: EventRequest,
         params: CreateParams = NO_PARAMS,
+        answer_log: bool = False,
     ) -> EventResult:
         """Decide ``request`` against the run's state and write the event with every
-        entity it changes."""
+        entity it changes. ``answer_log``: answer ``run_started`` with the run's log, as
+        the world lane does (a read of every event; the engine needs none)."""
         for _ in range(_MAX_DECISIONS):
             snapshot = _load_snapshot(tx, run_id, request)
             first_id = self._ids.new(ids.EVENT, floor=tx.last_event_id(run_id))
@@ -131,7 +133,7 @@ class WorldWrites:
             step = transition.step
             tx.after_commit(lambda: self._observer.events_committed(changed, step, events))
         log, cursor, has_more = None, None, None
-        if transition.answer_with_log:
+        if transition.answer_with_log and answer_log:
             log, has_more = tuple(tx.run_events(run_id)), False
             cursor = _cursor_after(log[-1]) if log else None
         elif params.since is not None and request.event_type in _STEP_ENDINGS and events:

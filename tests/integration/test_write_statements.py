@@ -146,6 +146,7 @@ async def test_a_run_accepted_where_it_executes_costs_two_transactions(traced: T
         "INSERT idempotency_records", "INSERT audit_log", "INSERT events", "COMMIT",
     ]  # fmt: skip
     assert "DELETE run_leases" in final_commit and final_commit[-1] == "COMMIT"
+    assert "SELECT events" not in final_commit  # run_started answers the engine no log
     assert not any("queue_messages" in verb for verb in traced.verbs())
 
 

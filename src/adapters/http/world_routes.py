@@ -145,7 +145,7 @@ async def create_events(request: Request) -> Response:
     run_id = field(body, "runId", str, required=True)
     requests = event_requests_from(field(body, "events", list, required=True))
     results = await services(request).record_run_events.execute(
-        run_id, requests, request_context(request)
+        run_id, requests, request_context(request), answer_logs=True
     )
     return JSONResponse({"results": [world_wire.event_result_wire(result) for result in results]})
 

@@ -62,7 +62,7 @@ class ProxyWorldEvent:
             noted["requestId"] = cmd.params.request_id
 
         def work(tx: Transaction) -> EventResult:
-            result = self._writes.append(tx, run_id, cmd.request, cmd.params)
+            result = self._writes.append(tx, run_id, cmd.request, cmd.params, answer_log=True)
             if context is not None:
                 entry = audit_entry(context, "world.events.create", 200, self._clock.now(),
                                     run_id, **noted)  # fmt: skip

@@ -27,7 +27,10 @@ class RecordRunEvents:
         run_id: str,
         requests: Sequence[EventRequest],
         context: RequestContext | None = None,
+        answer_logs: bool = False,
     ) -> list[EventResult]:
+        """``context``: the world-lane request (audited); ``answer_logs``: answer
+        ``run_started`` with the run's log (the lane does; the engine needs none)."""
         for index, request in enumerate(requests):
             check_request_shape(request)  # before the transaction: a batch is whole or refused
             if request.event_type is EventType.RUN_CREATED:
@@ -37,7 +40,8 @@ class RecordRunEvents:
                 )
 
         def work(tx: Transaction) -> list[EventResult]:
-            results = [self._writes.append(tx, run_id, request) for request in requests]
+            results = [self._writes.append(tx, run_id, request, answer_log=answer_logs)
+                       for request in requests]  # fmt: skip
             if any(result.event is not None and result.run is not None
                    and result.run.is_terminal for result in results):  # fmt: skip
                 self._writes.close_run_streams(tx, run_id)
