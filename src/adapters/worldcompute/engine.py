@@ -17,8 +17,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from compute_worker.adapters.worldcompute.runtime.failures import (
     RunCancelled,
@@ -134,6 +136,7 @@ class WorkflowEngine:
         # (its message acked, the run parked), so a run woken meanwhile runs again
         self._woken: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._spawned: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         self._tasks = [
@@ -148,9 +151,9 @@ class WorkflowEngine:
         """Stop claiming and executing; runs in flight are released for other workers."""
         if self._starts is not None:
             self._starts.attach(None)
-        for task in [*self._tasks, *self._live.values()]:
+        for task in [*self._tasks, *self._spawned, *self._live.values()]:
             task.cancel()
-        for task in [*self._tasks, *self._live.values()]:
+        for task in [*self._tasks, *self._spawned, *self._live.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
@@ -253,12 +256,27 @@ class WorkflowEngine:
         return LeaseClaim(self.worker_id, self.settings.lease_seconds)
 
     def start_new_run(self, run: Run, events: Sequence[Event]) -> None:
-        """Execute a run created with this worker's lease, from what its commit wrote."""
-        if run.run_id not in self._live:
-            known = (run, list(events))
-            self._live[run.run_id] = asyncio.create_task(
-                self._execute(run.run_id, known), name=f"run-{run.run_id}"
-            )
+        """Execute a run created with this worker's lease, from what its commit wrote —
+        unless the commit took so long that the lease may have run out meanwhile (another
+        worker may have recovered the run): then take the lease as for any wake-up."""
+        if run.run_id in self._live:
+            return
+        age = (datetime.now(UTC) - run.created_at).total_seconds()
+        if age > self.settings.lease_seconds / 2:
+            log.warning("a run's creation took %.1f s to commit; taking its lease anew", age,
+                        extra={"runId": run.run_id})  # fmt: skip
+            self._spawn(self.ensure_running(run.run_id), f"lease-{run.run_id}")
+            return
+        known = (run, list(events))
+        self._live[run.run_id] = asyncio.create_task(
+            self._execute(run.run_id, known), name=f"run-{run.run_id}"
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, object], name: str) -> None:
+        """A task the engine does not wait for, kept until done (and cancelled at stop)."""
+        task = asyncio.create_task(work, name=name)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     async def _execute(self, run_id: str, known: Known | None = None) -> None:
         lease_done = False
