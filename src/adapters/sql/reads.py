@@ -46,8 +46,8 @@ class SqlReads:
 
     SQLite: plain pysqlite connections on threads of their own, so a read is one hand-off
     to a thread and back. Through aiosqlite and the async engine each statement, fetch
-    and connection reset was a hop of its own: a read took ~3x as long, and the event
-    loop carried the greenlet bridge (bench/RESULTS.md, "Reads on threads").
+    and connection reset was a hop of its own: a read took 2-3x as long, and the event
+    loop carried the greenlet bridge (``bench/reads.py``; figures in bench/RESULTS.md).
     PostgreSQL: ``AsyncConnection.run_sync`` on the asyncpg pool.
     """
 
