@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from compute_worker import start_compute_worker_server
+from compute_worker.adapters.worldcompute.process.backend import Child
 
 from .engine_fixtures import ENGINE_SEED_KEYS, EngineApi, eventually, read_lines
 
@@ -269,3 +270,17 @@ async def test_a_child_writes_streams_that_clients_read(api: EngineApi) -> None:
 
 async def _has_line(path: Path, line: str) -> bool:
     return line in read_lines(path)
+
+
+async def test_a_child_is_dead_from_its_kill_on_not_from_its_reaping() -> None:
+    """A killed child that the event loop has not reaped yet is not lent to the next run
+    (whose run would die of the earlier kill, told as a signal of unknown cause)."""
+    process = await asyncio.create_subprocess_exec("sleep", "30", start_new_session=True)
+    child = Child("dpl_test", process)
+    assert child.alive
+    child.kill("the reason it was killed for", "protocol")
+    assert process.returncode is None  # not reaped yet
+    assert not child.alive and child.kill_reason == "the reason it was killed for"
+    child.kill("a later reason", "stop")  # once dead, a kill changes nothing
+    assert child.kill_reason == "the reason it was killed for"
+    await process.wait()

@@ -120,6 +120,7 @@ class Child:
     heard: float = field(default_factory=time.monotonic)  # last message of any kind
     answer: asyncio.Future[dict[str, Any]] | None = None
     kill_reason: str | None = None
+    killed: bool = False  # dead from the kill on, before the process is reaped
     observer: ProcessObserver | None = None
     traced: TracedSteps | None = None  # the step spans of the run it executes
     reader: asyncio.Task[None] | None = None
@@ -134,7 +135,9 @@ class Child:
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None
+        """Not exited and not killed: a child killed but not yet reaped is never lent
+        again (its next run would die of the kill, reported as a signal of unknown cause)."""
+        return self.process.returncode is None and not self.killed
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -151,7 +154,7 @@ class Child:
     def kill(self, reason: str, why: str) -> None:
         """``reason``: for the run's error; ``why``: the short kind the metrics count."""
         if self.alive:
-            self.kill_reason = self.kill_reason or reason
+            self.kill_reason, self.killed = self.kill_reason or reason, True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             if self.observer is not None:
