@@ -42,24 +42,12 @@ from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.trigger_run import Trigger
 
-WORKFLOWS = b'''
-from compute_worker import step, workflow
-
-@step
-async def double(x):
-    return 2 * x
-
-@workflow
-async def doubled(x):
-    return await double(x)
-'''
-
 async def main():
     context = RequestContext("POST", "/v1/runs", "accept-and-die")
     settings = Settings.load(json.loads(sys.argv[1]), env={})
     async with Runtime(settings, execute=True) as container:
         created = await container.create_deployment().execute(
-            NewDeployment("python", {"workflows.py": WORKFLOWS}), context
+            NewDeployment("python", {"workflows.py": sys.argv[2].encode()}), context
         )
         await container.activate_deployment().execute(created.deployment_id, context)
         run = (await container.trigger_run().execute(Trigger("doubled", "k", "key_a", [21]),
@@ -78,7 +66,7 @@ async def test_a_run_accepted_by_a_process_that_died_is_finished_by_the_next(
     options = {"data_dir": str(data_dir), "schedule_poll_seconds": 0}
     options.update({key: str(value) for key, value in backend.options.items()})
     accepted = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ACCEPT_AND_DIE, json.dumps(options),
+        sys.executable, "-c", ACCEPT_AND_DIE, json.dumps(options), DOUBLED.decode(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(accepted.communicate(), 60)
