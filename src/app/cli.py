@@ -39,7 +39,6 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import httpx
 
 from compute_worker.app.cli_client import add_client_commands, iso_time
 from compute_worker.app.errors import StartupError
@@ -47,7 +46,9 @@ from compute_worker.app.guards import check_target_world
 from compute_worker.app.logs import configure_logging
 from compute_worker.app.settings import Settings, SettingSpec, describe_settings, package_version
 from compute_worker.app.settings_doc import markdown_table
+from compute_worker.domain import ids
 from compute_worker.domain.api_keys import ALL_SCOPES, new_secret
+from compute_worker.domain.audit import RequestContext
 from compute_worker.domain.errors import DomainError
 from compute_worker.domain.ports.audit import AuditQuery
 from compute_worker.domain.use_cases.authenticate import SeedKey
@@ -180,6 +181,7 @@ async def _serve(settings: Settings, dev: bool) -> None:
         settings = settings.model_copy(update=update)
     elif settings.sandbox == "auto":  # production: no unboxed workflow code unless told
         settings = settings.model_copy(update={"sandbox": "required"})
+    demo = await _ensure_demo(settings) if dev and settings.role != "executor" else None
     server = ComputeWorkerServer(settings)
     handle = await server.start()
     try:
@@ -191,10 +193,16 @@ async def _serve(settings: Settings, dev: bool) -> None:
             key = settings.seed_api_keys[-1].secret
             print(f"dev API key (all scopes): {key}", flush=True)
             print(f"  (kept in {settings.dev_key_path})", flush=True)
-            if settings.role == "executor":
+            if demo is None:
                 print("role executor: the demo deployment is for an api node", flush=True)
+            elif demo.startswith(ids.DEPLOYMENT):
+                print(
+                    f"demo deployment {demo} is active; try:\n  COMPUTE_WORKER_URL={handle.url} "
+                    f"COMPUTE_WORKER_API_KEY={key} {PROG} run hello you --follow",
+                    flush=True,
+                )
             else:
-                print(await _ensure_demo(handle.url, key), flush=True)
+                print(demo, flush=True)
         await stop.wait()
     finally:
         await handle.close()
@@ -216,25 +224,25 @@ def _dev_key(settings: Settings) -> SeedKey:
     return SeedKey(secret, ALL_SCOPES, "dev")
 
 
-async def _ensure_demo(url: str, key: str) -> str:
-    """Activate the demo deployment unless a deployment is active already."""
-    headers = {"authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-        active = await client.get("/v1/deployments/active")
-        if active.status_code == 200:
-            return f"active deployment: {active.json()['deploymentId']}"
-        source = (resources.files("compute_worker.app.demo") / "workflows.py").read_text()
-        created = await client.post("/v1/deployments", json={
-            "kind": "python", "files": {"workflows.py": source},
-            "metadata": {"name": "demo"}})  # fmt: skip
-        if created.status_code != 201:
-            return f"the demo deployment was refused: {created.text}"
-        deployment_id = created.json()["deploymentId"]
-        await client.post(f"/v1/deployments/{deployment_id}/activate")
-    return (
-        f"demo deployment {deployment_id} is active; try:\n"
-        f"  COMPUTE_WORKER_URL={url} COMPUTE_WORKER_API_KEY={key} {PROG} run hello you --follow"
-    )
+async def _ensure_demo(settings: Settings) -> str:
+    """Activate the demo deployment unless a deployment is active already, before the
+    server listens (so no request can find the worker without one); the id of the demo
+    deployment, or what to print instead."""
+    from compute_worker.domain.use_cases.deployments import NewDeployment
+
+    context = RequestContext("CLI", "serve --dev", "cli-serve-dev")
+    async with runtime(settings) as container:
+        active = await container.deployments().active_deployment_id()
+        if active is not None:
+            return f"active deployment: {active}"
+        source = (resources.files("compute_worker.app.demo") / "workflows.py").read_bytes()
+        bundle = NewDeployment("python", {"workflows.py": source}, metadata={"name": "demo"})
+        try:
+            created = await container.create_deployment().execute(bundle, context)
+            await container.activate_deployment().execute(created.deployment_id, context)
+        except DomainError as refused:
+            return f"the demo deployment was refused: {refused.message}"
+    return created.deployment_id
 
 
 # -- migrate, keys, audit --------------------------------------------------------------------

@@ -194,6 +194,33 @@ async def test_serve_dev_keeps_everything_under_data_of_the_working_directory(
     assert "Traceback" not in served.logs()
 
 
+async def test_serve_dev_has_its_demo_active_as_soon_as_it_answers(home: Path) -> None:
+    """A script that waits for health and the key file, then triggers at once (as a
+    newcomer's smoke test does), finds the demo deployment active: it is in place before
+    the server listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url, key_file = f"http://127.0.0.1:{port}", home / "data" / "dev-api-key"
+    async with Served(home, "--dev", "--port", str(port)) as server:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+            async def answering() -> bool | None:
+                try:
+                    health = await client.get("/v1/health")
+                except httpx.TransportError:
+                    return None
+                return True if health.status_code == 200 and key_file.exists() else None
+
+            await eventually(answering, 60, "health and the dev key", interval=0.02)
+            trigger = await client.post(
+                "/v1/runs", json={"workflowName": "hello", "input": ["you"]},
+                headers={"Idempotency-Key": "at-once",
+                         "Authorization": f"Bearer {key_file.read_text().strip()}"},
+            )  # fmt: skip
+        assert trigger.status_code == 202, (trigger.text, server.logs())
+
+
 async def test_serve_stops_cleanly_on_sigterm(home: Path) -> None:
     async with Served(home, "--port", "0") as server:
         await server.line("compute-worker listening on ")
