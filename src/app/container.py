@@ -291,7 +291,7 @@ class Container(containers.DeclarativeContainer):
     proxy_world_event = providers.Singleton(
         ProxyWorldEvent, writer, ids, clock, world_writes, settings.provided.max_events_per_run
     )
-    query_world = providers.Singleton(QueryWorld, world_reader)
+    query_world = providers.Singleton(QueryWorld, world_reader, signal)
     write_stream = providers.Singleton(WriteStream, writer, clock, world_writes)
     read_stream = providers.Singleton(ReadStream, stream_tail)
     inspect_stream = providers.Singleton(InspectStream, stream_reader)

@@ -139,7 +139,7 @@ def _build(
         queue=queue,
         stuck=stuck,
         events=ProxyWorldEvent(uow, ids, clock, writes),
-        query=QueryWorld(reader),
+        query=QueryWorld(reader, signal),
         write_stream=WriteStream(uow, clock, writes),
         stream_tail=(tail := StreamTail(stream_reader, signal, poll_interval=POLL_INTERVAL)),
         read_stream=ReadStream(tail),

@@ -1,5 +1,5 @@
-"""The public lane's use cases over the in-memory fakes: triggering, cancelling and
-resuming runs, deployments, webhooks, API keys and the audit log.
+"""The public lane's use cases over the in-memory fakes: triggering, cancelling,
+resuming and waiting for runs, deployments, webhooks, API keys and the audit log.
 
 Every case asserts outcomes: what the store holds afterwards, what the use case
 returned, or which error (class and ``code``) it raised.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +36,7 @@ from compute_worker.domain.use_cases.deployments import (
     NewDeployment,
 )
 from compute_worker.domain.use_cases.proxy_world_event import CreateEvent, ProxyWorldEvent
+from compute_worker.domain.use_cases.query_world import QueryWorld
 from compute_worker.domain.use_cases.receive_webhook import ReceiveWebhook
 from compute_worker.domain.use_cases.resume_hook import Resumed, ResumeHook
 from compute_worker.domain.use_cases.trigger_run import Trigger, Triggered, TriggerRun
@@ -49,6 +52,7 @@ from tests.fakes import (
     FakeStore,
     FakeUnitOfWork,
     FakeVerifier,
+    FakeWorldReader,
     FixedClock,
 )
 
@@ -64,6 +68,7 @@ class App:
     store: FakeStore
     clock: FixedClock
     ids: IdFactory
+    signal: LocalSignal
     writes: WorldWrites
     events: ProxyWorldEvent
     trigger: TriggerRun
@@ -79,6 +84,7 @@ class App:
     authenticate: Authenticate
     seed: SeedApiKeys
     query_audit: QueryAudit
+    query: QueryWorld
 
     def webhooks(
         self, provider: WebhookProvider, on_webhook: Callable[[dict[str, Any]], Awaitable[None]]
@@ -102,6 +108,7 @@ def app() -> App:
         store=store,
         clock=clock,
         ids=id_factory,
+        signal=signal,
         writes=writes,
         events=events,
         trigger=trigger,
@@ -119,6 +126,7 @@ def app() -> App:
         authenticate=Authenticate(keys, clock),
         seed=SeedApiKeys(keys, id_factory, clock),
         query_audit=QueryAudit(FakeAuditLog(store)),
+        query=QueryWorld(FakeWorldReader(store), signal),
     )
 
 
@@ -391,6 +399,88 @@ async def test_cancelling_an_unknown_run_is_run_not_found(app: App) -> None:
     with pytest.raises(errors.RunNotFound) as raised:
         await app.cancel.execute("wrun_missing", CTX)
     assert raised.value.code == "run_not_found"
+
+
+# -- QueryWorld.get_run_view(wait=...) -------------------------------------------------------
+
+
+async def _timed(work: Awaitable[Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    return await work, time.monotonic() - started
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+async def test_a_wait_for_an_ended_run_answers_at_once(app: App, status: str) -> None:
+    run_id = await run_in(app, status)
+    view, took = await _timed(app.query.get_run_view(run_id, wait=30))
+    assert (view.run.run_id, view.run.status) == (run_id, status)
+    assert took < 0.5
+
+
+async def test_a_wait_answers_when_the_run_ends_during_it(app: App) -> None:
+    run_id = await run_in(app, "running")
+    waiting = asyncio.create_task(_timed(app.query.get_run_view(run_id, wait=30)))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await record(app, run_id, E.RUN_COMPLETED, output=3)
+    view, took = await asyncio.wait_for(waiting, 5)
+    assert (view.run.status, view.run.output) == ("completed", 3)
+    assert took < 0.2 + 0.5  # woken by the run's topic, before the 1 s re-read
+
+
+async def test_a_wait_that_times_out_answers_the_live_run(app: App) -> None:
+    run_id = await run_in(app, "running")
+    view, took = await _timed(app.query.get_run_view(run_id, wait=0.3))
+    assert view.run.status == "running"
+    assert 0.3 <= took < 1.0
+    assert view == await app.query.get_run_view(run_id)  # the same view as without a wait
+
+
+async def test_a_wait_sees_an_end_no_notification_reaches(app: App) -> None:
+    """As on a worker whose signal does not hear the one that ended the run."""
+    run_id = await run_in(app, "running")
+    deaf = QueryWorld(FakeWorldReader(app.store), LocalSignal(), recheck_seconds=0.1)
+    waiting = asyncio.create_task(deaf.get_run_view(run_id, wait=30))
+    await asyncio.sleep(0.15)
+    await record(app, run_id, E.RUN_FAILED, error="boom")
+    assert (await asyncio.wait_for(waiting, 2)).run.status == "failed"
+
+
+async def test_a_wait_for_an_unknown_run_is_run_not_found_at_once(app: App) -> None:
+    with pytest.raises(errors.RunNotFound) as raised:
+        await asyncio.wait_for(app.query.get_run_view("wrun_missing", wait=30), 1)
+    assert (raised.value.code, raised.value.details) == ("run_not_found", {"runId": "wrun_missing"})
+
+
+@pytest.mark.parametrize("wait", [0, -1, 60.001, 61, math.nan, math.inf, -math.inf])
+async def test_a_wait_out_of_range_is_refused_before_any_read(app: App, wait: float) -> None:
+    with pytest.raises(errors.InvalidRequest) as raised:
+        await app.query.get_run_view("wrun_missing", wait=wait)
+    assert (raised.value.code, raised.value.details) == ("invalid_request", {"field": "wait"})
+    assert app.signal._subscribers == {}
+
+
+async def test_a_wait_of_sixty_seconds_is_allowed(app: App) -> None:
+    run_id = await run_in(app, "completed")
+    assert (await app.query.get_run_view(run_id, wait=60)).run.status == "completed"
+
+
+async def test_the_subscription_is_closed_however_the_wait_ends(app: App) -> None:
+    run_id = await run_in(app, "running")
+    await app.query.get_run_view(run_id, wait=0.05)  # timed out
+    assert app.signal._subscribers == {}
+    abandoned = asyncio.create_task(app.query.get_run_view(run_id, wait=30))
+    await asyncio.sleep(0.05)
+    assert list(app.signal._subscribers) == [f"run:{run_id}"]  # waiting
+    abandoned.cancel()  # as when the client goes away
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    assert app.signal._subscribers == {}
+    ending = asyncio.create_task(app.query.get_run_view(run_id, wait=30))
+    await asyncio.sleep(0.05)
+    await app.cancel.execute(run_id, CTX)
+    assert (await ending).run.status == "cancelled"
+    assert app.signal._subscribers == {}
 
 
 # -- ResumeHook -----------------------------------------------------------------------------

@@ -19,7 +19,14 @@ from compute_worker.adapters.http.auth import request_context
 from compute_worker.adapters.http.routing import ApiRoute, answer, operation
 from compute_worker.adapters.http.services import services
 from compute_worker.adapters.http.sse import sse_events
-from compute_worker.adapters.http.wire import JSONResponse, int_param, read_object, resolve_data
+from compute_worker.adapters.http.wire import (
+    JSONResponse,
+    int_param,
+    number_param,
+    read_object,
+    resolve_data,
+    unless_disconnected,
+)
 from compute_worker.adapters.http.wire_schemas import (
     DATE,
     INT,
@@ -46,6 +53,7 @@ ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 # read as JSON like every other route: curl -d sends form-urlencoded unless told otherwise
 JSON_TYPES = ("application/json", "", "application/x-www-form-urlencoded", "text/plain")
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip")
+CLIENT_GONE = 499  # the status logged for a wait whose client went away (nginx's)
 
 
 @operation(
@@ -103,15 +111,19 @@ async def trigger_run(request: Request) -> Response:
 
 
 @operation(
-    "Read a run",
+    "Read a run; with `wait`, once it has ended or `wait` seconds have passed",
     scope="runs:read",
     responses={200: answer("the run", ref("Run"))},
-    params=(query("resolveData", RESOLVE),),
+    params=(query("resolveData", RESOLVE), query("wait", schema.RUN_WAIT)),
 )
 async def get_run(request: Request) -> Response:
     resolve = resolve_data(request.query_params.get("resolveData"))
+    wait = number_param(request, "wait")
     served = services(request)
-    view = await served.query_world.get_run_view(request.path_params["run_id"])
+    read = served.query_world.get_run_view(request.path_params["run_id"], wait)
+    view = await (read if wait is None else unless_disconnected(request, read))
+    if view is None:
+        return Response(status_code=CLIENT_GONE)  # no one reads it
     [run] = await served.app_values.readable([view.run])
     out = wire.public_run_wire(run, resolve, view.execution, served.retry_policy, view.stuck)
     link = parent_of(run)

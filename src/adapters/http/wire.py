@@ -4,7 +4,11 @@ backend speaks them too); with it, the only module that spells camelCase."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import math
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -22,6 +26,8 @@ from compute_worker.domain.world import Event, Hook, ResolveData, Run, Step
 
 T = TypeVar("T")
 JSON_TYPE = "application/json; charset=utf-8"
+# a JSON number: no ``nan``, ``inf``, ``0x10``, ``1_000`` or spaces, which ``float`` takes
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class JSONResponse(Response):
@@ -201,3 +207,37 @@ def int_param(request: Request, name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise errors.InvalidRequest(f"{name} must be an integer", {"field": name}) from None
+
+
+def number_param(request: Request, name: str) -> float | None:
+    """A finite number written as JSON writes one; absent is None, anything else
+    (empty included) is 400 ``invalid_request`` naming the parameter."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    value = float(raw) if _NUMBER.fullmatch(raw) else math.nan
+    if not math.isfinite(value):  # 1e999 too
+        raise errors.InvalidRequest(f"{name} must be a number", {"field": name})
+    return value
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s outcome; or None as soon as the client has gone, ``work`` cancelled.
+    Hypercorn does not cancel a handler whose client went away: it only hands it
+    ``http.disconnect``, so a long wait would run on for no one."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return task.result() if not task.cancelled() else None
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -14,6 +14,7 @@ from compute_worker.domain.idempotency import MAX_KEY_LENGTH
 from compute_worker.domain.pagination import MAX_STORED_INT
 from compute_worker.domain.stuck import STUCK_REASONS
 from compute_worker.domain.use_cases.publish_message import MAX_DELAY_SECONDS
+from compute_worker.domain.use_cases.query_world import MAX_RUN_WAIT
 from compute_worker.domain.validation import MAX_SPEC_VERSION
 from compute_worker.domain.wdk import MAX_HEADERS, MAX_URL
 from compute_worker.domain.world import (
@@ -46,6 +47,13 @@ BOOL: JsonSchema = {"type": "boolean"}
 ANY: JsonSchema = {}
 DATE: JsonSchema = {"type": "string", "format": "date-time"}
 RESOLVE: JsonSchema = {"type": "string", "enum": ["all", "none"]}
+RUN_WAIT: JsonSchema = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": MAX_RUN_WAIT,
+    "description": "seconds to wait for the run to end (completed, failed or cancelled) "
+    "before answering; the answer comes at its end or after this long, whichever is first",
+}
 STATUS: JsonSchema = {
     "type": "string",
     "enum": ["pending", "running", "completed", "failed", "cancelled"],

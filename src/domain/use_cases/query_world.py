@@ -1,20 +1,36 @@
 """QueryWorld: the World's reads (world.md §3) — not-found rules, pagination
-defaults (D7) and ``resolveData`` for events. One class, since every read is the
-same decision: fetch, fail with the right not-found error, page."""
+defaults (D7) and ``resolveData`` for events, and the public run read that waits for
+the run's end (http-api.md ``?wait``). One class, since every read is the same
+decision: fetch, fail with the right not-found error, page."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from compute_worker.domain import errors
 from compute_worker.domain.children import START_STEP
 from compute_worker.domain.execution import ExecutionRecord
 from compute_worker.domain.pagination import Page, PageRequest
+from compute_worker.domain.ports.streams import Signal
 from compute_worker.domain.ports.world import RunQuery, WorldReader
 from compute_worker.domain.stuck import StuckRun
 from compute_worker.domain.views import strip_event_refs
-from compute_worker.domain.world import RUN_STATUSES, Event, Hook, ResolveData, Run, Step
+from compute_worker.domain.world import (
+    RUN_STATUSES,
+    Event,
+    Hook,
+    ResolveData,
+    Run,
+    Step,
+    run_topic,
+)
 
+MAX_RUN_WAIT = 60.0  # seconds a run read may wait for the run's end
+# while waiting, the run is read again at least this often: a run ended by a worker whose
+# notification does not reach this one (SQLite shares none; PostgreSQL's NOTIFY is best
+# effort) is still seen within about a second
+RUN_RECHECK_SECONDS = 1.0
 RUNS_PAGE = 20
 STEPS_PAGE = 20
 EVENTS_PAGE = 100
@@ -39,8 +55,12 @@ class RunView:
 
 
 class QueryWorld:
-    def __init__(self, reader: WorldReader) -> None:
+    def __init__(
+        self, reader: WorldReader, signal: Signal, recheck_seconds: float = RUN_RECHECK_SECONDS
+    ) -> None:
         self._reader = reader
+        self._signal = signal
+        self._recheck = recheck_seconds
 
     async def get_run(self, run_id: str) -> Run:
         run = await self._reader.get_run(run_id)
@@ -62,8 +82,33 @@ class QueryWorld:
         query = RunQuery(statuses=() if status is None else (status,), workflow_name=workflow_name)
         return await self._reader.list_runs(page, query)
 
-    async def get_run_view(self, run_id: str) -> RunView:
-        """The run with its trouble count and stuck record while live, and its children."""
+    async def get_run_view(self, run_id: str, wait: float | None = None) -> RunView:
+        """The run with its trouble count and stuck record while live, and its children.
+
+        With ``wait`` (seconds, 0 < wait <= ``MAX_RUN_WAIT``): the view as soon as the run
+        is terminal, or as it is once ``wait`` seconds have passed, whichever comes first;
+        an unknown run fails at once. The run's topic is subscribed to before the first
+        read, so an end committed in between wakes the wait instead of being missed."""
+        if wait is None:
+            return await self._run_view(run_id)
+        if not 0 < wait <= MAX_RUN_WAIT:  # NaN fails this too
+            raise errors.InvalidRequest(
+                f"wait must be a number of seconds above 0 and at most {MAX_RUN_WAIT:g}",
+                {"field": "wait"},
+            )
+        deadline = time.monotonic() + wait
+        subscription = self._signal.subscribe(run_topic(run_id))
+        try:  # closed however the wait ends: answered, failed or cancelled
+            while True:
+                view = await self._run_view(run_id)
+                left = deadline - time.monotonic()
+                if view.run.is_terminal or left <= 0:
+                    return view
+                await subscription.wait(min(left, self._recheck))
+        finally:
+            subscription.close()
+
+    async def _run_view(self, run_id: str) -> RunView:
         details = await self._reader.run_details(run_id, START_STEP)
         if details is None:
             raise errors.RunNotFound(f'Workflow run "{run_id}" not found', {"runId": run_id})
