@@ -1,7 +1,7 @@
 """``GET /v1/runs/{runId}?wait=S`` on real servers over a real socket, on SQLite and
 PostgreSQL: the answer comes when the run ends or after ``S`` seconds, bad values are
 400 ``invalid_request`` with nothing changed, a run ended by another worker is seen,
-and a client that goes away ends the wait."""
+a client that goes away ends the wait, and ``Client.runs.wait`` long-polls."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from compute_worker.client import AsyncClient, Client, Run
 
 from ._helpers import assert_error, assert_ok
 from .public_fixtures import (
@@ -173,3 +175,24 @@ async def test_a_client_that_goes_away_ends_the_wait(
     response, took = await _timed_get(api, f"/v1/runs/{run_id}", wait="0.2")
     assert assert_ok(response)["status"] == "running" and took < 3
     assert reader.at_eof() or not await reader.read()
+
+
+def _sync_wait(url: str, run_id: str) -> Run:
+    with Client(url, ADMIN_KEY) as cw:
+        return cw.runs.wait(run_id, timeout=20)
+
+
+async def test_the_clients_wait_returns_when_the_run_completes(
+    api_server: PublicServer, api: httpx.AsyncClient, deployed: dict[str, Any]
+) -> None:
+    run_id, token = await _hook_run(api)
+    async with AsyncClient(api_server.url, ADMIN_KEY) as cw:
+        waiting = asyncio.create_task(cw.runs.wait(run_id, timeout=20))
+        sync_wait = asyncio.create_task(asyncio.to_thread(_sync_wait, api_server.url, run_id))
+        await asyncio.sleep(0.5)
+        assert not waiting.done() and not sync_wait.done()
+        await _resume(api, token, [1, 2])
+        ended = await asyncio.wait_for(waiting, 10)
+        ended_sync = await asyncio.wait_for(sync_wait, 10)
+    assert (ended.status, ended.output) == ("completed", [1, 2])
+    assert (ended_sync.status, ended_sync.output) == ("completed", [1, 2])

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent
 
-from compute_worker.adapters.client import errors
+from compute_worker.adapters.client import errors, plans, protocol
 from compute_worker.adapters.client.bundle import bundle_from
 from compute_worker.adapters.client.models import Run
 from compute_worker.adapters.client.plans import Api
@@ -84,6 +84,10 @@ class Script:
                     value = answer
             else:  # pragma: no cover
                 raise AssertionError(step)
+            self.performed(step, value)
+
+    def performed(self, step: Send | Sleep, answer: Reply | None) -> None:
+        """Called once each instruction is done, with the answer a Send got."""
 
 
 API = Api("secret-key", RetryPolicy(retries=3, backoff=0.1), "test-agent")
@@ -165,11 +169,60 @@ def test_a_trigger_carries_one_fresh_key_through_its_retries() -> None:
     assert loads(other.sent[0].body or b"")["deploymentId"] == "dpl_1"
 
 
-def test_wait_polls_without_payloads_with_growing_pauses_then_reads_the_run() -> None:
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class HeldScript(Script):
+    """A server that holds a ``?wait`` read of a live run for the wait asked, on a fake
+    clock (the plans' ``time``); an ended run is answered at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *answers: Reply | Exception) -> None:
+        super().__init__(*answers)
+        self.time = FakeTime()
+        monkeypatch.setattr(plans, "time", self.time)
+        monkeypatch.setattr(protocol, "time", self.time)
+
+    def performed(self, step: Send | Sleep, answer: Reply | None) -> None:
+        if isinstance(step, Sleep):
+            self.time.now += step.seconds
+        elif answer is not None and b'"running"' in answer.content:
+            self.time.now += float(step.request.params.get("wait", 0))
+
+
+RUNNING = reply(200, {**RUN, "status": "running"})
+DONE = {**RUN, "status": "completed", "output": 7}
+
+
+def test_wait_long_polls_without_payloads_then_reads_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = HeldScript(monkeypatch, RUNNING, RUNNING, reply(200, {**DONE, "output": None}),
+                        reply(200, DONE))  # fmt: skip
+    run = script.run(API.wait("wrun_1", None, None))
+    assert (run.status, run.output) == ("completed", 7)
+    asked = [(r.params.get("resolveData"), r.params.get("wait")) for r in script.sent]
+    assert asked == [("none", "30.000")] * 3 + [(None, None)]
+    assert [r.read_timeout for r in script.sent] == [40.0] * 3 + [None]
+    assert script.slept == []
+
+
+def test_a_long_poll_never_waits_past_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = HeldScript(monkeypatch, RUNNING, RUNNING)
+    with pytest.raises(errors.RunTimeoutError) as raised:
+        script.run(API.wait("wrun_1", 45, None))
+    assert [r.params.get("wait") for r in script.sent] == ["30.000", "15.000"]
+    assert raised.value.run.status == "running" and script.time.now == 1045.0
+
+
+def test_a_server_that_ignores_wait_is_polled_with_growing_pauses() -> None:
     running = {**RUN, "status": "running"}
-    done = {**RUN, "status": "completed", "output": 7}
-    script = Script(*[reply(200, running)] * 5, reply(200, {**done, "output": None}),
-                    reply(200, done))  # fmt: skip
+    script = Script(*[reply(200, running)] * 5, reply(200, {**DONE, "output": None}),
+                    reply(200, DONE))  # fmt: skip
     run = script.run(API.wait("wrun_1", None, None))
     assert run.output == 7 and run.status == "completed"
     assert [r.params.get("resolveData") for r in script.sent] == ["none"] * 6 + [None]
@@ -177,10 +230,11 @@ def test_wait_polls_without_payloads_with_growing_pauses_then_reads_the_run() ->
 
 
 def test_wait_gives_up_at_its_timeout() -> None:
-    script = Script(reply(200, {**RUN, "status": "running"}))
+    script = Script(RUNNING)
     with pytest.raises(errors.RunTimeoutError) as raised:
         script.run(API.wait("wrun_1", 0, None))
     assert raised.value.run.status == "running" and isinstance(raised.value, TimeoutError)
+    assert "wait" not in script.sent[0].params  # no time left to wait for
 
 
 def test_a_listing_follows_cursors_until_the_last_page() -> None:

@@ -57,6 +57,8 @@ M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
 SSE = "text/event-stream"
 WAIT_FIRST, WAIT_GROWTH, WAIT_MAX = 0.05, 1.5, 1.0  # seconds between polls of a run
+LONG_POLL = 30.0  # seconds one run read may wait on the server for the end (it allows 60)
+LONG_POLL_SLACK = 10.0  # the read timeout of such a read, beyond its wait
 STREAM_READ_TIMEOUT = 45.0  # the server sends a heartbeat every 10 s
 _UNSET: Any = object()
 
@@ -214,12 +216,15 @@ class Api:
         return self._get(f"/v1/runs/{_q(run_id)}", Run, cid, resolveData=resolve)
 
     def wait(self, run_id: str, timeout: float | None, cid: str | None) -> Plan[Run]:
-        """Poll (cheaply: without payloads, backing off to one read a second) until the
-        run is over; then read it whole."""
+        """Long-poll the run (``?wait=``, without payloads; never past ``timeout``) until
+        it is over; then read it whole. A server that answers well before the wait it
+        was asked for (one older than ``wait``) is polled instead, with growing pauses."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = WAIT_FIRST
         while True:
-            run = yield from self.get_run(run_id, "none", cid)
+            hold = LONG_POLL if deadline is None else min(LONG_POLL, deadline - time.monotonic())
+            asked = time.monotonic()
+            run = yield from self._run_once_over(run_id, hold, cid)
             if run.is_terminal:
                 return (yield from self.get_run(run_id, "all", cid))
             delay = sleep_until(deadline, pause)
@@ -228,8 +233,20 @@ class Api:
                     f"run {run_id} is still {run.status} after {timeout} s",
                     run=run, correlation_id=run.correlation_id,
                 )  # fmt: skip
-            yield Sleep(delay)
-            pause = min(pause * WAIT_GROWTH, WAIT_MAX)
+            if time.monotonic() - asked < hold / 2:
+                yield Sleep(delay)
+                pause = min(pause * WAIT_GROWTH, WAIT_MAX)
+
+    def _run_once_over(self, run_id: str, seconds: float, cid: str | None) -> Plan[Run]:
+        """The run without payloads, once it is over or ``seconds`` passed (under a
+        millisecond: at once)."""
+        waits = seconds >= 0.001
+        request = self.request(
+            "GET", f"/v1/runs/{_q(run_id)}", correlation_id=cid, idempotent=True,
+            params={"resolveData": "none", "wait": f"{seconds:.3f}" if waits else None},
+            read_timeout=seconds + LONG_POLL_SLACK if waits else None,
+        )  # fmt: skip
+        return call(request, lambda reply: parse(Run, reply, request), self.policy)
 
     def cancel(self, run_id: str, cid: str | None) -> Plan[Run]:
         # cancelling a cancelled run answers the run again: safe to retry
