@@ -27,8 +27,10 @@ from compute_worker.domain.world import (
 
 
 def iso(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2026-12-04T18:00:00.123Z``: UTC, milliseconds (``isoformat`` is C, 2x ``strftime``)."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _put_dates(out: dict[str, Any], **dates: datetime | None) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = b"x-workflow-correlation-id"
 _MAX_ID_LENGTH = 200
+_VERSION_4 = ~(0xF << 76) & ~(0x3 << 62)  # the bits a v4 UUID fixes, cleared...
+_V4_BITS = (0x4 << 76) | (0x2 << 62)  # ...and set: version 4, RFC 4122 variant
+
+
+def new_correlation_id() -> str:
+    """A random UUID v4 (the spec's form) without a system call per request:
+    correlation ids need to be unique, not secret (a client may choose its own)."""
+    value = f"{random.getrandbits(128) & _VERSION_4 | _V4_BITS:032x}"
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
 
 
 class CorrelationIdMiddleware:
@@ -38,7 +47,7 @@ class CorrelationIdMiddleware:
         value = next((v for k, v in headers if k == CORRELATION_HEADER), b"")
         text = value.decode("latin-1").strip()
         if not text or len(text) > _MAX_ID_LENGTH or not text.isprintable():
-            text = str(uuid.uuid4())
+            text = new_correlation_id()
             headers = [(k, v) for k, v in headers if k != CORRELATION_HEADER]
             headers.append((CORRELATION_HEADER, text.encode()))
             scope = {**scope, "headers": headers}
