@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from ._helpers import assert_error, assert_ok, parse_iso
 from .public_fixtures import (
@@ -464,6 +465,55 @@ async def test_every_bad_filter_is_400_naming_its_field(
         body = assert_error(response, 400, "invalid_request")
         if body.get("details", {}).get("field") != name:
             problems.append((path, params, body))
+    assert not problems, problems
+
+
+async def _path_values(api: httpx.AsyncClient, run_id: str) -> dict[str, str]:
+    """A value for each path or required query parameter of the GET routes tried below."""
+    step = assert_ok(await api.get(f"/v1/runs/{run_id}/steps"))["data"][0]
+    event = assert_ok(await api.get(f"/v1/runs/{run_id}/events"))["data"][0]
+    found = assert_ok(await api.get("/v1/world/streams/list", params={"runId": run_id}))
+    (stream,) = found["streams"]  # its stored name, which the public lane takes too
+    return {"runId": run_id, "stepId": step["stepId"], "eventId": event["eventId"],
+            "name": stream}  # fmt: skip
+
+
+async def test_an_empty_query_parameter_is_one_left_out_as_the_document_says(
+    api: httpx.AsyncClient, streaming: dict[str, Any]
+) -> None:
+    """``?sortOrder=``, ``?resolveData=``, ``?limit=``, … answer as if left out, on every
+    GET route of both lanes, and the OpenAPI document admits the empty value; ``wait``
+    alone refuses it (http-api.md), and its schema says so."""
+    run_id = await started_run(api, "unclosed", 2)
+    await wait_for_run(api, run_id)
+    values = await _path_values(api, run_id)
+    document = assert_ok(await api.get("/v1/openapi.json"))
+    problems: list[Any] = []
+    tried = 0
+    for path, methods in document["paths"].items():
+        params = methods.get("get", {}).get("parameters", [])
+        in_path = [p["name"] for p in params if p["in"] == "path"]
+        optional = [p for p in params if p["in"] == "query" and not p["required"]]
+        if not optional or not all(name in values for name in in_path):
+            continue
+        url = path.format(**values)
+        required = {p["name"]: values[p["name"]] for p in params
+                    if p["in"] == "query" and p["required"]}  # fmt: skip
+        left_out = await api.get(url, params=required)
+        if left_out.status_code != 200:
+            problems.append((path, "left out", left_out.status_code, left_out.text))
+            continue
+        for param in optional:
+            name, tried = param["name"], tried + 1
+            admits_empty = Draft202012Validator(param["schema"]).is_valid("")
+            empty = await api.get(url, params={**required, name: ""})
+            if name == "wait":
+                error = assert_error(empty, 400, "invalid_request")
+                if admits_empty or error["details"] != {"field": "wait"}:
+                    problems.append((path, name, admits_empty, error))
+            elif not admits_empty or (empty.status_code, empty.content) != (200, left_out.content):
+                problems.append((path, name, admits_empty, empty.status_code, empty.text))
+    assert tried >= 20, tried  # both lanes' GET routes were reached
     assert not problems, problems
 
 

@@ -24,7 +24,7 @@ from compute_worker.adapters.http.wire import (
     int_param,
     number_param,
     read_object,
-    resolve_data,
+    resolve_param,
     unless_disconnected,
 )
 from compute_worker.adapters.http.wire_schemas import (
@@ -117,7 +117,7 @@ async def trigger_run(request: Request) -> Response:
     params=(query("resolveData", RESOLVE), query("wait", schema.RUN_WAIT)),
 )
 async def get_run(request: Request) -> Response:
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     wait = number_param(request, "wait")
     served = services(request)
     read = served.query_world.get_run_view(request.path_params["run_id"], wait)
@@ -369,7 +369,7 @@ PAGING = ("limit", "cursor")
 async def list_runs(request: Request) -> Response:
     _only(request, (*RUN_FILTERS, *PAGING, "resolveData"))
     params = request.query_params
-    resolve = resolve_data(params.get("resolveData"))
+    resolve = resolve_param(request)
     command = RunFilter(
         statuses=_statuses(request),
         workflow_name=params.get("workflowName") or None,
@@ -398,7 +398,7 @@ async def list_runs(request: Request) -> Response:
 )
 async def list_run_steps(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     page = await services(request).inspect_run.steps(
         request.path_params["run_id"], _history_page(request)
     )
@@ -413,7 +413,7 @@ async def list_run_steps(request: Request) -> Response:
 )
 async def list_run_events(request: Request) -> Response:
     _only(request, (*PAGING, "sortOrder", "resolveData"))
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     page = await services(request).inspect_run.events(
         request.path_params["run_id"], _history_page(request), resolve, request.state.api_key
     )

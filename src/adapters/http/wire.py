@@ -199,6 +199,12 @@ def resolve_data(value: Any, where: str = "resolveData") -> ResolveData:
     raise errors.InvalidRequest(f"{where} must be 'all' or 'none'", {"field": where})
 
 
+def resolve_param(request: Request) -> ResolveData:
+    """``?resolveData=``: empty is left out, as every optional query parameter's is
+    (``wire_schemas.query``)."""
+    return resolve_data(request.query_params.get("resolveData") or None)
+
+
 def int_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":

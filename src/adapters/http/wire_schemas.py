@@ -345,8 +345,12 @@ ERROR = ref("Error")
 
 
 def query(name: str, schema: JsonSchema = STR, required: bool = False) -> JsonSchema:
-    """An empty integer, boolean or date parameter is one left out (``wire.int_param``)."""
-    if not required and (schema.get("type") in ("integer", "boolean") or "format" in schema):
+    """An optional parameter sent empty (``?limit=``, ``?sortOrder=``) is one left out
+    (``wire.int_param``, ``wire.resolve_param``): its schema says so for the types that
+    a plain string does not cover. Not ``wait``, a number: the contract refuses it empty
+    (http-api.md)."""
+    typed = schema.get("type") in ("integer", "boolean") or "format" in schema
+    if not required and (typed or "enum" in schema):
         schema = {"anyOf": [schema, {"const": ""}]}
     return {"name": name, "in": "query", "required": required, "schema": schema}
 

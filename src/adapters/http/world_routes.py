@@ -17,7 +17,13 @@ from compute_worker.adapters.http import wire_schemas as schema
 from compute_worker.adapters.http.auth import Handler, request_context
 from compute_worker.adapters.http.routing import Answers, ApiRoute, Endpoint, answer, operation
 from compute_worker.adapters.http.services import services
-from compute_worker.adapters.http.wire import JSONResponse, int_param, read_object, resolve_data
+from compute_worker.adapters.http.wire import (
+    JSONResponse,
+    int_param,
+    read_object,
+    resolve_data,
+    resolve_param,
+)
 from compute_worker.adapters.http.wire_schemas import (
     BINARY,
     INT,
@@ -207,7 +213,7 @@ async def list_events_by_correlation(request: Request) -> Response:
     params=(query("runId"), RESOLVE_PARAM),
 )
 async def get_event(request: Request) -> Response:
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     run_id = request.query_params.get("runId") or None
     event = await services(request).query_world.get_event(
         run_id, request.path_params["event_id"], resolve
@@ -217,7 +223,7 @@ async def get_event(request: Request) -> Response:
 
 @world("runs.get()", {200: answer("run", ref("Run"))}, params=(RESOLVE_PARAM,))
 async def get_run(request: Request) -> Response:
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     run = await services(request).query_world.get_run(request.path_params["run_id"])
     return JSONResponse(world_wire.run_wire(run, resolve))
 
@@ -253,7 +259,7 @@ async def list_runs(request: Request) -> Response:
 
 @world("steps.get()", {200: answer("step", ref("Step"))}, params=(query("runId"), RESOLVE_PARAM))
 async def get_step(request: Request) -> Response:
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     run_id = request.query_params.get("runId") or None
     step = await services(request).query_world.get_step(run_id, request.path_params["step_id"])
     return JSONResponse(world_wire.step_wire(step, resolve))
@@ -271,14 +277,14 @@ async def list_steps(request: Request) -> Response:
 
 @world("hooks.get()", {200: answer("hook", ref("Hook"))}, params=(RESOLVE_PARAM,))
 async def get_hook(request: Request) -> Response:
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     hook = await services(request).query_world.get_hook(request.path_params["hook_id"])
     return JSONResponse(world_wire.hook_wire(hook, resolve))
 
 
 @world("hooks.getByToken()", {200: answer("hook", ref("Hook"))}, params=(RESOLVE_PARAM,))
 async def get_hook_by_token(request: Request) -> Response:
-    resolve = resolve_data(request.query_params.get("resolveData"))
+    resolve = resolve_param(request)
     hook = await services(request).query_world.get_hook_by_token(request.path_params["token"])
     return JSONResponse(world_wire.hook_wire(hook, resolve))
 
