@@ -26,6 +26,7 @@ from ._helpers import (
     run_ids,
 )
 from .conftest import RunningServer, StartServer, make_client
+from .public_fixtures import PublicServer, row_counts
 
 RUN_CREATED = {
     "eventType": "run_created",
@@ -271,6 +272,32 @@ async def test_wrong_types_are_400_naming_the_field(
     error = assert_error(response, 400, "invalid_request")
     assert error["details"]["field"] == field, error
     assert await world_state(client, run_id) == before
+
+
+QUEUE_TABLES = ("queue_messages", "queue_keys")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"a": 1}, {"a": None}, {"": {"b": "c"}}, {"a": []}, {"a": "ok", "b": True}],
+    ids=["number", "null", "object", "list", "one-bool"],
+)
+async def test_publish_headers_that_are_not_strings_are_400_as_the_document_says(
+    api_server: PublicServer, api: httpx.AsyncClient, headers: dict[str, Any]
+) -> None:
+    """``opts.headers`` is a string map (LANE.md §3): the document declares it so, and
+    a value of another type is refused before anything is queued or its key kept."""
+    document = assert_ok(await api.get("/v1/openapi.json"))
+    body_schema = document["paths"]["/v1/queue/publish"]["post"]["requestBody"]["content"]
+    opts = body_schema["application/json"]["schema"]["properties"]["opts"]
+    assert opts["properties"]["headers"]["additionalProperties"] == {"type": "string"}
+    before = await row_counts(api_server, QUEUE_TABLES)
+    body = {"queueName": "__wkf_workflow_w", "message": {"runId": "wrun_x"},
+            "opts": {"idempotencyKey": "publish-headers", "headers": headers}}  # fmt: skip
+    error = assert_error(await api.post("/v1/queue/publish", json=body), 400, "invalid_request")
+    assert error["details"] == {"field": "opts.headers"}, error
+    assert "must be strings" in error["message"]
+    assert await row_counts(api_server, QUEUE_TABLES) == before
 
 
 async def test_wrong_query_parameters_are_400(client: httpx.AsyncClient) -> None:

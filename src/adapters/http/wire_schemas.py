@@ -554,7 +554,7 @@ PUBLISH = obj(
         deploymentId={**STR, "maxLength": MAX_DEPLOYMENT_ID},
         idempotencyKey={**STR, "maxLength": MAX_NAME},
         delaySeconds={"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
-        headers=obj(),
+        headers={"type": "object", "additionalProperties": STR},  # a string map (LANE.md §3)
     ),
 )
 QUEUED = obj(["messageId"], messageId=STR)
