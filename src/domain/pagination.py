@@ -46,13 +46,14 @@ class PageRequest:
         field_prefix: str = "pagination.",
     ) -> PageRequest:
         """``field_prefix`` names the fields in errors (the public lane's query parameters
-        have none)."""
+        have none). ``sort_order`` None is the default order; ``""`` is refused like any
+        other word (a query parameter sent empty is None by then)."""
         order: SortOrder = default_order
         if sort_order == "asc":
             order = "asc"
         elif sort_order == "desc":
             order = "desc"
-        elif sort_order:
+        elif sort_order is not None:
             raise errors.InvalidRequest(
                 "sortOrder must be 'asc' or 'desc'", {"field": f"{field_prefix}sortOrder"}
             )

@@ -223,6 +223,21 @@ WRONG_TYPES: list[tuple[str, str, Any, str]] = [
         {"runId": RUN, "pagination": {"sortOrder": "up"}},
         "pagination.sortOrder",
     ),
+    *(
+        (
+            f"{path.removeprefix('/v1/world/').replace('/', '-')}-sortOrder-empty",
+            path,
+            {**body, "pagination": {"sortOrder": ""}},
+            "pagination.sortOrder",
+        )
+        for path, body in (
+            ("/v1/world/events/list", {"runId": RUN}),
+            ("/v1/world/events/list-by-correlation", {"correlationId": "x"}),
+            ("/v1/world/runs/list", {}),
+            ("/v1/world/steps/list", {"runId": RUN}),
+            ("/v1/world/hooks/list", {"runId": RUN}),
+        )
+    ),  # in a body "" is a value, not the member left out (null is)
     (
         "list-resolveData-some",
         "/v1/world/events/list",
