@@ -468,6 +468,24 @@ async def test_every_bad_filter_is_400_naming_its_field(
     assert not problems, problems
 
 
+@pytest.mark.parametrize(("name", "longest"), [("workflowName", 512), ("deploymentId", 255)])
+async def test_the_document_refuses_the_text_filters_the_server_refuses(
+    api: httpx.AsyncClient, name: str, longest: int
+) -> None:
+    """A NUL or an over-long ``workflowName``/``deploymentId`` is a 400 naming it, and
+    the OpenAPI document's schema refuses it too; the longest and the empty are fine."""
+    document = assert_ok(await api.get("/v1/openapi.json"))
+    params = document["paths"]["/v1/runs"]["get"]["parameters"]
+    (declared,) = [p["schema"] for p in params if p["name"] == name]
+    admits = Draft202012Validator(declared).is_valid
+    for bad in ("a\x00b", "\x00", "x" * (longest + 1)):
+        error = assert_error(await api.get("/v1/runs", params={name: bad}), 400, "invalid_request")
+        assert error["details"] == {"field": name} and not admits(bad), (bad[:20], error)
+    for fine in ("x" * longest, "", "ça va ✓"):
+        assert_ok(await api.get("/v1/runs", params={name: fine}))
+        assert admits(fine), fine
+
+
 async def _path_values(api: httpx.AsyncClient, run_id: str) -> dict[str, str]:
     """A value for each path or required query parameter of the GET routes tried below."""
     step = assert_ok(await api.get(f"/v1/runs/{run_id}/steps"))["data"][0]

@@ -351,8 +351,8 @@ PAGING = ("limit", "cursor")
     responses={200: answer("page", page("Run"))},
     params=(
         query("status", schema.STATUSES),
-        query("workflowName"),
-        query("deploymentId"),
+        query("workflowName", schema.WORKFLOW_FILTER),
+        query("deploymentId", schema.DEPLOYMENT_FILTER),
         query("createdAfter", DATE),
         query("createdBefore", DATE),
         query(

@@ -87,6 +87,18 @@ STATUSES: JsonSchema = {
     "pattern": f"^{_ONE_STATUS}(,{_ONE_STATUS})*$",
     "description": "one or several, comma-separated",
 }
+
+
+def _filter_text(max_length: int) -> JsonSchema:
+    """A filter the database compares (``list_runs.check_text``): at most ``max_length``
+    characters, no NUL; empty is the filter left out."""
+    return {"type": "string", "maxLength": max_length, "pattern": "^[^\\x00]*$"}
+
+
+WORKFLOW_FILTER = _filter_text(MAX_NAME)
+DEPLOYMENT_FILTER = _filter_text(MAX_DEPLOYMENT_ID)
+
+
 PAGINATION = obj(
     limit=LIMIT,
     cursor=CURSOR,
