@@ -47,7 +47,8 @@ class PageRequest:
     ) -> PageRequest:
         """``field_prefix`` names the fields in errors (the public lane's query parameters
         have none). ``sort_order`` None is the default order; ``""`` is refused like any
-        other word (a query parameter sent empty is None by then)."""
+        other word, an empty ``cursor`` like any other it did not issue (a query
+        parameter sent empty is None by then)."""
         order: SortOrder = default_order
         if sort_order == "asc":
             order = "asc"
@@ -58,7 +59,7 @@ class PageRequest:
                 "sortOrder must be 'asc' or 'desc'", {"field": f"{field_prefix}sortOrder"}
             )
         size = default_limit if limit is None else min(max(limit, 1), MAX_LIMIT)
-        after = decode_cursor(cursor, f"{field_prefix}cursor") if cursor else None
+        after = None if cursor is None else decode_cursor(cursor, f"{field_prefix}cursor")
         return cls(limit=size, sort_order=order, after=after)
 
 

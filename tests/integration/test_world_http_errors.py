@@ -339,7 +339,7 @@ async def test_wrong_query_parameters_are_400(client: httpx.AsyncClient) -> None
         ("/v1/world/hooks/list", {"runId": "<run>"}),
     ],
 )
-@pytest.mark.parametrize("cursor", ["garbage!!", "%%%", "YWJjfHdydW5feA", "bm8tYmFyLWhlcmU"])
+@pytest.mark.parametrize("cursor", ["garbage!!", "%%%", "YWJjfHdydW5feA", "bm8tYmFyLWhlcmU", ""])
 async def test_bad_cursor_is_400(
     client: httpx.AsyncClient, path: str, body: dict[str, Any], cursor: str
 ) -> None:
