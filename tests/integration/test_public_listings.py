@@ -533,6 +533,10 @@ async def test_an_empty_query_parameter_is_one_left_out_as_the_document_says(
                 problems.append((path, name, admits_empty, empty.status_code, empty.text))
     assert tried >= 20, tried  # both lanes' GET routes were reached
     assert not problems, problems
+    # the empty page of a stream without chunks keeps the cursor it was asked from
+    chunks = "/v1/world/streams/chunks"
+    nothing = assert_ok(await api.get(chunks, params={"name": "strm_none"}))
+    assert assert_ok(await api.get(chunks, params={"name": "strm_none", "cursor": ""})) == nothing
 
 
 async def test_a_bundle_upload_takes_metadata_from_the_query(api: httpx.AsyncClient) -> None:

@@ -384,7 +384,9 @@ async def list_streams(request: Request) -> Response:
 )
 async def stream_chunks(request: Request) -> Response:
     page = await services(request).inspect_stream.chunks(
-        _query(request, "name"), int_param(request, "limit"), request.query_params.get("cursor")
+        _query(request, "name"),
+        int_param(request, "limit"),
+        request.query_params.get("cursor") or None,
     )
     return JSONResponse(
         {
