@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import schemathesis
@@ -57,6 +58,7 @@ SEMANTIC = [
 
 
 FUZZ_WAIT = 0.5  # seconds: still a valid wait, well within the request timeout
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # as wire.number_param
 
 
 def _cursor(created_ms: int, item_id: str) -> str:
@@ -103,11 +105,13 @@ def positive_data_acceptance_beyond_the_schema(ctx: Any, response: Any, case: An
 @schemathesis.hook
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     """A shorter wait is as valid (schemathesis judges the request as sent); an
-    invalid one (``0``, ``61``, a string) is left to be refused."""
+    invalid one (``0``, ``61``, ``AAA``) is left to be refused. The coverage phase
+    writes numbers as strings (``"59.0"``), the fuzzing phase as numbers."""
     if case.operation.path != "/v1/runs/{runId}" or not case.query:
         return
     wait = case.query.get("wait")
-    if isinstance(wait, bool) or not isinstance(wait, int | float):
+    written = isinstance(wait, str) and _NUMBER.fullmatch(wait) is not None
+    if not written and (isinstance(wait, bool) or not isinstance(wait, int | float)):
         return
-    if FUZZ_WAIT < wait <= MAX_RUN_WAIT:
-        case.query["wait"] = FUZZ_WAIT
+    if FUZZ_WAIT < float(wait) <= MAX_RUN_WAIT:
+        case.query["wait"] = str(FUZZ_WAIT) if written else FUZZ_WAIT
