@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from ._helpers import (
     CORRELATION_HEADER,
@@ -347,6 +348,26 @@ async def test_bad_cursor_is_400(
     request = {**_fill(body, run_id), "pagination": {"cursor": cursor}}
     error = assert_error(await client.post(path, json=request), 400, "invalid_request")
     assert error["details"]["field"] == "pagination.cursor"
+
+
+async def test_the_document_refuses_an_empty_cursor_or_sortOrder_in_a_body(
+    client: httpx.AsyncClient,
+) -> None:
+    """As the server does (above): in a JSON body ``""`` is a value, not the member left
+    out (``null`` is)."""
+    document = assert_ok(await client.get("/v1/openapi.json"))
+    for path in (
+        "/v1/world/events/list",
+        "/v1/world/events/list-by-correlation",
+        "/v1/world/runs/list",
+        "/v1/world/steps/list",
+        "/v1/world/hooks/list",
+    ):
+        content = document["paths"][path]["post"]["requestBody"]["content"]
+        pagination = content["application/json"]["schema"]["properties"]["pagination"]
+        for member in ("cursor", "sortOrder"):
+            admits = Draft202012Validator(pagination["properties"][member]).is_valid
+            assert not admits("") and admits(None), (path, member)
 
 
 # -- size, routes, methods ------------------------------------------------------------------

@@ -77,8 +77,9 @@ DATE_OR_MS: JsonSchema = {
     ]
 }
 LIMIT: JsonSchema = {"type": "integer", "description": "clamped to 1..1000"}
-# an opaque cursor: the ``cursor`` of an earlier page (any other string is a 400)
-CURSOR: JsonSchema = {"type": "string", "format": "cursor"}
+# an opaque cursor: the ``cursor`` of an earlier page (any other string, the empty one
+# included, is a 400; an empty query parameter is one left out, see ``query``)
+CURSOR: JsonSchema = {"type": "string", "format": "cursor", "minLength": 1}
 STREAM_CURSOR: JsonSchema = {"type": "string", "format": "stream-cursor"}  # getStreamChunks'
 
 _ONE_STATUS = "\\s*(pending|running|completed|failed|cancelled)?\\s*"
@@ -539,7 +540,6 @@ EVENT_REQUEST: JsonSchema = {
         requestId={**STR, "description": "kept in the audit log", "maxLength": 255},
         sinceCursor={
             **CURSOR,
-            "minLength": 1,
             "description": "on step_completed/step_failed: answer the events after this "
             "events.list cursor (events, cursor, hasMore)",
         },
