@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,16 @@ def run_on_loop(work: Coroutine[Any, Any, T], choice: str = "auto") -> T:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(work)
+
+
+def freeze_startup_heap() -> None:
+    """Move what start-up allocated (modules, the wired container, a bundle's code) out
+    of the garbage collector's reach: a full collection then walks only what requests
+    allocate since. For a process's main program, once it is up (a test process that
+    starts many servers must not: what it freezes is never freed). Measured on
+    ``POST /v1/runs`` at 64 connections: p99 110-122 → 64-65 ms (bench/RESULTS.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 class SystemClock(Clock):

@@ -161,6 +161,7 @@ def serve(settings: Settings, dev: bool) -> None:
 
 
 async def _serve(settings: Settings, dev: bool) -> None:
+    from compute_worker.adapters.system import freeze_startup_heap
     from compute_worker.app.server import ComputeWorkerServer
     from compute_worker.app.startup import prepare_storage
 
@@ -184,6 +185,7 @@ async def _serve(settings: Settings, dev: bool) -> None:
     demo = await _ensure_demo(settings) if dev and settings.role != "executor" else None
     server = ComputeWorkerServer(settings)
     handle = await server.start()
+    freeze_startup_heap()
     try:
         print(f"{PROG} listening on {handle.url}", flush=True)
         print(f"data directory: {settings.data_dir}", flush=True)

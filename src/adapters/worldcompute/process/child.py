@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from compute_worker.adapters import codec, world_wire
-from compute_worker.adapters.system import LocalSignal, run_on_loop
+from compute_worker.adapters.system import LocalSignal, freeze_startup_heap, run_on_loop
 from compute_worker.adapters.worldcompute.bundles.importer import load_workflows
 from compute_worker.adapters.worldcompute.bundles.isolation import limit_resource
 from compute_worker.adapters.worldcompute.graph.interpreter import HttpLimits
@@ -165,6 +165,7 @@ async def serve(out: BinaryIO, config: dict[str, str]) -> None:
         Reporter(out, "").send({"op": "failed", "message": failure.message,
                                 "stack": failure.stack})  # fmt: skip
         return
+    freeze_startup_heap()  # the runtime and the bundle's code, loaded for good
     signal = LocalSignal()
     world = PipeRunWorld(lambda line: _write(out, line), signal, int(config[ENV_MESSAGE_BYTES]))
     loop = asyncio.get_running_loop()
