@@ -9,7 +9,8 @@ step: the trigger's and the one that ends it (which also ends the lease). Of a s
 the engine writes it (the previous step's ``step_completed`` with the next one's
 ``step_created`` and ``step_started``): BEGIN, the run (locked), the finished step, the
 run's state marker, the new step, the finished step's update, the three events (one
-``executemany``), COMMIT."""
+``executemany``), COMMIT. On PostgreSQL, where each statement is a round trip to the
+server, the step's writes are one statement (``adapters/sql/pg_flush.py``)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
 
 from compute_worker.app.container import Container
 from compute_worker.app.runtime import Runtime
 from compute_worker.app.settings import Settings
+from compute_worker.domain import errors
 from compute_worker.domain.audit import RequestContext
+from compute_worker.domain.pagination import PageRequest
 from compute_worker.domain.ports.world import WorldReader
 from compute_worker.domain.use_cases.deployments import NewDeployment
 from compute_worker.domain.use_cases.trigger_run import Trigger
@@ -167,3 +171,76 @@ def _transactions(verbs: list[str]) -> list[list[str]]:
         if found:
             found[-1].append(verb)
     return found
+
+
+@pytest.fixture
+async def traced_postgres(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Traced]:
+    """The same, on PostgreSQL: the statements of SQLAlchemy's asyncpg cursor (BEGIN
+    and COMMIT, asyncpg's own, are not among them)."""
+    settings = Settings.load({"data_dir": tmp_path, "database_url": postgres_url,
+                              "schedule_poll_seconds": 0}, env={})  # fmt: skip
+    runtime = Runtime(settings, execute=False)
+    found = Traced(runtime.container)
+
+    for method in ("execute", "executemany"):
+        original = getattr(AsyncAdapt_asyncpg_cursor, method)
+
+        def traced(cursor: Any, operation: str, *args: Any, _original: Any = original) -> Any:
+            found.statements.append(operation)
+            return _original(cursor, operation, *args)
+
+        monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, method, traced)
+
+    async with runtime as container:
+        created = await container.create_deployment().execute(
+            NewDeployment("python", {"workflows.py": WORKFLOWS}), CONTEXT
+        )
+        await container.activate_deployment().execute(created.deployment_id, CONTEXT)
+        yield found
+
+
+async def test_a_step_on_postgresql_is_five_round_trips(traced_postgres: Traced) -> None:
+    """Its writes (the run's marker, the new step, the finished one, three events) go in
+    one statement: between BEGIN and COMMIT, the run (locked), the finished step, the
+    writes."""
+    traced = traced_postgres
+    trigger = traced.container.trigger_run()
+    run = (await trigger.execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
+    record, reader = traced.container.record_run_events(), traced.container.world_reader()
+
+    def begin(step_id: str) -> list[EventRequest]:
+        data = {"stepName": "inc", "input": [1]}
+        return [EventRequest(EventType.STEP_CREATED, step_id, None, data),
+                EventRequest(EventType.STEP_STARTED, step_id)]  # fmt: skip
+
+    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED), *begin("step_1")])
+    traced.statements.clear()
+    done = EventRequest(EventType.STEP_COMPLETED, "step_1", None, {"result": 2})
+    await record.execute(run.run_id, [done, *begin("step_2")])
+    assert traced.verbs() == ["SELECT runs", "SELECT steps", "WITH"]
+
+    first = await reader.get_step(run.run_id, "step_1")
+    second = await reader.get_step(run.run_id, "step_2")
+    assert first is not None and (first.status, first.output) == ("completed", 2)
+    assert second is not None and (second.status, second.attempt) == ("running", 1)
+    found = await reader.get_run(run.run_id)
+    assert found is not None and found.status == "running"
+    logged = await _event_types(reader, run.run_id)
+    assert logged[-3:] == [EventType.STEP_COMPLETED, EventType.STEP_CREATED, EventType.STEP_STARTED]
+
+    # a step whose id is taken: the one statement writes nothing, the unit is refused
+    traced.statements.clear()
+    again = [EventRequest(EventType.STEP_CREATED, "step_2", None, {"stepName": "inc", "input": []}),
+             EventRequest(EventType.RUN_COMPLETED, None, None, {"output": 1})]  # fmt: skip
+    with pytest.raises(errors.EntityConflict):
+        await record.execute(run.run_id, again)
+    found = await reader.get_run(run.run_id)
+    assert found is not None and found.status == "running"
+    assert await _event_types(reader, run.run_id) == logged
+
+
+async def _event_types(reader: WorldReader, run_id: str) -> list[EventType]:
+    page = await reader.list_events(run_id, PageRequest(limit=100, sort_order="asc"))
+    return [found.event_type for found in page.data]

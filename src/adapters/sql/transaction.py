@@ -34,6 +34,7 @@ from compute_worker.adapters import codec
 from compute_worker.adapters.sql import rows
 from compute_worker.adapters.sql.deployments import ACTIVE_SLOT
 from compute_worker.adapters.sql.dialect import insert_ignoring_conflicts, locked, upsert
+from compute_worker.adapters.sql.pg_flush import FlushShape, flush_params, flush_statement
 from compute_worker.adapters.sql.prepared import Cursor
 from compute_worker.adapters.sql.schema import (
     active_deployment,
@@ -254,6 +255,11 @@ def _upsert_unless_live(dialect: str) -> Insert:
 _UNREAD: Any = object()
 
 
+def _step_taken(key: tuple[str, str]) -> None:
+    details = {"runId": key[0], "stepId": key[1]}
+    raise errors.EntityConflict(f'Step "{key[1]}" already exists', details)
+
+
 class SqlTransaction(Transaction):
     def __init__(
         self,
@@ -267,6 +273,7 @@ class SqlTransaction(Transaction):
         # so the writer lends every unit one memo of those it has read
         self._deployments = {} if deployments is None else deployments
         self.sql = statements(conn.dialect.name)
+        self._one_statement_flush = conn.dialect.name == "postgresql"
         self.callbacks: list[Callable[[], Any]] = []
         # what this unit already read or wrote: nobody else writes these rows meanwhile
         # (SQLite: one writer; PostgreSQL: the run row is locked), so no need to re-read
@@ -276,6 +283,7 @@ class SqlTransaction(Transaction):
         self._steps: dict[tuple[str, str], Step | None] = {}
         # written once, at the end of the unit (``flush``): a step's created, started and
         # completed states in one unit cost one row write, its events one statement
+        self._dirty_runs: dict[str, dict[str, Any]] = {}  # the update_run parameters
         self._new_steps: set[tuple[str, str]] = set()
         self._dirty_steps: set[tuple[str, str]] = set()
         self._new_events: list[dict[str, Any]] = []
@@ -311,7 +319,7 @@ class SqlTransaction(Transaction):
 
     def update_run(self, run: Run) -> None:
         values = rows.run_values(run, immutable=False)
-        self.cursor.execute(self.sql.update_run, {"b_run_id": run.run_id, **values})
+        self._dirty_runs[run.run_id] = {"b_run_id": run.run_id, **values}  # at ``flush``
         self._runs[run.run_id] = run
 
     # -- steps --------------------------------------------------------------------------
@@ -342,24 +350,50 @@ class SqlTransaction(Transaction):
             self._dirty_steps.add(key)
 
     def flush(self) -> None:
-        """Write what this unit deferred; before its savepoint is released."""
-        for key in self._new_steps:
-            step = self._steps[key]
-            assert step is not None
-            if self._count(self.sql.insert_step, rows.step_values(step)) != 1:
-                details = {"runId": step.run_id, "stepId": step.step_id}
-                raise errors.EntityConflict(f'Step "{step.step_id}" already exists', details)
-        for key in self._dirty_steps:
-            step = self._steps[key]
-            assert step is not None
-            values = rows.step_values(step, immutable=False)
-            params = {"b_run_id": step.run_id, "b_step_id": step.step_id, **values}
-            self.cursor.execute(self.sql.update_step, params)
-        if self._new_events:
-            self.cursor.execute_many(self.sql.insert_events, self._new_events)
+        """Write what this unit deferred; before its savepoint is released. On
+        PostgreSQL in one statement (``pg_flush``), else one statement per row and one
+        for the events."""
+        new_keys = list(self._new_steps)
+        new_steps = [rows.step_values(self._step(key)) for key in new_keys]
+        dirty_steps = [
+            {"b_run_id": key[0], "b_step_id": key[1],
+             **rows.step_values(self._step(key), immutable=False)}
+            for key in self._dirty_steps
+        ]  # fmt: skip
+        dirty_runs = list(self._dirty_runs.values())
+        new_events = self._new_events
+        self._dirty_runs, self._new_events = {}, []
         self._new_steps.clear()
         self._dirty_steps.clear()
-        self._new_events = []
+        if self._one_statement_flush:
+            shape = FlushShape(
+                run_keys=tuple(tuple(row) for row in dirty_runs),
+                new_step_keys=tuple(tuple(row) for row in new_steps),
+                dirty_step_keys=tuple(tuple(row) for row in dirty_steps),
+                event_keys=tuple(new_events[0]) if new_events else None,
+                events=len(new_events),
+            )
+            if shape.fits and shape.statements > 1:
+                params = flush_params(dirty_runs, new_steps, dirty_steps, new_events)
+                written = self.cursor.first(flush_statement(shape), params)
+                for index, key in enumerate(new_keys):
+                    if written is None or written[index] != 1:
+                        _step_taken(key)
+                return
+        for params in dirty_runs:
+            self.cursor.execute(self.sql.update_run, params)
+        for key, values in zip(new_keys, new_steps, strict=True):
+            if self._count(self.sql.insert_step, values) != 1:
+                _step_taken(key)
+        for params in dirty_steps:
+            self.cursor.execute(self.sql.update_step, params)
+        if new_events:
+            self.cursor.execute_many(self.sql.insert_events, new_events)
+
+    def _step(self, key: tuple[str, str]) -> Step:
+        step = self._steps[key]
+        assert step is not None
+        return step
 
     # -- hooks and waits ----------------------------------------------------------------
 
