@@ -146,6 +146,9 @@ class FakeTransaction(Transaction):
     def get_step(self, run_id: str, step_id: str) -> Step | None:
         return self.state.steps.get((run_id, step_id))
 
+    def lock_run_with_step(self, run_id: str, step_id: str) -> tuple[Run | None, Step | None]:
+        return self.lock_run(run_id), self.get_step(run_id, step_id)
+
     def insert_step(self, step: Step) -> bool:
         key = (step.run_id, step.step_id)
         if key in self.state.steps:

@@ -385,11 +385,13 @@ def _cursor_after(event: Event) -> str:
 def _load_snapshot(tx: Transaction, run_id: str, request: EventRequest) -> Snapshot:
     family = request.event_type.family
     correlation_id = request.correlation_id or ""
-    run = tx.lock_run(run_id)
     if family == "step":
         if request.event_type is EventType.STEP_CREATED:  # a new id: its insert checks it
-            return Snapshot(run=run, step=tx.step_to_create(run_id, correlation_id))
-        return Snapshot(run=run, step=tx.get_step(run_id, correlation_id))
+            return Snapshot(run=tx.lock_run(run_id),
+                            step=tx.step_to_create(run_id, correlation_id))  # fmt: skip
+        run, step = tx.lock_run_with_step(run_id, correlation_id)
+        return Snapshot(run=run, step=step)
+    run = tx.lock_run(run_id)
     if family == "wait":
         return Snapshot(run=run, wait=tx.get_wait(run_id, correlation_id))
     if family == "hook":

@@ -7,8 +7,8 @@ the run's events, COMMIT. On a node that executes what it accepts, the run's lea
 place of its queue message, and the run's whole life two transactions when it has no
 step: the trigger's and the one that ends it (which also ends the lease). Of a step, as
 the engine writes it (the previous step's ``step_completed`` with the next one's
-``step_created`` and ``step_started``): BEGIN, the run (locked), the finished step, the
-run's state marker, the new step, the finished step's update, the three events (one
+``step_created`` and ``step_started``): BEGIN, the run (locked) with the finished step
+(one read), the run's state marker, the new step, the finished step's update, the three events (one
 ``executemany``), COMMIT. On PostgreSQL, where each statement is a round trip to the
 server, the step's writes are one statement (``adapters/sql/pg_flush.py``)."""
 
@@ -104,7 +104,7 @@ async def test_a_trigger_is_one_transaction_of_the_minimum_statements(traced: Tr
     assert traced.verbs()[-1] == "ROLLBACK"  # the replay's run is never written
 
 
-async def test_a_step_is_one_transaction_reading_only_the_run_and_the_finished_step(
+async def test_a_step_is_one_transaction_reading_the_run_with_the_finished_step_once(
     traced: Traced,
 ) -> None:
     run = (await traced.container.trigger_run().execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
@@ -122,7 +122,6 @@ async def test_a_step_is_one_transaction_reading_only_the_run_and_the_finished_s
     assert traced.verbs() == [
         "BEGIN",
         "SELECT runs",
-        "SELECT steps",
         "UPDATE runs",
         "INSERT steps",
         "UPDATE steps",
@@ -201,10 +200,10 @@ async def traced_postgres(
         yield found
 
 
-async def test_a_step_on_postgresql_is_five_round_trips(traced_postgres: Traced) -> None:
+async def test_a_step_on_postgresql_is_four_round_trips(traced_postgres: Traced) -> None:
     """Its writes (the run's marker, the new step, the finished one, three events) go in
-    one statement: between BEGIN and COMMIT, the run (locked), the finished step, the
-    writes."""
+    one statement: between BEGIN and COMMIT, the run (locked) with the finished step, and
+    the writes."""
     traced = traced_postgres
     trigger = traced.container.trigger_run()
     run = (await trigger.execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
@@ -219,7 +218,7 @@ async def test_a_step_on_postgresql_is_five_round_trips(traced_postgres: Traced)
     traced.statements.clear()
     done = EventRequest(EventType.STEP_COMPLETED, "step_1", None, {"result": 2})
     await record.execute(run.run_id, [done, *begin("step_2")])
-    assert traced.verbs() == ["SELECT runs", "SELECT steps", "WITH"]
+    assert traced.verbs() == ["SELECT runs", "WITH"]
 
     first = await reader.get_step(run.run_id, "step_1")
     second = await reader.get_step(run.run_id, "step_2")

@@ -40,8 +40,11 @@ def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> 
     return conn.execute(statement, values).rowcount == 1
 
 
-def locked(dialect: str, query: Select[Any], skip_locked: bool = False) -> Select[Any]:
-    """``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``); as is on SQLite."""
+def locked(
+    dialect: str, query: Select[Any], skip_locked: bool = False, of: Table | None = None
+) -> Select[Any]:
+    """``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``; ``of``: the table whose
+    rows are locked, in a join); as is on SQLite."""
     if dialect == "postgresql":
-        return query.with_for_update(skip_locked=skip_locked)
+        return query.with_for_update(skip_locked=skip_locked, of=of)
     return query

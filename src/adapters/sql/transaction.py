@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -70,6 +71,7 @@ from compute_worker.domain.world import Event, Hook, QueueMessage, Run, Step, Wa
 @dataclass(frozen=True, slots=True)
 class _Statements:
     lock_run: Select[Any]
+    lock_run_with_step: Select[Any]
     insert_run: Insert
     update_run: Update
     get_step: Select[Any]
@@ -118,6 +120,7 @@ class _Statements:
 @cache
 def statements(dialect: str) -> _Statements:
     run_id: Any = bindparam("b_run_id")
+    step_id: Any = bindparam("b_step_id")
     latest_event = (
         select(events.c.event_id)
         .where(events.c.run_id == runs.c.run_id)
@@ -129,6 +132,13 @@ def statements(dialect: str) -> _Statements:
         lock_run=locked(
             dialect,
             select(runs, latest_event.label("last_event_id")).where(runs.c.run_id == run_id),
+        ),
+        lock_run_with_step=locked(
+            dialect,
+            select(runs, latest_event.label("last_event_id"), *_prefixed(steps, _STEP))
+            .outerjoin(steps, and_(steps.c.run_id == runs.c.run_id, steps.c.step_id == step_id))
+            .where(runs.c.run_id == run_id),
+            of=runs,
         ),
         insert_run=insert_ignoring_conflicts(dialect, runs),
         update_run=update(runs).where(runs.c.run_id == run_id),
@@ -224,6 +234,10 @@ def statements(dialect: str) -> _Statements:
     )
 
 
+def _prefixed(table: Any, prefix: str) -> list[Any]:
+    return [column.label(f"{prefix}{column.name}") for column in table.c]
+
+
 def _upsert_active(dialect: str) -> Insert:
     module: Any = postgresql if dialect == "postgresql" else sqlite
     statement = module.insert(active_deployment)
@@ -253,6 +267,13 @@ def _upsert_unless_live(dialect: str) -> Insert:
 
 
 _UNREAD: Any = object()
+_STEP = "step_"  # the prefix of a step's columns read with its run (``lock_run_with_step``)
+
+
+def _columns_of(row: Any, prefix: str) -> SimpleNamespace:
+    """The columns of ``row`` named ``<prefix><name>``, by their own names."""
+    return SimpleNamespace(**{name[len(prefix) :]: value for name, value
+                              in row._asdict().items() if name.startswith(prefix)})  # fmt: skip
 
 
 def _step_taken(key: tuple[str, str]) -> None:
@@ -306,6 +327,19 @@ class SqlTransaction(Transaction):
         self._last_event_ids[run_id] = None if row is None else row.last_event_id
         run = self._runs[run_id] = None if row is None else rows.run_from(row)
         return run
+
+    def lock_run_with_step(self, run_id: str, step_id: str) -> tuple[Run | None, Step | None]:
+        key = (run_id, step_id)
+        if run_id in self._runs:
+            return self._runs[run_id], self.get_step(run_id, step_id)
+        row = self._first(self.sql.lock_run_with_step, b_run_id=run_id, b_step_id=step_id)
+        self._last_event_ids[run_id] = None if row is None else row.last_event_id
+        run = self._runs[run_id] = None if row is None else rows.run_from(row)
+        found = None if row is None else getattr(row, f"{_STEP}step_id")
+        step = None if found is None else rows.step_from(_columns_of(row, _STEP))
+        if key not in self._steps:
+            self._steps[key] = step
+        return run, self._steps[key]
 
     def note_new_run(self, run_id: str) -> None:
         self._runs[run_id] = None
