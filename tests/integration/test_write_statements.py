@@ -76,11 +76,22 @@ async def traced(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         dbapi_connection.set_trace_callback(found.statements.append)
 
     async with runtime as container:
-        created = await container.create_deployment().execute(
-            NewDeployment("python", {"workflows.py": WORKFLOWS}), CONTEXT
-        )
-        await container.activate_deployment().execute(created.deployment_id, CONTEXT)
+        await _deploy(container)
         yield found
+
+
+async def _deploy(container: Container) -> None:
+    created = await container.create_deployment().execute(
+        NewDeployment("python", {"workflows.py": WORKFLOWS}), CONTEXT
+    )
+    await container.activate_deployment().execute(created.deployment_id, CONTEXT)
+
+
+def _begin(step_id: str) -> list[EventRequest]:
+    """A step's first events, as the engine writes them."""
+    data = {"stepName": "inc", "input": [1]}
+    return [EventRequest(EventType.STEP_CREATED, step_id, None, data),
+            EventRequest(EventType.STEP_STARTED, step_id)]  # fmt: skip
 
 
 async def test_a_trigger_is_one_transaction_of_the_minimum_statements(traced: Traced) -> None:
@@ -110,15 +121,10 @@ async def test_a_step_is_one_transaction_reading_the_run_with_the_finished_step_
     run = (await traced.container.trigger_run().execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
     record = traced.container.record_run_events()
 
-    def begin(step_id: str) -> list[EventRequest]:
-        data = {"stepName": "inc", "input": [1]}
-        return [EventRequest(EventType.STEP_CREATED, step_id, None, data),
-                EventRequest(EventType.STEP_STARTED, step_id)]  # fmt: skip
-
-    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED), *begin("step_1")])
+    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED), *_begin("step_1")])
     traced.statements.clear()
     done = EventRequest(EventType.STEP_COMPLETED, "step_1", None, {"result": 2})
-    await record.execute(run.run_id, [done, *begin("step_2")])
+    await record.execute(run.run_id, [done, *_begin("step_2")])
     assert traced.verbs() == [
         "BEGIN",
         "SELECT runs",
@@ -193,10 +199,7 @@ async def traced_postgres(
         monkeypatch.setattr(AsyncAdapt_asyncpg_cursor, method, traced)
 
     async with runtime as container:
-        created = await container.create_deployment().execute(
-            NewDeployment("python", {"workflows.py": WORKFLOWS}), CONTEXT
-        )
-        await container.activate_deployment().execute(created.deployment_id, CONTEXT)
+        await _deploy(container)
         yield found
 
 
@@ -209,15 +212,10 @@ async def test_a_step_on_postgresql_is_four_round_trips(traced_postgres: Traced)
     run = (await trigger.execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
     record, reader = traced.container.record_run_events(), traced.container.world_reader()
 
-    def begin(step_id: str) -> list[EventRequest]:
-        data = {"stepName": "inc", "input": [1]}
-        return [EventRequest(EventType.STEP_CREATED, step_id, None, data),
-                EventRequest(EventType.STEP_STARTED, step_id)]  # fmt: skip
-
-    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED), *begin("step_1")])
+    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED), *_begin("step_1")])
     traced.statements.clear()
     done = EventRequest(EventType.STEP_COMPLETED, "step_1", None, {"result": 2})
-    await record.execute(run.run_id, [done, *begin("step_2")])
+    await record.execute(run.run_id, [done, *_begin("step_2")])
     assert traced.verbs() == ["SELECT runs", "WITH"]
 
     first = await reader.get_step(run.run_id, "step_1")
