@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
 
+from compute_worker.adapters.sql.pg_flush import MAX_STEPS
 from compute_worker.app.container import Container
 from compute_worker.app.runtime import Runtime
 from compute_worker.app.settings import Settings
@@ -241,3 +242,20 @@ async def test_a_step_on_postgresql_is_four_round_trips(traced_postgres: Traced)
 async def _event_types(reader: WorldReader, run_id: str) -> list[EventType]:
     page = await reader.list_events(run_id, PageRequest(limit=100, sort_order="asc"))
     return [found.event_type for found in page.data]
+
+
+async def test_a_flush_past_the_one_statement_limits_goes_row_by_row_on_postgresql(
+    traced_postgres: Traced,
+) -> None:
+    traced = traced_postgres
+    run = (await traced.container.trigger_run().execute(Trigger("zero", "k", "key_a"), CONTEXT)).run
+    record, reader = traced.container.record_run_events(), traced.container.world_reader()
+    await record.execute(run.run_id, [EventRequest(EventType.RUN_STARTED)])
+    many = [event for index in range(MAX_STEPS + 1) for event in _begin(f"step_{index}")]
+    traced.statements.clear()
+    await record.execute(run.run_id, many)  # 9 new steps, 18 events: past MAX_STEPS
+    assert "WITH" not in traced.verbs()
+    assert traced.verbs().count("INSERT steps") == MAX_STEPS + 1
+    page = await reader.list_steps(run.run_id, PageRequest(limit=100, sort_order="asc"))
+    assert len(page.data) == MAX_STEPS + 1
+    assert {step.status for step in page.data} == {"running"}

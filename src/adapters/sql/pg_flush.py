@@ -27,6 +27,7 @@ from compute_worker.adapters.sql.schema import events, runs, steps
 
 MAX_EVENTS = 64  # 8 columns each: far below PostgreSQL's 32,767 parameters
 MAX_STEPS = 8
+MAX_RUNS = 4  # a run and its parent, say; a cascade over many runs goes row by row
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,8 @@ class FlushShape:
     @property
     def fits(self) -> bool:
         steps_written = len(self.new_step_keys) + len(self.dirty_step_keys)
-        return self.events <= MAX_EVENTS and steps_written <= MAX_STEPS
+        return (self.events <= MAX_EVENTS and steps_written <= MAX_STEPS
+                and len(self.run_keys) <= MAX_RUNS)  # fmt: skip
 
     @property
     def statements(self) -> int:
