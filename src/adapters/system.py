@@ -41,7 +41,7 @@ def freeze_startup_heap() -> None:
     of the garbage collector's reach: a full collection then walks only what requests
     allocate since. For a process's main program, once it is up (a test process that
     starts many servers must not: what it freezes is never freed). Measured on
-    ``POST /v1/runs`` at 64 connections: p99 110-122 → 64-65 ms (bench/RESULTS.md)."""
+    ``POST /v1/runs`` at 64 connections: p99 136 → 79 ms (bench/RESULTS.md)."""
     gc.collect()
     gc.freeze()
 

@@ -323,23 +323,22 @@ class SqlTransaction(Transaction):
     def lock_run(self, run_id: str) -> Run | None:
         if run_id in self._runs:
             return self._runs[run_id]
-        row = self._first(self.sql.lock_run, b_run_id=run_id)
-        self._last_event_ids[run_id] = None if row is None else row.last_event_id
-        run = self._runs[run_id] = None if row is None else rows.run_from(row)
-        return run
+        return self._hold(run_id, self._first(self.sql.lock_run, b_run_id=run_id))
 
     def lock_run_with_step(self, run_id: str, step_id: str) -> tuple[Run | None, Step | None]:
-        key = (run_id, step_id)
         if run_id in self._runs:
             return self._runs[run_id], self.get_step(run_id, step_id)
         row = self._first(self.sql.lock_run_with_step, b_run_id=run_id, b_step_id=step_id)
-        self._last_event_ids[run_id] = None if row is None else row.last_event_id
-        run = self._runs[run_id] = None if row is None else rows.run_from(row)
+        run = self._hold(run_id, row)
         found = None if row is None else getattr(row, f"{_STEP}step_id")
         step = None if found is None else rows.step_from(_columns_of(row, _STEP))
-        if key not in self._steps:
-            self._steps[key] = step
-        return run, self._steps[key]
+        return run, self._steps.setdefault((run_id, step_id), step)
+
+    def _hold(self, run_id: str, row: Any) -> Run | None:
+        """Keep the run ``row`` read (locked), and its last event id, for the unit."""
+        self._last_event_ids[run_id] = None if row is None else row.last_event_id
+        run = self._runs[run_id] = None if row is None else rows.run_from(row)
+        return run
 
     def note_new_run(self, run_id: str) -> None:
         self._runs[run_id] = None
