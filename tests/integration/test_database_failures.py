@@ -1,7 +1,7 @@
 """The database adapter when its database cannot be had: ``probe`` says why in words,
 writes fail with ``StorageUnavailable`` instead of hanging (and work again once the
-database is back), failed writes make health ``degraded``, and the SQLite file is
-created private."""
+database is back), failed writes make health ``degraded``, pooled PostgreSQL
+connections the server closed are replaced, and the SQLite file is created private."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import Connection
 
+from compute_worker.adapters.sql import database as database_module
 from compute_worker.adapters.sql.database import Database, DatabaseConfig, DatabaseUnavailable
 from compute_worker.domain import errors
 from compute_worker.domain.use_cases.check_health import CheckHealth
@@ -70,6 +72,67 @@ async def test_postgres_writes_fail_instead_of_hanging_when_the_server_is_unreac
         for _ in range(12):  # more than its flushers: each failure leaves its flusher alive
             with pytest.raises(errors.StorageUnavailable):
                 await asyncio.wait_for(database.writer.run_sql(_select_one), 10)
+    finally:
+        await database.close()
+
+
+def _asyncpg_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _close_every_other_connection(url: str) -> int:
+    """What a PostgreSQL restart or an idle timeout does to the pool: its connections
+    are closed under it. Returns how many were."""
+    admin = await asyncpg.connect(_asyncpg_url(url), timeout=5)
+    try:
+        closed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the closed sockets reach the client
+    return int(closed)
+
+
+async def _fill_the_pool(database: Database) -> None:
+    await database.migrate()
+    for _ in range(3):
+        assert await asyncio.gather(*(database.reads.run(_select_one) for _ in range(4))) == [1] * 4
+        assert await database.writer.run_sql(_select_one) == 1
+
+
+async def test_postgres_reads_and_writes_go_on_after_the_server_closed_the_pools_connections(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    database = Database(DatabaseConfig(tmp_path, postgres_url))
+    try:
+        await _fill_the_pool(database)
+        assert await _close_every_other_connection(postgres_url) >= 1
+        assert await database.reads.run(_select_one) == 1  # the read ran again, once
+        outcomes: list[object] = []
+        for _ in range(3):  # a write that met a closed connection says so, the next succeeds
+            try:
+                outcomes.append(await database.writer.run_sql(_select_one))
+            except errors.StorageUnavailable as error:
+                outcomes.append(error.code)
+        assert outcomes[-1] == 1
+        assert set(outcomes) <= {1, "storage_unavailable"}
+        assert await asyncio.gather(*(database.reads.run(_select_one) for _ in range(8))) == [1] * 8
+    finally:
+        await database.close()
+
+
+async def test_postgres_checks_a_pooled_connection_that_sat_idle_before_using_it(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(DatabaseConfig(tmp_path, postgres_url))
+    try:
+        await _fill_the_pool(database)
+        monkeypatch.setattr(database_module, "IDLE_PING_SECONDS", 0.0)  # every one is "idle"
+        assert await _close_every_other_connection(postgres_url) >= 1
+        assert await database.writer.run_sql(_select_one) == 1  # no failure: checked first
+        assert await database.reads.run(_select_one) == 1
     finally:
         await database.close()
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_LOCK = 727_001  # pg advisory lock id taken while migrating
 POSTGRES_FLUSHERS = 8
+# a pooled PostgreSQL connection unused this long is checked before it is handed out
+IDLE_PING_SECONDS = 5.0
+_IDLE_SINCE = "cw_idle_since"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +76,9 @@ class Database:
         committer: Committer
         if config.database_url is not None:
             self.db_engine = create_async_engine(
-                _postgres_url(config.database_url), pool_size=10, max_overflow=10,
-                pool_pre_ping=True,
+                _postgres_url(config.database_url), pool_size=10, max_overflow=10
             )  # fmt: skip
+            _ping_when_idle(self.db_engine)
             committer = AsyncCommitter(self.db_engine, POSTGRES_FLUSHERS)
             self.reads = SqlReads(self.db_engine)
         else:
@@ -131,6 +135,30 @@ class Database:
         await self.writer.close()
         self.reads.close()
         await self.db_engine.dispose()
+
+
+def _ping_when_idle(db_engine: AsyncEngine) -> None:
+    """Check a pooled connection before use only when it sat idle ``IDLE_PING_SECONDS``
+    (a server restart or an idle timeout closes those). SQLAlchemy's ``pool_pre_ping``
+    checks on every checkout, and on asyncpg that is BEGIN, a query and ROLLBACK: three
+    round trips, ~0.3 ms of every read and every write batch. A connection that breaks
+    while in use is caught there instead: SQLAlchemy invalidates the pool, a read runs
+    again once (``SqlReads``), a write answers ``storage_unavailable``."""
+    pool = db_engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:  # the pool opens a new connection and tries again
+            raise exc.DisconnectionError("a pooled connection was closed while idle") from error
 
 
 def _postgres_url(url: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, exc, exists, func, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,13 +48,16 @@ class SqlReads:
     to a thread and back. Through aiosqlite and the async engine each statement, fetch
     and connection reset was a hop of its own: a read took 2-3x as long, and the event
     loop carried the greenlet bridge (``bench/reads.py``; figures in bench/RESULTS.md).
-    PostgreSQL: ``AsyncConnection.run_sync`` on the asyncpg pool.
+    PostgreSQL: ``AsyncConnection.run_sync`` on the asyncpg pool, in autocommit: a read
+    needs no BEGIN and ROLLBACK round trips (at READ COMMITTED each statement sees its own
+    snapshot anyway). A read whose connection turns out to be lost runs again, once, on
+    a new one.
     """
 
     def __init__(
         self, db_engine: AsyncEngine, sqlite: Engine | None = None, threads: int = READ_THREADS
     ) -> None:
-        self._db_engine = db_engine
+        self._db_engine = db_engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sqlite = sqlite
         self._threads = (
             None
@@ -68,10 +71,18 @@ class SqlReads:
                 loop = asyncio.get_running_loop()
                 read: T = await loop.run_in_executor(self._threads, self._read, fn)
                 return read
-            async with self._db_engine.connect() as conn:
-                return await conn.run_sync(fn)
+            try:
+                return await self._read_postgres(fn)
+            except exc.DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                return await self._read_postgres(fn)  # the pool was renewed
         except Exception as error:
             raise translate(error) from error
+
+    async def _read_postgres(self, fn: Callable[[Connection], T]) -> T:
+        async with self._db_engine.connect() as conn:
+            return await conn.run_sync(fn)
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         assert self._sqlite is not None
