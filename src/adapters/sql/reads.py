@@ -57,7 +57,7 @@ class SqlReads:
     def __init__(
         self, db_engine: AsyncEngine, sqlite: Engine | None = None, threads: int = READ_THREADS
     ) -> None:
-        self._db_engine = db_engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgres = db_engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sqlite = sqlite
         self._threads = (
             None
@@ -81,7 +81,7 @@ class SqlReads:
             raise translate(error) from error
 
     async def _read_postgres(self, fn: Callable[[Connection], T]) -> T:
-        async with self._db_engine.connect() as conn:
+        async with self._postgres.connect() as conn:
             return await conn.run_sync(fn)
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
